@@ -1,0 +1,303 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/shoalhq/shoal/sdk"
+)
+
+// examplePath is the documented example at the repository root.
+const examplePath = "../../config.example.toml"
+
+func TestExampleEqualsDefault(t *testing.T) {
+	got, err := Load(examplePath)
+	if err != nil {
+		t.Fatalf("Load(%s) = %v", examplePath, err)
+	}
+	// Nothing opaque to normalize: the example's plugin tables are comments.
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(%s) =\n%+v\nwant Default() =\n%+v", examplePath, got, want)
+	}
+}
+
+// TestExampleDocumentsEverySetting fails when a setting is added to Config
+// but not to config.example.toml (the DeepEqual above cannot notice: the
+// decoder leaves a missing key at its default).
+func TestExampleDocumentsEverySetting(t *testing.T) {
+	data, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Config
+	md, err := toml.Decode(string(data), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range settingKeys(reflect.TypeFor[Config](), nil) {
+		if !md.IsDefined(key...) {
+			t.Errorf("config.example.toml does not set %s", key)
+		}
+	}
+}
+
+// settingKeys lists the TOML keys of the leaf settings of a struct type;
+// the plugins map is skipped (the example shows it commented out).
+func settingKeys(typ reflect.Type, prefix toml.Key) []toml.Key {
+	var keys []toml.Key
+	for f := range typ.Fields() {
+		name := f.Tag.Get("toml")
+		key := append(append(toml.Key{}, prefix...), name)
+		switch {
+		case f.Type.Kind() == reflect.Map:
+		case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[Duration]():
+			keys = append(keys, settingKeys(f.Type, key)...)
+		default:
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+func TestParseMinimal(t *testing.T) {
+	got, err := Parse([]byte("version = 1\n"))
+	if err != nil {
+		t.Fatalf("Parse(version = 1) = %v", err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse(version = 1) = %+v, want Default() %+v", got, want)
+	}
+}
+
+func TestParseOverrides(t *testing.T) {
+	in := `
+version = 1
+[node]
+role = "worker"
+data_dir = "/srv/shoal"
+[raft]
+heartbeat_timeout = "1s"
+election_timeout = "2s"
+[join]
+addrs = ["10.0.0.1:4242", "[fd00::1]:4242", "mgr.example:4242"]
+token = "SHOAL-1-abc"
+[log]
+format = "json"
+`
+	got, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	want := Default()
+	want.Node.Role = RoleWorker
+	want.Node.DataDir = "/srv/shoal"
+	want.Raft.HeartbeatTimeout = Duration{time.Second}
+	want.Raft.ElectionTimeout = Duration{2 * time.Second}
+	want.Join.Addrs = []string{"10.0.0.1:4242", "[fd00::1]:4242", "mgr.example:4242"}
+	want.Join.Token = "SHOAL-1-abc"
+	want.Log.Format = FormatJSON
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestParseErrors checks that every kind of bad file is rejected with an
+// error naming the key and its line.
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		// want are substrings of the error, in order.
+		want []string
+		// field, when set, must be a field of the sdk.FieldErrors.
+		field string
+	}{
+		{"unknown top-level key", "version = 1\nbogus = 2\n",
+			[]string{"bogus: unknown key (line 2)"}, "bogus"},
+		{"unknown nested key", "version = 1\n\n[node]\nrole = \"manager\"\nbogus = 2\n",
+			[]string{"node.bogus: unknown key (line 5)"}, "node.bogus"},
+		{"unknown table named once", "version = 1\n[bogus]\nx = 1\ny = 2\n",
+			[]string{"bogus: unknown key (line 2)"}, "bogus"},
+		{"unknown dotted key", "version = 1\n[node]\nx.y = 1\n",
+			[]string{"node.x.y: unknown key (line 3)"}, "node.x.y"},
+		{"unknown key in inline table", "version = 1\nnode = { bogus = 1 }\n",
+			[]string{"node.bogus: unknown key (line 2)"}, "node.bogus"},
+		{"unknown key deep in raft", "version = 1\n[raft]\n\nheartbeat_timout = \"1s\"\n",
+			[]string{"raft.heartbeat_timout: unknown key (line 4)"}, "raft.heartbeat_timout"},
+		{"unknown key in plugin table", "version = 1\n[plugins.scheduler]\npath = \"/x\"\nbogus = 1\n",
+			[]string{"plugins.scheduler.bogus: unknown key (line 4)"}, "plugins.scheduler.bogus"},
+		{"key in wrong case", "version = 1\n[node]\nData_Dir = \"/x\"\n",
+			[]string{"node.Data_Dir: unknown key; keys are case-sensitive: did you mean node.data_dir? (line 3)"}, "node.Data_Dir"},
+		{"table in wrong case", "version = 1\n[Raft]\nHeartbeat_Timeout = \"1s\"\n",
+			[]string{"Raft: unknown key; keys are case-sensitive: did you mean raft? (line 2)"}, "Raft"},
+		{"malformed duration", "version = 1\n[raft]\nheartbeat_timeout = \"5x\"\n",
+			[]string{`raft.heartbeat_timeout: invalid duration "5x"`, "(line 3)"}, "raft.heartbeat_timeout"},
+		{"duration without unit", "version = 1\n[cluster]\nheartbeat_period = 5\n",
+			[]string{`cluster.heartbeat_period: invalid duration "5"`, "(line 3)"}, "cluster.heartbeat_period"},
+		{"wrong type", "version = 1\n[raft]\nsnapshot_threshold = \"many\"\n",
+			[]string{"raft.snapshot_threshold: incompatible types", "(line 3)"}, "raft.snapshot_threshold"},
+		{"table where a value goes", "version = 1\n[node.role]\nx = 1\n",
+			[]string{"node.role: incompatible types", "(line 2)"}, "node.role"},
+		{"value where a table goes", "version = 1\nraft = 5\n",
+			[]string{"raft: type mismatch", "(line 2)"}, "raft"},
+		{"plugin config not a table", "version = 1\n[plugins.ipam]\nconfig = 5\n",
+			[]string{"plugins.ipam.config: must be a table, got an integer (line 3)"}, "plugins.ipam.config"},
+		{"syntax error", "version = 1\n[node\n",
+			[]string{"toml syntax: line 3"}, ""},
+		{"syntax error after a key", "version = 1\n[raft]\nheartbeat_timeout = \"1s\"\nelection_timeout = 1s\n",
+			[]string{"toml syntax: line 4", "(last key read: raft)"}, ""},
+		{"duplicate key", "version = 1\n[node]\nrole = \"worker\"\nrole = \"manager\"\n",
+			[]string{"toml syntax: line 4", "role"}, ""},
+		{"missing version", "[node]\nrole = \"manager\"\n",
+			[]string{"version: missing"}, "version"},
+		{"empty file", "",
+			[]string{"version: missing"}, "version"},
+		{"wrong version", "version = 2\n",
+			[]string{"version: must be 1, got 2 (line 1)"}, "version"},
+		{"version as string", "version = \"1\"\n",
+			[]string{"version: incompatible types", "(line 1)"}, "version"},
+		{"validation names the line", "version = 1\n[node]\n\nrole = \"boss\"\n",
+			[]string{`node.role: must be "manager" or "worker", got "boss" (line 4)`}, "node.role"},
+		{"validation names the line of a list", "version = 1\n[join]\ntoken = \"t\"\naddrs = [\"a:1\", \"b\"]\n",
+			[]string{`join.addrs[1]: must be host:port, got "b" (line 4)`}, "join.addrs[1]"},
+		{"unknown plugin kind", "version = 1\n[plugins.network]\npath = \"/x\"\n",
+			[]string{`plugins.network: unknown plugin kind "network"`, "(line 2)"}, "plugins.network"},
+		{"unknown key and bad value together", "version = 1\nbogus = 1\n[log]\nlevel = \"loud\"\n",
+			[]string{"bogus: unknown key (line 2)", `log.level: must be one of "debug", "info", "warn", "error", got "loud" (line 4)`}, "log.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			if err == nil {
+				t.Fatalf("Parse(%q) = nil error, want %q", tt.in, tt.want)
+			}
+			msg := err.Error()
+			rest := msg
+			for _, w := range tt.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("Parse(%q) = %q, want it to contain %q (in order)", tt.in, msg, tt.want)
+				}
+				rest = rest[i+len(w):]
+			}
+			if tt.field == "" {
+				return
+			}
+			var fe sdk.FieldErrors
+			if !errors.As(err, &fe) {
+				t.Fatalf("Parse(%q) = %T, want sdk.FieldErrors", tt.in, err)
+			}
+			if !errors.Is(err, sdk.ErrInvalidArgument) {
+				t.Errorf("errors.Is(Parse(%q), ErrInvalidArgument) = false, want true", tt.in)
+			}
+			if !hasField(fe, tt.field) {
+				t.Errorf("Parse(%q) fields = %v, want %s among them", tt.in, fe, tt.field)
+			}
+		})
+	}
+}
+
+func hasField(fe sdk.FieldErrors, field string) bool {
+	for _, f := range fe {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+func TestParsePluginConfigOpaque(t *testing.T) {
+	in := `
+version = 1
+[plugins.scheduler]
+path = "/usr/libexec/shoal/scheduler-spread"
+[plugins.scheduler.config]
+Strategy = "spread"          # any case: the plugin's keys, not the kernel's
+weights.cpu = 2
+weights.memory = 1.5
+[plugins.scheduler.config.nested]
+list = ["a", "b"]
+[plugins.executor.config]
+containerd_socket = "/run/containerd/containerd.sock"
+[plugins.ipam]
+path = "/opt/ipam"
+`
+	got, err := Parse([]byte(in))
+	if err != nil {
+		t.Fatalf("Parse = %v", err)
+	}
+	if n := len(got.Plugins); n != 3 {
+		t.Fatalf("len(Plugins) = %d, want 3", n)
+	}
+	sched := got.Plugins[KindScheduler]
+	if want := "/usr/libexec/shoal/scheduler-spread"; sched.Path != want {
+		t.Errorf("scheduler path = %q, want %q", sched.Path, want)
+	}
+	// The plugin gets its table back as TOML and can decode it strictly.
+	var cfg struct {
+		Strategy string
+		Weights  struct {
+			CPU    int     `toml:"cpu"`
+			Memory float64 `toml:"memory"`
+		} `toml:"weights"`
+		Nested struct {
+			List []string `toml:"list"`
+		} `toml:"nested"`
+	}
+	md, err := toml.Decode(string(sched.Config), &cfg)
+	if err != nil {
+		t.Fatalf("decode scheduler config %q: %v", sched.Config, err)
+	}
+	if u := md.Undecoded(); len(u) != 0 {
+		t.Errorf("scheduler config undecoded keys = %v, want none", u)
+	}
+	if cfg.Strategy != "spread" || cfg.Weights.CPU != 2 || cfg.Weights.Memory != 1.5 || !reflect.DeepEqual(cfg.Nested.List, []string{"a", "b"}) {
+		t.Errorf("scheduler config = %+v, want the values written", cfg)
+	}
+
+	exec := got.Plugins[KindExecutor]
+	if exec.Path != "" {
+		t.Errorf("executor path = %q, want empty (the bundled plugin)", exec.Path)
+	}
+	if want := "containerd_socket = \"/run/containerd/containerd.sock\"\n"; string(exec.Config) != want {
+		t.Errorf("executor config = %q, want %q", exec.Config, want)
+	}
+	if c := got.Plugins[KindIPAM].Config; c != nil {
+		t.Errorf("ipam config = %q, want nil (no table)", c)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "node.toml")
+	if err := os.WriteFile(good, []byte("version = 1\n[log]\nlevel = \"debug\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(good)
+	if err != nil || c.Log.Level != LevelDebug {
+		t.Errorf("Load(good) = %q, %v; want level debug, nil", c.Log.Level, err)
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("version = 1\nbogus = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "bogus: unknown key (line 2)") {
+		t.Errorf("Load(bad) = %v, want an error naming the file, the key and the line", err)
+	}
+	if !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Errorf("errors.Is(Load(bad), ErrInvalidArgument) = false, want true")
+	}
+
+	missing := filepath.Join(dir, "missing.toml")
+	if _, err := Load(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want os.ErrNotExist", err)
+	}
+}

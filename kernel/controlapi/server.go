@@ -1,0 +1,117 @@
+package controlapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/shoalhq/shoal/kernel/ids"
+	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+)
+
+// Raft is the part of the replicated store the control API writes through.
+type Raft interface {
+	// IsLeader reports whether this manager leads now.
+	IsLeader() bool
+	// Leader returns the leader's node ID, empty when there is none.
+	Leader() (id, addr string)
+	// Update prepares fn against the local state and commits it; leader only.
+	Update(ctx context.Context, fn func(tx *state.Tx) error) error
+	// RemoveMember removes a manager from the Raft group; leader only.
+	RemoveMember(ctx context.Context, nodeID string) error
+}
+
+// LeaderDialer returns a connection to the current leader's API, for
+// forwarding. It waits (within ctx) while an election is in progress.
+type LeaderDialer interface {
+	LeaderConn(ctx context.Context) (*grpc.ClientConn, error)
+}
+
+// Server implements controlv1.ControlServer. On the leader it validates and
+// serves each call; on a follower it forwards each call to the leader
+// unchanged, so a client may talk to any manager.
+type Server struct {
+	controlv1.UnimplementedControlServer
+
+	raft   Raft
+	st     *state.Store
+	leader LeaderDialer
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+var _ controlv1.ControlServer = (*Server)(nil)
+
+// NewServer returns a control API server over st, writing through r.
+func NewServer(r Raft, st *state.Store, leader LeaderDialer, logger *slog.Logger) *Server {
+	return &Server{raft: r, st: st, leader: leader, log: logger, now: time.Now}
+}
+
+// forwardedKey marks a call a follower forwarded, so that a manager that is
+// not leader either never forwards it again (no loops during an election):
+// it answers Unavailable and the client retries.
+const forwardedKey = "shoal-forwarded"
+
+// ReadLocalKey is the metadata key that makes a manager answer a read (Get
+// and List calls) from its own replica instead of the leader's: stale by
+// up to the replication lag, but served even without a leader. Tests use
+// it to compare replicas; operators to look at a cluster that lost quorum.
+const ReadLocalKey = "shoal-read-local"
+
+// errNoLeader is returned when no leader is known or reachable.
+var errNoLeader = fmt.Errorf("no raft leader: the cluster is electing one or has lost quorum: %w", sdk.ErrUnavailable)
+
+// forwarded reports whether the call must go to the leader and, if so,
+// makes it there: resp receives the leader's reply.
+func (s *Server) forward(ctx context.Context, method string, req, resp any) (bool, error) {
+	if s.raft.IsLeader() {
+		return false, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(ReadLocalKey)) > 0 && isRead(method) {
+		return false, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
+		return true, sdk.ToGRPC(errNoLeader)
+	}
+	conn, err := s.leader.LeaderConn(ctx)
+	if err != nil {
+		return true, sdk.ToGRPC(err)
+	}
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+	return true, conn.Invoke(out, method, req, resp)
+}
+
+func isRead(method string) bool {
+	i := strings.LastIndexByte(method, '/')
+	name := method[i+1:]
+	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")
+}
+
+// view runs fn on a consistent view of the state.
+func (s *Server) view(fn func(tx *state.ReadTx)) { s.st.View(fn) }
+
+// newID returns a fresh object ID.
+func newID() string { return ids.New() }
+
+// grpcErr converts an error for the wire, adding context to conflicts.
+func grpcErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return sdk.ToGRPC(err)
+}
+
+func versionConflict(kind, ref string, have, want uint64) error {
+	return fmt.Errorf("%s %s: version conflict: it is at version %d, the request read version %d; read it again and retry: %w",
+		kind, ref, have, want, sdk.ErrFailedPrecondition)
+}
+
+var errNoState = errors.New("cluster not initialized yet")

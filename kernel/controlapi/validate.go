@@ -1,0 +1,671 @@
+package controlapi
+
+import (
+	"fmt"
+	"maps"
+	"math"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shoalhq/shoal/sdk"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// Bounds of the object model. Each says why it has its value.
+const (
+	// maxNameLen is the length of a DNS label: service and node names become
+	// host names (of tasks, in service discovery), which allow no more.
+	maxNameLen = 63
+	// maxLabelKeyLen keeps keys readable in `ls` tables and bounded in
+	// indexes; reverse-DNS keys ("com.example.team.rack") fit easily.
+	maxLabelKeyLen = 128
+	// maxLabelValueLen lets a label hold a short document (a URL, a JSON
+	// blob) while keeping a whole spec far below the gRPC message limit.
+	maxLabelValueLen = 4096
+	// maxReplicas bounds a replicated service. The orchestrator writes a
+	// service's tasks in batched Raft entries and keeps them all in memory;
+	// beyond this a typo (an extra zero or two) would swamp the cluster.
+	maxReplicas = 100000
+	// maxImageLen bounds the whole image reference: a 255-character
+	// repository name, a 128-character tag and a 71-character digest fit.
+	maxImageLen = 512
+	// maxImageNameLen is the registry protocol's limit on a repository name,
+	// registry host included (distribution/reference's NameTotalLengthMax).
+	maxImageNameLen = 255
+	// maxUserNameLen is the longest user or group name Linux tools accept.
+	maxUserNameLen = 32
+	// maxID is the largest usable uid or gid: uid_t is 32 bits and
+	// 4294967295 is (uid_t)-1, which the kernel reserves as "no change".
+	maxID = math.MaxUint32 - 1
+	// minMemoryLimit is about the smallest memory limit runc accepts; below
+	// it a container cannot even start, so the task would fail forever.
+	minMemoryLimit = 4 << 20
+	// maxConstraints bounds the work the scheduler does per node and task;
+	// real services use a handful.
+	maxConstraints = 64
+	// maxPreferences bounds nested spreading: each preference splits the
+	// nodes again, so a few levels already leave one node per group.
+	maxPreferences = 16
+	// maxPort is the largest TCP or UDP port.
+	maxPort = 65535
+	// minHeartbeatPeriod keeps the leader's presence work (a heap operation
+	// per ping) bounded for thousands of workers.
+	minHeartbeatPeriod = time.Second
+	// maxHeartbeatPeriod keeps failure detection useful: a dead node's tasks
+	// are rescheduled only after a few missed periods.
+	maxHeartbeatPeriod = time.Hour
+	// minNodeCertExpiry leaves room for renewal, which starts with about half
+	// of the lifetime left, and for clock skew between nodes.
+	minNodeCertExpiry = time.Hour
+	// maxNodeCertExpiry is ten years; longer-lived certificates defeat the
+	// point of rotation.
+	maxNodeCertExpiry = 87600 * time.Hour
+	// maxTaskHistoryRetention bounds the dead tasks kept per slot in memory
+	// and in every snapshot.
+	maxTaskHistoryRetention = 100
+	// maxFieldErrors caps one reply: errors travel in gRPC trailers, which
+	// proxies limit, and nobody reads past the first screen.
+	maxFieldErrors = 100
+	// maxQuoted is how much of a bad value a message echoes.
+	maxQuoted = 64
+)
+
+var (
+	// nameRE is a DNS label, relaxed to allow '_' and '.' as Docker does.
+	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	// userNameRE is a POSIX-portable user or group name; one starting with a
+	// digit would be ambiguous with a numeric ID.
+	userNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.-]*$`)
+	// registryRE is a host name or IPv4 address with an optional port.
+	// IPv6 literals are not accepted.
+	registryRE = regexp.MustCompile(`^[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?$`)
+	// repoComponentRE is one path component of a repository name.
+	repoComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	// tagRE is an image tag.
+	tagRE = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127}$`)
+	// digestRE is the only digest algorithm registries use in practice.
+	digestRE = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+)
+
+// stopSignals are the signals a container may be stopped with, without
+// "SIG". TERM, INT and QUIT are what servers handle as "shut down"; HUP and
+// USR1/USR2 are used by some daemons for a graceful stop; WINCH is Apache
+// httpd's graceful stop (its official image's STOPSIGNAL); KILL skips the
+// grace period. STOP and the like cannot end a process and are refused.
+var stopSignals = []string{"TERM", "INT", "QUIT", "KILL", "HUP", "USR1", "USR2", "WINCH"}
+
+// ValidateServiceSpec checks a service spec, after ApplyServiceDefaults. It
+// returns nil or sdk.FieldErrors naming every bad field, with paths rooted at
+// "spec.", e.g. "spec.task.container.image". Enum fields left UNSPECIFIED are
+// accepted as "the default"; ApplyServiceDefaults makes them explicit.
+func ValidateServiceSpec(spec *objectv1.ServiceSpec) error {
+	var fe sdk.FieldErrors
+	if spec == nil {
+		fe.Add("spec", "is required")
+		return fe.Err()
+	}
+	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), true)
+	validateMode(&fe, spec)
+	validateTask(&fe, "spec.task", spec.GetTask())
+	validateUpdate(&fe, "spec.update", spec.GetUpdate())
+	validateEndpoint(&fe, "spec.endpoint", spec.GetEndpoint())
+	return capped(fe).Err()
+}
+
+// ValidateNodeSpec checks a node spec as an operator sends it in UpdateNode.
+// The name is optional (it defaults to the host name) and availability must
+// be set: an update that left it unset would be ambiguous.
+func ValidateNodeSpec(spec *objectv1.NodeSpec) error {
+	var fe sdk.FieldErrors
+	if spec == nil {
+		fe.Add("spec", "is required")
+		return fe.Err()
+	}
+	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), false)
+	validateEnum(&fe, "spec.desired_role", spec.GetDesiredRole(), true)
+	validateEnum(&fe, "spec.availability", spec.GetAvailability(), false)
+	return capped(fe).Err()
+}
+
+// ValidateClusterSpec checks a cluster spec, after ApplyClusterDefaults. An
+// unset duration counts as zero, which is out of bounds.
+func ValidateClusterSpec(spec *objectv1.ClusterSpec) error {
+	var fe sdk.FieldErrors
+	if spec == nil {
+		fe.Add("spec", "is required")
+		return fe.Err()
+	}
+	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), false)
+	validateDurationRange(&fe, "spec.dispatcher.heartbeat_period",
+		spec.GetDispatcher().GetHeartbeatPeriod(), minHeartbeatPeriod, maxHeartbeatPeriod)
+	validateDurationRange(&fe, "spec.ca.node_cert_expiry",
+		spec.GetCa().GetNodeCertExpiry(), minNodeCertExpiry, maxNodeCertExpiry)
+	if r := spec.GetOrchestration().GetTaskHistoryRetention(); r < 0 || r > maxTaskHistoryRetention {
+		fe.Add("spec.orchestration.task_history_retention", "must be between 0 and %d, got %d", maxTaskHistoryRetention, r)
+	}
+	return capped(fe).Err()
+}
+
+// capped keeps the first maxFieldErrors errors and says how many were left
+// out, so that a pathological spec cannot produce an unbounded reply.
+func capped(fe sdk.FieldErrors) sdk.FieldErrors {
+	if len(fe) <= maxFieldErrors {
+		return fe
+	}
+	more := len(fe) - maxFieldErrors
+	fe = fe[:maxFieldErrors:maxFieldErrors]
+	fe.Add("spec", "%d more invalid fields not shown", more)
+	return fe
+}
+
+func validateAnnotations(fe *sdk.FieldErrors, field string, a *objectv1.Annotations, nameRequired bool) {
+	name := a.GetName()
+	switch {
+	case name == "":
+		if nameRequired {
+			fe.Add(field+".name", "is required")
+		}
+	case len(name) > maxNameLen:
+		fe.Add(field+".name", "must be at most %d characters, got %d", maxNameLen, len(name))
+	case !nameRE.MatchString(name):
+		fe.Add(field+".name", "must start with a letter or digit and contain only letters, digits, '_', '.' and '-', got %s", quote(name))
+	}
+	validateLabels(fe, field+".labels", a.GetLabels())
+}
+
+// validateLabels checks keys in sorted order, so that the errors come out in
+// the same order every time.
+func validateLabels(fe *sdk.FieldErrors, field string, labels map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		f := fmt.Sprintf("%s[%s]", field, quote(k))
+		switch {
+		case k == "":
+			fe.Add(f, "key must not be empty")
+		case len(k) > maxLabelKeyLen:
+			fe.Add(f, "key must be at most %d characters, got %d", maxLabelKeyLen, len(k))
+		case strings.ContainsFunc(k, func(r rune) bool { return r == '=' || unicode.IsSpace(r) || unicode.IsControl(r) }):
+			// Such a key could be neither set with `--label key=value` nor
+			// matched by a constraint.
+			fe.Add(f, "key must not contain '=', white space or control characters")
+		}
+		if v := labels[k]; len(v) > maxLabelValueLen {
+			fe.Add(f, "value must be at most %d characters, got %d", maxLabelValueLen, len(v))
+		}
+	}
+}
+
+func validateMode(fe *sdk.FieldErrors, spec *objectv1.ServiceSpec) {
+	switch m := spec.GetMode().(type) {
+	case *objectv1.ServiceSpec_Replicated:
+		if m.Replicated == nil {
+			fe.Add("spec.mode.replicated", "is required when the mode is replicated")
+			return
+		}
+		if r := m.Replicated.GetReplicas(); r < 0 || r > maxReplicas {
+			fe.Add("spec.mode.replicated.replicas", "must be between 0 and %d, got %d", maxReplicas, r)
+		}
+	case *objectv1.ServiceSpec_Global:
+		if m.Global == nil {
+			fe.Add("spec.mode.global", "is required when the mode is global")
+		}
+	default:
+		fe.Add("spec.mode", "must be replicated or global")
+	}
+}
+
+func validateTask(fe *sdk.FieldErrors, field string, t *objectv1.TaskSpec) {
+	validateContainer(fe, field+".container", t.GetContainer())
+	validateResources(fe, field+".resources", t.GetResources())
+	validateRestart(fe, field+".restart", t.GetRestart())
+	validatePlacement(fe, field+".placement", t.GetPlacement())
+}
+
+func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerSpec) {
+	if reason := checkImage(c.GetImage()); reason != "" {
+		fe.Add(field+".image", "%s", reason)
+	}
+	validateStrings(fe, field+".command", c.GetCommand())
+	validateStrings(fe, field+".args", c.GetArgs())
+	for i, e := range c.GetEnv() {
+		f := fmt.Sprintf("%s.env[%d]", field, i)
+		k, _, ok := strings.Cut(e, "=")
+		switch {
+		case !ok || k == "":
+			fe.Add(f, "must be KEY=value with a non-empty KEY, got %s", quote(e))
+		case strings.ContainsRune(e, 0):
+			fe.Add(f, "must not contain NUL bytes")
+		}
+	}
+	if d := c.GetDir(); d != "" && !path.IsAbs(d) {
+		fe.Add(field+".dir", "must be an absolute path, got %s", quote(d))
+	} else if strings.ContainsRune(d, 0) {
+		fe.Add(field+".dir", "must not contain NUL bytes")
+	}
+	if u := c.GetUser(); u != "" {
+		if reason := checkUser(u); reason != "" {
+			fe.Add(field+".user", "%s, got %s", reason, quote(u))
+		}
+	}
+	validateMounts(fe, field+".mounts", c.GetMounts())
+	if s := c.GetStopSignal(); s != "" && !slices.Contains(stopSignals, strings.TrimPrefix(s, "SIG")) {
+		fe.Add(field+".stop_signal", "must be one of SIG%s (with or without SIG), got %s",
+			strings.Join(stopSignals, ", SIG"), quote(s))
+	}
+	validateDuration(fe, field+".stop_grace_period", c.GetStopGracePeriod())
+}
+
+// validateStrings rejects NUL bytes, which cannot pass through execve.
+func validateStrings(fe *sdk.FieldErrors, field string, ss []string) {
+	for i, s := range ss {
+		if strings.ContainsRune(s, 0) {
+			fe.Add(fmt.Sprintf("%s[%d]", field, i), "must not contain NUL bytes")
+		}
+	}
+}
+
+func validateMounts(fe *sdk.FieldErrors, field string, mounts []*objectv1.Mount) {
+	targets := make(map[string]int, len(mounts))
+	for i, m := range mounts {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if s := m.GetSource(); !path.IsAbs(s) || strings.ContainsRune(s, 0) {
+			fe.Add(f+".source", "must be an absolute path on the node, got %s", quote(s))
+		}
+		t := m.GetTarget()
+		if !path.IsAbs(t) || strings.ContainsRune(t, 0) {
+			fe.Add(f+".target", "must be an absolute path in the container, got %s", quote(t))
+			continue
+		}
+		clean := path.Clean(t)
+		if clean == "/" {
+			fe.Add(f+".target", "must not be the container's root directory")
+			continue
+		}
+		// "/data" and "/data/" are the same mount point.
+		if j, dup := targets[clean]; dup {
+			fe.Add(f+".target", "duplicates %s[%d].target %s", field, j, quote(clean))
+			continue
+		}
+		targets[clean] = i
+	}
+}
+
+func validateResources(fe *sdk.FieldErrors, field string, r *objectv1.ResourceRequirements) {
+	lim, res := r.GetLimits(), r.GetReservations()
+	for _, x := range []struct {
+		name string
+		v    *objectv1.Resources
+	}{{"limits", lim}, {"reservations", res}} {
+		if c := x.v.GetNanoCpus(); c < 0 {
+			fe.Add(field+"."+x.name+".nano_cpus", "must be at least 0, got %d", c)
+		}
+		if m := x.v.GetMemoryBytes(); m < 0 {
+			fe.Add(field+"."+x.name+".memory_bytes", "must be at least 0, got %d", m)
+		}
+	}
+	if m := lim.GetMemoryBytes(); m > 0 && m < minMemoryLimit {
+		fe.Add(field+".limits.memory_bytes", "must be 0 (no limit) or at least %d (4 MiB), got %d", minMemoryLimit, m)
+	}
+	// Zero means "not set" for both; a reservation above its limit could
+	// never be used, and the scheduler would set aside what cannot run.
+	if l, r := lim.GetNanoCpus(), res.GetNanoCpus(); l > 0 && r > l {
+		fe.Add(field+".reservations.nano_cpus", "must be at most limits.nano_cpus (%d), got %d", l, r)
+	}
+	if l, r := lim.GetMemoryBytes(), res.GetMemoryBytes(); l > 0 && r > l {
+		fe.Add(field+".reservations.memory_bytes", "must be at most limits.memory_bytes (%d), got %d", l, r)
+	}
+}
+
+func validateRestart(fe *sdk.FieldErrors, field string, r *objectv1.RestartPolicy) {
+	validateEnum(fe, field+".condition", r.GetCondition(), true)
+	validateDuration(fe, field+".delay", r.GetDelay())
+	validateDuration(fe, field+".window", r.GetWindow())
+}
+
+func validatePlacement(fe *sdk.FieldErrors, field string, p *objectv1.Placement) {
+	cs := p.GetConstraints()
+	if len(cs) > maxConstraints {
+		fe.Add(field+".constraints", "must have at most %d entries, got %d", maxConstraints, len(cs))
+	}
+	for i, c := range cs {
+		if _, reason := checkConstraint(c); reason != "" {
+			fe.Add(fmt.Sprintf("%s.constraints[%d]", field, i), "%s, got %s", reason, quote(c))
+		}
+	}
+	ps := p.GetPreferences()
+	if len(ps) > maxPreferences {
+		fe.Add(field+".preferences", "must have at most %d entries, got %d", maxPreferences, len(ps))
+	}
+	for i, pref := range ps {
+		s := pref.GetSpread()
+		if reason := checkConstraintKey(s); reason != "" {
+			fe.Add(fmt.Sprintf("%s.preferences[%d].spread", field, i), "%s, got %s", reason, quote(s))
+		}
+	}
+}
+
+func validateUpdate(fe *sdk.FieldErrors, field string, u *objectv1.UpdateConfig) {
+	// parallelism is unsigned: every value is valid, 0 meaning "all at once".
+	validateDuration(fe, field+".delay", u.GetDelay())
+	validateEnum(fe, field+".failure_action", u.GetFailureAction(), true)
+	validateDuration(fe, field+".monitor", u.GetMonitor())
+	// Written so that NaN fails too.
+	if r := u.GetMaxFailureRatio(); !(r >= 0 && r <= 1) {
+		fe.Add(field+".max_failure_ratio", "must be between 0 and 1, got %v", r)
+	}
+	validateEnum(fe, field+".order", u.GetOrder(), true)
+}
+
+func validateEndpoint(fe *sdk.FieldErrors, field string, e *objectv1.EndpointSpec) {
+	type published struct {
+		port  uint32
+		proto string
+	}
+	seen := make(map[published]int)
+	for i, p := range e.GetPorts() {
+		f := fmt.Sprintf("%s.ports[%d]", field, i)
+		proto := p.GetProtocol()
+		if proto != "tcp" && proto != "udp" {
+			fe.Add(f+".protocol", "must be tcp or udp, got %s", quote(proto))
+		}
+		if t := p.GetTargetPort(); t < 1 || t > maxPort {
+			fe.Add(f+".target_port", "must be between 1 and %d, got %d", maxPort, t)
+		}
+		pub := p.GetPublishedPort()
+		if pub < 1 || pub > maxPort {
+			fe.Add(f+".published_port", "must be between 1 and %d, got %d", maxPort, pub)
+		} else if j, dup := seen[published{pub, proto}]; dup {
+			fe.Add(f+".published_port", "%d/%s is already published by %s.ports[%d]", pub, proto, field, j)
+		} else {
+			seen[published{pub, proto}] = i
+		}
+		validateEnum(fe, f+".mode", p.GetMode(), true)
+	}
+}
+
+// validateEnum rejects values outside the enum's declared set, which
+// protobuf lets through as plain integers, and UNSPECIFIED (0) unless
+// allowUnspecified.
+func validateEnum(fe *sdk.FieldErrors, field string, v protoreflect.Enum, allowUnspecified bool) {
+	n := v.Number()
+	if v.Descriptor().Values().ByNumber(n) != nil && (n != 0 || allowUnspecified) {
+		return
+	}
+	values := v.Descriptor().Values()
+	names := make([]string, 0, values.Len())
+	for i := range values.Len() {
+		if values.Get(i).Number() != 0 || allowUnspecified {
+			names = append(names, string(values.Get(i).Name()))
+		}
+	}
+	got := strconv.Itoa(int(n))
+	if d := values.ByNumber(n); d != nil {
+		got = string(d.Name())
+	}
+	fe.Add(field, "must be one of %s, got %s", strings.Join(names, ", "), got)
+}
+
+// validateDuration checks a duration that must not be negative. Unset is
+// zero, which is valid.
+func validateDuration(fe *sdk.FieldErrors, field string, d *durationpb.Duration) {
+	if d == nil {
+		return
+	}
+	if err := d.CheckValid(); err != nil {
+		fe.Add(field, "must be a valid duration: %v", err)
+		return
+	}
+	if v := d.AsDuration(); v < 0 {
+		fe.Add(field, "must be at least 0s, got %s", formatDuration(v))
+	}
+}
+
+// validateDurationRange checks that a duration is within [lo, hi]. Unset is
+// zero.
+func validateDurationRange(fe *sdk.FieldErrors, field string, d *durationpb.Duration, lo, hi time.Duration) {
+	if d != nil {
+		if err := d.CheckValid(); err != nil {
+			fe.Add(field, "must be a valid duration: %v", err)
+			return
+		}
+	}
+	// AsDuration saturates a duration beyond ±292 years, which stays out of
+	// range; nil is zero.
+	if v := d.AsDuration(); v < lo || v > hi {
+		fe.Add(field, "must be between %s and %s, got %s", formatDuration(lo), formatDuration(hi), formatDuration(v))
+	}
+}
+
+// formatDuration prints d without trailing zero units: "1h", not "1h0m0s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// quote quotes s for a message, shortened to maxQuoted bytes so that a huge
+// bad value does not make a huge error.
+func quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "..."
+}
+
+// checkImage checks an image reference of the form
+// [registry[:port]/]path[:tag][@sha256:digest], the grammar of
+// distribution/reference without IPv6 registries and with sha256 digests
+// only. It returns why ref is invalid, or "".
+func checkImage(ref string) string {
+	const form = "must be an image reference [registry[:port]/]path[:tag][@sha256:digest]"
+	switch {
+	case ref == "":
+		return "is required"
+	case len(ref) > maxImageLen:
+		return fmt.Sprintf("must be at most %d characters, got %d", maxImageLen, len(ref))
+	case strings.ContainsFunc(ref, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }):
+		return fmt.Sprintf("must not contain white space or control characters, got %s", quote(ref))
+	}
+	name, digest, hasDigest := strings.Cut(ref, "@")
+	if hasDigest && !digestRE.MatchString(digest) {
+		return fmt.Sprintf("%s: the digest must be sha256: and 64 lowercase hex digits, got %s", form, quote(ref))
+	}
+	// A ':' after the last '/' starts the tag; one before it is a port.
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		tag := name[i+1:]
+		name = name[:i]
+		if !tagRE.MatchString(tag) {
+			return fmt.Sprintf("%s: the tag must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-', got %s", form, quote(ref))
+		}
+	}
+	if name == "" {
+		return fmt.Sprintf("%s: the repository path is missing, got %s", form, quote(ref))
+	}
+	if len(name) > maxImageNameLen {
+		return fmt.Sprintf("%s: the repository name must be at most %d characters, got %d", form, maxImageNameLen, len(name))
+	}
+	components := strings.Split(name, "/")
+	// As in Docker, the first component is a registry if it looks like a
+	// host (has a '.' or a port, is localhost, or has upper case letters,
+	// which repository paths cannot) and something follows it.
+	if first := components[0]; len(components) > 1 &&
+		(strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
+		if reason := checkRegistry(first); reason != "" {
+			return fmt.Sprintf("%s: %s, got %s", form, reason, quote(ref))
+		}
+		components = components[1:]
+	}
+	for _, c := range components {
+		if !repoComponentRE.MatchString(c) {
+			return fmt.Sprintf("%s: each path component must be lowercase letters and digits separated by '.', '_', '__' or '-', got %s", form, quote(ref))
+		}
+	}
+	return ""
+}
+
+func checkRegistry(host string) string {
+	if !registryRE.MatchString(host) {
+		return "the registry must be a host name or IPv4 address with an optional port"
+	}
+	if _, port, ok := strings.Cut(host, ":"); ok {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > maxPort {
+			return fmt.Sprintf("the registry port must be between 1 and %d", maxPort)
+		}
+	}
+	return ""
+}
+
+// checkUser checks "user[:group]" where each is a name or a numeric ID. It
+// returns why u is invalid, or "".
+func checkUser(u string) string {
+	user, group, hasGroup := strings.Cut(u, ":")
+	if !validUserOrGroup(user) || (hasGroup && !validUserOrGroup(group)) {
+		return fmt.Sprintf("must be name|uid[:group|gid], with names of at most %d characters "+
+			"([a-zA-Z_][a-zA-Z0-9_.-]*) and IDs between 0 and %d", maxUserNameLen, uint32(maxID))
+	}
+	return ""
+}
+
+func validUserOrGroup(s string) bool {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		id, err := strconv.ParseUint(s, 10, 32)
+		return err == nil && id <= maxID
+	}
+	return len(s) <= maxUserNameLen && userNameRE.MatchString(s)
+}
+
+// Constraint is one placement constraint: the node attribute Key must equal
+// (Op "==") or must differ from (Op "!=") Value.
+type Constraint struct {
+	// Key is a node attribute: node.id, node.hostname, node.role,
+	// node.platform.os, node.platform.arch or node.labels.<label>.
+	Key string
+	// Op is "==" or "!=".
+	Op string
+	// Value is what the attribute is compared with, as written.
+	Value string
+}
+
+// String returns c as an expression that ParseConstraint reads back.
+func (c Constraint) String() string { return c.Key + c.Op + c.Value }
+
+// The constraint operators.
+const (
+	OpEqual    = "=="
+	OpNotEqual = "!="
+)
+
+// constraintKeys are the node attributes constraints and preferences can
+// name, besides node.labels.<label>.
+var constraintKeys = []string{"node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch"}
+
+// labelKeyPrefix starts a constraint key on a node label.
+const labelKeyPrefix = "node.labels."
+
+// ParseConstraint parses "key==value" or "key!=value", ignoring white space
+// around the key and the value. It checks the syntax only; ValidateConstraint
+// also checks the key and the value. Errors are of kind
+// sdk.ErrInvalidArgument.
+func ParseConstraint(expr string) (Constraint, error) {
+	c, reason := parseConstraint(expr)
+	if reason != "" {
+		return Constraint{}, fmt.Errorf("constraint %s: %s: %w", quote(expr), reason, sdk.ErrInvalidArgument)
+	}
+	return c, nil
+}
+
+// ValidateConstraint checks that expr parses and names a known node
+// attribute, with a value that attribute can have. Errors are of kind
+// sdk.ErrInvalidArgument.
+func ValidateConstraint(expr string) error {
+	if _, reason := checkConstraint(expr); reason != "" {
+		return fmt.Errorf("constraint %s: %s: %w", quote(expr), reason, sdk.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// parseConstraint splits expr at its first operator. It returns why expr is
+// invalid, or "".
+func parseConstraint(expr string) (Constraint, string) {
+	eq, ne := strings.Index(expr, OpEqual), strings.Index(expr, OpNotEqual)
+	i, op := eq, OpEqual
+	if ne >= 0 && (eq < 0 || ne < eq) {
+		i, op = ne, OpNotEqual
+	}
+	if i < 0 {
+		return Constraint{}, "must be KEY==VALUE or KEY!=VALUE"
+	}
+	c := Constraint{
+		Key:   strings.TrimSpace(expr[:i]),
+		Op:    op,
+		Value: strings.TrimSpace(expr[i+len(op):]),
+	}
+	switch {
+	case c.Key == "":
+		return Constraint{}, "the key before " + op + " is missing"
+	case strings.ContainsFunc(c.Key, func(r rune) bool {
+		return r == '=' || r == '!' || unicode.IsSpace(r) || unicode.IsControl(r)
+	}):
+		// '=' and '!' would make "k! ==v" print as "k!==v", which reads
+		// back as k != "=v".
+		return Constraint{}, "the key must not contain '=', '!', white space or control characters"
+	case c.Value == "":
+		return Constraint{}, "the value after " + op + " is missing"
+	case strings.Contains(c.Value, OpEqual) || strings.Contains(c.Value, OpNotEqual):
+		return Constraint{}, "the value must not contain == or != (one operator per constraint)"
+	case strings.ContainsFunc(c.Value, unicode.IsControl):
+		return Constraint{}, "the value must not contain control characters"
+	case len(c.Value) > maxLabelValueLen:
+		return Constraint{}, fmt.Sprintf("the value must be at most %d characters, got %d", maxLabelValueLen, len(c.Value))
+	}
+	return c, ""
+}
+
+// checkConstraint parses expr and checks its key and value. It returns why
+// expr is invalid, or "".
+func checkConstraint(expr string) (Constraint, string) {
+	c, reason := parseConstraint(expr)
+	if reason != "" {
+		return Constraint{}, reason
+	}
+	if reason := checkConstraintKey(c.Key); reason != "" {
+		return Constraint{}, "the key " + reason
+	}
+	if c.Key == "node.role" && c.Value != "worker" && c.Value != "manager" {
+		return Constraint{}, "node.role must be compared with worker or manager"
+	}
+	return c, ""
+}
+
+// checkConstraintKey checks a node attribute named by a constraint or a
+// placement preference. It returns why key is invalid, or "".
+func checkConstraintKey(key string) string {
+	if slices.Contains(constraintKeys, key) {
+		return ""
+	}
+	label, ok := strings.CutPrefix(key, labelKeyPrefix)
+	if !ok || label == "" {
+		return "must be " + strings.Join(constraintKeys, ", ") + " or " + labelKeyPrefix + "<label>"
+	}
+	if len(label) > maxLabelKeyLen {
+		return fmt.Sprintf("must name a label of at most %d characters, got %d", maxLabelKeyLen, len(label))
+	}
+	return ""
+}

@@ -1,0 +1,361 @@
+// Package manager wires a manager node by hand: the Raft store, the CA, the
+// control API (on TLS and on the local unix socket), Raft membership, and
+// the leader-only stages, which run under one context that is cancelled
+// when this manager loses leadership.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/shoalhq/shoal/kernel/ca"
+	"github.com/shoalhq/shoal/kernel/config"
+	"github.com/shoalhq/shoal/kernel/controlapi"
+	"github.com/shoalhq/shoal/kernel/orchestrator"
+	"github.com/shoalhq/shoal/kernel/raftstore"
+	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	cav1 "github.com/shoalhq/shoal/sdk/proto/shoal/ca/v1"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+)
+
+// Manager is one manager node.
+type Manager struct {
+	cfg     config.Config
+	log     *slog.Logger
+	ident   *identity
+	apiAddr string // advertised
+	st      *state.Store
+	raft    *raftstore.Node
+	leader  *leaderDialer
+	api     *grpc.Server
+	local   *grpc.Server
+	apiLis  net.Listener
+	sockLis net.Listener
+}
+
+// Version is the shoal version managers record on their node.
+var Version = "dev"
+
+// New prepares a manager from the node's config: it loads or obtains the
+// node's certificate (bootstrapping a cluster or joining one), opens the
+// Raft state and binds its listeners. Run serves.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager, error) {
+	ident, err := loadIdentity(ctx, cfg, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	apiAddr, err := cfg.Manager.AdvertiseAPI()
+	if err != nil {
+		return nil, fmt.Errorf("manager.advertise_addr: %w", err)
+	}
+	raftAddr, err := cfg.Manager.AdvertiseRaft()
+	if err != nil {
+		return nil, fmt.Errorf("manager.raft_advertise_addr: %w", err)
+	}
+	m := &Manager{cfg: cfg, log: logger.With("node_id", ident.id.NodeID()), ident: ident, apiAddr: apiAddr, st: state.New()}
+	serverTLS, clientTLS := ident.id.MutualTLS()
+	m.raft, err = raftstore.New(raftstore.Config{
+		NodeID:             ident.id.NodeID(),
+		Dir:                raftDir(cfg),
+		BindAddr:           cfg.Manager.RaftListenAddr,
+		AdvertiseAddr:      raftAddr,
+		ServerTLS:          serverTLS,
+		ClientTLS:          clientTLS,
+		Bootstrap:          ident.bootstrap != nil,
+		HeartbeatTimeout:   cfg.Raft.HeartbeatTimeout.Duration,
+		ElectionTimeout:    cfg.Raft.ElectionTimeout.Duration,
+		LeaderLeaseTimeout: cfg.Raft.LeaderLeaseTimeout.Duration,
+		CommitTimeout:      cfg.Raft.CommitTimeout.Duration,
+		SnapshotThreshold:  uint64(cfg.Raft.SnapshotThreshold),
+		SnapshotInterval:   cfg.Raft.SnapshotInterval.Duration,
+		TrailingLogs:       uint64(cfg.Raft.TrailingLogs),
+		MaxAppendEntries:   cfg.Raft.MaxAppendEntries,
+		Logger:             m.log.With("part", "raft"),
+	}, m.st)
+	if err != nil {
+		return nil, err
+	}
+	m.leader = newLeaderDialer(m.raft, m.st, ident.id)
+
+	m.apiLis, err = net.Listen("tcp", cfg.Manager.ListenAddr)
+	if err != nil {
+		m.closeEarly()
+		return nil, fmt.Errorf("manager.listen_addr: %w", err)
+	}
+	m.sockLis, err = listenUnix(cfg.Manager.ControlSocket)
+	if err != nil {
+		m.closeEarly()
+		return nil, fmt.Errorf("manager.control_socket: %w", err)
+	}
+
+	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"))
+	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
+	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
+
+	policy := apiPolicy()
+	m.api = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(ident.id.ServerTLS())),
+		grpc.ChainUnaryInterceptor(policy.UnaryInterceptor()),
+		grpc.ChainStreamInterceptor(policy.StreamInterceptor()),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	controlv1.RegisterControlServer(m.api, control)
+	cav1.RegisterNodeCAServer(m.api, caServer)
+	raftv1.RegisterMembershipServer(m.api, member)
+
+	// The unix socket is root's (0600): whoever can open it is the local
+	// administrator, so it serves the control API without certificates.
+	m.local = grpc.NewServer()
+	controlv1.RegisterControlServer(m.local, control)
+	return m, nil
+}
+
+// apiPolicy says which certificate roles may call each method on the TLS
+// port. A method not listed is refused.
+func apiPolicy() ca.Policy {
+	manager := []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_MANAGER}
+	p := ca.Policy{}
+	for _, m := range controlv1.Control_ServiceDesc.Methods {
+		p["/"+controlv1.Control_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
+	}
+	for _, m := range raftv1.Membership_ServiceDesc.Methods {
+		p["/"+raftv1.Membership_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
+	}
+	p[cav1.NodeCA_IssueNodeCertificate_FullMethodName] = nil // the token is the credential
+	p[cav1.NodeCA_RenewNodeCertificate_FullMethodName] = []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_WORKER, objectv1.NodeRole_NODE_ROLE_MANAGER}
+	return p
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+func (m *Manager) closeEarly() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.raft.Run(ctx)
+	if m.apiLis != nil {
+		m.apiLis.Close()
+	}
+	if m.sockLis != nil {
+		m.sockLis.Close()
+	}
+}
+
+// NodeID is this manager's node ID.
+func (m *Manager) NodeID() string { return m.ident.id.NodeID() }
+
+// Raft exposes the Raft node, for tests and benchmarks.
+func (m *Manager) Raft() *raftstore.Node { return m.raft }
+
+// Store exposes the state store, for tests and benchmarks.
+func (m *Manager) Store() *state.Store { return m.st }
+
+// APIAddr is the advertised API address.
+func (m *Manager) APIAddr() string { return m.apiAddr }
+
+// Identity is the node's certificate.
+func (m *Manager) Identity() *ca.Identity { return m.ident.id }
+
+// Run serves until ctx ends or a part fails. On the way out it stops the
+// API, then the leader stages, then Raft (handing leadership over first).
+func (m *Manager) Run(ctx context.Context) error {
+	partsCtx, stopParts := context.WithCancel(ctx)
+	defer stopParts()
+	raftCtx, stopRaft := context.WithCancel(context.Background())
+	raftDone := make(chan error, 1)
+	leadership := m.raft.Leadership()
+	go func() { raftDone <- m.raft.Run(raftCtx) }()
+
+	errc := make(chan error, 5)
+	var wg sync.WaitGroup
+	run := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(partsCtx); err != nil && partsCtx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("api", func(ctx context.Context) error { return serve(ctx, m.api, m.apiLis) })
+	run("control socket", func(ctx context.Context) error { return serve(ctx, m.local, m.sockLis) })
+	run("leader stages", func(ctx context.Context) error { return m.leadLoop(ctx, leadership) })
+	run("registration", m.registerLoop)
+	run("certificate renewal", func(ctx context.Context) error {
+		return ca.NewRenewer(m.ident.id, func(ctx context.Context) (cav1.NodeCAClient, error) {
+			conn, err := m.anyManagerConn(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return cav1.NewNodeCAClient(conn), nil
+		}, m.log.With("part", "ca")).Run(ctx)
+	})
+	m.log.Info("manager started", "api_addr", m.apiAddr, "control_socket", m.cfg.Manager.ControlSocket)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		m.log.Error("manager part failed; stopping", "error", err)
+	case err = <-raftDone:
+		err = fmt.Errorf("raft stopped: %w", err)
+	}
+	stopParts()
+	wg.Wait()
+	m.leader.Close()
+	stopRaft()
+	if rerr := <-raftDone; err == nil && rerr != nil {
+		err = rerr
+	}
+	m.log.Info("manager stopped")
+	return err
+}
+
+// serve runs srv on lis until ctx ends, then drains it for up to 5 s.
+func serve(ctx context.Context, srv *grpc.Server, lis net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+	<-errc
+	return nil
+}
+
+// leadLoop runs the leader stages while this manager leads.
+func (m *Manager) leadLoop(ctx context.Context, leadership <-chan bool) error {
+	var (
+		stop  context.CancelFunc
+		done  chan error
+		leads bool
+	)
+	stopStages := func() error {
+		if stop == nil {
+			return nil
+		}
+		stop()
+		err := <-done
+		stop, done = nil, nil
+		return err
+	}
+	defer stopStages()
+	for {
+		var stageErr <-chan error = done
+		select {
+		case <-ctx.Done():
+			return nil
+		case l, ok := <-leadership:
+			if !ok {
+				return nil
+			}
+			if l == leads {
+				continue
+			}
+			leads = l
+			if l {
+				m.log.Info("became leader; starting leader stages")
+				sctx, cancel := context.WithCancel(ctx)
+				stop, done = cancel, make(chan error, 1)
+				go func() { done <- m.runLeaderStages(sctx) }()
+			} else {
+				m.log.Info("lost leadership; stopping leader stages")
+				if err := stopStages(); err != nil && !isChurn(err) {
+					return err
+				}
+			}
+		case err := <-stageErr:
+			stop, done = nil, nil
+			if err == nil || isChurn(err) {
+				m.log.Info("leader stages stopped", "reason", err)
+				continue
+			}
+			return err
+		}
+	}
+}
+
+// isChurn reports errors that come from losing leadership or quorum, which
+// end the leader stages without failing the manager.
+func isChurn(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, raftstore.ErrNotLeader)
+}
+
+// runLeaderStages makes sure the cluster object and this manager's record
+// exist, then runs every leader-only stage until ctx ends or one fails.
+func (m *Manager) runLeaderStages(ctx context.Context) error {
+	if err := m.raft.Barrier(ctx); err != nil {
+		return fmt.Errorf("barrier: %w: %w", err, sdk.ErrUnavailable)
+	}
+	if err := m.ensureCluster(ctx); err != nil {
+		return err
+	}
+	if err := m.registerSelf(ctx); err != nil {
+		return err
+	}
+	orch := orchestrator.New(m.raft, m.st, m.log.With("part", "orchestrator"))
+	return orch.Run(ctx)
+}
+
+// ensureCluster commits the bootstrap cluster object on a new cluster's
+// first leadership, then forgets the file that held its CA key.
+func (m *Manager) ensureCluster(ctx context.Context) error {
+	var have bool
+	m.st.View(func(tx *state.ReadTx) { have = tx.Cluster() != nil })
+	if !have {
+		if m.ident.bootstrap == nil {
+			return errors.New("this manager leads but the cluster object is missing and it holds no bootstrap material")
+		}
+		err := m.raft.Update(ctx, func(tx *state.Tx) error {
+			return tx.CreateCluster(m.ident.bootstrap)
+		})
+		if err != nil && !errors.Is(err, sdk.ErrAlreadyExists) {
+			return fmt.Errorf("create cluster: %w", err)
+		}
+		m.log.Info("cluster created", "cluster_id", m.ident.bootstrap.Id)
+	}
+	if m.ident.bootstrap != nil {
+		if err := os.Remove(bootstrapFile(m.cfg)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		m.ident.bootstrap = nil
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/kernel/state"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+)
+
+// registerInterval is how often a manager checks that the replicated
+// record of itself (role, addresses, status) is current. It is a local read;
+// a write happens only when something changed, e.g. after a restart with new
+// addresses.
+const registerInterval = 2 * time.Second
+
+// registerSelf writes this manager's own node record when it leads.
+func (m *Manager) registerSelf(ctx context.Context) error {
+	raftAddr, err := m.cfg.Manager.AdvertiseRaft()
+	if err != nil {
+		return err
+	}
+	hostname, err := m.cfg.Node.Name()
+	if err != nil {
+		return err
+	}
+	want := &objectv1.ManagerStatus{RaftAddr: raftAddr, ApiAddr: m.apiAddr, Weight: defaultManagerWeight}
+	return m.raft.Update(ctx, func(tx *state.Tx) error {
+		n := tx.Node(m.NodeID())
+		if n == nil {
+			return tx.CreateNode(&objectv1.Node{
+				Id:   m.NodeID(),
+				Role: objectv1.NodeRole_NODE_ROLE_MANAGER,
+				Spec: &objectv1.NodeSpec{
+					DesiredRole:  objectv1.NodeRole_NODE_ROLE_MANAGER,
+					Availability: objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE,
+				},
+				Description:   m.description(hostname),
+				Status:        &objectv1.NodeStatus{State: objectv1.NodeState_NODE_STATE_READY, Addr: m.apiAddr},
+				ManagerStatus: want,
+			})
+		}
+		ms := n.GetManagerStatus()
+		if ms.GetRaftAddr() == want.RaftAddr && ms.GetApiAddr() == want.ApiAddr &&
+			n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_READY && n.GetRole() == objectv1.NodeRole_NODE_ROLE_MANAGER {
+			return nil
+		}
+		next := proto.Clone(n).(*objectv1.Node)
+		next.Role = objectv1.NodeRole_NODE_ROLE_MANAGER
+		if ms != nil {
+			want.Weight = ms.GetWeight()
+		}
+		next.ManagerStatus = want
+		next.Status = &objectv1.NodeStatus{State: objectv1.NodeState_NODE_STATE_READY, Addr: m.apiAddr}
+		return tx.UpdateNode(next)
+	})
+}
+
+func (m *Manager) description(hostname string) *objectv1.NodeDescription {
+	return &objectv1.NodeDescription{Hostname: hostname, Platform: platform(), EngineVersion: Version}
+}
+
+// registerLoop keeps a follower's record current by asking the leader to
+// (re-)add it to the Raft group with its current addresses. A manager that
+// just joined with a token does this through the configured join addresses,
+// since it knows no leader until it is part of the group.
+func (m *Manager) registerLoop(ctx context.Context) error {
+	raftAddr, err := m.cfg.Manager.AdvertiseRaft()
+	if err != nil {
+		return err
+	}
+	req := &raftv1.JoinRequest{RaftAddr: raftAddr, ApiAddr: m.apiAddr}
+	needJoin := m.ident.joined
+	tick := time.NewTicker(registerInterval)
+	defer tick.Stop()
+	for {
+		if needJoin {
+			if err := m.joinThroughSeeds(ctx, req); err != nil {
+				m.log.Warn("joining the raft group", "error", err)
+			} else {
+				needJoin = false
+				m.log.Info("joined the raft group")
+			}
+		} else if !m.raft.IsLeader() && m.recordStale(req) {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			conn, err := m.leader.LeaderConn(cctx)
+			if err == nil {
+				_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				m.log.Debug("refreshing manager record", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (m *Manager) recordStale(req *raftv1.JoinRequest) bool {
+	var n *objectv1.Node
+	m.st.View(func(tx *state.ReadTx) { n = tx.Node(m.NodeID()) })
+	if n == nil {
+		// Not replicated to us yet, or we were removed: only the leader can
+		// tell, and Join asks it.
+		return true
+	}
+	ms := n.GetManagerStatus()
+	return n.GetRole() != objectv1.NodeRole_NODE_ROLE_MANAGER || ms.GetRaftAddr() != req.RaftAddr || ms.GetApiAddr() != req.ApiAddr ||
+		n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY
+}
+
+func (m *Manager) joinThroughSeeds(ctx context.Context, req *raftv1.JoinRequest) error {
+	var last error
+	for _, addr := range m.cfg.Join.Addrs {
+		conn, err := dialManager(addr, m.ident.id)
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
+		cancel()
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("%s: %w", addr, err)
+	}
+	return last
+}
+
+// anyManagerConn returns a connection to this manager's own API, which
+// serves certificate renewals locally.
+func (m *Manager) anyManagerConn(ctx context.Context) (*grpc.ClientConn, error) {
+	return m.leader.conn(m.apiAddr)
+}

@@ -1,0 +1,375 @@
+// Package orchestrator reconciles services with their tasks on the leader:
+// one task per slot for replicated services, one per eligible node for
+// global ones, replacing ended tasks per the restart policy and removing
+// tasks of removed or scaled-down services.
+//
+// It is driven by store watch events and restartable: Run rebuilds
+// everything from a view of the store. All the changes of one pass, however
+// many services and tasks they touch, go into one transaction, which the
+// batched proposer commits as one or a few Raft entries: scaling to 10,000
+// replicas is not 10,000 writes.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shoalhq/shoal/kernel/ids"
+	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+)
+
+const deleteKind = raftv1.ActionKind_ACTION_KIND_DELETE
+
+// Raft commits transactions; raftstore.Node implements it.
+type Raft interface {
+	Update(ctx context.Context, fn func(tx *state.Tx) error) error
+}
+
+// Orchestrator is the leader-only stage that creates and removes tasks.
+type Orchestrator struct {
+	raft Raft
+	st   *state.Store
+	log  *slog.Logger
+}
+
+// New returns an orchestrator writing through r and watching st.
+func New(r Raft, st *state.Store, logger *slog.Logger) *Orchestrator {
+	return &Orchestrator{raft: r, st: st, log: logger}
+}
+
+// settle is how long the orchestrator gathers further events after the
+// first one before reconciling: a burst of changes (a stack of services, a
+// node going down) becomes one pass and one write.
+const settle = 20 * time.Millisecond
+
+// PendingMessage is the status message of a task waiting for a node.
+const PendingMessage = "waiting for a node to run it"
+
+// Run reconciles until ctx ends. It returns nil on ctx's end and an error
+// only if a write fails for a reason other than a conflict (which it retries
+// after re-reading).
+func (o *Orchestrator) Run(ctx context.Context) error {
+	for {
+		err := o.watchLoop(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// The watch closed (a snapshot was restored, or we fell behind):
+		// start again from a fresh view.
+	}
+}
+
+func (o *Orchestrator) watchLoop(ctx context.Context) error {
+	dirty := map[string]bool{}
+	allGlobal := false
+	events, cancel := o.st.ViewAndWatch(func(tx *state.ReadTx) {
+		for _, s := range tx.Services() {
+			dirty[s.Id] = true
+		}
+		// Tasks of services that no longer exist.
+		for _, t := range tx.TasksByDesiredState(objectv1.TaskState_TASK_STATE_RUNNING) {
+			if tx.Service(t.GetServiceId()) == nil {
+				dirty[t.GetServiceId()] = true
+			}
+		}
+	})
+	defer cancel()
+	for {
+		if len(dirty) > 0 || allGlobal {
+			if allGlobal {
+				o.st.View(func(tx *state.ReadTx) {
+					for _, s := range tx.Services() {
+						if s.GetSpec().GetGlobal() != nil {
+							dirty[s.Id] = true
+						}
+					}
+				})
+				allGlobal = false
+			}
+			if err := o.reconcile(ctx, dirty); err != nil {
+				if errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists) || errors.Is(err, sdk.ErrNotFound) {
+					// A concurrent write won: re-read and try again.
+					o.log.Debug("reconcile conflict; retrying", "error", err)
+					continue
+				}
+				return err
+			}
+			clear(dirty)
+		}
+		// Wait for the next event, then gather the burst it starts.
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			allGlobal = mark(ev, dirty) || allGlobal
+		}
+		timer := time.NewTimer(settle)
+	gather:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case ev, ok := <-events:
+				if !ok {
+					timer.Stop()
+					return nil
+				}
+				allGlobal = mark(ev, dirty) || allGlobal
+			case <-timer.C:
+				break gather
+			}
+		}
+	}
+}
+
+// mark records what an event makes dirty; it returns true when every global
+// service needs a look (the set of nodes changed).
+func mark(ev state.Event, dirty map[string]bool) bool {
+	switch {
+	case ev.Service != nil:
+		dirty[ev.Service.Id] = true
+	case ev.Task != nil:
+		t := ev.Task
+		// Only changes that can call for a replacement matter: a task that
+		// ended while desired running, or a task that disappeared.
+		if ev.Kind == deleteKind || (t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && ended(t)) {
+			dirty[t.GetServiceId()] = true
+		}
+	case ev.Node != nil:
+		return true
+	}
+	return false
+}
+
+// reconcile brings every dirty service in line in one transaction.
+func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) error {
+	ids := make([]string, 0, len(dirty))
+	for id := range dirty {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var stats passStats
+	err := o.raft.Update(ctx, func(tx *state.Tx) error {
+		stats = passStats{}
+		now := time.Now()
+		for _, id := range ids {
+			if err := reconcileService(tx, id, now, &stats); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile %d services: %w", len(ids), err)
+	}
+	if stats.created+stats.removed+stats.stopped > 0 {
+		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
+			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped)
+	}
+	return nil
+}
+
+type passStats struct{ created, removed, stopped int }
+
+// ended reports whether a task's process is over (or never will run).
+func ended(t *objectv1.Task) bool {
+	return t.GetStatus().GetState() >= objectv1.TaskState_TASK_STATE_COMPLETE
+}
+
+// placed reports whether a task was ever handed to a node.
+func placed(t *objectv1.Task) bool {
+	return t.GetStatus().GetState() >= objectv1.TaskState_TASK_STATE_ASSIGNED
+}
+
+// retire takes a task out of service: never-placed tasks are deleted
+// outright; placed ones are asked to shut down, so their node stops them.
+func retire(tx *state.Tx, t *objectv1.Task, stats *passStats) error {
+	if !placed(t) {
+		stats.removed++
+		return tx.DeleteTask(t.Id)
+	}
+	if t.GetDesiredState() >= objectv1.TaskState_TASK_STATE_SHUTDOWN {
+		return nil
+	}
+	next := proto.Clone(t).(*objectv1.Task)
+	next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+	stats.stopped++
+	return tx.UpdateTask(next)
+}
+
+func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) error {
+	svc := tx.Service(id)
+	tasks := tx.TasksByService(id)
+	if svc == nil {
+		for _, t := range tasks {
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if svc.GetSpec().GetGlobal() != nil {
+		return reconcileGlobal(tx, svc, tasks, now, stats)
+	}
+	return reconcileReplicated(tx, svc, tasks, now, stats)
+}
+
+func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
+	want := uint64(svc.GetSpec().GetReplicated().GetReplicas())
+	live := map[uint64]bool{}
+	for _, t := range tasks {
+		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+			continue
+		}
+		switch {
+		case t.GetSlot() > want || t.GetSlot() == 0 || live[t.GetSlot()]:
+			// Scaled down, or a duplicate for its slot.
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+		case ended(t):
+			// The task is over; whether its slot gets a new one is the
+			// restart policy's call.
+			if err := retireEnded(tx, t); err != nil {
+				return err
+			}
+			if restarts(svc, t) {
+				continue // the slot stays free and is refilled below
+			}
+			live[t.GetSlot()] = true
+		case !placed(t) && t.GetSpecVersion() != svc.GetSpecVersion():
+			// Not on a node yet: bring it up to date in place.
+			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
+				return err
+			}
+			live[t.GetSlot()] = true
+		default:
+			live[t.GetSlot()] = true
+		}
+	}
+	for slot := uint64(1); slot <= want; slot++ {
+		if live[slot] {
+			continue
+		}
+		if err := tx.CreateTask(newTask(svc, slot, "", now)); err != nil {
+			return err
+		}
+		stats.created++
+	}
+	return nil
+}
+
+func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
+	eligible := map[string]bool{}
+	for _, n := range tx.Nodes() {
+		if n.GetSpec().GetAvailability() == objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE &&
+			n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_DOWN {
+			eligible[n.Id] = true
+		}
+	}
+	covered := map[string]bool{}
+	for _, t := range tasks {
+		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+			continue
+		}
+		switch {
+		case !eligible[t.GetNodeId()] || covered[t.GetNodeId()]:
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+		case ended(t):
+			if err := retireEnded(tx, t); err != nil {
+				return err
+			}
+			if !restarts(svc, t) {
+				covered[t.GetNodeId()] = true
+			}
+		case !placed(t) && t.GetSpecVersion() != svc.GetSpecVersion():
+			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
+				return err
+			}
+			covered[t.GetNodeId()] = true
+		default:
+			covered[t.GetNodeId()] = true
+		}
+	}
+	nodes := make([]string, 0, len(eligible))
+	for id := range eligible {
+		if !covered[id] {
+			nodes = append(nodes, id)
+		}
+	}
+	sort.Strings(nodes)
+	for _, id := range nodes {
+		if err := tx.CreateTask(newTask(svc, 0, id, now)); err != nil {
+			return err
+		}
+		stats.created++
+	}
+	return nil
+}
+
+// restarts applies the restart condition to an ended task. Restart delay,
+// attempts and window are enforced when tasks actually run on workers.
+// TODO(#4): restart delay, max attempts and window.
+func restarts(svc *objectv1.Service, t *objectv1.Task) bool {
+	switch svc.GetSpec().GetTask().GetRestart().GetCondition() {
+	case objectv1.RestartCondition_RESTART_CONDITION_NONE:
+		return false
+	case objectv1.RestartCondition_RESTART_CONDITION_ON_FAILURE:
+		return t.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_COMPLETE
+	default:
+		return true
+	}
+}
+
+// retireEnded marks an ended task as no longer desired, so it stays only as
+// history.
+func retireEnded(tx *state.Tx, t *objectv1.Task) error {
+	next := proto.Clone(t).(*objectv1.Task)
+	next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+	return tx.UpdateTask(next)
+}
+
+func refresh(t *objectv1.Task, svc *objectv1.Service) *objectv1.Task {
+	next := proto.Clone(t).(*objectv1.Task)
+	next.Spec = svc.GetSpec().GetTask()
+	next.SpecVersion = svc.GetSpecVersion()
+	next.ServiceAnnotations = svc.GetSpec().GetAnnotations()
+	return next
+}
+
+func newTask(svc *objectv1.Service, slot uint64, nodeID string, now time.Time) *objectv1.Task {
+	return &objectv1.Task{
+		Id:                 ids.New(),
+		ServiceId:          svc.Id,
+		Slot:               slot,
+		NodeId:             nodeID,
+		Spec:               svc.GetSpec().GetTask(),
+		SpecVersion:        svc.GetSpecVersion(),
+		ServiceAnnotations: svc.GetSpec().GetAnnotations(),
+		DesiredState:       objectv1.TaskState_TASK_STATE_RUNNING,
+		Status: &objectv1.TaskStatus{
+			Timestamp: timestamppb.New(now),
+			State:     objectv1.TaskState_TASK_STATE_PENDING,
+			Message:   PendingMessage,
+		},
+	}
+}

@@ -1,0 +1,84 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/shoalhq/shoal/sdk"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+)
+
+// objKind names an object kind in a Tx's change log.
+type objKind uint8
+
+const (
+	kindCluster objKind = iota + 1
+	kindNode
+	kindService
+	kindTask
+)
+
+// kindOf is what the generic Tx and Apply code needs to know about the
+// node, service and task kinds. The cluster, a singleton, is coded apart.
+type kindOf[T object] struct {
+	kind objKind
+	// name is the kind in error messages.
+	name string
+	// table selects the kind's table.
+	table func(*tables) *table[T]
+	// setMeta replaces v's meta.
+	setMeta func(v T, m *objectv1.Meta)
+	// stub is a delete target: an object carrying only its ID.
+	stub func(id string) T
+	// action wraps v into a StoreAction.
+	action func(k raftv1.ActionKind, v T) *raftv1.StoreAction
+	// event fills the kind's fields of an Event.
+	event func(e *Event, v, old T)
+	// validate, when set, checks what the store itself requires of an
+	// object it holds (beyond a non-empty ID).
+	validate func(v T) error
+}
+
+var nodeKind = &kindOf[*objectv1.Node]{
+	kind:    kindNode,
+	name:    "node",
+	table:   func(t *tables) *table[*objectv1.Node] { return &t.nodes },
+	setMeta: func(v *objectv1.Node, m *objectv1.Meta) { v.Meta = m },
+	stub:    func(id string) *objectv1.Node { return &objectv1.Node{Id: id} },
+	action: func(k raftv1.ActionKind, v *objectv1.Node) *raftv1.StoreAction {
+		return &raftv1.StoreAction{Kind: k, Target: &raftv1.StoreAction_Node{Node: v}}
+	},
+	event: func(e *Event, v, old *objectv1.Node) { e.Node, e.OldNode = v, old },
+}
+
+var serviceKind = &kindOf[*objectv1.Service]{
+	kind:    kindService,
+	name:    "service",
+	table:   func(t *tables) *table[*objectv1.Service] { return &t.services },
+	setMeta: func(v *objectv1.Service, m *objectv1.Meta) { v.Meta = m },
+	stub:    func(id string) *objectv1.Service { return &objectv1.Service{Id: id} },
+	action: func(k raftv1.ActionKind, v *objectv1.Service) *raftv1.StoreAction {
+		return &raftv1.StoreAction{Kind: k, Target: &raftv1.StoreAction_Service{Service: v}}
+	},
+	event: func(e *Event, v, old *objectv1.Service) { e.Service, e.OldService = v, old },
+	// The name is the service's unique handle (ServiceByName, the CLI); a
+	// service without one could never be told apart from another.
+	validate: func(v *objectv1.Service) error {
+		if serviceName(v) == "" {
+			return fmt.Errorf("spec.annotations.name is empty: %w", sdk.ErrInvalidArgument)
+		}
+		return nil
+	},
+}
+
+var taskKind = &kindOf[*objectv1.Task]{
+	kind:    kindTask,
+	name:    "task",
+	table:   func(t *tables) *table[*objectv1.Task] { return &t.tasks },
+	setMeta: func(v *objectv1.Task, m *objectv1.Meta) { v.Meta = m },
+	stub:    func(id string) *objectv1.Task { return &objectv1.Task{Id: id} },
+	action: func(k raftv1.ActionKind, v *objectv1.Task) *raftv1.StoreAction {
+		return &raftv1.StoreAction{Kind: k, Target: &raftv1.StoreAction_Task{Task: v}}
+	},
+	event: func(e *Event, v, old *objectv1.Task) { e.Task, e.OldTask = v, old },
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what shoal's make targets need on a Debian 12 machine, as root.
+# Idempotent and quiet when everything is present.
+set -euo pipefail
+
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v git >/dev/null || need+=(git)
+command -v gcc >/dev/null || need+=(gcc) # go test -race needs cgo
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing ${need[*]}: run as root, or install them with apt-get" >&2
+    exit 1
+  fi
+  echo "installing ${need[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+  if [ -x /usr/local/go/bin/go ]; then
+    echo "go is at /usr/local/go/bin: add it to PATH" >&2
+  else
+    echo "go 1.26 or newer is required (Debian 12's golang package is too old)" >&2
+  fi
+  exit 1
+fi
+go mod download
