@@ -58,7 +58,7 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 		taskHistory int64
 	)
 	cmd := &cobra.Command{
-		Use:   "update [OPTIONS]",
+		Use:   "update [flags]",
 		Short: "Change the cluster's settings",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

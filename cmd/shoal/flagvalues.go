@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -95,9 +96,9 @@ func (v *kvValue) Set(s string) error {
 	key, _, hasValue := strings.Cut(s, "=")
 	switch {
 	case key == "":
-		return fmt.Errorf("%q: empty key", s)
+		return errors.New("empty key")
 	case !hasValue && !v.optionalValue:
-		return fmt.Errorf("%q: want KEY=VALUE", s)
+		return errors.New("want KEY=VALUE")
 	}
 	*v.target = append(*v.target, s)
 	return nil
@@ -195,7 +196,7 @@ func parsePort(s string) (*objectv1.PortConfig, error) {
 	}
 	rest, proto, hasProto := strings.Cut(s, "/")
 	if hasProto && proto == "" {
-		return nil, fmt.Errorf("%q: empty protocol", s)
+		return nil, errors.New("empty protocol")
 	}
 	pub, target, hasPub := strings.Cut(rest, ":")
 	if !hasPub {
@@ -204,11 +205,11 @@ func parsePort(s string) (*objectv1.PortConfig, error) {
 	p := &objectv1.PortConfig{Protocol: proto}
 	var err error
 	if p.TargetPort, err = parsePortNumber(target); err != nil {
-		return nil, fmt.Errorf("%q: %w", s, err)
+		return nil, err
 	}
 	if hasPub {
 		if p.PublishedPort, err = parsePortNumber(pub); err != nil {
-			return nil, fmt.Errorf("%q: %w", s, err)
+			return nil, err
 		}
 	}
 	return p, nil
@@ -219,7 +220,7 @@ func parseLongPort(s string) (*objectv1.PortConfig, error) {
 	for field := range strings.SplitSeq(s, ",") {
 		key, value, ok := strings.Cut(field, "=")
 		if !ok {
-			return nil, fmt.Errorf("%q: %q is not KEY=VALUE", s, field)
+			return nil, fmt.Errorf("%q is not KEY=VALUE", field)
 		}
 		var err error
 		switch key {
@@ -236,7 +237,7 @@ func parseLongPort(s string) (*objectv1.PortConfig, error) {
 			err = fmt.Errorf("unknown key %q (want published, target, protocol or mode)", key)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%q: %s: %w", s, key, err)
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 	}
 	return p, nil
@@ -259,7 +260,7 @@ func (v prefsValue) Type() string   { return "spread=ATTR" }
 func (v prefsValue) Set(s string) error {
 	strategy, attr, ok := strings.Cut(s, "=")
 	if !ok || strategy != "spread" || attr == "" {
-		return fmt.Errorf("%q: want spread=ATTRIBUTE, e.g. spread=node.labels.rack", s)
+		return errors.New("want spread=ATTRIBUTE, e.g. spread=node.labels.rack")
 	}
 	*v.target = append(*v.target, attr)
 	return nil
@@ -320,7 +321,7 @@ func splitArgs(s string) ([]string, error) {
 			quote, inArg = ch, true
 		case ch == '\\':
 			if i+1 == len(s) {
-				return nil, fmt.Errorf("%q: trailing backslash", s)
+				return nil, errors.New("trailing backslash")
 			}
 			i++
 			word.WriteByte(s[i])
@@ -331,7 +332,7 @@ func splitArgs(s string) ([]string, error) {
 		}
 	}
 	if quote != 0 {
-		return nil, fmt.Errorf("%q: unterminated %c quote", s, quote)
+		return nil, fmt.Errorf("unterminated %c quote", quote)
 	}
 	if inArg {
 		args = append(args, word.String())

@@ -14,7 +14,7 @@ import (
 func (c *cli) newJoinTokenCmd() *cobra.Command {
 	var rotate, quiet bool
 	cmd := &cobra.Command{
-		Use:       "join-token [OPTIONS] worker|manager",
+		Use:       "join-token [flags] worker|manager",
 		Short:     "Show or rotate the token nodes join with",
 		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 		ValidArgs: []string{"worker", "manager"},

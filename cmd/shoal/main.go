@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -233,7 +234,8 @@ func kindInterceptor(host string) grpc.UnaryClientInterceptor {
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		case errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+			// The server may give up on the deadline before ctx notices.
 			return fmt.Errorf("no answer from %s within --timeout: %w", host, context.DeadlineExceeded)
 		case status.Code(err) == codes.Unavailable && cc.GetState() != connectivity.Ready:
 			return fmt.Errorf("cannot reach %s: %w", host, sdk.FromGRPC(err))
@@ -272,10 +274,22 @@ func (c *cli) newVersionCmd() *cobra.Command {
 		Short: "Print the version of this binary",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(c.out, "shoal %s %s %s/%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(c.out, "shoal %s %s %s/%s\n", binaryVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		},
 	}
+}
+
+// binaryVersion is the version set at build time or, failing that, the
+// module version `go install` recorded.
+func binaryVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }
 
 // printError prints err for people: "Error: <message>", one line per error

@@ -29,7 +29,7 @@ func (c *cli) newNodeLsCmd() *cobra.Command {
 		quiet  bool
 	)
 	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
+		Use:     "ls [flags]",
 		Aliases: []string{"list"},
 		Short:   "List nodes",
 		Args:    cobra.NoArgs,
@@ -93,7 +93,7 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 		labelRm      []string
 	)
 	cmd := &cobra.Command{
-		Use:   "update [OPTIONS] NODE",
+		Use:   "update [flags] NODE",
 		Short: "Update a node",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -130,7 +130,7 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 		"availability", "whether the scheduler may use the node")
 	fs.Var(newEnumValue(&role, "NODE_ROLE_", objectv1.NodeRole_name), "role", "role of the node")
 	fs.Var(&kvValue{target: &labelAdd, optionalValue: true}, "label-add", "add or replace a node label")
-	fs.StringArrayVar(&labelRm, "label-rm", nil, "remove a node label by key")
+	fs.StringArrayVar(&labelRm, "label-rm", nil, "remove a node label by `KEY`")
 	return cmd
 }
 
@@ -166,7 +166,7 @@ func (c *cli) newNodeRoleCmd(verb string, role objectv1.NodeRole) *cobra.Command
 func (c *cli) newNodeRmCmd() *cobra.Command {
 	var force bool
 	cmd := &cobra.Command{
-		Use:     "rm [OPTIONS] NODE...",
+		Use:     "rm [flags] NODE...",
 		Aliases: []string{"remove"},
 		Short:   "Remove nodes from the cluster",
 		Args:    cobra.MinimumNArgs(1),

@@ -186,8 +186,8 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 			DesiredStates: []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING},
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return c.waitEnded(ctx, cv.name, pp.last)
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				return c.waitEnded(ctx, err, cv.name, pp.last)
 			}
 			return err
 		}
@@ -198,7 +198,7 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 		}
 		select {
 		case <-ctx.Done():
-			return c.waitEnded(ctx, cv.name, pp.last)
+			return c.waitEnded(ctx, ctx.Err(), cv.name, pp.last)
 		case <-tick.C:
 		}
 	}
@@ -206,12 +206,12 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 
 // waitEnded explains why waiting stopped early. The change itself is
 // stored: the service keeps converging without the CLI.
-func (c *cli) waitEnded(ctx context.Context, name, last string) error {
+func (c *cli) waitEnded(ctx context.Context, cause error, name, last string) error {
 	state := ""
 	if last != "" {
 		state = " (" + strings.TrimPrefix(last, name+": ") + ")"
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(cause, context.DeadlineExceeded) {
 		return fmt.Errorf("%s: not converged within --timeout %s%s; it goes on in the background, see 'shoal service ps %s'",
 			name, c.timeout, state, name)
 	}

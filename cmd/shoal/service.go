@@ -29,7 +29,7 @@ func (c *cli) newServiceCmd() *cobra.Command {
 func (c *cli) newServiceCreateCmd() *cobra.Command {
 	var f serviceFlags
 	cmd := &cobra.Command{
-		Use:   "create [OPTIONS] IMAGE [ARG...]",
+		Use:   "create [flags] IMAGE [ARG...]",
 		Short: "Create a service",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,7 +67,7 @@ func (c *cli) newServiceLsCmd() *cobra.Command {
 		quiet  bool
 	)
 	cmd := &cobra.Command{
-		Use:     "ls [OPTIONS]",
+		Use:     "ls [flags]",
 		Aliases: []string{"list"},
 		Short:   "List services",
 		Args:    cobra.NoArgs,
@@ -102,7 +102,7 @@ func (c *cli) newServiceLsCmd() *cobra.Command {
 func (c *cli) newServiceInspectCmd() *cobra.Command {
 	var pretty bool
 	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] SERVICE...",
+		Use:   "inspect [flags] SERVICE...",
 		Short: "Show services in detail, as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
@@ -149,7 +149,7 @@ func (c *cli) newServicePsCmd() *cobra.Command {
 		filters []string
 	)
 	cmd := &cobra.Command{
-		Use:   "ps [OPTIONS] SERVICE...",
+		Use:   "ps [flags] SERVICE...",
 		Short: "List the tasks of services",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
@@ -199,7 +199,7 @@ func (c *cli) newServicePsCmd() *cobra.Command {
 	addFormatFlag(cmd.Flags(), &format)
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print task IDs only")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate IDs and errors")
-	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter tasks: desired-state=running|shutdown|...")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter tasks by `desired-state=STATE`")
 	return cmd
 }
 
@@ -272,7 +272,7 @@ func (c *cli) newServiceScaleCmd() *cobra.Command {
 func (c *cli) newServiceUpdateCmd() *cobra.Command {
 	var f serviceFlags
 	cmd := &cobra.Command{
-		Use:   "update [OPTIONS] SERVICE",
+		Use:   "update [flags] SERVICE",
 		Short: "Update a service",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

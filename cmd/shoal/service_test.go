@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"strings"
 	"testing"
 	"time"
@@ -155,15 +156,15 @@ func TestServiceCreateBadFlag(t *testing.T) {
 		{[]string{"--limit-cpu", "half"}, `"--limit-cpu" flag`},
 		{[]string{"--limit-cpu", "0.0000000001"}, `"--limit-cpu" flag`},
 		{[]string{"--reserve-cpu", "1e3"}, `"--reserve-cpu" flag`},
-		{[]string{"--publish", "80:http"}, `"--publish" flag`},
-		{[]string{"--publish", "8080:80/"}, `"--publish" flag`},
-		{[]string{"--publish", "published=8080,target=80,bogus=1"}, `"--publish" flag`},
+		{[]string{"--publish", "80:http"}, `--publish" flag`},
+		{[]string{"--publish", "8080:80/"}, `--publish" flag`},
+		{[]string{"--publish", "published=8080,target=80,bogus=1"}, `--publish" flag`},
 		{[]string{"--restart-condition", "sometimes"}, `"--restart-condition" flag: want one of none, on-failure, any`},
 		{[]string{"--update-order", "random"}, `"--update-order" flag`},
 		{[]string{"--update-failure-action", "explode"}, `"--update-failure-action" flag`},
 		{[]string{"--restart-delay", "5"}, `"--restart-delay" flag`},
-		{[]string{"--env", "NOVALUE"}, `"--env" flag`},
-		{[]string{"--label", "=x"}, `"--label" flag`},
+		{[]string{"--env", "NOVALUE"}, `--env" flag`},
+		{[]string{"--label", "=x"}, `--label" flag`},
 		{[]string{"--replicas", "three"}, `"--replicas" flag`},
 		{[]string{"--placement-pref", "binpack=x"}, `"--placement-pref" flag`},
 		{[]string{"--mode", "daemon"}, `"--mode" flag`},
@@ -240,6 +241,7 @@ func TestServiceCreateProgress(t *testing.T) {
 		args        []string
 		onCreate    func(*objectv1.Service) []*objectv1.Task
 		onListTasks func(*fakeControl, int)
+		timeout     string
 		wantCode    int
 		wantStdout  string
 		wantStderr  string
@@ -261,6 +263,7 @@ func TestServiceCreateProgress(t *testing.T) {
 			name:       "waits for pending tasks without a reason until --timeout",
 			args:       []string{"--replicas", "1"},
 			onCreate:   pendingTasks(""),
+			timeout:    "400ms",
 			wantCode:   1,
 			wantStdout: "svc0000000000000000000001\nweb: 0/1 running, 1 pending\n",
 			wantStderr: "Error: web: not converged within --timeout 400ms (0/1 running, 1 pending); it goes on in the background, see 'shoal service ps web'\n",
@@ -273,7 +276,9 @@ func TestServiceCreateProgress(t *testing.T) {
 			host := f.serve(t)
 			c := newTestCLI()
 			c.now = time.Now
-			args := append(append([]string{"--timeout", "400ms", "service", "create", "--name", "web"}, tt.args...), "nginx")
+			// A generous timeout where waiting must end by itself.
+			timeout := cmp.Or(tt.timeout, "30s")
+			args := append(append([]string{"--timeout", timeout, "service", "create", "--name", "web"}, tt.args...), "nginx")
 			res := c.run(host, args...)
 			if res.code != tt.wantCode || res.stdout != tt.wantStdout || res.stderr != tt.wantStderr {
 				t.Errorf("%v = exit %d, stdout %q, stderr %q; want exit %d, stdout %q, stderr %q",

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -18,10 +19,32 @@ import (
 // one task per line.
 const maxErrLength = 30
 
-// newTable returns a writer that aligns tab-separated columns as docker's
-// tables do. Flush it when done.
-func newTable(w io.Writer) *tabwriter.Writer {
-	return tabwriter.NewWriter(w, 10, 1, 3, ' ', 0)
+// table aligns tab-separated columns as docker's tables do, without the
+// trailing blanks of an empty last column. Flush it when done.
+type table struct {
+	w   io.Writer
+	buf bytes.Buffer
+	tw  *tabwriter.Writer
+}
+
+func newTable(w io.Writer) *table {
+	t := &table{w: w}
+	t.tw = tabwriter.NewWriter(&t.buf, 10, 1, 3, ' ', 0)
+	return t
+}
+
+func (t *table) Write(p []byte) (int, error) { return t.tw.Write(p) }
+
+func (t *table) Flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	for line := range strings.Lines(t.buf.String()) {
+		if _, err := io.WriteString(t.w, strings.TrimRight(line, " \n")+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func row(w io.Writer, cols ...string) {
@@ -213,8 +236,8 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 		field("Replicas", fmt.Sprint(spec.GetReplicated().GetReplicas()))
 	}
 	field("Image", c.GetImage())
-	field("Command", strings.Join(c.GetCommand(), " "))
-	field("Args", strings.Join(c.GetArgs(), " "))
+	field("Command", shellJoin(c.GetCommand()))
+	field("Args", shellJoin(c.GetArgs()))
 	for _, e := range c.GetEnv() {
 		field("Env", e)
 	}
@@ -268,4 +291,18 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 	}
 	field("Ports", formatPorts(spec.GetEndpoint().GetPorts()))
 	return tw.Flush()
+}
+
+// shellJoin joins args into a command line that splitArgs (and a shell)
+// splits back into args.
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]{}~#!") {
+			quoted[i] = a
+			continue
+		}
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(quoted, " ")
 }

@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -102,9 +103,13 @@ func (s *Signer) Sign(csrPEM []byte, nodeID string, role objectv1.NodeRole, clus
 		},
 		NotBefore:             now.Add(-Backdate),
 		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
+	}
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		// RSA key exchange (TLS 1.2) encrypts with the key; EC keys only sign.
+		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
 	}
 	if role == objectv1.NodeRole_NODE_ROLE_MANAGER {
 		tmpl.DNSNames = []string{ManagerServerName}

@@ -93,9 +93,9 @@ func TestValidate(t *testing.T) {
 			c.Raft.HeartbeatTimeout, c.Raft.ElectionTimeout, c.Raft.LeaderLeaseTimeout = ms(10), ms(10), ms(10)
 		}, "", ""},
 		{"election too short", func(c *Config) { c.Raft.ElectionTimeout = ms(9) }, "raft.election_timeout", "must be between 10ms and 1m, got 9ms"},
-		{"election below heartbeat", func(c *Config) { c.Raft.ElectionTimeout = ms(400) }, "raft.election_timeout", "must be at least raft.heartbeat_timeout (500ms), got 400ms"},
+		{"election below heartbeat", func(c *Config) { c.Raft.ElectionTimeout = ms(200) }, "raft.election_timeout", "must be at least raft.heartbeat_timeout (300ms), got 200ms"},
 		{"lease too short", func(c *Config) { c.Raft.LeaderLeaseTimeout = ms(1) }, "raft.leader_lease_timeout", "must be between 10ms and 1m, got 1ms"},
-		{"lease above heartbeat", func(c *Config) { c.Raft.LeaderLeaseTimeout = ms(600) }, "raft.leader_lease_timeout", "must be at most raft.heartbeat_timeout (500ms), got 600ms"},
+		{"lease above heartbeat", func(c *Config) { c.Raft.LeaderLeaseTimeout = ms(600) }, "raft.leader_lease_timeout", "must be at most raft.heartbeat_timeout (300ms), got 600ms"},
 		{"commit too short", func(c *Config) { c.Raft.CommitTimeout = Duration{500 * time.Microsecond} }, "raft.commit_timeout", "must be between 1ms and 1s, got 500µs"},
 		{"commit too long", func(c *Config) { c.Raft.CommitTimeout = Duration{2 * time.Second} }, "raft.commit_timeout", "must be between 1ms and 1s, got 2s"},
 		{"commit negative", func(c *Config) { c.Raft.CommitTimeout = ms(-1) }, "raft.commit_timeout", "got -1ms"},

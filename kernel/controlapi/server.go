@@ -66,6 +66,10 @@ const forwardedKey = "shoal-forwarded"
 // it to compare replicas; operators to look at a cluster that lost quorum.
 const ReadLocalKey = "shoal-read-local"
 
+// leaderPoll is how often a forwarded call checks whether the leader it
+// waits on was replaced: a small fraction of an election.
+const leaderPoll = 10 * time.Millisecond
+
 // errNoLeader is returned when no leader is known or reachable.
 var errNoLeader = fmt.Errorf("no raft leader: the cluster is electing one or has lost quorum: %w", sdk.ErrUnavailable)
 
@@ -81,12 +85,47 @@ func (s *Server) forward(ctx context.Context, method string, req, resp any) (boo
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
 		return true, sdk.ToGRPC(errNoLeader)
 	}
-	conn, err := s.leader.LeaderConn(ctx)
-	if err != nil {
-		return true, sdk.ToGRPC(err)
-	}
 	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
-	return true, conn.Invoke(out, method, req, resp)
+	for {
+		leaderID, _ := s.raft.Leader()
+		conn, err := s.leader.LeaderConn(ctx)
+		if err != nil {
+			return true, sdk.ToGRPC(err)
+		}
+		// WaitForReady: a just-elected leader's connection may still be
+		// coming up. But a leader that died keeps its ID here until the
+		// election ends, so the attempt is abandoned as soon as the leader
+		// changes, and the call goes to the new one. A call abandoned that
+		// way got no answer: like a client retrying, it may run twice;
+		// every write is guarded by names or versions.
+		attempt, cancel := context.WithCancel(out)
+		changed := make(chan bool, 1)
+		go func() {
+			tick := time.NewTicker(leaderPoll)
+			defer tick.Stop()
+			for {
+				select {
+				case <-attempt.Done():
+					changed <- false
+					return
+				case <-tick.C:
+					if id, _ := s.raft.Leader(); id != leaderID && id != "" {
+						cancel()
+						changed <- true
+						return
+					}
+				}
+			}
+		}()
+		err = conn.Invoke(attempt, method, req, resp, grpc.WaitForReady(true))
+		cancel()
+		if !<-changed || ctx.Err() != nil {
+			return true, err
+		}
+		if s.raft.IsLeader() {
+			return false, nil
+		}
+	}
 }
 
 func isRead(method string) bool {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/raftstore"
@@ -65,6 +66,12 @@ func (d *leaderDialer) conn(addr string) (*grpc.ClientConn, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if c, ok := d.conns[addr]; ok {
+		// A manager that was down is likely back (it is the leader now): do
+		// not wait out the reconnect backoff of its old connection.
+		if st := c.GetState(); st == connectivity.TransientFailure || st == connectivity.Idle {
+			c.ResetConnectBackoff()
+			c.Connect()
+		}
 		return c, nil
 	}
 	c, err := dialManager(addr, d.id)

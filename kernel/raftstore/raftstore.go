@@ -42,7 +42,7 @@ type Config struct {
 	Bootstrap bool
 
 	// HeartbeatTimeout: a follower that hears nothing for this long (times a
-	// random factor from 1 to 2) starts an election. Default 500ms.
+	// random factor from 1 to 2) starts an election. Default 300ms.
 	HeartbeatTimeout time.Duration
 	// ElectionTimeout: a candidate that wins no election for this long starts
 	// another. Default 500ms.
@@ -74,7 +74,7 @@ func (c *Config) defaults() {
 			*d = v
 		}
 	}
-	setDur(&c.HeartbeatTimeout, 500*time.Millisecond)
+	setDur(&c.HeartbeatTimeout, 300*time.Millisecond)
 	setDur(&c.ElectionTimeout, 500*time.Millisecond)
 	setDur(&c.LeaderLeaseTimeout, 250*time.Millisecond)
 	setDur(&c.CommitTimeout, 10*time.Millisecond)
