@@ -66,7 +66,7 @@ func (s *Server) UpdateCluster(ctx context.Context, req *controlv1.UpdateCluster
 		}
 		next := proto.Clone(cur).(*objectv1.Cluster)
 		if spec != nil {
-			next.Spec = spec
+			next.Spec = mergeClusterSpec(cur.GetSpec(), req.GetSpec(), spec)
 		}
 		if req.GetRotateWorkerToken() || req.GetRotateManagerToken() {
 			if next.RootCa == nil {
@@ -107,3 +107,24 @@ func (s *Server) UpdateCluster(ctx context.Context, req *controlv1.UpdateCluster
 }
 
 func isNotFound(err error) bool { return errors.Is(err, sdk.ErrNotFound) }
+
+// mergeClusterSpec keeps the sections a request left unset at their current
+// values rather than resetting them to defaults: an operator changing the
+// heartbeat period must not silently reset the certificate lifetime.
+// defaulted is the request's spec after defaults and validation.
+func mergeClusterSpec(cur, req, defaulted *objectv1.ClusterSpec) *objectv1.ClusterSpec {
+	out := proto.Clone(defaulted).(*objectv1.ClusterSpec)
+	if req.GetAnnotations() == nil && cur.GetAnnotations() != nil {
+		out.Annotations = cur.GetAnnotations()
+	}
+	if req.GetDispatcher() == nil && cur.GetDispatcher() != nil {
+		out.Dispatcher = cur.GetDispatcher()
+	}
+	if req.GetCa() == nil && cur.GetCa() != nil {
+		out.Ca = cur.GetCa()
+	}
+	if req.GetOrchestration() == nil && cur.GetOrchestration() != nil {
+		out.Orchestration = cur.GetOrchestration()
+	}
+	return out
+}

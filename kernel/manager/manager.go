@@ -45,6 +45,7 @@ type Manager struct {
 	local   *grpc.Server
 	apiLis  net.Listener
 	sockLis net.Listener
+	metLis  net.Listener // nil when metrics are off
 }
 
 // Version is the shoal version managers record on their node.
@@ -100,6 +101,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	if err != nil {
 		m.closeEarly()
 		return nil, fmt.Errorf("manager.control_socket: %w", err)
+	}
+
+	if cfg.Metrics.ListenAddr != "" {
+		m.metLis, err = net.Listen("tcp", cfg.Metrics.ListenAddr)
+		if err != nil {
+			m.closeEarly()
+			return nil, fmt.Errorf("metrics.listen_addr: %w", err)
+		}
 	}
 
 	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"))
@@ -168,6 +177,9 @@ func (m *Manager) closeEarly() {
 	if m.sockLis != nil {
 		m.sockLis.Close()
 	}
+	if m.metLis != nil {
+		m.metLis.Close()
+	}
 }
 
 // NodeID is this manager's node ID.
@@ -195,7 +207,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	leadership := m.raft.Leadership()
 	go func() { raftDone <- m.raft.Run(raftCtx) }()
 
-	errc := make(chan error, 5)
+	errc := make(chan error, 6)
 	var wg sync.WaitGroup
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
@@ -208,6 +220,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	run("api", func(ctx context.Context) error { return serve(ctx, m.api, m.apiLis) })
 	run("control socket", func(ctx context.Context) error { return serve(ctx, m.local, m.sockLis) })
+	if m.metLis != nil {
+		run("metrics", func(ctx context.Context) error { return m.serveMetrics(ctx, m.metLis) })
+	}
 	run("leader stages", func(ctx context.Context) error { return m.leadLoop(ctx, leadership) })
 	run("registration", m.registerLoop)
 	run("certificate renewal", func(ctx context.Context) error {

@@ -22,7 +22,7 @@ const (
 	// maxInflight bounds how many proposed entries may await commit at once.
 	// hashicorp/raft groups the pending entries into one fsync and one
 	// AppendEntries; more than this only queues memory behind a slow disk.
-	maxInflight = 64
+	maxInflight = 4
 	// queueLen is how many writers may wait to be packed before Propose
 	// blocks. It absorbs bursts of concurrent writers without bounding them.
 	queueLen = 4096

@@ -110,25 +110,31 @@ func (t *tables) applyAction(index uint64, a *raftv1.StoreAction, e *Event) erro
 
 func applyObject[T object](t *tables, k *kindOf[T], index uint64, kind raftv1.ActionKind, v T, e *Event) error {
 	var zero T
-	op := verb(kind) + " " + k.name
 	if v == zero {
-		return fmt.Errorf("%s: no target: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s %s: no target: %w", verb(kind), k.name, sdk.ErrInvalidArgument)
 	}
 	id := v.GetId()
 	if id == "" {
-		return fmt.Errorf("%s: empty id: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s %s: empty id: %w", verb(kind), k.name, sdk.ErrInvalidArgument)
 	}
-	tbl := k.table(t)
+	if err := applyChecked(k.table(t), k, index, kind, v, e); err != nil {
+		return fmt.Errorf("%s %s %s: %w", verb(kind), k.name, id, err)
+	}
+	return nil
+}
+
+// applyChecked applies one action on an object with an ID, or returns why
+// not (the caller adds which action).
+func applyChecked[T object](tbl *table[T], k *kindOf[T], index uint64, kind raftv1.ActionKind, v T, e *Event) error {
+	var zero T
+	id := v.GetId()
 	old := tbl.get(id)
-	if kind != raftv1.ActionKind_ACTION_KIND_CREATE && old == zero {
-		return fmt.Errorf("%s %s: %w", op, id, sdk.ErrNotFound)
-	}
 	switch kind {
 	case raftv1.ActionKind_ACTION_KIND_CREATE:
 		if old != zero {
-			return fmt.Errorf("%s %s: %w", op, id, sdk.ErrAlreadyExists)
+			return sdk.ErrAlreadyExists
 		}
-		if err := validateStored(k, op, v); err != nil {
+		if err := validateStored(k, v); err != nil {
 			return err
 		}
 		m := v.GetMeta()
@@ -136,13 +142,16 @@ func applyObject[T object](t *tables, k *kindOf[T], index uint64, kind raftv1.Ac
 		tbl.set(id, v)
 		k.event(e, v, zero)
 	case raftv1.ActionKind_ACTION_KIND_UPDATE:
-		if err := sameObject(op, id, v == old); err != nil {
+		if old == zero {
+			return sdk.ErrNotFound
+		}
+		if v == old {
+			return errInPlace
+		}
+		if err := checkVersion(v.GetMeta().GetVersion(), old.GetMeta().GetVersion()); err != nil {
 			return err
 		}
-		if err := checkVersion(op, id, v.GetMeta().GetVersion(), old.GetMeta().GetVersion()); err != nil {
-			return err
-		}
-		if err := validateStored(k, op, v); err != nil {
+		if err := validateStored(k, v); err != nil {
 			return err
 		}
 		// created_at is set once: an update cannot rewrite it.
@@ -150,8 +159,11 @@ func applyObject[T object](t *tables, k *kindOf[T], index uint64, kind raftv1.Ac
 		tbl.set(id, v)
 		k.event(e, v, old)
 	case raftv1.ActionKind_ACTION_KIND_DELETE:
+		if old == zero {
+			return sdk.ErrNotFound
+		}
 		if got := v.GetMeta().GetVersion(); got != 0 {
-			if err := checkVersion(op, id, got, old.GetMeta().GetVersion()); err != nil {
+			if err := checkVersion(got, old.GetMeta().GetVersion()); err != nil {
 				return err
 			}
 		}
@@ -161,26 +173,22 @@ func applyObject[T object](t *tables, k *kindOf[T], index uint64, kind raftv1.Ac
 	return nil
 }
 
-func validateStored[T object](k *kindOf[T], op string, v T) error {
+func validateStored[T object](k *kindOf[T], v T) error {
 	if k.validate == nil {
 		return nil
 	}
-	if err := k.validate(v); err != nil {
-		return fmt.Errorf("%s %s: %w", op, v.GetId(), err)
-	}
-	return nil
+	return k.validate(v)
 }
 
 // applyCluster applies an action on the cluster object, of which there is
 // at most one and which is never deleted.
 func (t *tables) applyCluster(index uint64, kind raftv1.ActionKind, c *objectv1.Cluster, e *Event) error {
-	op := verb(kind) + " cluster"
 	if c == nil {
-		return fmt.Errorf("%s: no target: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s cluster: no target: %w", verb(kind), sdk.ErrInvalidArgument)
 	}
 	id := c.GetId()
 	if id == "" {
-		return fmt.Errorf("%s: empty id: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s cluster: empty id: %w", verb(kind), sdk.ErrInvalidArgument)
 	}
 	old := t.cluster
 	switch kind {
@@ -192,25 +200,28 @@ func (t *tables) applyCluster(index uint64, kind raftv1.ActionKind, c *objectv1.
 		c.Meta = &objectv1.Meta{Version: index, CreatedAt: m.GetCreatedAt(), UpdatedAt: m.GetUpdatedAt()}
 		t.cluster = c
 		e.Cluster = c
+		return nil
 	case raftv1.ActionKind_ACTION_KIND_UPDATE:
-		if old == nil || old.GetId() != id {
-			return fmt.Errorf("%s %s: %w", op, id, sdk.ErrNotFound)
+		var err error
+		switch {
+		case old == nil || old.GetId() != id:
+			err = sdk.ErrNotFound
+		case c == old:
+			err = errInPlace
+		default:
+			err = checkVersion(c.GetMeta().GetVersion(), old.GetMeta().GetVersion())
 		}
-		if err := sameObject(op, id, c == old); err != nil {
-			return err
-		}
-		if err := checkVersion(op, id, c.GetMeta().GetVersion(), old.GetMeta().GetVersion()); err != nil {
-			return err
+		if err != nil {
+			return fmt.Errorf("update cluster %s: %w", id, err)
 		}
 		c.Meta = &objectv1.Meta{Version: index, CreatedAt: old.GetMeta().GetCreatedAt(), UpdatedAt: c.GetMeta().GetUpdatedAt()}
 		t.cluster = c
 		e.Cluster, e.OldCluster = c, old
-	default:
-		// The cluster object holds the root CA and every cluster-wide
-		// setting; no command may remove it.
-		return fmt.Errorf("%s %s: the cluster object cannot be deleted: %w", op, id, sdk.ErrInvalidArgument)
+		return nil
 	}
-	return nil
+	// The cluster object holds the root CA and every cluster-wide setting;
+	// no command may remove it.
+	return fmt.Errorf("delete cluster %s: the cluster object cannot be deleted: %w", id, sdk.ErrInvalidArgument)
 }
 
 // checkServiceName checks, at the end of a transaction, that the service an
@@ -220,13 +231,13 @@ func (t *tables) checkServiceName(e Event) error {
 	if s == nil || e.Kind == raftv1.ActionKind_ACTION_KIND_DELETE || t.services.get(s.GetId()) != s {
 		return nil
 	}
-	set := t.servicesByName.get(serviceName(s))
+	set := t.servicesByName.get(serviceName(s)).list
 	if len(set) <= 1 {
 		return nil
 	}
 	others := make([]string, 0, len(set)-1)
-	for id := range set {
-		if id != s.GetId() {
+	for _, e := range set {
+		if id := e.v.GetId(); id != s.GetId() {
 			others = append(others, id)
 		}
 	}
@@ -264,22 +275,17 @@ func undoObject[T object](tbl *table[T], kind raftv1.ActionKind, v, old T) {
 }
 
 // checkVersion refuses a write from a stale read.
-func checkVersion(op, id string, got, want uint64) error {
+func checkVersion(got, want uint64) error {
 	if got != want {
-		return fmt.Errorf("%s %s: read at version %d, stored at version %d: %w", op, id, got, want, ErrVersionConflict)
+		return fmt.Errorf("read at version %d, stored at version %d: %w", got, want, ErrVersionConflict)
 	}
 	return nil
 }
 
-// sameObject refuses an update whose object is the one read, modified in
+// errInPlace refuses an update whose object is the one read, modified in
 // place: that object is shared with every reader, and changing it bypasses
 // Raft. The writer must modify a proto.Clone.
-func sameObject(op, id string, same bool) error {
-	if same {
-		return fmt.Errorf("%s %s: the object is the stored one, modified in place; write a proto.Clone: %w", op, id, sdk.ErrInvalidArgument)
-	}
-	return nil
-}
+var errInPlace = fmt.Errorf("the object is the stored one, modified in place; write a proto.Clone: %w", sdk.ErrInvalidArgument)
 
 // clusterExists is the error of creating a second cluster object.
 func clusterExists(id, existing string) error {

@@ -148,14 +148,14 @@ func checkIndexes(t testing.TB, s *Store) {
 // from a rebuild, or "".
 func indexesConsistent(got *tables) string {
 	want := newTables()
-	for id, v := range got.nodes.byID {
-		want.nodes.set(id, v)
+	for id, e := range got.nodes.byID {
+		want.nodes.set(id, e.v)
 	}
-	for id, v := range got.services.byID {
-		want.services.set(id, v)
+	for id, e := range got.services.byID {
+		want.services.set(id, e.v)
 	}
-	for id, v := range got.tasks.byID {
-		want.tasks.set(id, v)
+	for id, e := range got.tasks.byID {
+		want.tasks.set(id, e.v)
 	}
 	for _, c := range []struct {
 		name string
@@ -176,8 +176,30 @@ func indexesConsistent(got *tables) string {
 	return ""
 }
 
+// sameIndex reports whether two indexes file the same objects under the
+// same keys, and got's entries know their place in its buckets.
 func sameIndex[K comparable, T object](got, want *keyIndex[K, T]) bool {
-	return maps.EqualFunc(got.sets, want.sets, func(a, b map[string]T) bool { return maps.Equal(a, b) })
+	flat := func(x *keyIndex[K, T]) map[K]map[string]T {
+		out := make(map[K]map[string]T)
+		for k, b := range x.sets {
+			out[k] = make(map[string]T)
+			for _, e := range b.items {
+				out[k][e.v.GetId()] = e.v
+			}
+		}
+		return out
+	}
+	for _, b := range got.sets {
+		if len(b.items) == 0 {
+			return false
+		}
+		for i, e := range b.items {
+			if int(e.pos[got.slot]) != i {
+				return false
+			}
+		}
+	}
+	return maps.EqualFunc(flat(got), flat(want), func(a, b map[string]T) bool { return maps.Equal(a, b) })
 }
 
 // sortedKeys is slices.Sorted(maps.Keys(m)).

@@ -11,90 +11,170 @@ type object interface {
 	GetMeta() *objectv1.Meta
 }
 
-// indexer keeps a secondary index of a table up to date.
-type indexer[T object] interface {
-	insert(v T)
-	remove(v T)
-	replace(old, v T)
+// maxIndexes is the most secondary indexes one table has (tasks: 4).
+const maxIndexes = 4
+
+// entry is one stored object and its position in each bucket holding it, so
+// that removing it from an index is a swap with the bucket's last entry.
+type entry[T object] struct {
+	v   T
+	pos [maxIndexes]int32
 }
 
-// keyIndex files objects under a key computed from them: a map of sets, kept
-// incrementally on every change so that a query costs the size of its answer.
+// bucket is the entries filed under one key of an index, in no order.
+type bucket[T object] struct {
+	items []*entry[T]
+}
+
+// entries is a set of stored objects: an index bucket or a whole table.
+type entries[T object] struct {
+	list []*entry[T]
+	byID map[string]*entry[T]
+}
+
+func (es entries[T]) len() int { return len(es.list) + len(es.byID) }
+
+// each calls fn with every object.
+func (es entries[T]) each(fn func(T)) {
+	for _, e := range es.list {
+		fn(e.v)
+	}
+	for _, e := range es.byID {
+		fn(e.v)
+	}
+}
+
+// indexer keeps a secondary index of a table up to date. slot is the
+// index's position in the table, where it keeps its place in entry.pos.
+type indexer[T object] interface {
+	bind(slot int)
+	insert(e *entry[T])
+	remove(e *entry[T])
+	// move re-files e, whose object changed from old to e.v.
+	move(e *entry[T], old T)
+}
+
+// keyIndex files objects under a key computed from them. It is kept
+// incrementally on every change, at the cost of a small-map lookup and an
+// append or a swap: the indexes add little to a write, and a query costs the
+// size of its answer.
 type keyIndex[K comparable, T object] struct {
 	key  func(T) K
-	sets map[K]map[string]T
+	slot int
+	sets map[K]*bucket[T]
 }
 
 func newKeyIndex[K comparable, T object](key func(T) K) *keyIndex[K, T] {
-	return &keyIndex[K, T]{key: key, sets: make(map[K]map[string]T)}
+	return &keyIndex[K, T]{key: key, sets: make(map[K]*bucket[T])}
 }
 
-// get returns the set filed under k, by ID. The caller must not modify it.
-func (x *keyIndex[K, T]) get(k K) map[string]T { return x.sets[k] }
-
-func (x *keyIndex[K, T]) insert(v T) {
-	k := x.key(v)
-	s := x.sets[k]
-	if s == nil {
-		s = make(map[string]T)
-		x.sets[k] = s
+// get returns the entries filed under k. The caller must not modify them.
+func (x *keyIndex[K, T]) get(k K) entries[T] {
+	if b := x.sets[k]; b != nil {
+		return entries[T]{list: b.items}
 	}
-	s[v.GetId()] = v
+	return entries[T]{}
 }
 
-func (x *keyIndex[K, T]) remove(v T) {
-	k := x.key(v)
-	s := x.sets[k]
-	delete(s, v.GetId())
-	if len(s) == 0 {
+func (x *keyIndex[K, T]) bind(slot int) { x.slot = slot }
+
+func (x *keyIndex[K, T]) insert(e *entry[T]) { x.add(x.key(e.v), e) }
+
+func (x *keyIndex[K, T]) remove(e *entry[T]) { x.drop(x.key(e.v), e) }
+
+func (x *keyIndex[K, T]) move(e *entry[T], old T) {
+	if ko, kn := x.key(old), x.key(e.v); ko != kn {
+		x.drop(ko, e)
+		x.add(kn, e)
+	}
+}
+
+func (x *keyIndex[K, T]) add(k K, e *entry[T]) {
+	b := x.sets[k]
+	if b == nil {
+		b = &bucket[T]{}
+		x.sets[k] = b
+	}
+	e.pos[x.slot] = int32(len(b.items))
+	b.items = append(b.items, e)
+}
+
+// minShrink is the capacity under which a bucket is never reallocated
+// smaller; above it, a bucket shrinks when a quarter full, so that a burst
+// (every task pending at once) does not pin its memory forever.
+const minShrink = 1024
+
+func (x *keyIndex[K, T]) drop(k K, e *entry[T]) {
+	b := x.sets[k]
+	if b == nil {
+		return
+	}
+	p, last := int(e.pos[x.slot]), len(b.items)-1
+	if p > last || b.items[p] != e {
+		return // not filed here; cannot happen while the index is exact
+	}
+	moved := b.items[last]
+	b.items[p] = moved
+	moved.pos[x.slot] = int32(p)
+	b.items[last] = nil
+	b.items = b.items[:last]
+	switch {
+	case last == 0:
 		delete(x.sets, k)
+	case cap(b.items) > minShrink && last < cap(b.items)/4:
+		b.items = append(make([]*entry[T], 0, 2*last), b.items...)
 	}
-}
-
-func (x *keyIndex[K, T]) replace(old, v T) {
-	if k := x.key(v); k == x.key(old) {
-		if s := x.sets[k]; s != nil {
-			s[v.GetId()] = v
-			return
-		}
-	}
-	x.remove(old)
-	x.insert(v)
 }
 
 // table is the objects of one kind by ID, with their secondary indexes.
 type table[T object] struct {
-	byID    map[string]T
+	byID    map[string]*entry[T]
 	indexes []indexer[T]
 }
 
 func newTable[T object](indexes ...indexer[T]) table[T] {
-	return table[T]{byID: make(map[string]T), indexes: indexes}
+	for i, x := range indexes {
+		x.bind(i)
+	}
+	return table[T]{byID: make(map[string]*entry[T]), indexes: indexes}
 }
 
-func (t *table[T]) get(id string) T { return t.byID[id] }
+// get returns the object with this ID, or nil.
+func (t *table[T]) get(id string) T {
+	if e := t.byID[id]; e != nil {
+		return e.v
+	}
+	var zero T
+	return zero
+}
 
-// set stores v under id (v's own ID), or deletes id when v is the zero value,
-// and returns what was there. Every index follows.
+// all returns every object of the table.
+func (t *table[T]) all() entries[T] { return entries[T]{byID: t.byID} }
+
+// set stores v under id (v's own ID), or deletes id when v is nil, and
+// returns what was there. Every index follows.
 func (t *table[T]) set(id string, v T) (old T) {
 	var zero T
-	old = t.byID[id]
+	e := t.byID[id]
 	switch {
-	case old == zero && v == zero:
-	case old == zero:
-		t.byID[id] = v
+	case e == nil && v == zero:
+	case e == nil:
+		e = &entry[T]{v: v}
+		t.byID[id] = e
 		for _, x := range t.indexes {
-			x.insert(v)
+			x.insert(e)
 		}
 	case v == zero:
+		old = e.v
 		delete(t.byID, id)
 		for _, x := range t.indexes {
-			x.remove(old)
+			x.remove(e)
 		}
 	default:
-		t.byID[id] = v
+		old = e.v
+		e.v = v
 		for _, x := range t.indexes {
-			x.replace(old, v)
+			x.move(e, old)
 		}
 	}
 	return old

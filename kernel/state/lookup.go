@@ -59,7 +59,7 @@ func lookup[T object](tx *ReadTx, k *kindOf[T], ref string, names ...func(T) str
 	}
 	// matches[i] for names[i], matches[len(names)] for prefixes.
 	matches := make([][]T, len(names)+1)
-	each(tx, k, func(t *tables) map[string]T { return k.table(t).byID }, func(v T) {
+	each(tx, k, func(t *tables) entries[T] { return k.table(t).all() }, func(v T) {
 		for i, name := range names {
 			if name(v) == ref {
 				matches[i] = append(matches[i], v)

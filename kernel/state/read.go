@@ -22,11 +22,11 @@ func get[T object](tx *ReadTx, k *kindOf[T], id string) T {
 
 // all returns every object of kind k, sorted by ID.
 func all[T object](tx *ReadTx, k *kindOf[T]) []T {
-	return indexed(tx, k, func(t *tables) map[string]T { return k.table(t).byID })
+	return indexed(tx, k, func(t *tables) entries[T] { return k.table(t).all() })
 }
 
 // indexed returns the objects that sel picks from an index, sorted by ID.
-func indexed[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) map[string]T) []T {
+func indexed[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) entries[T]) []T {
 	out := merge(tx, k, sel)
 	slices.SortFunc(out, func(a, b T) int { return strings.Compare(a.GetId(), b.GetId()) })
 	return out
@@ -34,40 +34,31 @@ func indexed[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) map[string]T)
 
 // merge returns, unsorted, the objects sel picks from the store's tables that
 // the Tx did not touch, and those it picks from the Tx's own writes.
-func merge[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) map[string]T) []T {
+func merge[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) entries[T]) []T {
 	base := sel(tx.t)
 	if tx.ov == nil {
-		out := make([]T, 0, len(base))
-		for _, v := range base {
-			out = append(out, v)
-		}
+		out := make([]T, 0, base.len())
+		base.each(func(v T) { out = append(out, v) })
 		return out
 	}
 	over := sel(tx.ov.t)
-	out := make([]T, 0, len(base)+len(over))
-	for id, v := range base {
-		if !tx.ov.shadows(k.kind, id) {
-			out = append(out, v)
-		}
-	}
-	for _, v := range over {
-		out = append(out, v)
-	}
+	out := make([]T, 0, base.len()+over.len())
+	each(tx, k, sel, func(v T) { out = append(out, v) })
 	return out
 }
 
 // each calls fn for every object merge would return, without allocating.
-func each[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) map[string]T, fn func(T)) {
-	for id, v := range sel(tx.t) {
-		if !tx.ov.shadows(k.kind, id) {
+func each[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) entries[T], fn func(T)) {
+	if tx.ov == nil {
+		sel(tx.t).each(fn)
+		return
+	}
+	sel(tx.t).each(func(v T) {
+		if !tx.ov.shadows(k.kind, v.GetId()) {
 			fn(v)
 		}
-	}
-	if tx.ov != nil {
-		for _, v := range sel(tx.ov.t) {
-			fn(v)
-		}
-	}
+	})
+	sel(tx.ov.t).each(fn)
 }
 
 // sortByName sorts services by name, then ID (names are unique, but the

@@ -28,14 +28,22 @@ func (s *Store) Snapshot() *raftv1.Snapshot {
 		snap.Clusters = []*objectv1.Cluster{t.cluster}
 	}
 	// Only the copying holds the lock; sorting happens after.
-	snap.Nodes = slices.AppendSeq(make([]*objectv1.Node, 0, len(t.nodes.byID)), maps.Values(t.nodes.byID))
-	snap.Services = slices.AppendSeq(make([]*objectv1.Service, 0, len(t.services.byID)), maps.Values(t.services.byID))
-	snap.Tasks = slices.AppendSeq(make([]*objectv1.Task, 0, len(t.tasks.byID)), maps.Values(t.tasks.byID))
+	snap.Nodes = values(&t.nodes)
+	snap.Services = values(&t.services)
+	snap.Tasks = values(&t.tasks)
 	s.mu.RUnlock()
 	sortByID(snap.Nodes)
 	sortByID(snap.Services)
 	sortByID(snap.Tasks)
 	return snap
+}
+
+func values[T object](t *table[T]) []T {
+	out := make([]T, 0, len(t.byID))
+	for _, e := range t.byID {
+		out = append(out, e.v)
+	}
+	return out
 }
 
 func sortByID[T object](s []T) {
@@ -87,8 +95,12 @@ func load(snap *raftv1.Snapshot) (*tables, error) {
 		return nil, err
 	}
 	for _, name := range slices.Sorted(maps.Keys(t.servicesByName.sets)) {
-		if set := t.servicesByName.get(name); len(set) > 1 {
-			ids := slices.Sorted(maps.Keys(set))
+		if set := t.servicesByName.get(name).list; len(set) > 1 {
+			ids := make([]string, len(set))
+			for i, e := range set {
+				ids[i] = e.v.GetId()
+			}
+			slices.Sort(ids)
 			return nil, fmt.Errorf("services %s share the name %q: %w", strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
 		}
 	}
@@ -110,8 +122,8 @@ func loadAll[T object](t *tables, k *kindOf[T], objs []T) error {
 		case tbl.get(v.GetId()) != zero:
 			return fmt.Errorf("%s %s: duplicate id: %w", k.name, v.GetId(), sdk.ErrInvalidArgument)
 		}
-		if err := validateStored(k, "load "+k.name, v); err != nil {
-			return err
+		if err := validateStored(k, v); err != nil {
+			return fmt.Errorf("%s %s: %w", k.name, v.GetId(), err)
 		}
 		tbl.set(v.GetId(), v)
 	}

@@ -77,13 +77,13 @@ func (tx *ReadTx) Nodes() []*objectv1.Node { return all(tx, nodeKind) }
 
 // NodesByRole returns the nodes whose current role is r, sorted by ID.
 func (tx *ReadTx) NodesByRole(r objectv1.NodeRole) []*objectv1.Node {
-	return indexed(tx, nodeKind, func(t *tables) map[string]*objectv1.Node { return t.nodesByRole.get(r) })
+	return indexed(tx, nodeKind, func(t *tables) entries[*objectv1.Node] { return t.nodesByRole.get(r) })
 }
 
 // NodesByAvailability returns the nodes whose spec.availability is a, sorted
 // by ID.
 func (tx *ReadTx) NodesByAvailability(a objectv1.NodeAvailability) []*objectv1.Node {
-	return indexed(tx, nodeKind, func(t *tables) map[string]*objectv1.Node { return t.nodesByAvailability.get(a) })
+	return indexed(tx, nodeKind, func(t *tables) entries[*objectv1.Node] { return t.nodesByAvailability.get(a) })
 }
 
 // Service returns the service with this ID, or nil.
@@ -93,13 +93,13 @@ func (tx *ReadTx) Service(id string) *objectv1.Service { return get(tx, serviceK
 // nil.
 func (tx *ReadTx) ServiceByName(name string) *objectv1.Service {
 	if tx.ov != nil {
-		for _, s := range tx.ov.t.servicesByName.get(name) {
-			return s
+		for _, e := range tx.ov.t.servicesByName.get(name).list {
+			return e.v
 		}
 	}
-	for id, s := range tx.t.servicesByName.get(name) {
-		if !tx.ov.shadows(kindService, id) {
-			return s
+	for _, e := range tx.t.servicesByName.get(name).list {
+		if !tx.ov.shadows(kindService, e.v.GetId()) {
+			return e.v
 		}
 	}
 	return nil
@@ -107,7 +107,7 @@ func (tx *ReadTx) ServiceByName(name string) *objectv1.Service {
 
 // Services returns every service, sorted by name.
 func (tx *ReadTx) Services() []*objectv1.Service {
-	out := merge(tx, serviceKind, func(t *tables) map[string]*objectv1.Service { return t.services.byID })
+	out := merge(tx, serviceKind, func(t *tables) entries[*objectv1.Service] { return t.services.all() })
 	sortByName(out)
 	return out
 }
@@ -120,25 +120,25 @@ func (tx *ReadTx) Tasks() []*objectv1.Task { return all(tx, taskKind) }
 
 // TasksByService returns the tasks of a service, sorted by ID.
 func (tx *ReadTx) TasksByService(serviceID string) []*objectv1.Task {
-	return indexed(tx, taskKind, func(t *tables) map[string]*objectv1.Task { return t.tasksByService.get(serviceID) })
+	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByService.get(serviceID) })
 }
 
 // TasksByNode returns the tasks assigned to a node, sorted by ID. The empty
 // nodeID gives the tasks not assigned to any node.
 func (tx *ReadTx) TasksByNode(nodeID string) []*objectv1.Task {
-	return indexed(tx, taskKind, func(t *tables) map[string]*objectv1.Task { return t.tasksByNode.get(nodeID) })
+	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByNode.get(nodeID) })
 }
 
 // TasksByState returns the tasks whose observed state (status.state) is st,
 // sorted by ID.
 func (tx *ReadTx) TasksByState(st objectv1.TaskState) []*objectv1.Task {
-	return indexed(tx, taskKind, func(t *tables) map[string]*objectv1.Task { return t.tasksByState.get(st) })
+	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByState.get(st) })
 }
 
 // TasksByDesiredState returns the tasks whose desired_state is st, sorted by
 // ID.
 func (tx *ReadTx) TasksByDesiredState(st objectv1.TaskState) []*objectv1.Task {
-	return indexed(tx, taskKind, func(t *tables) map[string]*objectv1.Task { return t.tasksByDesiredState.get(st) })
+	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByDesiredState.get(st) })
 }
 
 // CountTasks counts a service's tasks whose desired_state is desired
@@ -146,7 +146,7 @@ func (tx *ReadTx) TasksByDesiredState(st objectv1.TaskState) []*objectv1.Task {
 // allocating: CountTasks(id, RUNNING, RUNNING) gives the "2/3" of a service
 // listing as (3, 2).
 func (tx *ReadTx) CountTasks(serviceID string, desired, observed objectv1.TaskState) (desiredN, observedN int) {
-	each(tx, taskKind, func(t *tables) map[string]*objectv1.Task { return t.tasksByService.get(serviceID) },
+	each(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByService.get(serviceID) },
 		func(t *objectv1.Task) {
 			if t.GetDesiredState() == desired {
 				desiredN++

@@ -71,7 +71,7 @@ func (tx *Tx) Now() time.Time { return tx.now }
 // again gives sdk.ErrAlreadyExists (same ID) or sdk.ErrInvalidArgument
 // (another ID).
 func (tx *Tx) CreateCluster(c *objectv1.Cluster) error {
-	if err := tx.writable("create cluster", c == nil, c.GetId()); err != nil {
+	if err := tx.writable("create", "cluster", c == nil, c.GetId()); err != nil {
 		return err
 	}
 	if cur := tx.Cluster(); cur != nil {
@@ -86,18 +86,21 @@ func (tx *Tx) CreateCluster(c *objectv1.Cluster) error {
 // UpdateCluster replaces the cluster object, which must exist with c's ID
 // at c's meta.version.
 func (tx *Tx) UpdateCluster(c *objectv1.Cluster) error {
-	if err := tx.writable("update cluster", c == nil, c.GetId()); err != nil {
+	if err := tx.writable("update", "cluster", c == nil, c.GetId()); err != nil {
 		return err
 	}
 	cur := tx.Cluster()
-	if cur == nil || cur.GetId() != c.GetId() {
-		return fmt.Errorf("update cluster %s: %w", c.GetId(), sdk.ErrNotFound)
+	var err error
+	switch {
+	case cur == nil || cur.GetId() != c.GetId():
+		err = sdk.ErrNotFound
+	case c == cur:
+		err = errInPlace
+	default:
+		err = checkVersion(c.GetMeta().GetVersion(), cur.GetMeta().GetVersion())
 	}
-	if err := sameObject("update cluster", c.GetId(), c == cur); err != nil {
-		return err
-	}
-	if err := checkVersion("update cluster", c.GetId(), c.GetMeta().GetVersion(), cur.GetMeta().GetVersion()); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("update cluster %s: %w", c.GetId(), err)
 	}
 	c.Meta = tx.updatedMeta(cur.GetMeta())
 	tx.ov.touchCluster(tx.t.cluster != nil)
@@ -137,15 +140,18 @@ func (tx *Tx) DeleteTask(id string) error { return remove(tx, taskKind, id) }
 func create[T object](tx *Tx, k *kindOf[T], v T) error {
 	var zero T
 	id := v.GetId()
-	op := "create " + k.name
-	if err := tx.writable(op, v == zero, id); err != nil {
+	if err := tx.writable("create", k.name, v == zero, id); err != nil {
 		return err
 	}
-	if get(tx.ReadTx, k, id) != zero {
-		return fmt.Errorf("%s %s: %w", op, id, sdk.ErrAlreadyExists)
+	var err error
+	switch {
+	case get(tx.ReadTx, k, id) != zero:
+		err = sdk.ErrAlreadyExists
+	default:
+		err = validate(tx, k, v)
 	}
-	if err := validate(tx, k, op, v); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("create %s %s: %w", k.name, id, err)
 	}
 	k.setMeta(v, tx.createdMeta())
 	tx.ov.touch(k.kind, id, k.table(tx.t).get(id) != zero)
@@ -156,22 +162,23 @@ func create[T object](tx *Tx, k *kindOf[T], v T) error {
 func update[T object](tx *Tx, k *kindOf[T], v T) error {
 	var zero T
 	id := v.GetId()
-	op := "update " + k.name
-	if err := tx.writable(op, v == zero, id); err != nil {
+	if err := tx.writable("update", k.name, v == zero, id); err != nil {
 		return err
 	}
 	cur := get(tx.ReadTx, k, id)
-	if cur == zero {
-		return fmt.Errorf("%s %s: %w", op, id, sdk.ErrNotFound)
+	var err error
+	switch {
+	case cur == zero:
+		err = sdk.ErrNotFound
+	case v == cur:
+		err = errInPlace
+	default:
+		if err = checkVersion(v.GetMeta().GetVersion(), cur.GetMeta().GetVersion()); err == nil {
+			err = validate(tx, k, v)
+		}
 	}
-	if err := sameObject(op, id, v == cur); err != nil {
-		return err
-	}
-	if err := checkVersion(op, id, v.GetMeta().GetVersion(), cur.GetMeta().GetVersion()); err != nil {
-		return err
-	}
-	if err := validate(tx, k, op, v); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("update %s %s: %w", k.name, id, err)
 	}
 	k.setMeta(v, tx.updatedMeta(cur.GetMeta()))
 	tx.ov.touch(k.kind, id, k.table(tx.t).get(id) != zero)
@@ -181,12 +188,11 @@ func update[T object](tx *Tx, k *kindOf[T], v T) error {
 
 func remove[T object](tx *Tx, k *kindOf[T], id string) error {
 	var zero T
-	op := "delete " + k.name
-	if err := tx.writable(op, false, id); err != nil {
+	if err := tx.writable("delete", k.name, false, id); err != nil {
 		return err
 	}
 	if get(tx.ReadTx, k, id) == zero {
-		return fmt.Errorf("%s %s: %w", op, id, sdk.ErrNotFound)
+		return fmt.Errorf("delete %s %s: %w", k.name, id, sdk.ErrNotFound)
 	}
 	c := tx.ov.touch(k.kind, id, k.table(tx.t).get(id) != zero)
 	c.deleted = c.existed
@@ -195,28 +201,26 @@ func remove[T object](tx *Tx, k *kindOf[T], id string) error {
 }
 
 // writable checks what every write needs: a live Tx, an object, an ID.
-func (tx *Tx) writable(op string, isNil bool, id string) error {
+func (tx *Tx) writable(verb, kind string, isNil bool, id string) error {
 	switch {
 	case tx.done:
-		return fmt.Errorf("%s %s: %w", op, id, errTxDone)
+		return fmt.Errorf("%s %s %s: %w", verb, kind, id, errTxDone)
 	case isNil:
-		return fmt.Errorf("%s: nil object: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s %s: nil object: %w", verb, kind, sdk.ErrInvalidArgument)
 	case id == "":
-		return fmt.Errorf("%s: empty id: %w", op, sdk.ErrInvalidArgument)
+		return fmt.Errorf("%s %s: empty id: %w", verb, kind, sdk.ErrInvalidArgument)
 	}
 	return nil
 }
 
 // validate runs the kind's own checks, and for services, the unique name.
-func validate[T object](tx *Tx, k *kindOf[T], op string, v T) error {
-	if k.validate != nil {
-		if err := k.validate(v); err != nil {
-			return fmt.Errorf("%s %s: %w", op, v.GetId(), err)
-		}
+func validate[T object](tx *Tx, k *kindOf[T], v T) error {
+	if err := validateStored(k, v); err != nil {
+		return err
 	}
 	if s, ok := any(v).(*objectv1.Service); ok {
 		if other := tx.ServiceByName(serviceName(s)); other != nil && other.GetId() != s.GetId() {
-			return fmt.Errorf("%s %s: name %q is used by service %s: %w", op, s.GetId(), serviceName(s), other.GetId(), sdk.ErrAlreadyExists)
+			return fmt.Errorf("name %q is used by service %s: %w", serviceName(s), other.GetId(), sdk.ErrAlreadyExists)
 		}
 	}
 	return nil

@@ -1,0 +1,85 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shoalhq/shoal/kernel/state"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// registerMetrics adds the manager's metrics to reg. They are read at
+// scrape time from the parts that own the numbers, so nothing is counted
+// twice or on a hot path.
+func (m *Manager) registerMetrics(reg *prometheus.Registry) {
+	stats := func(f func() float64) func() float64 { return f }
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_raft_leader", Help: "1 if this manager is the Raft leader."},
+			stats(func() float64 {
+				if m.raft.IsLeader() {
+					return 1
+				}
+				return 0
+			})),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_raft_applied_index", Help: "Raft index last applied to the local state."},
+			stats(func() float64 { return float64(m.raft.Stats().AppliedIndex) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_raft_proposed_entries_total", Help: "Log entries proposed by the batched proposer."},
+			stats(func() float64 { return float64(m.raft.Stats().Entries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_raft_proposed_transactions_total", Help: "Writers' transactions packed into those entries."},
+			stats(func() float64 { return float64(m.raft.Stats().Transactions) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_raft_proposed_bytes_total", Help: "Encoded size of the proposed entries."},
+			stats(func() float64 { return float64(m.raft.Stats().Bytes) })),
+	)
+	objects := prometheus.NewDesc("shoal_state_objects", "Objects in the local state, by kind.", []string{"kind"}, nil)
+	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {
+		var nodes, services, tasks, running int
+		m.st.View(func(tx *state.ReadTx) {
+			nodes, services, tasks = len(tx.Nodes()), len(tx.Services()), len(tx.Tasks())
+			running = len(tx.TasksByState(objectv1.TaskState_TASK_STATE_RUNNING))
+		})
+		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(nodes), "node")
+		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(services), "service")
+		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(tasks), "task")
+		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(running), "task_running")
+	}})
+}
+
+type collectorFunc struct {
+	desc    *prometheus.Desc
+	collect func(chan<- prometheus.Metric)
+}
+
+func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// serveMetrics serves /metrics on lis until ctx ends.
+func (m *Manager) serveMetrics(ctx context.Context, lis net.Listener) error {
+	reg := prometheus.NewRegistry()
+	m.registerMetrics(reg)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
