@@ -13,7 +13,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/shoal
 
 test: deps
-	$(MAKE) lint
+	$(MAKE) lint proto-check
 	$(GO) test -race -shuffle=on -timeout 14m ./...
 
 lint:
@@ -22,16 +22,24 @@ lint:
 	$(GO) vet ./...
 	$(GO) test -run TestSDKImportsNoKernel ./sdk/
 
+# protoc with the generators pinned as go.mod tool lines; OUT is where the
+# generated code goes (proto-check generates into a scratch directory).
+OUT ?= sdk/proto
 proto:
 	protoc -I sdk/proto -I /usr/include \
 	  --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
 	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
-	  --go_out=sdk/proto --go_opt=paths=source_relative \
-	  --go-grpc_out=sdk/proto --go-grpc_opt=paths=source_relative \
+	  --go_out=$(OUT) --go_opt=paths=source_relative \
+	  --go-grpc_out=$(OUT) --go-grpc_opt=paths=source_relative \
 	  $(patsubst sdk/proto/%,%,$(PROTOS))
 
-proto-check: deps proto
-	@git diff --exit-code -- sdk/proto || { echo "generated code is stale: run make proto"; exit 1; }
+proto-check: deps
+	@tmp=$$(mktemp -d) && $(MAKE) -s proto OUT=$$tmp && \
+	  for f in $$(cd $$tmp && find . -name '*.go'); do \
+	    cmp -s $$tmp/$$f sdk/proto/$$f || { echo "stale generated code: sdk/proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	  done; \
+	  extra=$$(cd sdk/proto && find . -name '*.pb.go' | while read f; do [ -f $$tmp/$$f ] || echo $$f; done); \
+	  rm -rf $$tmp; [ -z "$$extra" ] || { echo "generated code without a .proto: $$extra"; exit 1; }
 
 bench: deps build
 	scripts/bench.sh

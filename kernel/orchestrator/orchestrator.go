@@ -80,9 +80,11 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			dirty[s.Id] = true
 		}
 		// Tasks of services that no longer exist.
-		for _, t := range tx.TasksByDesiredState(objectv1.TaskState_TASK_STATE_RUNNING) {
-			if tx.Service(t.GetServiceId()) == nil {
-				dirty[t.GetServiceId()] = true
+		for _, st := range []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING, objectv1.TaskState_TASK_STATE_COMPLETE} {
+			for _, t := range tx.TasksByDesiredState(st) {
+				if tx.Service(t.GetServiceId()) == nil {
+					dirty[t.GetServiceId()] = true
+				}
 			}
 		}
 	})
@@ -198,6 +200,29 @@ func placed(t *objectv1.Task) bool {
 	return t.GetStatus().GetState() >= objectv1.TaskState_TASK_STATE_ASSIGNED
 }
 
+// finished reports whether the orchestrator let a task end for good: it
+// ended and its restart policy did not replace it. Such a task keeps its
+// slot (or node) with desired state COMPLETE, as in SwarmKit. Were it marked
+// SHUTDOWN like a replaced task, its slot would look empty to the next pass
+// over the service (a scale change, another task ending, a new leader's
+// first view) and that pass would start the task again, against the policy.
+func finished(t *objectv1.Task) bool {
+	return t.GetDesiredState() == objectv1.TaskState_TASK_STATE_COMPLETE
+}
+
+// outdated reports whether a task's copy of its service's spec differs from
+// the service's. It compares content, not only spec_version: every spec
+// change bumps spec_version, the replica count included, and rewriting every
+// pending task of a service on a scale change would make the write as big as
+// the service and make the scheduler's concurrent placement of those tasks
+// fail on version conflicts. A task whose copy matches keeps the
+// spec_version it was written at.
+func outdated(t *objectv1.Task, svc *objectv1.Service) bool {
+	return t.GetSpecVersion() != svc.GetSpecVersion() &&
+		(!proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) ||
+			!proto.Equal(t.GetServiceAnnotations(), svc.GetSpec().GetAnnotations()))
+}
+
 // retire takes a task out of service: never-placed tasks are deleted
 // outright; placed ones are asked to shut down, so their node stops them.
 func retire(tx *state.Tx, t *objectv1.Task, stats *passStats) error {
@@ -232,7 +257,9 @@ func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) 
 }
 
 func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
-	want := uint64(svc.GetSpec().GetReplicated().GetReplicas())
+	// Validation bounds replicas; a negative count must still never become
+	// a huge unsigned one.
+	want := uint64(max(svc.GetSpec().GetReplicated().GetReplicas(), 0))
 	live := map[uint64]bool{}
 	for _, t := range tasks {
 		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
@@ -247,14 +274,15 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 		case ended(t):
 			// The task is over; whether its slot gets a new one is the
 			// restart policy's call.
-			if err := retireEnded(tx, t); err != nil {
+			again := restarts(svc, t)
+			if err := settleEnded(tx, t, again); err != nil {
 				return err
 			}
-			if restarts(svc, t) {
+			if again {
 				continue // the slot stays free and is refilled below
 			}
 			live[t.GetSlot()] = true
-		case !placed(t) && t.GetSpecVersion() != svc.GetSpecVersion():
+		case !placed(t) && outdated(t, svc):
 			// Not on a node yet: bring it up to date in place.
 			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
 				return err
@@ -263,6 +291,20 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 		default:
 			live[t.GetSlot()] = true
 		}
+	}
+	// Finished tasks hold their slots, after the running ones so that a slot
+	// held by both keeps the running one.
+	for _, t := range tasks {
+		if !finished(t) {
+			continue
+		}
+		if t.GetSlot() > want || t.GetSlot() == 0 || live[t.GetSlot()] {
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+			continue
+		}
+		live[t.GetSlot()] = true
 	}
 	for slot := uint64(1); slot <= want; slot++ {
 		if live[slot] {
@@ -277,11 +319,20 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 }
 
 func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
-	eligible := map[string]bool{}
+	// A node that is up keeps its task unless drained; only an active one
+	// gets a new task: a paused node "keeps its tasks but accepts no new
+	// ones", a replacement included.
+	keeps := map[string]bool{}
+	accepts := map[string]bool{}
 	for _, n := range tx.Nodes() {
-		if n.GetSpec().GetAvailability() == objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE &&
-			n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_DOWN {
-			eligible[n.Id] = true
+		if n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN {
+			continue
+		}
+		switch n.GetSpec().GetAvailability() {
+		case objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE:
+			keeps[n.Id], accepts[n.Id] = true, true
+		case objectv1.NodeAvailability_NODE_AVAILABILITY_PAUSE:
+			keeps[n.Id] = true
 		}
 	}
 	covered := map[string]bool{}
@@ -290,18 +341,19 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 			continue
 		}
 		switch {
-		case !eligible[t.GetNodeId()] || covered[t.GetNodeId()]:
+		case !keeps[t.GetNodeId()] || covered[t.GetNodeId()]:
 			if err := retire(tx, t, stats); err != nil {
 				return err
 			}
 		case ended(t):
-			if err := retireEnded(tx, t); err != nil {
+			again := restarts(svc, t)
+			if err := settleEnded(tx, t, again); err != nil {
 				return err
 			}
-			if !restarts(svc, t) {
+			if !again {
 				covered[t.GetNodeId()] = true
 			}
-		case !placed(t) && t.GetSpecVersion() != svc.GetSpecVersion():
+		case !placed(t) && outdated(t, svc):
 			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
 				return err
 			}
@@ -310,8 +362,20 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 			covered[t.GetNodeId()] = true
 		}
 	}
-	nodes := make([]string, 0, len(eligible))
-	for id := range eligible {
+	for _, t := range tasks {
+		if !finished(t) {
+			continue
+		}
+		if !keeps[t.GetNodeId()] || covered[t.GetNodeId()] {
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+			continue
+		}
+		covered[t.GetNodeId()] = true
+	}
+	nodes := make([]string, 0, len(accepts))
+	for id := range accepts {
 		if !covered[id] {
 			nodes = append(nodes, id)
 		}
@@ -340,11 +404,15 @@ func restarts(svc *objectv1.Service, t *objectv1.Task) bool {
 	}
 }
 
-// retireEnded marks an ended task as no longer desired, so it stays only as
-// history.
-func retireEnded(tx *state.Tx, t *objectv1.Task) error {
+// settleEnded records the decision on an ended task: replaced (again), it is
+// desired SHUTDOWN and stays only as history; let end, it is desired
+// COMPLETE and keeps its slot (see finished).
+func settleEnded(tx *state.Tx, t *objectv1.Task, again bool) error {
 	next := proto.Clone(t).(*objectv1.Task)
-	next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+	next.DesiredState = objectv1.TaskState_TASK_STATE_COMPLETE
+	if again {
+		next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+	}
 	return tx.UpdateTask(next)
 }
 

@@ -2,7 +2,6 @@ package state
 
 import (
 	"maps"
-	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -201,6 +200,3 @@ func sameIndex[K comparable, T object](got, want *keyIndex[K, T]) bool {
 	}
 	return maps.EqualFunc(flat(got), flat(want), func(a, b map[string]T) bool { return maps.Equal(a, b) })
 }
-
-// sortedKeys is slices.Sorted(maps.Keys(m)).
-func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

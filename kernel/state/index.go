@@ -204,13 +204,13 @@ type tables struct {
 
 func newTables() *tables {
 	t := &tables{
-		nodesByRole:         newKeyIndex(func(n *objectv1.Node) objectv1.NodeRole { return n.GetRole() }),
-		nodesByAvailability: newKeyIndex(func(n *objectv1.Node) objectv1.NodeAvailability { return n.GetSpec().GetAvailability() }),
+		nodesByRole:         newKeyIndex(nodeRole),
+		nodesByAvailability: newKeyIndex(nodeAvailability),
 		servicesByName:      newKeyIndex(serviceName),
-		tasksByService:      newKeyIndex(func(t *objectv1.Task) string { return t.GetServiceId() }),
-		tasksByNode:         newKeyIndex(func(t *objectv1.Task) string { return t.GetNodeId() }),
-		tasksByState:        newKeyIndex(func(t *objectv1.Task) objectv1.TaskState { return t.GetStatus().GetState() }),
-		tasksByDesiredState: newKeyIndex(func(t *objectv1.Task) objectv1.TaskState { return t.GetDesiredState() }),
+		tasksByService:      newKeyIndex(taskService),
+		tasksByNode:         newKeyIndex(taskNode),
+		tasksByState:        newKeyIndex(taskState),
+		tasksByDesiredState: newKeyIndex(taskDesiredState),
 	}
 	t.nodes = newTable[*objectv1.Node](t.nodesByRole, t.nodesByAvailability)
 	t.services = newTable[*objectv1.Service](t.servicesByName)
@@ -218,4 +218,20 @@ func newTables() *tables {
 	return t
 }
 
+// The index keys.
+
+func nodeRole(n *objectv1.Node) objectv1.NodeRole { return n.GetRole() }
+
+func nodeAvailability(n *objectv1.Node) objectv1.NodeAvailability {
+	return n.GetSpec().GetAvailability()
+}
+
 func serviceName(s *objectv1.Service) string { return s.GetSpec().GetAnnotations().GetName() }
+
+func taskService(t *objectv1.Task) string { return t.GetServiceId() }
+
+func taskNode(t *objectv1.Task) string { return t.GetNodeId() }
+
+func taskState(t *objectv1.Task) objectv1.TaskState { return t.GetStatus().GetState() }
+
+func taskDesiredState(t *objectv1.Task) objectv1.TaskState { return t.GetDesiredState() }

@@ -49,7 +49,15 @@ func (s *Store) Prepare(now time.Time, fn func(tx *Tx) error) (*raftv1.Transacti
 }
 
 // Tx is a write transaction being prepared. Its embedded ReadTx reads the
-// store's state as changed by the Tx's own writes.
+// store's state as changed by the Tx's own writes, so code written against
+// *ReadTx can be handed tx.ReadTx and will see them. A Tx is used by one
+// goroutine, and only while Prepare's fn runs.
+//
+// Create methods set meta.version to 0 and meta.created_at and
+// meta.updated_at to Now. Update methods keep the meta.version of the object
+// passed, which is the version the writer read and the one Apply will
+// require, and set updated_at to Now. Delete methods delete by ID, whatever
+// the version.
 //
 // Objects passed to the write methods become the Tx's: the caller must not
 // modify or reuse them afterwards (they end up in the Transaction, and after

@@ -2,6 +2,8 @@ package state
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -364,4 +366,72 @@ func TestPrepareConflictAtApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustApply(t, s, 3, retry)
+}
+
+// TestPrepareAppliesAsSeen makes many random writes in one Tx, over few IDs
+// so that objects are created, updated, deleted and created again, and
+// checks that applying the Transaction gives the state the Tx saw.
+func TestPrepareAppliesAsSeen(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		s := seeded(t)
+		var seen *raftv1.Snapshot
+		txn, err := s.Prepare(now, func(tx *Tx) error {
+			for range 60 {
+				id := fmt.Sprint("t", rng.IntN(6))
+				cur := tx.Task(id)
+				var err error
+				switch {
+				case cur == nil:
+					err = tx.CreateTask(testTask(id, fmt.Sprint("s", rng.IntN(3)), "", running, pending))
+				case rng.IntN(3) == 0:
+					err = tx.DeleteTask(id)
+				default:
+					up := clone(cur)
+					up.NodeId = fmt.Sprint("n", rng.IntN(3))
+					up.Status.State = objectv1.TaskState(rng.IntN(12))
+					err = tx.UpdateTask(up)
+				}
+				if err != nil {
+					return err
+				}
+				if rng.IntN(4) == 0 {
+					n := clone(tx.Node("n1"))
+					n.Spec.Availability = objectv1.NodeAvailability(rng.IntN(4))
+					if err := tx.UpdateNode(n); err != nil {
+						return err
+					}
+				}
+			}
+			seen = &raftv1.Snapshot{Nodes: tx.Nodes(), Services: tx.Services(), Tasks: tx.Tasks()}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("seed %d: Prepare = %v", seed, err)
+		}
+		mustApply(t, s, 2, txn)
+		checkIndexes(t, s)
+		got := s.Snapshot()
+		got = &raftv1.Snapshot{Nodes: got.Nodes, Services: got.Services, Tasks: got.Tasks}
+		seen.Services = slices.Clone(seen.Services)
+		sortByID(seen.Services)
+		if a, b := withoutMeta(got), withoutMeta(seen); !proto.Equal(a, b) {
+			t.Errorf("seed %d: state after Apply = %v, want what the Tx saw: %v", seed, a, b)
+		}
+	}
+}
+
+// withoutMeta returns a copy of snap with every meta cleared.
+func withoutMeta(snap *raftv1.Snapshot) *raftv1.Snapshot {
+	c := clone(snap)
+	for _, n := range c.Nodes {
+		n.Meta = nil
+	}
+	for _, s := range c.Services {
+		s.Meta = nil
+	}
+	for _, tk := range c.Tasks {
+		tk.Meta = nil
+	}
+	return c
 }
