@@ -123,6 +123,8 @@ type env struct {
 	raft *fakeRaft
 	// stop cancels the running orchestrator and returns Run's result.
 	stop func() error
+	// done receives Run's result when it returns.
+	done chan error
 }
 
 func newEnv(t *testing.T) *env {
@@ -141,10 +143,17 @@ func (e *env) start() {
 	done := make(chan error, 1)
 	o := New(e.raft, e.st, slog.New(slog.DiscardHandler))
 	go func() { done <- o.Run(ctx) }()
+	e.done = done
 	e.stop = func() error {
 		cancel()
 		return <-done
 	}
+}
+
+// exited reports whether Run has returned on its own.
+func (e *env) exited() bool {
+	synctest.Wait()
+	return len(e.done) > 0
 }
 
 // stopRun stops the orchestrator and requires Run to return nil, as it must
@@ -157,7 +166,7 @@ func (e *env) stopRun() {
 	err := e.stop()
 	e.stop = nil
 	if err != nil {
-		e.t.Errorf("Run after cancel = %v, want nil", err)
+		e.t.Errorf("Run = %v, want nil when its context ends", err)
 	}
 }
 
@@ -191,7 +200,7 @@ func (e *env) waitFor(what string, cond func(tx *state.ReadTx) bool) {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("waited %v for %s", waitLimit, what)
 		}
-		time.Sleep(settle / 2)
+		time.Sleep(5 * settle)
 	}
 }
 

@@ -132,6 +132,8 @@ func TestReplicatedScaleDownRetiresHighestSlots(t *testing.T) {
 		e.waitFor("2 tasks desired running", func(tx *state.ReadTx) bool { return countDesired(tx, "web", stateRunning) == 2 })
 		e.idle()
 
+		// Slot 1 was never placed and the scale bumped spec_version, but its
+		// copy of the spec is current: it is not rewritten either.
 		for slot, want := range keep {
 			if got := e.task(want.GetId()); !proto.Equal(got, want) {
 				t.Errorf("slot %d task after scale down = %v, want it untouched: %v", slot, got, want)

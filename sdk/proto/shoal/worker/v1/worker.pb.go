@@ -4,10 +4,18 @@
 // 	protoc        v3.21.12
 // source: shoal/worker/v1/worker.proto
 
-// Package shoal.worker.v1 is the protocol between workers and managers. The
-// worker always dials (pull model); the manager never connects to a worker.
-// Only workers' own certificates are admitted, and a worker only ever sees
-// its own assignments.
+// Package shoal.worker.v1 is the protocol between workers and managers.
+//
+// The worker always dials (pull model): a manager never connects to a worker,
+// and a worker needs no listening port for the control plane. A worker holds
+// one stream, Connect, to any manager. On the leader, the dispatcher serves
+// it; a follower does not dispatch: it relays all its workers' streams to the
+// leader over one Relay stream, and re-opens them on a new leader when the
+// leader changes, without the workers noticing.
+//
+// Only callers with a node certificate are admitted, and a worker's stream is
+// bound to the node named by its certificate: it only ever sees its own
+// assignments and can only report on its own tasks.
 
 package workerv1
 
@@ -33,9 +41,11 @@ type AssignmentChangeAction int32
 
 const (
 	AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UNSPECIFIED AssignmentChangeAction = 0
-	// ASSIGNMENT_CHANGE_ACTION_UPDATE adds or changes a task.
+	// ASSIGNMENT_CHANGE_ACTION_UPDATE adds a task or changes it (its desired
+	// state, its spec).
 	AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UPDATE AssignmentChangeAction = 1
-	// ASSIGNMENT_CHANGE_ACTION_REMOVE removes a task.
+	// ASSIGNMENT_CHANGE_ACTION_REMOVE drops a task: the worker stops it if it
+	// still runs and forgets it.
 	AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_REMOVE AssignmentChangeAction = 2
 )
 
@@ -80,80 +90,86 @@ func (AssignmentChangeAction) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{0}
 }
 
-// AssignmentsMessageType says whether a message replaces or patches the set.
-type AssignmentsMessageType int32
+// AssignmentsType says whether a batch replaces or patches the set.
+type AssignmentsType int32
 
 const (
-	AssignmentsMessageType_ASSIGNMENTS_MESSAGE_TYPE_UNSPECIFIED AssignmentsMessageType = 0
-	// ASSIGNMENTS_MESSAGE_TYPE_COMPLETE is the whole set (first message).
-	AssignmentsMessageType_ASSIGNMENTS_MESSAGE_TYPE_COMPLETE AssignmentsMessageType = 1
-	// ASSIGNMENTS_MESSAGE_TYPE_INCREMENTAL patches the set.
-	AssignmentsMessageType_ASSIGNMENTS_MESSAGE_TYPE_INCREMENTAL AssignmentsMessageType = 2
+	AssignmentsType_ASSIGNMENTS_TYPE_UNSPECIFIED AssignmentsType = 0
+	// ASSIGNMENTS_TYPE_COMPLETE is the whole set: tasks not in it are not
+	// assigned. The first batch of every session is complete.
+	AssignmentsType_ASSIGNMENTS_TYPE_COMPLETE AssignmentsType = 1
+	// ASSIGNMENTS_TYPE_INCREMENTAL patches the set.
+	AssignmentsType_ASSIGNMENTS_TYPE_INCREMENTAL AssignmentsType = 2
 )
 
-// Enum value maps for AssignmentsMessageType.
+// Enum value maps for AssignmentsType.
 var (
-	AssignmentsMessageType_name = map[int32]string{
-		0: "ASSIGNMENTS_MESSAGE_TYPE_UNSPECIFIED",
-		1: "ASSIGNMENTS_MESSAGE_TYPE_COMPLETE",
-		2: "ASSIGNMENTS_MESSAGE_TYPE_INCREMENTAL",
+	AssignmentsType_name = map[int32]string{
+		0: "ASSIGNMENTS_TYPE_UNSPECIFIED",
+		1: "ASSIGNMENTS_TYPE_COMPLETE",
+		2: "ASSIGNMENTS_TYPE_INCREMENTAL",
 	}
-	AssignmentsMessageType_value = map[string]int32{
-		"ASSIGNMENTS_MESSAGE_TYPE_UNSPECIFIED": 0,
-		"ASSIGNMENTS_MESSAGE_TYPE_COMPLETE":    1,
-		"ASSIGNMENTS_MESSAGE_TYPE_INCREMENTAL": 2,
+	AssignmentsType_value = map[string]int32{
+		"ASSIGNMENTS_TYPE_UNSPECIFIED": 0,
+		"ASSIGNMENTS_TYPE_COMPLETE":    1,
+		"ASSIGNMENTS_TYPE_INCREMENTAL": 2,
 	}
 )
 
-func (x AssignmentsMessageType) Enum() *AssignmentsMessageType {
-	p := new(AssignmentsMessageType)
+func (x AssignmentsType) Enum() *AssignmentsType {
+	p := new(AssignmentsType)
 	*p = x
 	return p
 }
 
-func (x AssignmentsMessageType) String() string {
+func (x AssignmentsType) String() string {
 	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
 }
 
-func (AssignmentsMessageType) Descriptor() protoreflect.EnumDescriptor {
+func (AssignmentsType) Descriptor() protoreflect.EnumDescriptor {
 	return file_shoal_worker_v1_worker_proto_enumTypes[1].Descriptor()
 }
 
-func (AssignmentsMessageType) Type() protoreflect.EnumType {
+func (AssignmentsType) Type() protoreflect.EnumType {
 	return &file_shoal_worker_v1_worker_proto_enumTypes[1]
 }
 
-func (x AssignmentsMessageType) Number() protoreflect.EnumNumber {
+func (x AssignmentsType) Number() protoreflect.EnumNumber {
 	return protoreflect.EnumNumber(x)
 }
 
-// Deprecated: Use AssignmentsMessageType.Descriptor instead.
-func (AssignmentsMessageType) EnumDescriptor() ([]byte, []int) {
+// Deprecated: Use AssignmentsType.Descriptor instead.
+func (AssignmentsType) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{1}
 }
 
-// SessionRequest opens a session for the calling node.
-type SessionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Description   *v1.NodeDescription    `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+// WorkerMessage is one message from a worker.
+type WorkerMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*WorkerMessage_Hello
+	//	*WorkerMessage_Heartbeat
+	//	*WorkerMessage_Status
+	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *SessionRequest) Reset() {
-	*x = SessionRequest{}
+func (x *WorkerMessage) Reset() {
+	*x = WorkerMessage{}
 	mi := &file_shoal_worker_v1_worker_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *SessionRequest) String() string {
+func (x *WorkerMessage) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*SessionRequest) ProtoMessage() {}
+func (*WorkerMessage) ProtoMessage() {}
 
-func (x *SessionRequest) ProtoReflect() protoreflect.Message {
+func (x *WorkerMessage) ProtoReflect() protoreflect.Message {
 	mi := &file_shoal_worker_v1_worker_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -165,43 +181,138 @@ func (x *SessionRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use SessionRequest.ProtoReflect.Descriptor instead.
-func (*SessionRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use WorkerMessage.ProtoReflect.Descriptor instead.
+func (*WorkerMessage) Descriptor() ([]byte, []int) {
 	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{0}
 }
 
-func (x *SessionRequest) GetDescription() *v1.NodeDescription {
+func (x *WorkerMessage) GetMsg() isWorkerMessage_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetHello() *Hello {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Hello); ok {
+			return x.Hello
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *WorkerMessage) GetStatus() *StatusReport {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Status); ok {
+			return x.Status
+		}
+	}
+	return nil
+}
+
+type isWorkerMessage_Msg interface {
+	isWorkerMessage_Msg()
+}
+
+type WorkerMessage_Hello struct {
+	// hello opens the session; it must come first, and only once.
+	Hello *Hello `protobuf:"bytes,1,opt,name=hello,proto3,oneof"`
+}
+
+type WorkerMessage_Heartbeat struct {
+	// heartbeat says the worker is alive.
+	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+type WorkerMessage_Status struct {
+	// status reports the observed state of tasks.
+	Status *StatusReport `protobuf:"bytes,3,opt,name=status,proto3,oneof"`
+}
+
+func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Status) isWorkerMessage_Msg() {}
+
+// Hello opens a session.
+type Hello struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// description is the node as the worker sees it (hostname, resources...).
+	Description   *v1.NodeDescription `protobuf:"bytes,1,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Hello) Reset() {
+	*x = Hello{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Hello) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Hello) ProtoMessage() {}
+
+func (x *Hello) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Hello.ProtoReflect.Descriptor instead.
+func (*Hello) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Hello) GetDescription() *v1.NodeDescription {
 	if x != nil {
 		return x.Description
 	}
 	return nil
 }
 
-// SessionMessage is sent on open and whenever the manager list changes.
-type SessionMessage struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// session_id must accompany every other call of this session.
-	SessionId     string             `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Managers      []*WeightedManager `protobuf:"bytes,2,rep,name=managers,proto3" json:"managers,omitempty"`
+// Heartbeat keeps the session alive.
+type Heartbeat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *SessionMessage) Reset() {
-	*x = SessionMessage{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[1]
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *SessionMessage) String() string {
+func (x *Heartbeat) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*SessionMessage) ProtoMessage() {}
+func (*Heartbeat) ProtoMessage() {}
 
-func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[1]
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -212,19 +323,269 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
-func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{1}
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *SessionMessage) GetSessionId() string {
+// StatusReport carries task status changes, in the order they happened.
+type StatusReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Updates       []*TaskStatusUpdate    `protobuf:"bytes,1,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusReport) Reset() {
+	*x = StatusReport{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusReport) ProtoMessage() {}
+
+func (x *StatusReport) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusReport.ProtoReflect.Descriptor instead.
+func (*StatusReport) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StatusReport) GetUpdates() []*TaskStatusUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+// TaskStatusUpdate is one task's new status.
+type TaskStatusUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *v1.TaskStatus         `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusUpdate) Reset() {
+	*x = TaskStatusUpdate{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusUpdate) ProtoMessage() {}
+
+func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
+func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskStatusUpdate) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusUpdate) GetStatus() *v1.TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// ManagerMessage is one message from the manager side.
+type ManagerMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ManagerMessage_Session
+	//	*ManagerMessage_Heartbeat
+	//	*ManagerMessage_Assignments
+	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManagerMessage) Reset() {
+	*x = ManagerMessage{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManagerMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManagerMessage) ProtoMessage() {}
+
+func (x *ManagerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManagerMessage.ProtoReflect.Descriptor instead.
+func (*ManagerMessage) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ManagerMessage) GetMsg() isManagerMessage_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetSession() *SessionInfo {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Session); ok {
+			return x.Session
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetHeartbeat() *HeartbeatReply {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetAssignments() *Assignments {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_Assignments); ok {
+			return x.Assignments
+		}
+	}
+	return nil
+}
+
+type isManagerMessage_Msg interface {
+	isManagerMessage_Msg()
+}
+
+type ManagerMessage_Session struct {
+	// session is sent first, and again whenever the manager list changes.
+	Session *SessionInfo `protobuf:"bytes,1,opt,name=session,proto3,oneof"`
+}
+
+type ManagerMessage_Heartbeat struct {
+	// heartbeat answers a worker's heartbeat.
+	Heartbeat *HeartbeatReply `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+type ManagerMessage_Assignments struct {
+	// assignments changes the worker's assignment set.
+	Assignments *Assignments `protobuf:"bytes,3,opt,name=assignments,proto3,oneof"`
+}
+
+func (*ManagerMessage_Session) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Heartbeat) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_Assignments) isManagerMessage_Msg() {}
+
+// SessionInfo describes the session and where else to connect.
+type SessionInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// session_id identifies the session in logs.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// node_id is the node the session is bound to.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// managers are every manager's API address with its weight.
+	Managers      []*WeightedManager `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionInfo) Reset() {
+	*x = SessionInfo{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionInfo) ProtoMessage() {}
+
+func (x *SessionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
+func (*SessionInfo) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SessionInfo) GetSessionId() string {
 	if x != nil {
 		return x.SessionId
 	}
 	return ""
 }
 
-func (x *SessionMessage) GetManagers() []*WeightedManager {
+func (x *SessionInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetManagers() []*WeightedManager {
 	if x != nil {
 		return x.Managers
 	}
@@ -237,7 +598,7 @@ type WeightedManager struct {
 	// addr is the manager's API address.
 	Addr   string `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
 	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	// weight ranks managers; 0 means do not connect.
+	// weight ranks managers; 0 takes a manager out of rotation.
 	Weight        int32 `protobuf:"varint,3,opt,name=weight,proto3" json:"weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -245,7 +606,7 @@ type WeightedManager struct {
 
 func (x *WeightedManager) Reset() {
 	*x = WeightedManager{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[2]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +618,7 @@ func (x *WeightedManager) String() string {
 func (*WeightedManager) ProtoMessage() {}
 
 func (x *WeightedManager) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[2]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +631,7 @@ func (x *WeightedManager) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedManager.ProtoReflect.Descriptor instead.
 func (*WeightedManager) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *WeightedManager) GetAddr() string {
@@ -294,75 +655,32 @@ func (x *WeightedManager) GetWeight() int32 {
 	return 0
 }
 
-// HeartbeatRequest says the session is alive.
-type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HeartbeatRequest) Reset() {
-	*x = HeartbeatRequest{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[3]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HeartbeatRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HeartbeatRequest) ProtoMessage() {}
-
-func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[3]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
-func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{3}
-}
-
-func (x *HeartbeatRequest) GetSessionId() string {
-	if x != nil {
-		return x.SessionId
-	}
-	return ""
-}
-
-// HeartbeatResponse dictates when to ping next.
-type HeartbeatResponse struct {
+// HeartbeatReply dictates when to send the next heartbeat.
+type HeartbeatReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// period is the time until the next heartbeat, jitter included.
+	// period is the time until the next heartbeat, the leader's jitter
+	// included. The worker is declared down if nothing arrives within a few
+	// periods.
 	Period        *durationpb.Duration `protobuf:"bytes,1,opt,name=period,proto3" json:"period,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *HeartbeatResponse) Reset() {
-	*x = HeartbeatResponse{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[4]
+func (x *HeartbeatReply) Reset() {
+	*x = HeartbeatReply{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *HeartbeatResponse) String() string {
+func (x *HeartbeatReply) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*HeartbeatResponse) ProtoMessage() {}
+func (*HeartbeatReply) ProtoMessage() {}
 
-func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[4]
+func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,75 +691,31 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
-func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{4}
+// Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
+func (*HeartbeatReply) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *HeartbeatResponse) GetPeriod() *durationpb.Duration {
+func (x *HeartbeatReply) GetPeriod() *durationpb.Duration {
 	if x != nil {
 		return x.Period
 	}
 	return nil
 }
 
-// AssignmentsRequest opens the assignment stream of a session.
-type AssignmentsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *AssignmentsRequest) Reset() {
-	*x = AssignmentsRequest{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[5]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *AssignmentsRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*AssignmentsRequest) ProtoMessage() {}
-
-func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[5]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
-func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *AssignmentsRequest) GetSessionId() string {
-	if x != nil {
-		return x.SessionId
-	}
-	return ""
-}
-
 // AssignmentChange is one change of the assignment set.
 type AssignmentChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Action        AssignmentChangeAction `protobuf:"varint,1,opt,name=action,proto3,enum=shoal.worker.v1.AssignmentChangeAction" json:"action,omitempty"`
-	Task          *v1.Task               `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Action AssignmentChangeAction `protobuf:"varint,1,opt,name=action,proto3,enum=shoal.worker.v1.AssignmentChangeAction" json:"action,omitempty"`
+	// task is the whole task for UPDATE; only its id counts for REMOVE.
+	Task          *v1.Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AssignmentChange) Reset() {
 	*x = AssignmentChange{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +727,7 @@ func (x *AssignmentChange) String() string {
 func (*AssignmentChange) ProtoMessage() {}
 
 func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[6]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +740,7 @@ func (x *AssignmentChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentChange.ProtoReflect.Descriptor instead.
 func (*AssignmentChange) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{6}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AssignmentChange) GetAction() AssignmentChangeAction {
@@ -483,30 +757,30 @@ func (x *AssignmentChange) GetTask() *v1.Task {
 	return nil
 }
 
-// AssignmentsMessage is one batch of changes.
-type AssignmentsMessage struct {
+// Assignments is one batch of changes: up to 100, or what gathered in 100ms.
+type Assignments struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          AssignmentsMessageType `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.worker.v1.AssignmentsMessageType" json:"type,omitempty"`
+	Type          AssignmentsType        `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.worker.v1.AssignmentsType" json:"type,omitempty"`
 	Changes       []*AssignmentChange    `protobuf:"bytes,2,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *AssignmentsMessage) Reset() {
-	*x = AssignmentsMessage{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[7]
+func (x *Assignments) Reset() {
+	*x = Assignments{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *AssignmentsMessage) String() string {
+func (x *Assignments) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*AssignmentsMessage) ProtoMessage() {}
+func (*Assignments) ProtoMessage() {}
 
-func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[7]
+func (x *Assignments) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,49 +791,48 @@ func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
-func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{7}
+// Deprecated: Use Assignments.ProtoReflect.Descriptor instead.
+func (*Assignments) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{10}
 }
 
-func (x *AssignmentsMessage) GetType() AssignmentsMessageType {
+func (x *Assignments) GetType() AssignmentsType {
 	if x != nil {
 		return x.Type
 	}
-	return AssignmentsMessageType_ASSIGNMENTS_MESSAGE_TYPE_UNSPECIFIED
+	return AssignmentsType_ASSIGNMENTS_TYPE_UNSPECIFIED
 }
 
-func (x *AssignmentsMessage) GetChanges() []*AssignmentChange {
+func (x *Assignments) GetChanges() []*AssignmentChange {
 	if x != nil {
 		return x.Changes
 	}
 	return nil
 }
 
-// UpdateTaskStatusRequest reports task states.
-type UpdateTaskStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Updates       []*TaskStatusUpdate    `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
+// RelayUp is a batch of worker traffic from a follower.
+type RelayUp struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Messages      []*RelayedWorkerMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *UpdateTaskStatusRequest) Reset() {
-	*x = UpdateTaskStatusRequest{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[8]
+func (x *RelayUp) Reset() {
+	*x = RelayUp{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *UpdateTaskStatusRequest) String() string {
+func (x *RelayUp) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*UpdateTaskStatusRequest) ProtoMessage() {}
+func (*RelayUp) ProtoMessage() {}
 
-func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[8]
+func (x *RelayUp) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,49 +843,48 @@ func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
-func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{8}
+// Deprecated: Use RelayUp.ProtoReflect.Descriptor instead.
+func (*RelayUp) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *UpdateTaskStatusRequest) GetSessionId() string {
+func (x *RelayUp) GetMessages() []*RelayedWorkerMessage {
 	if x != nil {
-		return x.SessionId
-	}
-	return ""
-}
-
-func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
-	if x != nil {
-		return x.Updates
+		return x.Messages
 	}
 	return nil
 }
 
-// TaskStatusUpdate is one task's new status.
-type TaskStatusUpdate struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Status        *v1.TaskStatus         `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+// RelayedWorkerMessage is one worker's message, or the end of its stream.
+type RelayedWorkerMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stream_id names the worker's stream, unique within the relay.
+	StreamId uint64 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// node_id is the worker's node ID, from its certificate; set with hello.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// message is the worker's message; unset when closed is true.
+	Message *WorkerMessage `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	// closed says the worker's stream ended.
+	Closed        bool `protobuf:"varint,4,opt,name=closed,proto3" json:"closed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *TaskStatusUpdate) Reset() {
-	*x = TaskStatusUpdate{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[9]
+func (x *RelayedWorkerMessage) Reset() {
+	*x = RelayedWorkerMessage{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *TaskStatusUpdate) String() string {
+func (x *RelayedWorkerMessage) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*TaskStatusUpdate) ProtoMessage() {}
+func (*RelayedWorkerMessage) ProtoMessage() {}
 
-func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[9]
+func (x *RelayedWorkerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,47 +895,62 @@ func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
-func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{9}
+// Deprecated: Use RelayedWorkerMessage.ProtoReflect.Descriptor instead.
+func (*RelayedWorkerMessage) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{12}
 }
 
-func (x *TaskStatusUpdate) GetTaskId() string {
+func (x *RelayedWorkerMessage) GetStreamId() uint64 {
 	if x != nil {
-		return x.TaskId
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *RelayedWorkerMessage) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
 	}
 	return ""
 }
 
-func (x *TaskStatusUpdate) GetStatus() *v1.TaskStatus {
+func (x *RelayedWorkerMessage) GetMessage() *WorkerMessage {
 	if x != nil {
-		return x.Status
+		return x.Message
 	}
 	return nil
 }
 
-// UpdateTaskStatusResponse is empty.
-type UpdateTaskStatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+func (x *RelayedWorkerMessage) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+// RelayDown is a batch of manager traffic for a follower's workers.
+type RelayDown struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Messages      []*RelayedManagerMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *UpdateTaskStatusResponse) Reset() {
-	*x = UpdateTaskStatusResponse{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[10]
+func (x *RelayDown) Reset() {
+	*x = RelayDown{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *UpdateTaskStatusResponse) String() string {
+func (x *RelayDown) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*UpdateTaskStatusResponse) ProtoMessage() {}
+func (*RelayDown) ProtoMessage() {}
 
-func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[10]
+func (x *RelayDown) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,62 +961,156 @@ func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
-func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{10}
+// Deprecated: Use RelayDown.ProtoReflect.Descriptor instead.
+func (*RelayDown) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RelayDown) GetMessages() []*RelayedManagerMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// RelayedManagerMessage is one message for a worker, or the end of its
+// session.
+type RelayedManagerMessage struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StreamId uint64                 `protobuf:"varint,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	Message  *ManagerMessage        `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// closed ends the worker's session; error says why, for the worker.
+	Closed        bool   `protobuf:"varint,3,opt,name=closed,proto3" json:"closed,omitempty"`
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayedManagerMessage) Reset() {
+	*x = RelayedManagerMessage{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayedManagerMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayedManagerMessage) ProtoMessage() {}
+
+func (x *RelayedManagerMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayedManagerMessage.ProtoReflect.Descriptor instead.
+func (*RelayedManagerMessage) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RelayedManagerMessage) GetStreamId() uint64 {
+	if x != nil {
+		return x.StreamId
+	}
+	return 0
+}
+
+func (x *RelayedManagerMessage) GetMessage() *ManagerMessage {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+func (x *RelayedManagerMessage) GetClosed() bool {
+	if x != nil {
+		return x.Closed
+	}
+	return false
+}
+
+func (x *RelayedManagerMessage) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 var File_shoal_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cshoal/object/v1/object.proto\"T\n" +
-	"\x0eSessionRequest\x12B\n" +
-	"\vdescription\x18\x01 \x01(\v2 .shoal.object.v1.NodeDescriptionR\vdescription\"m\n" +
-	"\x0eSessionMessage\x12\x1d\n" +
+	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cshoal/object/v1/object.proto\"\xbb\x01\n" +
+	"\rWorkerMessage\x12.\n" +
+	"\x05hello\x18\x01 \x01(\v2\x16.shoal.worker.v1.HelloH\x00R\x05hello\x12:\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x1a.shoal.worker.v1.HeartbeatH\x00R\theartbeat\x127\n" +
+	"\x06status\x18\x03 \x01(\v2\x1d.shoal.worker.v1.StatusReportH\x00R\x06statusB\x05\n" +
+	"\x03msg\"K\n" +
+	"\x05Hello\x12B\n" +
+	"\vdescription\x18\x01 \x01(\v2 .shoal.object.v1.NodeDescriptionR\vdescription\"\v\n" +
+	"\tHeartbeat\"K\n" +
+	"\fStatusReport\x12;\n" +
+	"\aupdates\x18\x01 \x03(\v2!.shoal.worker.v1.TaskStatusUpdateR\aupdates\"`\n" +
+	"\x10TaskStatusUpdate\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
+	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xd4\x01\n" +
+	"\x0eManagerMessage\x128\n" +
+	"\asession\x18\x01 \x01(\v2\x1c.shoal.worker.v1.SessionInfoH\x00R\asession\x12?\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x1f.shoal.worker.v1.HeartbeatReplyH\x00R\theartbeat\x12@\n" +
+	"\vassignments\x18\x03 \x01(\v2\x1c.shoal.worker.v1.AssignmentsH\x00R\vassignmentsB\x05\n" +
+	"\x03msg\"\x83\x01\n" +
+	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\x12<\n" +
-	"\bmanagers\x18\x02 \x03(\v2 .shoal.worker.v1.WeightedManagerR\bmanagers\"V\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12<\n" +
+	"\bmanagers\x18\x03 \x03(\v2 .shoal.worker.v1.WeightedManagerR\bmanagers\"V\n" +
 	"\x0fWeightedManager\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x05R\x06weight\"1\n" +
-	"\x10HeartbeatRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"F\n" +
-	"\x11HeartbeatResponse\x121\n" +
-	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"3\n" +
-	"\x12AssignmentsRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"~\n" +
+	"\x06weight\x18\x03 \x01(\x05R\x06weight\"C\n" +
+	"\x0eHeartbeatReply\x121\n" +
+	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"~\n" +
 	"\x10AssignmentChange\x12?\n" +
 	"\x06action\x18\x01 \x01(\x0e2'.shoal.worker.v1.AssignmentChangeActionR\x06action\x12)\n" +
-	"\x04task\x18\x02 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\"\x8e\x01\n" +
-	"\x12AssignmentsMessage\x12;\n" +
-	"\x04type\x18\x01 \x01(\x0e2'.shoal.worker.v1.AssignmentsMessageTypeR\x04type\x12;\n" +
-	"\achanges\x18\x02 \x03(\v2!.shoal.worker.v1.AssignmentChangeR\achanges\"u\n" +
-	"\x17UpdateTaskStatusRequest\x12\x1d\n" +
-	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\x12;\n" +
-	"\aupdates\x18\x02 \x03(\v2!.shoal.worker.v1.TaskStatusUpdateR\aupdates\"`\n" +
-	"\x10TaskStatusUpdate\x12\x17\n" +
-	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
-	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse*\x8c\x01\n" +
+	"\x04task\x18\x02 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\"\x80\x01\n" +
+	"\vAssignments\x124\n" +
+	"\x04type\x18\x01 \x01(\x0e2 .shoal.worker.v1.AssignmentsTypeR\x04type\x12;\n" +
+	"\achanges\x18\x02 \x03(\v2!.shoal.worker.v1.AssignmentChangeR\achanges\"L\n" +
+	"\aRelayUp\x12A\n" +
+	"\bmessages\x18\x01 \x03(\v2%.shoal.worker.v1.RelayedWorkerMessageR\bmessages\"\x9e\x01\n" +
+	"\x14RelayedWorkerMessage\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x128\n" +
+	"\amessage\x18\x03 \x01(\v2\x1e.shoal.worker.v1.WorkerMessageR\amessage\x12\x16\n" +
+	"\x06closed\x18\x04 \x01(\bR\x06closed\"O\n" +
+	"\tRelayDown\x12B\n" +
+	"\bmessages\x18\x01 \x03(\v2&.shoal.worker.v1.RelayedManagerMessageR\bmessages\"\x9d\x01\n" +
+	"\x15RelayedManagerMessage\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x129\n" +
+	"\amessage\x18\x02 \x01(\v2\x1f.shoal.worker.v1.ManagerMessageR\amessage\x12\x16\n" +
+	"\x06closed\x18\x03 \x01(\bR\x06closed\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error*\x8c\x01\n" +
 	"\x16AssignmentChangeAction\x12(\n" +
 	"$ASSIGNMENT_CHANGE_ACTION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fASSIGNMENT_CHANGE_ACTION_UPDATE\x10\x01\x12#\n" +
-	"\x1fASSIGNMENT_CHANGE_ACTION_REMOVE\x10\x02*\x93\x01\n" +
-	"\x16AssignmentsMessageType\x12(\n" +
-	"$ASSIGNMENTS_MESSAGE_TYPE_UNSPECIFIED\x10\x00\x12%\n" +
-	"!ASSIGNMENTS_MESSAGE_TYPE_COMPLETE\x10\x01\x12(\n" +
-	"$ASSIGNMENTS_MESSAGE_TYPE_INCREMENTAL\x10\x022\xf3\x02\n" +
+	"\x1fASSIGNMENT_CHANGE_ACTION_REMOVE\x10\x02*t\n" +
+	"\x0fAssignmentsType\x12 \n" +
+	"\x1cASSIGNMENTS_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ASSIGNMENTS_TYPE_COMPLETE\x10\x01\x12 \n" +
+	"\x1cASSIGNMENTS_TYPE_INCREMENTAL\x10\x022\\\n" +
 	"\n" +
-	"Dispatcher\x12M\n" +
-	"\aSession\x12\x1f.shoal.worker.v1.SessionRequest\x1a\x1f.shoal.worker.v1.SessionMessage0\x01\x12R\n" +
-	"\tHeartbeat\x12!.shoal.worker.v1.HeartbeatRequest\x1a\".shoal.worker.v1.HeartbeatResponse\x12Y\n" +
-	"\vAssignments\x12#.shoal.worker.v1.AssignmentsRequest\x1a#.shoal.worker.v1.AssignmentsMessage0\x01\x12g\n" +
-	"\x10UpdateTaskStatus\x12(.shoal.worker.v1.UpdateTaskStatusRequest\x1a).shoal.worker.v1.UpdateTaskStatusResponseB=Z;github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1;workerv1b\x06proto3"
+	"Dispatcher\x12N\n" +
+	"\aConnect\x12\x1e.shoal.worker.v1.WorkerMessage\x1a\x1f.shoal.worker.v1.ManagerMessage(\x010\x012J\n" +
+	"\x05Relay\x12A\n" +
+	"\x05Relay\x12\x18.shoal.worker.v1.RelayUp\x1a\x1a.shoal.worker.v1.RelayDown(\x010\x01B=Z;github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1;workerv1b\x06proto3"
 
 var (
 	file_shoal_worker_v1_worker_proto_rawDescOnce sync.Once
@@ -744,49 +1125,59 @@ func file_shoal_worker_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_shoal_worker_v1_worker_proto_goTypes = []any{
-	(AssignmentChangeAction)(0),      // 0: shoal.worker.v1.AssignmentChangeAction
-	(AssignmentsMessageType)(0),      // 1: shoal.worker.v1.AssignmentsMessageType
-	(*SessionRequest)(nil),           // 2: shoal.worker.v1.SessionRequest
-	(*SessionMessage)(nil),           // 3: shoal.worker.v1.SessionMessage
-	(*WeightedManager)(nil),          // 4: shoal.worker.v1.WeightedManager
-	(*HeartbeatRequest)(nil),         // 5: shoal.worker.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 6: shoal.worker.v1.HeartbeatResponse
-	(*AssignmentsRequest)(nil),       // 7: shoal.worker.v1.AssignmentsRequest
-	(*AssignmentChange)(nil),         // 8: shoal.worker.v1.AssignmentChange
-	(*AssignmentsMessage)(nil),       // 9: shoal.worker.v1.AssignmentsMessage
-	(*UpdateTaskStatusRequest)(nil),  // 10: shoal.worker.v1.UpdateTaskStatusRequest
-	(*TaskStatusUpdate)(nil),         // 11: shoal.worker.v1.TaskStatusUpdate
-	(*UpdateTaskStatusResponse)(nil), // 12: shoal.worker.v1.UpdateTaskStatusResponse
-	(*v1.NodeDescription)(nil),       // 13: shoal.object.v1.NodeDescription
-	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
-	(*v1.Task)(nil),                  // 15: shoal.object.v1.Task
-	(*v1.TaskStatus)(nil),            // 16: shoal.object.v1.TaskStatus
+	(AssignmentChangeAction)(0),   // 0: shoal.worker.v1.AssignmentChangeAction
+	(AssignmentsType)(0),          // 1: shoal.worker.v1.AssignmentsType
+	(*WorkerMessage)(nil),         // 2: shoal.worker.v1.WorkerMessage
+	(*Hello)(nil),                 // 3: shoal.worker.v1.Hello
+	(*Heartbeat)(nil),             // 4: shoal.worker.v1.Heartbeat
+	(*StatusReport)(nil),          // 5: shoal.worker.v1.StatusReport
+	(*TaskStatusUpdate)(nil),      // 6: shoal.worker.v1.TaskStatusUpdate
+	(*ManagerMessage)(nil),        // 7: shoal.worker.v1.ManagerMessage
+	(*SessionInfo)(nil),           // 8: shoal.worker.v1.SessionInfo
+	(*WeightedManager)(nil),       // 9: shoal.worker.v1.WeightedManager
+	(*HeartbeatReply)(nil),        // 10: shoal.worker.v1.HeartbeatReply
+	(*AssignmentChange)(nil),      // 11: shoal.worker.v1.AssignmentChange
+	(*Assignments)(nil),           // 12: shoal.worker.v1.Assignments
+	(*RelayUp)(nil),               // 13: shoal.worker.v1.RelayUp
+	(*RelayedWorkerMessage)(nil),  // 14: shoal.worker.v1.RelayedWorkerMessage
+	(*RelayDown)(nil),             // 15: shoal.worker.v1.RelayDown
+	(*RelayedManagerMessage)(nil), // 16: shoal.worker.v1.RelayedManagerMessage
+	(*v1.NodeDescription)(nil),    // 17: shoal.object.v1.NodeDescription
+	(*v1.TaskStatus)(nil),         // 18: shoal.object.v1.TaskStatus
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*v1.Task)(nil),               // 20: shoal.object.v1.Task
 }
 var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
-	13, // 0: shoal.worker.v1.SessionRequest.description:type_name -> shoal.object.v1.NodeDescription
-	4,  // 1: shoal.worker.v1.SessionMessage.managers:type_name -> shoal.worker.v1.WeightedManager
-	14, // 2: shoal.worker.v1.HeartbeatResponse.period:type_name -> google.protobuf.Duration
-	0,  // 3: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
-	15, // 4: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
-	1,  // 5: shoal.worker.v1.AssignmentsMessage.type:type_name -> shoal.worker.v1.AssignmentsMessageType
-	8,  // 6: shoal.worker.v1.AssignmentsMessage.changes:type_name -> shoal.worker.v1.AssignmentChange
-	11, // 7: shoal.worker.v1.UpdateTaskStatusRequest.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
-	16, // 8: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
-	2,  // 9: shoal.worker.v1.Dispatcher.Session:input_type -> shoal.worker.v1.SessionRequest
-	5,  // 10: shoal.worker.v1.Dispatcher.Heartbeat:input_type -> shoal.worker.v1.HeartbeatRequest
-	7,  // 11: shoal.worker.v1.Dispatcher.Assignments:input_type -> shoal.worker.v1.AssignmentsRequest
-	10, // 12: shoal.worker.v1.Dispatcher.UpdateTaskStatus:input_type -> shoal.worker.v1.UpdateTaskStatusRequest
-	3,  // 13: shoal.worker.v1.Dispatcher.Session:output_type -> shoal.worker.v1.SessionMessage
-	6,  // 14: shoal.worker.v1.Dispatcher.Heartbeat:output_type -> shoal.worker.v1.HeartbeatResponse
-	9,  // 15: shoal.worker.v1.Dispatcher.Assignments:output_type -> shoal.worker.v1.AssignmentsMessage
-	12, // 16: shoal.worker.v1.Dispatcher.UpdateTaskStatus:output_type -> shoal.worker.v1.UpdateTaskStatusResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	3,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
+	4,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
+	5,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
+	17, // 3: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
+	6,  // 4: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
+	18, // 5: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
+	8,  // 6: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
+	10, // 7: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
+	12, // 8: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
+	9,  // 9: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
+	19, // 10: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
+	0,  // 11: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
+	20, // 12: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
+	1,  // 13: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
+	11, // 14: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
+	14, // 15: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
+	2,  // 16: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
+	16, // 17: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
+	7,  // 18: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
+	2,  // 19: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
+	13, // 20: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
+	7,  // 21: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
+	15, // 22: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shoal_worker_v1_worker_proto_init() }
@@ -794,15 +1185,25 @@ func file_shoal_worker_v1_worker_proto_init() {
 	if File_shoal_worker_v1_worker_proto != nil {
 		return
 	}
+	file_shoal_worker_v1_worker_proto_msgTypes[0].OneofWrappers = []any{
+		(*WorkerMessage_Hello)(nil),
+		(*WorkerMessage_Heartbeat)(nil),
+		(*WorkerMessage_Status)(nil),
+	}
+	file_shoal_worker_v1_worker_proto_msgTypes[5].OneofWrappers = []any{
+		(*ManagerMessage_Session)(nil),
+		(*ManagerMessage_Heartbeat)(nil),
+		(*ManagerMessage_Assignments)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_worker_v1_worker_proto_rawDesc), len(file_shoal_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_shoal_worker_v1_worker_proto_goTypes,
 		DependencyIndexes: file_shoal_worker_v1_worker_proto_depIdxs,

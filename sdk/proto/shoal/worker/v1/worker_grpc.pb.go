@@ -4,10 +4,18 @@
 // - protoc             v3.21.12
 // source: shoal/worker/v1/worker.proto
 
-// Package shoal.worker.v1 is the protocol between workers and managers. The
-// worker always dials (pull model); the manager never connects to a worker.
-// Only workers' own certificates are admitted, and a worker only ever sees
-// its own assignments.
+// Package shoal.worker.v1 is the protocol between workers and managers.
+//
+// The worker always dials (pull model): a manager never connects to a worker,
+// and a worker needs no listening port for the control plane. A worker holds
+// one stream, Connect, to any manager. On the leader, the dispatcher serves
+// it; a follower does not dispatch: it relays all its workers' streams to the
+// leader over one Relay stream, and re-opens them on a new leader when the
+// leader changes, without the workers noticing.
+//
+// Only callers with a node certificate are admitted, and a worker's stream is
+// bound to the node named by its certificate: it only ever sees its own
+// assignments and can only report on its own tasks.
 
 package workerv1
 
@@ -24,10 +32,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Dispatcher_Session_FullMethodName          = "/shoal.worker.v1.Dispatcher/Session"
-	Dispatcher_Heartbeat_FullMethodName        = "/shoal.worker.v1.Dispatcher/Heartbeat"
-	Dispatcher_Assignments_FullMethodName      = "/shoal.worker.v1.Dispatcher/Assignments"
-	Dispatcher_UpdateTaskStatus_FullMethodName = "/shoal.worker.v1.Dispatcher/UpdateTaskStatus"
+	Dispatcher_Connect_FullMethodName = "/shoal.worker.v1.Dispatcher/Connect"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -36,15 +41,11 @@ const (
 //
 // Dispatcher is the manager side of a worker's session.
 type DispatcherClient interface {
-	// Session opens a session; the stream carries the manager list and session
-	// changes until the session ends.
-	Session(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionMessage], error)
-	// Heartbeat keeps the session alive; the reply dictates the next period.
-	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// Assignments streams the node's assignment set as batches of changes.
-	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
-	// UpdateTaskStatus reports the observed state of the node's tasks.
-	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
+	// Connect opens the calling node's session. The worker sends Hello first,
+	// then heartbeats and status reports; the manager sends the session (with
+	// the manager list), heartbeat replies and assignment batches. The session
+	// ends when either side closes the stream.
+	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, ManagerMessage], error)
 }
 
 type dispatcherClient struct {
@@ -55,63 +56,18 @@ func NewDispatcherClient(cc grpc.ClientConnInterface) DispatcherClient {
 	return &dispatcherClient{cc}
 }
 
-func (c *dispatcherClient) Session(ctx context.Context, in *SessionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SessionMessage], error) {
+func (c *dispatcherClient) Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, ManagerMessage], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[0], Dispatcher_Session_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[0], Dispatcher_Connect_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[SessionRequest, SessionMessage]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
+	x := &grpc.GenericClientStream[WorkerMessage, ManagerMessage]{ClientStream: stream}
 	return x, nil
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Dispatcher_SessionClient = grpc.ServerStreamingClient[SessionMessage]
-
-func (c *dispatcherClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HeartbeatResponse)
-	err := c.cc.Invoke(ctx, Dispatcher_Heartbeat_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *dispatcherClient) Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[1], Dispatcher_Assignments_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[AssignmentsRequest, AssignmentsMessage]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Dispatcher_AssignmentsClient = grpc.ServerStreamingClient[AssignmentsMessage]
-
-func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(UpdateTaskStatusResponse)
-	err := c.cc.Invoke(ctx, Dispatcher_UpdateTaskStatus_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
+type Dispatcher_ConnectClient = grpc.BidiStreamingClient[WorkerMessage, ManagerMessage]
 
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
@@ -119,15 +75,11 @@ func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskS
 //
 // Dispatcher is the manager side of a worker's session.
 type DispatcherServer interface {
-	// Session opens a session; the stream carries the manager list and session
-	// changes until the session ends.
-	Session(*SessionRequest, grpc.ServerStreamingServer[SessionMessage]) error
-	// Heartbeat keeps the session alive; the reply dictates the next period.
-	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// Assignments streams the node's assignment set as batches of changes.
-	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
-	// UpdateTaskStatus reports the observed state of the node's tasks.
-	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
+	// Connect opens the calling node's session. The worker sends Hello first,
+	// then heartbeats and status reports; the manager sends the session (with
+	// the manager list), heartbeat replies and assignment batches. The session
+	// ends when either side closes the stream.
+	Connect(grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -138,17 +90,8 @@ type DispatcherServer interface {
 // pointer dereference when methods are called.
 type UnimplementedDispatcherServer struct{}
 
-func (UnimplementedDispatcherServer) Session(*SessionRequest, grpc.ServerStreamingServer[SessionMessage]) error {
-	return status.Error(codes.Unimplemented, "method Session not implemented")
-}
-func (UnimplementedDispatcherServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
-}
-func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error {
-	return status.Error(codes.Unimplemented, "method Assignments not implemented")
-}
-func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method UpdateTaskStatus not implemented")
+func (UnimplementedDispatcherServer) Connect(grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]) error {
+	return status.Error(codes.Unimplemented, "method Connect not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -171,63 +114,12 @@ func RegisterDispatcherServer(s grpc.ServiceRegistrar, srv DispatcherServer) {
 	s.RegisterService(&Dispatcher_ServiceDesc, srv)
 }
 
-func _Dispatcher_Session_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(SessionRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(DispatcherServer).Session(m, &grpc.GenericServerStream[SessionRequest, SessionMessage]{ServerStream: stream})
+func _Dispatcher_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DispatcherServer).Connect(&grpc.GenericServerStream[WorkerMessage, ManagerMessage]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Dispatcher_SessionServer = grpc.ServerStreamingServer[SessionMessage]
-
-func _Dispatcher_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HeartbeatRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(DispatcherServer).Heartbeat(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Dispatcher_Heartbeat_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(DispatcherServer).Heartbeat(ctx, req.(*HeartbeatRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _Dispatcher_Assignments_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(AssignmentsRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(DispatcherServer).Assignments(m, &grpc.GenericServerStream[AssignmentsRequest, AssignmentsMessage]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Dispatcher_AssignmentsServer = grpc.ServerStreamingServer[AssignmentsMessage]
-
-func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(UpdateTaskStatusRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(DispatcherServer).UpdateTaskStatus(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Dispatcher_UpdateTaskStatus_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(DispatcherServer).UpdateTaskStatus(ctx, req.(*UpdateTaskStatusRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
+type Dispatcher_ConnectServer = grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]
 
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
@@ -235,26 +127,121 @@ func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, 
 var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "shoal.worker.v1.Dispatcher",
 	HandlerType: (*DispatcherServer)(nil),
-	Methods: []grpc.MethodDesc{
-		{
-			MethodName: "Heartbeat",
-			Handler:    _Dispatcher_Heartbeat_Handler,
-		},
-		{
-			MethodName: "UpdateTaskStatus",
-			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
-		},
-	},
+	Methods:     []grpc.MethodDesc{},
 	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "Session",
-			Handler:       _Dispatcher_Session_Handler,
+			StreamName:    "Connect",
+			Handler:       _Dispatcher_Connect_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
+	},
+	Metadata: "shoal/worker/v1/worker.proto",
+}
+
+const (
+	Relay_Relay_FullMethodName = "/shoal.worker.v1.Relay/Relay"
+)
+
+// RelayClient is the client API for Relay service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Relay multiplexes a follower's worker sessions to the leader.
+type RelayClient interface {
+	// Relay carries, for every worker session the calling follower holds, the
+	// worker's messages up and the leader's down, in batches. Only managers may
+	// call it; the leader trusts the node IDs it names, which the follower took
+	// from each worker's verified certificate.
+	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUp, RelayDown], error)
+}
+
+type relayClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewRelayClient(cc grpc.ClientConnInterface) RelayClient {
+	return &relayClient{cc}
+}
+
+func (c *relayClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUp, RelayDown], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Relay_ServiceDesc.Streams[0], Relay_Relay_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RelayUp, RelayDown]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Relay_RelayClient = grpc.BidiStreamingClient[RelayUp, RelayDown]
+
+// RelayServer is the server API for Relay service.
+// All implementations must embed UnimplementedRelayServer
+// for forward compatibility.
+//
+// Relay multiplexes a follower's worker sessions to the leader.
+type RelayServer interface {
+	// Relay carries, for every worker session the calling follower holds, the
+	// worker's messages up and the leader's down, in batches. Only managers may
+	// call it; the leader trusts the node IDs it names, which the follower took
+	// from each worker's verified certificate.
+	Relay(grpc.BidiStreamingServer[RelayUp, RelayDown]) error
+	mustEmbedUnimplementedRelayServer()
+}
+
+// UnimplementedRelayServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedRelayServer struct{}
+
+func (UnimplementedRelayServer) Relay(grpc.BidiStreamingServer[RelayUp, RelayDown]) error {
+	return status.Error(codes.Unimplemented, "method Relay not implemented")
+}
+func (UnimplementedRelayServer) mustEmbedUnimplementedRelayServer() {}
+func (UnimplementedRelayServer) testEmbeddedByValue()               {}
+
+// UnsafeRelayServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to RelayServer will
+// result in compilation errors.
+type UnsafeRelayServer interface {
+	mustEmbedUnimplementedRelayServer()
+}
+
+func RegisterRelayServer(s grpc.ServiceRegistrar, srv RelayServer) {
+	// If the following call panics, it indicates UnimplementedRelayServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Relay_ServiceDesc, srv)
+}
+
+func _Relay_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RelayServer).Relay(&grpc.GenericServerStream[RelayUp, RelayDown]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Relay_RelayServer = grpc.BidiStreamingServer[RelayUp, RelayDown]
+
+// Relay_ServiceDesc is the grpc.ServiceDesc for Relay service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Relay_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.worker.v1.Relay",
+	HandlerType: (*RelayServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "Assignments",
-			Handler:       _Dispatcher_Assignments_Handler,
+			StreamName:    "Relay",
+			Handler:       _Relay_Relay_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "shoal/worker/v1/worker.proto",
