@@ -273,8 +273,9 @@ func node(id string, avail objectv1.NodeAvailability, st objectv1.NodeState) *ob
 	return &objectv1.Node{
 		Id:     id,
 		Role:   objectv1.NodeRole_NODE_ROLE_WORKER,
-		Spec:   &objectv1.NodeSpec{Availability: avail},
-		Status: &objectv1.NodeStatus{State: st},
+		Spec:        &objectv1.NodeSpec{Availability: avail},
+		Status:      &objectv1.NodeStatus{State: st},
+		Description: &objectv1.NodeDescription{Executor: "simulated"},
 	}
 }
 

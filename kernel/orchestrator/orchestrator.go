@@ -74,6 +74,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 
 func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	dirty := map[string]bool{}
+	nodes := map[string]bool{} // nodes that changed: their tasks' services need a look
 	allGlobal := false
 	events, cancel := o.st.ViewAndWatch(func(tx *state.ReadTx) {
 		for _, s := range tx.Services() {
@@ -90,7 +91,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	})
 	defer cancel()
 	for {
-		if len(dirty) > 0 || allGlobal {
+		if len(dirty) > 0 || allGlobal || len(nodes) > 0 {
 			if allGlobal {
 				o.st.View(func(tx *state.ReadTx) {
 					for _, s := range tx.Services() {
@@ -100,6 +101,21 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 					}
 				})
 				allGlobal = false
+			}
+			if len(nodes) > 0 {
+				o.st.View(func(tx *state.ReadTx) {
+					for id := range nodes {
+						if !nodeLost(tx, id) {
+							continue
+						}
+						for _, t := range tx.TasksByNode(id) {
+							if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING {
+								dirty[t.GetServiceId()] = true
+							}
+						}
+					}
+				})
+				clear(nodes)
 			}
 			if err := o.reconcile(ctx, dirty); err != nil {
 				if errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists) || errors.Is(err, sdk.ErrNotFound) {
@@ -119,7 +135,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			allGlobal = mark(ev, dirty) || allGlobal
+			allGlobal = mark(ev, dirty, nodes) || allGlobal
 		}
 		timer := time.NewTimer(settle)
 	gather:
@@ -133,7 +149,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 					timer.Stop()
 					return nil
 				}
-				allGlobal = mark(ev, dirty) || allGlobal
+				allGlobal = mark(ev, dirty, nodes) || allGlobal
 			case <-timer.C:
 				break gather
 			}
@@ -143,7 +159,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 
 // mark records what an event makes dirty; it returns true when every global
 // service needs a look (the set of nodes changed).
-func mark(ev state.Event, dirty map[string]bool) bool {
+func mark(ev state.Event, dirty, nodes map[string]bool) bool {
 	switch {
 	case ev.Service != nil:
 		dirty[ev.Service.Id] = true
@@ -155,9 +171,35 @@ func mark(ev state.Event, dirty map[string]bool) bool {
 			dirty[t.GetServiceId()] = true
 		}
 	case ev.Node != nil:
+		if nodes != nil {
+			nodes[ev.Node.Id] = true
+		}
 		return true
 	}
 	return false
+}
+
+// nodeLost reports whether a node is down: its tasks will not be heard of
+// again and are replaced elsewhere.
+// TODO(#4): also replace the tasks of a node removed with --force while up.
+func nodeLost(tx *state.ReadTx, id string) bool {
+	n := tx.Node(id)
+	return n != nil && n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN
+}
+
+// orphan takes a task of a lost node out of service: it is marked ORPHANED
+// (its node is not there to report) and not wanted, so a node that comes
+// back removes it instead of running it twice.
+func orphan(tx *state.Tx, t *objectv1.Task, now time.Time, stats *passStats) error {
+	next := proto.Clone(t).(*objectv1.Task)
+	next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+	next.Status = &objectv1.TaskStatus{
+		Timestamp: timestamppb.New(now),
+		State:     objectv1.TaskState_TASK_STATE_ORPHANED,
+		Message:   "node down: task replaced",
+	}
+	stats.orphaned++
+	return tx.UpdateTask(next)
 }
 
 // reconcile brings every dirty service in line in one transaction.
@@ -181,14 +223,14 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) err
 	if err != nil {
 		return fmt.Errorf("reconcile %d services: %w", len(ids), err)
 	}
-	if stats.created+stats.removed+stats.stopped > 0 {
+	if stats.created+stats.removed+stats.stopped+stats.orphaned > 0 {
 		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
-			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped)
+			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned)
 	}
 	return nil
 }
 
-type passStats struct{ created, removed, stopped int }
+type passStats struct{ created, removed, stopped, orphaned int }
 
 // ended reports whether a task's process is over (or never will run).
 func ended(t *objectv1.Task) bool {
@@ -266,6 +308,11 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 			continue
 		}
 		switch {
+		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
+			// Its node is down: replace it (the slot is refilled below).
+			if err := orphan(tx, t, now, stats); err != nil {
+				return err
+			}
 		case t.GetSlot() > want || t.GetSlot() == 0 || live[t.GetSlot()]:
 			// Scaled down, or a duplicate for its slot.
 			if err := retire(tx, t, stats); err != nil {
@@ -325,7 +372,8 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	keeps := map[string]bool{}
 	accepts := map[string]bool{}
 	for _, n := range tx.Nodes() {
-		if n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN {
+		// Only nodes that run tasks (an agent with an executor) get them.
+		if n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN || n.GetDescription().GetExecutor() == "" {
 			continue
 		}
 		switch n.GetSpec().GetAvailability() {
@@ -341,6 +389,10 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 			continue
 		}
 		switch {
+		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
+			if err := orphan(tx, t, now, stats); err != nil {
+				return err
+			}
 		case !keeps[t.GetNodeId()] || covered[t.GetNodeId()]:
 			if err := retire(tx, t, stats); err != nil {
 				return err

@@ -259,3 +259,38 @@ func TestServiceRemovedRetiresTasks(t *testing.T) {
 		}
 	})
 }
+
+// TestNodeDownReplacesItsTasks: the tasks of a node that goes down are
+// orphaned and replaced in their slots, in one write.
+func TestNodeDownReplacesItsTasks(t *testing.T) {
+	bubble(t, func(e *env) {
+		e.createNode(node("n1", objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE, objectv1.NodeState_NODE_STATE_READY))
+		e.createService(replicatedService("web", 3, restartAny))
+		e.start()
+		e.waitFor("3 tasks", func(tx *state.ReadTx) bool { return len(tx.TasksByService("web")) == 3 })
+		e.idle()
+		for _, tk := range e.tasks() {
+			e.report(tk.GetId(), "n1", objectv1.TaskState_TASK_STATE_RUNNING)
+		}
+		e.idle()
+		before, _ := e.raft.counts()
+		e.updateNode("n1", func(n *objectv1.Node) { n.Status = &objectv1.NodeStatus{State: objectv1.NodeState_NODE_STATE_DOWN} })
+		e.waitFor("3 replacements and 3 orphans", func(tx *state.ReadTx) bool {
+			fresh, orphaned := 0, 0
+			for _, tk := range tx.TasksByService("web") {
+				switch {
+				case tk.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && tk.GetNodeId() == "":
+					fresh++
+				case tk.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_ORPHANED && tk.GetDesiredState() == objectv1.TaskState_TASK_STATE_SHUTDOWN:
+					orphaned++
+				}
+			}
+			return fresh == 3 && orphaned == 3
+		})
+		e.idle()
+		if after, _ := e.raft.counts(); after-before != 1 {
+			t.Errorf("replacing a down node's tasks took %d Update calls, want 1", after-before)
+		}
+		e.stopRun()
+	})
+}

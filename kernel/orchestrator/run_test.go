@@ -243,7 +243,7 @@ func TestMark(t *testing.T) {
 	}
 	for _, tt := range tests {
 		dirty := map[string]bool{}
-		gotNodes := mark(tt.ev, dirty)
+		gotNodes := mark(tt.ev, dirty, nil)
 		if gotNodes != tt.wantNodes || dirty["s"] != tt.wantDirty || len(dirty) > 1 {
 			t.Errorf("mark(%s) = %t, dirty %v; want %t, dirty[s] = %t", tt.name, gotNodes, dirty, tt.wantNodes, tt.wantDirty)
 		}

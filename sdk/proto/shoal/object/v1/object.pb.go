@@ -1268,6 +1268,10 @@ type NodeDescription struct {
 	Resources *Resources `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
 	// engine_version is the version of the shoal binary it runs.
 	EngineVersion string `protobuf:"bytes,4,opt,name=engine_version,json=engineVersion,proto3" json:"engine_version,omitempty"`
+	// executor names what runs the node's tasks ("simulated", "containerd");
+	// empty for a node that runs none (a manager with no agent). Only nodes
+	// with an executor are given tasks and tracked by heartbeats.
+	Executor      string `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1326,6 +1330,13 @@ func (x *NodeDescription) GetResources() *Resources {
 func (x *NodeDescription) GetEngineVersion() string {
 	if x != nil {
 		return x.EngineVersion
+	}
+	return ""
+}
+
+func (x *NodeDescription) GetExecutor() string {
+	if x != nil {
+		return x.Executor
 	}
 	return ""
 }
@@ -2450,8 +2461,9 @@ type Task struct {
 	SpecVersion uint64 `protobuf:"varint,7,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
 	// service_annotations copies the service's name and labels.
 	ServiceAnnotations *Annotations `protobuf:"bytes,8,opt,name=service_annotations,json=serviceAnnotations,proto3" json:"service_annotations,omitempty"`
-	// desired_state is where the kernel wants the task: RUNNING, SHUTDOWN or
-	// REMOVE.
+	// desired_state is where the kernel wants the task: RUNNING; COMPLETE
+	// (it ended and its restart policy does not restart it); SHUTDOWN; or
+	// REMOVE. Anything but RUNNING means: do not run it.
 	DesiredState TaskState `protobuf:"varint,9,opt,name=desired_state,json=desiredState,proto3,enum=shoal.object.v1.TaskState" json:"desired_state,omitempty"`
 	// status is what the task last reported (or the scheduler wrote).
 	Status        *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
@@ -2716,12 +2728,13 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\bNodeSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12<\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x19.shoal.object.v1.NodeRoleR\vdesiredRole\x12E\n" +
-	"\favailability\x18\x03 \x01(\x0e2!.shoal.object.v1.NodeAvailabilityR\favailability\"\xaa\x01\n" +
+	"\favailability\x18\x03 \x01(\x0e2!.shoal.object.v1.NodeAvailabilityR\favailability\"\xc6\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x128\n" +
 	"\tresources\x18\x03 \x01(\v2\x1a.shoal.object.v1.ResourcesR\tresources\x12%\n" +
-	"\x0eengine_version\x18\x04 \x01(\tR\rengineVersion\"l\n" +
+	"\x0eengine_version\x18\x04 \x01(\tR\rengineVersion\x12\x1a\n" +
+	"\bexecutor\x18\x05 \x01(\tR\bexecutor\"l\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.shoal.object.v1.NodeStateR\x05state\x12\x18\n" +

@@ -1,0 +1,128 @@
+package dispatch
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
+)
+
+const deleteKind = raftv1.ActionKind_ACTION_KIND_DELETE
+
+// sentTask is what a session last told its worker about a task: the
+// worker only needs a new copy when what it must do changed, not on every
+// status report it sent itself.
+type sentTask struct {
+	desired     objectv1.TaskState
+	specVersion uint64
+}
+
+// session is one worker's session on the leader. Fields below peer are
+// owned by the dispatcher's event loop.
+type session struct {
+	id     string
+	nodeID string
+	d      *Dispatcher
+	peer   peer
+
+	sent         map[string]sentTask
+	pending      []*workerv1.AssignmentChange
+	pendingSince time.Time
+}
+
+// assigned reports whether t belongs in its node's assignment set: placed,
+// and not both finished and no longer wanted.
+func assigned(t *objectv1.Task) bool {
+	st := t.GetStatus().GetState()
+	if st < objectv1.TaskState_TASK_STATE_ASSIGNED {
+		return false
+	}
+	return !(t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING && st >= objectv1.TaskState_TASK_STATE_COMPLETE)
+}
+
+// change records what t's new version means for the worker; it returns true
+// when a change is now pending.
+func (s *session) change(t *objectv1.Task, removed bool) bool {
+	was, had := s.sent[t.Id]
+	if removed || t.GetNodeId() != s.nodeID || !assigned(t) {
+		if !had {
+			return false
+		}
+		delete(s.sent, t.Id)
+		s.queue(&workerv1.AssignmentChange{Action: workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_REMOVE, Task: &objectv1.Task{Id: t.Id}})
+		return true
+	}
+	now := sentTask{desired: t.GetDesiredState(), specVersion: t.GetSpecVersion()}
+	if had && was == now {
+		return false
+	}
+	s.sent[t.Id] = now
+	s.queue(&workerv1.AssignmentChange{Action: workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UPDATE, Task: t})
+	return true
+}
+
+func (s *session) queue(c *workerv1.AssignmentChange) {
+	if len(s.pending) == 0 {
+		s.pendingSince = time.Now()
+	}
+	s.pending = append(s.pending, c)
+}
+
+func (s *session) full() bool { return len(s.pending) >= maxBatch }
+
+func (s *session) flushDue(now time.Time) bool {
+	return len(s.pending) > 0 && (s.full() || now.Sub(s.pendingSince) >= maxBatchInterval)
+}
+
+// flush sends the pending changes, at most maxBatch per message.
+func (s *session) flush() {
+	for len(s.pending) > 0 {
+		n := min(len(s.pending), maxBatch)
+		batch := s.pending[:n:n]
+		s.pending = s.pending[n:]
+		s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Assignments{Assignments: &workerv1.Assignments{
+			Type: workerv1.AssignmentsType_ASSIGNMENTS_TYPE_INCREMENTAL, Changes: batch,
+		}}})
+	}
+	s.pending = nil
+}
+
+// sendComplete sends the whole assignment set, as the first batch.
+func (s *session) sendComplete() {
+	var changes []*workerv1.AssignmentChange
+	s.d.st.View(func(tx *state.ReadTx) {
+		for _, t := range tx.TasksByNode(s.nodeID) {
+			if !assigned(t) {
+				continue
+			}
+			s.sent[t.Id] = sentTask{desired: t.GetDesiredState(), specVersion: t.GetSpecVersion()}
+			changes = append(changes, &workerv1.AssignmentChange{Action: workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UPDATE, Task: t})
+		}
+	})
+	s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Assignments{Assignments: &workerv1.Assignments{
+		Type: workerv1.AssignmentsType_ASSIGNMENTS_TYPE_COMPLETE, Changes: changes,
+	}}})
+}
+
+// Handle processes one message of the session's worker. It is called from
+// the goroutine reading the worker's stream (or the relay), never the loop.
+func (s *session) Handle(msg *workerv1.WorkerMessage) error {
+	switch m := msg.GetMsg().(type) {
+	case *workerv1.WorkerMessage_Heartbeat:
+		period := s.d.presence.Beat(s.nodeID)
+		s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Heartbeat{Heartbeat: &workerv1.HeartbeatReply{Period: durationpb.New(period)}}})
+	case *workerv1.WorkerMessage_Status:
+		return s.d.status.add(s.nodeID, m.Status.GetUpdates())
+	case *workerv1.WorkerMessage_Hello:
+		return fmt.Errorf("hello sent twice: %w", sdk.ErrInvalidArgument)
+	default:
+		return fmt.Errorf("empty or unknown worker message: %w", sdk.ErrInvalidArgument)
+	}
+	return nil
+}

@@ -1,0 +1,407 @@
+// Package placement is the kernel's side of scheduling, a leader-only
+// stage. It collects tasks waiting for a node, hands them in batches to the
+// scheduler plugin together with the changes to the eligible nodes' view
+// since the plugin's last call, validates the plugin's decisions and commits
+// them in batched writes. A refusal is shown to the user as the task's
+// status message ("no suitable node: ...").
+//
+// The plugin is an out-of-process program that may crash at any time: a
+// batch whose call fails is retried once the plugin is back, with the whole
+// view, and a decision is only committed for a task still waiting
+// unplaced, so each task is placed exactly once.
+package placement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/scheduler"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+)
+
+const (
+	// batchSize is the most tasks handed to the plugin at once: big enough
+	// that a 10,000-replica service is ten calls, small enough that one
+	// reply (and one Raft entry of placements) stays around a megabyte.
+	batchSize = 1000
+	// settle is how long pending tasks are gathered after the first one
+	// arrives, so a burst becomes full batches.
+	settle = 20 * time.Millisecond
+	// retryRefused is how often tasks no node fits are offered again even
+	// without a change of the nodes (a plugin may weigh things the kernel
+	// does not watch).
+	retryRefused = 5 * time.Second
+	// NoSuitableNode prefixes the status message of a refused task.
+	NoSuitableNode = "no suitable node: "
+	// AssignedMessage is the status message of a placed task.
+	AssignedMessage = "assigned"
+)
+
+// Raft commits transactions; raftstore.Node implements it.
+type Raft interface {
+	Update(ctx context.Context, fn func(tx *state.Tx) error) error
+}
+
+// Plugin returns the scheduler, waiting while its process (re)starts;
+// pluginhost.Host implements it.
+type Plugin interface {
+	Get(ctx context.Context) (scheduler.Scheduler, error)
+}
+
+// Placer is the placement stage.
+type Placer struct {
+	raft   Raft
+	st     *state.Store
+	plugin Plugin
+	log    *slog.Logger
+
+	// The plugin's copy of the node view, as last sent.
+	sent        map[string]*schedulerv1.NodeInfo
+	viewVersion uint64
+	viewValid   bool
+	client      scheduler.Scheduler
+}
+
+// New returns a placement stage.
+func New(r Raft, st *state.Store, p Plugin, logger *slog.Logger) *Placer {
+	return &Placer{raft: r, st: st, plugin: p, log: logger}
+}
+
+const deleteKind = raftv1.ActionKind_ACTION_KIND_DELETE
+
+// waiting reports whether t waits for placement by the plugin.
+func waiting(t *objectv1.Task) bool {
+	return t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+		t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_PENDING
+}
+
+// eligible reports whether n may be given tasks.
+func eligible(n *objectv1.Node) bool {
+	return n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_READY &&
+		n.GetSpec().GetAvailability() == objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE &&
+		n.GetDescription().GetExecutor() != ""
+}
+
+// Run places tasks until ctx ends.
+func (p *Placer) Run(ctx context.Context) error {
+	for {
+		err := p.run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (p *Placer) run(ctx context.Context) error {
+	queue := map[string]bool{}   // tasks to offer
+	refused := map[string]bool{} // tasks no node fits, until nodes change
+	events, cancel := p.st.ViewAndWatch(func(tx *state.ReadTx) {
+		for _, t := range tx.TasksByState(objectv1.TaskState_TASK_STATE_PENDING) {
+			if waiting(t) {
+				queue[t.Id] = true
+			}
+		}
+	})
+	defer cancel()
+	p.viewValid = false
+	retry := time.NewTicker(retryRefused)
+	defer retry.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		if len(queue) > 0 {
+			ids := make([]string, 0, len(queue))
+			for id := range queue {
+				ids = append(ids, id)
+			}
+			placed, refusedNow, err := p.place(ctx, ids)
+			switch {
+			case err == nil:
+				backoff = 100 * time.Millisecond
+				for _, id := range placed {
+					delete(queue, id)
+				}
+				for _, id := range refusedNow {
+					delete(queue, id)
+					refused[id] = true
+				}
+			case errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, context.DeadlineExceeded):
+				// The plugin is restarting or lost its view: resend it
+				// whole once it is back.
+				p.viewValid = false
+				p.log.Warn("scheduler unavailable; retrying", "tasks", len(queue), "error", err, "backoff", backoff)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			default:
+				return err
+			}
+			if len(queue) > 0 {
+				continue // the rest of a big backlog, at once
+			}
+		}
+		// Wait for work, then gather the burst it starts.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-retry.C:
+			for id := range refused {
+				queue[id] = true
+			}
+			clear(refused)
+			continue
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			p.mark(ev, queue, refused)
+		}
+		timer := time.NewTimer(settle)
+	gather:
+		for len(queue) < batchSize {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case ev, ok := <-events:
+				if !ok {
+					timer.Stop()
+					return nil
+				}
+				p.mark(ev, queue, refused)
+			case <-timer.C:
+				break gather
+			}
+		}
+		timer.Stop()
+	}
+}
+
+func (p *Placer) mark(ev state.Event, queue, refused map[string]bool) {
+	switch {
+	case ev.Task != nil:
+		id := ev.Task.Id
+		if ev.Kind != deleteKind && waiting(ev.Task) {
+			if !refused[id] {
+				queue[id] = true
+			}
+			return
+		}
+		delete(queue, id)
+		delete(refused, id)
+	case ev.Node != nil:
+		// Nodes changed: what did not fit may fit now.
+		for id := range refused {
+			queue[id] = true
+		}
+		clear(refused)
+	}
+}
+
+// place offers up to batchSize of ids to the scheduler and commits its
+// decisions. It returns the tasks placed and refused (including those no
+// longer waiting, as placed).
+func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []string, err error) {
+	client, err := p.plugin.Get(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if client != p.client {
+		p.client, p.viewValid = client, false
+	}
+	req := &schedulerv1.ScheduleRequest{}
+	var global []*objectv1.Task
+	p.st.View(func(tx *state.ReadTx) {
+		tasks := make([]*objectv1.Task, 0, len(ids))
+		for _, id := range ids {
+			t := tx.Task(id)
+			if t == nil || !waiting(t) {
+				placed = append(placed, id) // gone or handled: drop it
+				continue
+			}
+			tasks = append(tasks, t)
+		}
+		sort.Slice(tasks, func(i, j int) bool {
+			a, b := tasks[i].GetMeta().GetCreatedAt().AsTime(), tasks[j].GetMeta().GetCreatedAt().AsTime()
+			if !a.Equal(b) {
+				return a.Before(b)
+			}
+			return tasks[i].Id < tasks[j].Id
+		})
+		for _, t := range tasks {
+			if t.GetNodeId() != "" {
+				global = append(global, t) // global tasks come with their node
+				continue
+			}
+			if len(req.Tasks) == batchSize {
+				continue
+			}
+			req.Tasks = append(req.Tasks, &schedulerv1.TaskInfo{
+				Id: t.Id, ServiceId: t.GetServiceId(),
+				Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
+			})
+		}
+		p.viewChanges(tx, req)
+	})
+	var decisions []*schedulerv1.Decision
+	for _, t := range global {
+		decisions = append(decisions, &schedulerv1.Decision{TaskId: t.Id, NodeId: t.GetNodeId()})
+	}
+	if len(req.Tasks) > 0 {
+		resp, err := client.Schedule(ctx, req)
+		if err != nil {
+			return nil, nil, fmt.Errorf("scheduler plugin: %w", err)
+		}
+		p.viewValid = true
+		if err := validate(req, resp, p.sent); err != nil {
+			// A plugin that breaks its contract places nothing of this
+			// batch; the tasks say why, and are offered again later.
+			p.log.Error("scheduler plugin reply refused", "error", err)
+			decisions = decisions[:0:0]
+			for _, t := range req.Tasks {
+				decisions = append(decisions, &schedulerv1.Decision{TaskId: t.Id, Refusal: "scheduler plugin error: " + err.Error()})
+			}
+		} else {
+			decisions = append(decisions, resp.GetDecisions()...)
+		}
+	}
+	if len(decisions) == 0 {
+		return placed, nil, nil
+	}
+	var done, no []string
+	err = p.raft.Update(ctx, func(tx *state.Tx) error {
+		done, no = done[:0], no[:0]
+		now := timestamppb.New(tx.Now())
+		for _, d := range decisions {
+			t := tx.Task(d.GetTaskId())
+			if t == nil || !waiting(t) || (t.GetNodeId() != "" && t.GetNodeId() != d.GetNodeId()) {
+				done = append(done, d.GetTaskId())
+				continue // placed meanwhile (once is enough) or gone
+			}
+			next := proto.Clone(t).(*objectv1.Task)
+			if d.GetNodeId() != "" {
+				n := tx.Node(d.GetNodeId())
+				if n == nil || !eligible(n) {
+					no = append(no, d.GetTaskId())
+					continue // the node left since the view was sent
+				}
+				next.NodeId = d.GetNodeId()
+				next.Status = &objectv1.TaskStatus{Timestamp: now, State: objectv1.TaskState_TASK_STATE_ASSIGNED, Message: AssignedMessage}
+				done = append(done, d.GetTaskId())
+			} else {
+				msg := d.GetRefusal()
+				if !strings.HasPrefix(msg, NoSuitableNode) {
+					msg = NoSuitableNode + msg
+				}
+				no = append(no, d.GetTaskId())
+				if t.GetStatus().GetMessage() == msg {
+					continue
+				}
+				next.Status = proto.Clone(t.GetStatus()).(*objectv1.TaskStatus)
+				next.Status.Message = msg
+				next.Status.Timestamp = now
+			}
+			if err := tx.UpdateTask(next); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("commit placements: %w", err)
+	}
+	return append(placed, done...), no, nil
+}
+
+// viewChanges fills req with the node view changes since the plugin's copy
+// (or the whole view) and records what was sent.
+func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest) {
+	now := map[string]*schedulerv1.NodeInfo{}
+	for _, n := range tx.Nodes() {
+		if !eligible(n) {
+			continue
+		}
+		info := &schedulerv1.NodeInfo{
+			Id: n.Id, Hostname: n.GetDescription().GetHostname(), Role: n.GetRole(),
+			Labels: n.GetSpec().GetAnnotations().GetLabels(), Platform: n.GetDescription().GetPlatform(),
+			Total: n.GetDescription().GetResources(), Reserved: &objectv1.Resources{},
+		}
+		for _, t := range tx.TasksByNode(n.Id) {
+			if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING || t.GetStatus().GetState() > objectv1.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			r := t.GetSpec().GetResources().GetReservations()
+			info.Reserved.NanoCpus += r.GetNanoCpus()
+			info.Reserved.MemoryBytes += r.GetMemoryBytes()
+			if info.ServiceTasks == nil {
+				info.ServiceTasks = map[string]uint32{}
+			}
+			info.ServiceTasks[t.GetServiceId()]++
+		}
+		now[n.Id] = info
+	}
+	base := p.viewVersion
+	if !p.viewValid || p.sent == nil {
+		base, p.sent = 0, map[string]*schedulerv1.NodeInfo{}
+	}
+	for id, info := range now {
+		if old, ok := p.sent[id]; !ok || !proto.Equal(old, info) {
+			req.UpsertNodes = append(req.UpsertNodes, info)
+		}
+	}
+	for id := range p.sent {
+		if _, ok := now[id]; !ok {
+			req.RemovedNodes = append(req.RemovedNodes, id)
+		}
+	}
+	sort.Slice(req.UpsertNodes, func(i, j int) bool { return req.UpsertNodes[i].Id < req.UpsertNodes[j].Id })
+	sort.Strings(req.RemovedNodes)
+	p.viewVersion++
+	req.ViewBase, req.ViewVersion = base, p.viewVersion
+	p.sent = now
+}
+
+// validate checks a plugin reply against its request: one decision per
+// task, only nodes of the view, a reason with every refusal.
+func validate(req *schedulerv1.ScheduleRequest, resp *schedulerv1.ScheduleResponse, view map[string]*schedulerv1.NodeInfo) error {
+	want := make(map[string]bool, len(req.GetTasks()))
+	for _, t := range req.GetTasks() {
+		want[t.GetId()] = true
+	}
+	seen := make(map[string]bool, len(want))
+	for i, d := range resp.GetDecisions() {
+		switch {
+		case !want[d.GetTaskId()]:
+			return fmt.Errorf("decisions[%d]: task %q was not asked for", i, d.GetTaskId())
+		case seen[d.GetTaskId()]:
+			return fmt.Errorf("decisions[%d]: task %q decided twice", i, d.GetTaskId())
+		case d.GetNodeId() == "" && d.GetRefusal() == "":
+			return fmt.Errorf("decisions[%d]: task %q has neither a node nor a refusal reason", i, d.GetTaskId())
+		case d.GetNodeId() != "" && view[d.GetNodeId()] == nil:
+			return fmt.Errorf("decisions[%d]: node %q is not in the view", i, d.GetNodeId())
+		}
+		seen[d.GetTaskId()] = true
+	}
+	if len(seen) != len(want) {
+		return fmt.Errorf("%d of %d tasks decided", len(seen), len(want))
+	}
+	return nil
+}
