@@ -124,7 +124,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- d.nodes.run(ctx) }()
 	go func() {
 		defer wg.Done()
-		errc <- d.presence.Run(ctx, func(down []string) { d.nodes.down(down) })
+		errc <- d.presence.Run(ctx, d.markDown)
 	}()
 
 	err := d.loop(ctx, events)
@@ -318,6 +318,20 @@ func (d *Dispatcher) Open(ctx context.Context, nodeID string, hello *workerv1.He
 	d.nodes.up(nodeID, hello.GetDescription())
 	d.log.Debug("session opened", "node_id", nodeID, "session_id", s.id)
 	return s, nil
+}
+
+// markDown commits nodes whose heartbeat deadline passed as Down. A node
+// whose session is somehow still open (a heartbeat raced the deadline) has
+// it closed: its worker reconnects and is committed Ready again, instead of
+// staying Down while it heartbeats.
+func (d *Dispatcher) markDown(nodeIDs []string) {
+	for _, id := range nodeIDs {
+		if s := d.session(id); s != nil {
+			d.drop(s, fmt.Errorf("heartbeat deadline passed; reconnect: %w", sdk.ErrUnavailable))
+		}
+	}
+	d.nodes.down(nodeIDs)
+	d.log.Info("heartbeat deadlines passed", "nodes", len(nodeIDs))
 }
 
 // drop removes s (if still current) and closes its peer.
