@@ -16,6 +16,7 @@ import (
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 
+	"github.com/shoalhq/shoal/kernel/hclogslog"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
@@ -127,7 +128,7 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 	// open, so reopening the directory in one process would hang: own the
 	// meta store and close it ourselves.
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(newHCLogger(cfg.Logger, "raft-wal")))
+	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(hclogslog.New(cfg.Logger, "raft-wal")))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("raftstore: open wal: %w", err)
@@ -137,7 +138,7 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 		w.Close()
 		meta.Close()
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, newHCLogger(cfg.Logger, "raft-snapshots"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hclogslog.New(cfg.Logger, "raft-snapshots"))
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
@@ -154,7 +155,7 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 			Stream:  stream,
 			MaxPool: 3,
 			Timeout: 10 * time.Second,
-			Logger:  newHCLogger(cfg.Logger, "raft-net"),
+			Logger:  hclogslog.New(cfg.Logger, "raft-net"),
 		})
 		cleanup = func() {
 			n.trans.(*raft.NetworkTransport).Close()
@@ -174,7 +175,7 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = cfg.MaxAppendEntries
 	rc.BatchApplyCh = true
-	rc.Logger = newHCLogger(cfg.Logger, "raft")
+	rc.Logger = hclogslog.New(cfg.Logger, "raft")
 	// Shutting down is not leaving: a restarted manager must find itself
 	// in the configuration.
 	rc.ShutdownOnRemove = false
