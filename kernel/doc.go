@@ -13,11 +13,23 @@
 //	controlapi    the control API: validation, defaults, follower-to-leader
 //	              forwarding
 //	orchestrator  leader stage: services into tasks, in batched writes
+//	placement     leader stage: pending tasks to the scheduler plugin in
+//	              batches, with the node view as changes; decisions committed
+//	presence      heartbeat deadlines in one heap, a one-timer loop
+//	dispatch      leader stage: worker sessions, assignment sets streamed as
+//	              batched changes, status reports batched into writes; on
+//	              followers, one relay stream carrying all their workers
+//	pluginhost    launches and supervises go-plugin plugins
+//	agent         the worker side: sessions, heartbeats, reconciling the
+//	              assignment set against an executor, status reports
+//	simexec       an in-memory executor (tests, simulations, benchmarks)
 //	manager       wiring: identity (bootstrap or join), Raft, the API servers,
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost
-//	clustertest   a kit that starts real manager processes for tests and
-//	              benchmarks
+//	node          what a node's config asks for: a manager or a worker
+//	clustertest   a kit that starts real manager processes and simulated
+//	              workers for tests and benchmarks
+//	hclogslog     hclog (raft, go-plugin) into slog
 //	ids           object IDs
 //
 // The path of every change: a control API call is validated, written through

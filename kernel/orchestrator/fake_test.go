@@ -271,8 +271,8 @@ func globalService(id string, cond objectv1.RestartCondition) *objectv1.Service 
 
 func node(id string, avail objectv1.NodeAvailability, st objectv1.NodeState) *objectv1.Node {
 	return &objectv1.Node{
-		Id:     id,
-		Role:   objectv1.NodeRole_NODE_ROLE_WORKER,
+		Id:          id,
+		Role:        objectv1.NodeRole_NODE_ROLE_WORKER,
 		Spec:        &objectv1.NodeSpec{Availability: avail},
 		Status:      &objectv1.NodeStatus{State: st},
 		Description: &objectv1.NodeDescription{Executor: "simulated"},

