@@ -71,7 +71,6 @@ type Placer struct {
 	sent        map[string]*schedulerv1.NodeInfo
 	viewVersion uint64
 	viewValid   bool
-	client      scheduler.Scheduler
 }
 
 // New returns a placement stage.
@@ -139,6 +138,11 @@ func (p *Placer) run(ctx context.Context) error {
 					delete(queue, id)
 					refused[id] = true
 				}
+			case errors.Is(err, sdk.ErrFailedPrecondition) && p.viewValid:
+				// The plugin lost its copy of the view (it restarted):
+				// send the whole view at once.
+				p.viewValid = false
+				continue
 			case errors.Is(err, sdk.ErrUnavailable) || errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, context.DeadlineExceeded):
 				// The plugin is restarting or lost its view: resend it
 				// whole once it is back.
@@ -224,9 +228,9 @@ func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []str
 	if err != nil {
 		return nil, nil, err
 	}
-	if client != p.client {
-		p.client, p.viewValid = client, false
-	}
+	// A restarted plugin holds no view: it answers FailedPrecondition to a
+	// request that builds on one, and the next request carries the whole
+	// view (see run).
 	req := &schedulerv1.ScheduleRequest{}
 	var global []*objectv1.Task
 	p.st.View(func(tx *state.ReadTx) {
