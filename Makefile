@@ -1,7 +1,6 @@
 # shoal — see README.md. `make run` and `make test` install what they need.
 GO      ?= go
 PROTOS  := $(shell find sdk/proto -name '*.proto')
-BIN     := bin/shoal
 export GOFLAGS := -mod=mod
 
 .PHONY: build test lint proto proto-check bench run deps clean
@@ -9,8 +8,10 @@ export GOFLAGS := -mod=mod
 deps:
 	@scripts/deps.sh
 
+# The shoal binary and the plugins that ship with it, side by side: the
+# agent finds a bundled plugin next to itself when the config names no path.
 build:
-	$(GO) build -o $(BIN) ./cmd/shoal
+	$(GO) build -o bin/ ./cmd/shoal ./plugins/...
 
 test: deps
 	$(MAKE) lint proto-check

@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-install -m 0755 bin/shoal /usr/local/bin/shoal
+install -m 0755 bin/* /usr/local/bin/
 install -d -m 0700 /etc/shoal /var/log/shoal
 [ -f /etc/shoal/node.toml ] || install -m 0600 config.example.toml /etc/shoal/node.toml
 

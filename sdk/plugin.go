@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 )
 
 // Handshake is what the kernel and a plugin check before talking. The
@@ -15,6 +16,12 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieKey:   "SHOAL_PLUGIN",
 	MagicCookieValue: "a5c1b5f0-shoal-plugin",
 }
+
+// MaxMessageBytes bounds one gRPC message between the kernel and its
+// plugins, and between shoal's own processes. gRPC's default of 4 MiB is too
+// small for a scheduler's whole view of a few thousand labelled nodes or a
+// list of 10,000 tasks; 64 MiB is far above both and still bounds memory.
+const MaxMessageBytes = 64 << 20
 
 // ProtocolVersion is the plugin protocol version this SDK speaks. The kernel
 // and a plugin negotiate the highest version both know (go-plugin's
@@ -37,7 +44,9 @@ func ServePlugins(plugins plugin.PluginSet) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{ProtocolVersion: plugins},
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes)))
+		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Level:      hclog.Debug,
 			Output:     os.Stderr,

@@ -173,6 +173,7 @@ func (c *cli) dial(_ context.Context) (controlv1.ControlClient, func() error, er
 		return nil, nil, err
 	}
 	conn, err := grpc.NewClient(target,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(kindInterceptor(c.host)))
 	if err != nil {

@@ -48,7 +48,8 @@ func Binary(tb testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/shoal")
+		// The bundled plugins go next to shoal, where the agent looks.
+		cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/shoal", "./plugins/...")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -237,7 +238,8 @@ func (m *Manager) Log() string {
 // Client returns a control API client over the manager's unix socket.
 func (m *Manager) Client(tb testing.TB) controlv1.ControlClient {
 	tb.Helper()
-	conn, err := grpc.NewClient("unix://"+m.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+m.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -258,6 +260,11 @@ func (c *Cluster) Stop() {
 		go func() { defer wg.Done(); m.Terminate() }()
 	}
 	wg.Wait()
+	if dir := os.Getenv("SHOAL_TEST_LOGDIR"); dir != "" {
+		for _, m := range c.Managers {
+			os.WriteFile(filepath.Join(dir, c.tb.Name()+"-"+m.Name+".log"), []byte(m.Log()), 0o644)
+		}
+	}
 	if c.tb.Failed() {
 		for _, m := range c.Managers {
 			c.tb.Logf("---- %s log (tail) ----\n%s", m.Name, tail(m.Log(), 4000))

@@ -45,6 +45,9 @@ type Presence interface {
 	Run(ctx context.Context, down func(nodeIDs []string)) error
 }
 
+// minGrace is the least grace a node gets after a leader change.
+const minGrace = 5 * time.Second
+
 // Dispatcher is the leader-only stage serving worker sessions.
 type Dispatcher struct {
 	raft     Raft
@@ -67,9 +70,12 @@ type Dispatcher struct {
 // Config configures a Dispatcher.
 type Config struct {
 	// Grace is how long, after this manager becomes leader, a known node
-	// has to reconnect before it is declared down. Default 3 × the
-	// heartbeat period when zero is given: a worker whose manager died needs
-	// a backoff and a reconnect.
+	// has to reconnect before it is declared down. Default when zero: 5
+	// heartbeat periods, at least minGrace. A worker whose manager died must
+	// notice (its stream breaks, or 2 periods pass without a heartbeat
+	// reply), back off, and reconnect, possibly through a follower whose
+	// relay is itself reconnecting: marking it down for that would move its
+	// tasks for nothing.
 	Grace  time.Duration
 	Logger *slog.Logger
 }
@@ -107,7 +113,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		grace := d.grace
 		if grace == 0 {
-			grace = 3 * heartbeatPeriod(tx.Cluster())
+			grace = max(5*heartbeatPeriod(tx.Cluster()), minGrace)
 		}
 		// Every node starts Unknown: it has the grace period to show up.
 		d.presence.Expect(known, grace)

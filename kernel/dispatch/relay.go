@@ -324,7 +324,9 @@ func (c *relayClient) run(ctx context.Context) error {
 			return nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		// One connection per follower: retrying often is cheap, and a
+		// relay that is down silences all the follower's workers.
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 
@@ -337,7 +339,11 @@ func (c *relayClient) session(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := workerv1.NewRelayClient(conn).Relay(sctx, grpc.WaitForReady(true))
+	// Not WaitForReady: until a follower's own heartbeat timeout ends, it
+	// may still name a leader that died, whose connection never becomes
+	// ready. Failing fast and retrying (run's short backoff) finds the new
+	// leader as soon as one is known.
+	stream, err := workerv1.NewRelayClient(conn).Relay(sctx)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,11 @@ import (
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/controlapi"
+	"github.com/shoalhq/shoal/kernel/dispatch"
 	"github.com/shoalhq/shoal/kernel/orchestrator"
+	"github.com/shoalhq/shoal/kernel/placement"
+	"github.com/shoalhq/shoal/kernel/pluginhost"
+	"github.com/shoalhq/shoal/kernel/presence"
 	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
@@ -30,6 +34,8 @@ import (
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
+	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // Manager is one manager node.
@@ -46,6 +52,8 @@ type Manager struct {
 	apiLis  net.Listener
 	sockLis net.Listener
 	metLis  net.Listener // nil when metrics are off
+	workers *dispatch.Service
+	sched   *pluginhost.Host[scheduler.Scheduler]
 }
 
 // Version is the shoal version managers record on their node.
@@ -111,6 +119,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 		}
 	}
 
+	m.sched, err = newSchedulerHost(cfg, m.log)
+	if err != nil {
+		m.closeEarly()
+		return nil, err
+	}
+	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
+
 	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
@@ -125,6 +140,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	controlv1.RegisterControlServer(m.api, control)
 	cav1.RegisterNodeCAServer(m.api, caServer)
 	raftv1.RegisterMembershipServer(m.api, member)
+	workerv1.RegisterDispatcherServer(m.api, m.workers)
+	workerv1.RegisterRelayServer(m.api, m.workers)
 
 	// The unix socket is root's (0600): whoever can open it is the local
 	// administrator, so it serves the control API without certificates.
@@ -144,6 +161,9 @@ func apiPolicy() ca.Policy {
 	for _, m := range raftv1.Membership_ServiceDesc.Methods {
 		p["/"+raftv1.Membership_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
 	}
+	nodes := []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_WORKER, objectv1.NodeRole_NODE_ROLE_MANAGER}
+	p[workerv1.Dispatcher_Connect_FullMethodName] = nodes
+	p[workerv1.Relay_Relay_FullMethodName] = manager
 	p[cav1.NodeCA_IssueNodeCertificate_FullMethodName] = nil // the token is the credential
 	p[cav1.NodeCA_RenewNodeCertificate_FullMethodName] = []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_WORKER, objectv1.NodeRole_NODE_ROLE_MANAGER}
 	return p
@@ -207,7 +227,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	leadership := m.raft.Leadership()
 	go func() { raftDone <- m.raft.Run(raftCtx) }()
 
-	errc := make(chan error, 6)
+	errc := make(chan error, 8)
 	var wg sync.WaitGroup
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
@@ -224,6 +244,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		run("metrics", func(ctx context.Context) error { return m.serveMetrics(ctx, m.metLis) })
 	}
 	run("leader stages", func(ctx context.Context) error { return m.leadLoop(ctx, leadership) })
+	run("worker relay", m.workers.RunRelay)
+	// The scheduler plugin runs on every manager, so that a new leader finds
+	// it started.
+	run("scheduler plugin", m.sched.Run)
 	run("registration", m.registerLoop)
 	run("certificate renewal", func(ctx context.Context) error {
 		return ca.NewRenewer(m.ident.id, func(ctx context.Context) (cav1.NodeCAClient, error) {
@@ -345,8 +369,61 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 	if err := m.registerSelf(ctx); err != nil {
 		return err
 	}
-	orch := orchestrator.New(m.raft, m.st, m.log.With("part", "orchestrator"))
-	return orch.Run(ctx)
+	tracker := presence.NewTracker(presence.Config{
+		Period: m.heartbeatPeriod,
+		Logger: m.log.With("part", "presence"),
+	})
+	d := dispatch.New(m.raft, m.st, tracker, dispatch.Config{Logger: m.log.With("part", "dispatch")})
+	stages := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"orchestrator", orchestrator.New(m.raft, m.st, m.log.With("part", "orchestrator")).Run},
+		{"placement", placement.New(m.raft, m.st, m.sched, m.log.With("part", "placement")).Run},
+		{"dispatcher", d.Run},
+		{"dispatcher service", func(ctx context.Context) error { m.workers.Serve(ctx, d); return nil }},
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(stages))
+	for _, st := range stages {
+		go func() {
+			err := st.run(ctx)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", st.name, err)
+			}
+			errc <- err
+		}()
+	}
+	// The first stage to fail stops the others: a leader with a broken
+	// stage must not keep leading as if all was well.
+	var first error
+	for range stages {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		} else if first == nil && ctx.Err() == nil {
+			first = errors.New("a leader stage returned early")
+			cancel()
+		}
+	}
+	if ctx.Err() != nil && first != nil && errors.Is(first, context.Canceled) {
+		return nil
+	}
+	return first
+}
+
+// heartbeatPeriod reads the cluster's heartbeat period (it changes at run
+// time with `shoal cluster update`).
+func (m *Manager) heartbeatPeriod() time.Duration {
+	var p time.Duration
+	m.st.View(func(tx *state.ReadTx) {
+		p = tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriod().AsDuration()
+	})
+	if p <= 0 {
+		return 5 * time.Second
+	}
+	return p
 }
 
 // ensureCluster commits the bootstrap cluster object on a new cluster's

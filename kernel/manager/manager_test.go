@@ -40,6 +40,8 @@ func testConfig(t *testing.T, dir string) config.Config {
 	cfg.Manager.RaftListenAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfg.Manager.ControlSocket = filepath.Join(dir, "control.sock")
 	cfg.Metrics.ListenAddr = ""
+	// The bundled scheduler plugin, built next to the shoal binary.
+	cfg.Plugins = map[string]config.Plugin{"scheduler": {Path: filepath.Join(filepath.Dir(clustertest.Binary(t)), "scheduler-spread")}}
 	return cfg
 }
 
@@ -280,7 +282,20 @@ func TestRestartKeepsState(t *testing.T) {
 			}
 		}
 	}
-	waitTasks(t, c, 30)
+	// Let placement settle: with no worker, every task ends up refused.
+	deadline := time.Now().Add(20 * time.Second)
+	for settled := false; !settled; {
+		if time.Now().After(deadline) {
+			t.Fatal("placement did not settle within 20s")
+		}
+		settled = true
+		for _, tk := range waitTasks(t, c, 30) {
+			if !strings.HasPrefix(tk.GetStatus().GetMessage(), "no suitable node") {
+				settled = false
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	before := m.m.Store().Snapshot()
 	m.stop()
 

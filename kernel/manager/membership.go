@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
@@ -149,7 +150,11 @@ const defaultManagerWeight = 10
 // of a restart, and a forwarded call waits on this.
 func dialManager(addr string, id *ca.Identity) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)),
 		grpc.WithTransportCredentials(credentials.NewTLS(id.ClientTLS())),
+		// A leader that vanished without closing its connections (a cut
+		// network) is noticed within 15 s, and relayed workers move on.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: 2 * time.Second,

@@ -75,6 +75,7 @@ func (h *Host[T]) launch(ctx context.Context) (*instance, error) {
 		SyncStdout: &lineLogger{logger: stdio},
 		SyncStderr: &lineLogger{logger: stdio},
 		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes)),
 			grpc.WithChainUnaryInterceptor(in.unary),
 			grpc.WithChainStreamInterceptor(in.stream),
 		},
