@@ -2,14 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shoalhq/shoal/kernel/config"
-	"github.com/shoalhq/shoal/kernel/manager"
+	"github.com/shoalhq/shoal/kernel/node"
 )
 
 // newAgentCmd runs the node daemon: `shoal agent --config node.toml`.
@@ -17,10 +16,11 @@ func newAgentCmd() *cobra.Command {
 	var path string
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run the node daemon (manager, as the config says)",
+		Short: "Run the node daemon (a manager or a worker, as the config says)",
 		Long: `Run the node daemon. With no [join] addresses in the config, the first start
 creates a new cluster (root CA, join tokens) with this node as its only manager;
-with [join] addrs and a manager token, it joins an existing cluster.`,
+with [join] addrs and a manager token, it joins an existing cluster. A node
+with role = "worker" joins with the worker token and runs tasks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(path)
@@ -28,14 +28,7 @@ with [join] addrs and a manager token, it joins an existing cluster.`,
 				return err
 			}
 			logger := slog.New(cfg.Log.Handler(os.Stderr))
-			if cfg.Node.Role != config.RoleManager {
-				return fmt.Errorf("node.role = %q: worker nodes are not available in this version; run a manager", cfg.Node.Role)
-			}
-			m, err := manager.New(cmd.Context(), cfg, logger)
-			if err != nil {
-				return err
-			}
-			if err := m.Run(cmd.Context()); err != nil && !errors.Is(err, cmd.Context().Err()) {
+			if err := node.Run(cmd.Context(), cfg, logger); err != nil && !errors.Is(err, cmd.Context().Err()) {
 				return err
 			}
 			return nil

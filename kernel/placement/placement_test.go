@@ -11,10 +11,10 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
-	"github.com/shoalhq/shoal/sdk/scheduler"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 type fakeRaft struct {
