@@ -218,6 +218,16 @@ func (m *Manager) signal(sig syscall.Signal) {
 	m.mu.Unlock()
 }
 
+// Pid is the process ID, or 0 when it is not running.
+func (m *Manager) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
+
 // Running reports whether the process is up.
 func (m *Manager) Running() bool {
 	m.mu.Lock()

@@ -1,0 +1,153 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// childPid finds the child process of parent whose command is name.
+func childPid(parent int, name string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(stat)
+		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || close < 0 {
+			continue
+		}
+		fields := strings.Fields(s[close+1:])
+		if len(fields) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		if ppid == parent && strings.HasPrefix(name, s[open+1:close]) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// TestSchedulerCrashPlacesEachTaskOnce SIGKILLs the leader's scheduler
+// plugin while it places a 5,000-replica service: the plugin is restarted,
+// and every task ends placed exactly once. A service whose constraint no
+// node meets says why.
+func TestSchedulerCrashPlacesEachTaskOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const replicas = 5000
+	c := Start(t, 3, Options{})
+	StartWorkers(t, c, 30, WorkerOptions{})
+	leader := c.Leader(t, 30*time.Second)
+	client := leader.Client(t)
+	plugin := childPid(leader.Pid(), "scheduler-spread")
+	if plugin == 0 {
+		t.Fatalf("no scheduler-spread child of the leader (pid %d)", leader.Pid())
+	}
+
+	ctx := context.Background()
+	spec := serviceSpec("big")
+	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: replicas}}
+	svc, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := svc.GetService().GetId()
+	// Kill the plugin as soon as placement has begun.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+		if err == nil {
+			placed := 0
+			for _, tk := range resp.GetTasks() {
+				if tk.GetNodeId() != "" {
+					placed++
+				}
+			}
+			if placed > 0 {
+				t.Logf("SIGKILL scheduler plugin (pid %d) with %d of %d tasks placed", plugin, placed, replicas)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("placement did not begin")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(t, 90*time.Second, func(ctx context.Context) error {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, tk := range resp.GetTasks() {
+			if tk.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING {
+				running++
+			}
+		}
+		if running != replicas {
+			return fmt.Errorf("%d of %d running", running, replicas)
+		}
+		return nil
+	})
+	resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exactly once: one task per slot, none replaced, each on one node.
+	slots := map[uint64]int{}
+	for _, tk := range resp.GetTasks() {
+		slots[tk.GetSlot()]++
+		if tk.GetNodeId() == "" || tk.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+			t.Errorf("task %s (slot %d): node %q, desired %v", tk.Id, tk.GetSlot(), tk.GetNodeId(), tk.GetDesiredState())
+		}
+	}
+	if len(resp.GetTasks()) != replicas || len(slots) != replicas {
+		t.Errorf("%d tasks over %d slots, want %d and %d", len(resp.GetTasks()), len(slots), replicas, replicas)
+	}
+	if again := childPid(leader.Pid(), "scheduler-spread"); again == 0 || again == plugin {
+		t.Errorf("scheduler plugin not restarted (pid now %d, was %d)", again, plugin)
+	}
+
+	// A constraint no node meets is explained.
+	spec = serviceSpec("nowhere")
+	spec.Task.Placement = &objectv1.Placement{Constraints: []string{"node.labels.zone==nowhere"}}
+	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}}
+	svc, err = client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(t, 30*time.Second, func(ctx context.Context) error {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{svc.GetService().GetId()}})
+		if err != nil || len(resp.GetTasks()) != 1 {
+			return fmt.Errorf("tasks: %v %v", resp, err)
+		}
+		msg := resp.GetTasks()[0].GetStatus().GetMessage()
+		if !strings.HasPrefix(msg, "no suitable node: ") || !strings.Contains(msg, "node.labels.zone==nowhere") {
+			return fmt.Errorf("message %q does not say which constraint no node meets", msg)
+		}
+		t.Logf("refusal: %s", msg)
+		return nil
+	})
+}
