@@ -59,6 +59,9 @@ type Config struct {
 	// heartbeat periods otherwise), so that it waits out a leader election.
 	// Default: 15s.
 	MinHeartbeatTimeout time.Duration
+	// HeartbeatObserver, when set, is called with the round-trip time of
+	// every heartbeat (send to reply). Benchmarks use it.
+	HeartbeatObserver func(rtt time.Duration)
 }
 
 // Defaults of the Config knobs.
@@ -81,6 +84,7 @@ type Agent struct {
 	rep      *reporter
 	tasks    *taskSet
 	ran      atomic.Bool
+	beatSent atomic.Int64 // when the last heartbeat went out (unix ns), for HeartbeatObserver
 
 	mu        sync.Mutex
 	manager   string // address of the current session's manager

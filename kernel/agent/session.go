@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -96,7 +97,7 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 	if err != nil {
 		return 0, fmt.Errorf("connect: %w", sdk.FromGRPC(err))
 	}
-	s := &sender{stream: stream}
+	s := &sender{stream: stream, beatSent: &a.beatSent}
 	hello := &workerv1.WorkerMessage{Msg: &workerv1.WorkerMessage_Hello{Hello: &workerv1.Hello{Description: a.cfg.Description}}}
 	if err := s.send(hello); err != nil {
 		return 0, fmt.Errorf("send hello: %w", err)
@@ -141,6 +142,9 @@ func (a *Agent) receive(stream clientStream, addr string, replies chan<- time.Du
 			}
 			a.sessionUp(addr, m.Session)
 		case *workerv1.ManagerMessage_Heartbeat:
+			if obs := a.cfg.HeartbeatObserver; obs != nil {
+				obs(time.Duration(time.Now().UnixNano() - a.beatSent.Load()))
+			}
 			select {
 			case replies <- m.Heartbeat.GetPeriod().AsDuration():
 			default: // one reply is pending already; the heartbeat loop is behind
@@ -198,8 +202,9 @@ func heartbeatTimeout(period, minTimeout time.Duration) time.Duration {
 
 // sender serializes a session's sends: gRPC allows one sender at a time.
 type sender struct {
-	mu     sync.Mutex
-	stream clientStream
+	mu       sync.Mutex
+	stream   clientStream
+	beatSent *atomic.Int64
 }
 
 func (s *sender) send(msg *workerv1.WorkerMessage) error {
@@ -212,6 +217,7 @@ func (s *sender) send(msg *workerv1.WorkerMessage) error {
 }
 
 func (s *sender) heartbeat() error {
+	s.beatSent.Store(time.Now().UnixNano())
 	err := s.send(&workerv1.WorkerMessage{Msg: &workerv1.WorkerMessage_Heartbeat{Heartbeat: &workerv1.Heartbeat{}}})
 	if err != nil {
 		return fmt.Errorf("send heartbeat: %w", err)

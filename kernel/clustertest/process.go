@@ -94,12 +94,14 @@ func FreePorts(tb testing.TB, n int) []int {
 
 // Manager is one manager process.
 type Manager struct {
-	Name    string
-	Dir     string
-	APIAddr string
-	Socket  string
-	config  string
-	bin     string
+	Name string
+	// MetricsAddr serves /metrics when Options.Metrics is set.
+	MetricsAddr string
+	Dir         string
+	APIAddr     string
+	Socket      string
+	config      string
+	bin         string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -117,6 +119,8 @@ type Cluster struct {
 type Options struct {
 	// Raft holds extra [raft] lines, e.g. `heartbeat_timeout = "300ms"`.
 	Raft string
+	// Metrics makes each manager serve /metrics on a free port.
+	Metrics bool
 }
 
 // Start starts n managers: the first bootstraps the cluster, the others
@@ -128,7 +132,7 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 	c := &Cluster{tb: tb}
 	tb.Cleanup(c.Stop)
 	for i := range n {
-		ports := FreePorts(tb, 2)
+		ports := FreePorts(tb, 3)
 		m := &Manager{
 			Name:    fmt.Sprintf("m%d", i),
 			Dir:     filepath.Join(base, fmt.Sprintf("m%d", i)),
@@ -136,6 +140,9 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 			bin:     bin,
 		}
 		m.Socket = filepath.Join(m.Dir, "control.sock")
+		if opts.Metrics {
+			m.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+		}
 		if err := os.MkdirAll(m.Dir, 0o700); err != nil {
 			tb.Fatal(err)
 		}
@@ -155,10 +162,10 @@ control_socket = %q
 [raft]
 %s
 [metrics]
-listen_addr = ""
+listen_addr = %q
 [log]
 level = "info"
-%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, ports[1], m.Socket, opts.Raft, join)
+%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, ports[1], m.Socket, opts.Raft, m.MetricsAddr, join)
 		m.config = filepath.Join(m.Dir, "node.toml")
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
 			tb.Fatal(err)

@@ -34,6 +34,10 @@ type WorkerOptions struct {
 	StartDelay time.Duration
 	// Logger receives the agents' logs; nil discards them.
 	Logger *slog.Logger
+	// HeartbeatObserver receives every heartbeat's round trip.
+	HeartbeatObserver func(time.Duration)
+	// Parallel bounds concurrent joins. Default 16.
+	Parallel int
 }
 
 // StartWorkers joins n simulated workers to c with the worker token, each
@@ -50,7 +54,10 @@ func StartWorkers(tb testing.TB, c *Cluster, n int, opts WorkerOptions) []*Worke
 	workers := make([]*Worker, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16) // joins in parallel, within reason
+	if opts.Parallel == 0 {
+		opts.Parallel = 16
+	}
+	sem := make(chan struct{}, opts.Parallel) // joins in parallel, within reason
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -74,8 +81,9 @@ func StartWorkers(tb testing.TB, c *Cluster, n int, opts WorkerOptions) []*Worke
 					Hostname: name, Platform: "linux/amd64", Executor: "simulated", EngineVersion: "test",
 					Resources: &objectv1.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
 				},
-				Executor: exec,
-				Logger:   logger.With("worker", name),
+				Executor:          exec,
+				Logger:            logger.With("worker", name),
+				HeartbeatObserver: opts.HeartbeatObserver,
 			})
 			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", name, err)

@@ -78,6 +78,9 @@ type Config struct {
 	// tasks for nothing.
 	Grace  time.Duration
 	Logger *slog.Logger
+	// StatusWritten, when set, is told how many task status reports each
+	// write committed (for metrics).
+	StatusWritten func(n int)
 }
 
 // New returns a dispatcher that writes through r, reads st, and tracks
@@ -94,6 +97,7 @@ func New(r Raft, st *state.Store, p Presence, cfg Config) *Dispatcher {
 		sessions: map[string]*session{},
 	}
 	d.status = newStatusBatcher(r, logger)
+	d.status.written = cfg.StatusWritten
 	d.nodes = newNodeBatcher(r, logger)
 	return d
 }

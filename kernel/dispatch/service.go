@@ -65,6 +65,14 @@ func (s *Service) dispatcher() *Dispatcher {
 	return s.active
 }
 
+// Sessions returns the number of sessions this manager dispatches now.
+func (s *Service) Sessions() int {
+	if d := s.dispatcher(); d != nil {
+		return d.Sessions()
+	}
+	return 0
+}
+
 // RunRelay maintains the relay to the leader while this manager follows.
 func (s *Service) RunRelay(ctx context.Context) error { return s.relay.run(ctx) }
 

@@ -29,9 +29,10 @@ type pendingStatus struct {
 
 // statusBatcher gathers workers' task status reports into batched writes.
 type statusBatcher struct {
-	raft Raft
-	log  *slog.Logger
-	wake chan struct{}
+	raft    Raft
+	log     *slog.Logger
+	wake    chan struct{}
+	written func(n int) // optional: reports committed per write
 
 	mu      sync.Mutex
 	pending map[string]pendingStatus // by task ID; the latest report wins
@@ -139,7 +140,9 @@ func (b *statusBatcher) run(ctx context.Context) error {
 func (b *statusBatcher) write(ctx context.Context, batch map[string]pendingStatus) error {
 	var err error
 	for range 5 {
+		n := 0
 		err = b.raft.Update(ctx, func(tx *state.Tx) error {
+			n = 0
 			now := tx.Now()
 			for id, p := range batch {
 				t := tx.Task(id)
@@ -158,9 +161,13 @@ func (b *statusBatcher) write(ctx context.Context, batch map[string]pendingStatu
 				if err := tx.UpdateTask(next); err != nil {
 					return err
 				}
+				n++
 			}
 			return nil
 		})
+		if err == nil && b.written != nil {
+			b.written(n)
+		}
 		if err == nil || !errors.Is(err, sdk.ErrFailedPrecondition) {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -54,6 +55,9 @@ type Manager struct {
 	metLis  net.Listener // nil when metrics are off
 	workers *dispatch.Service
 	sched   *pluginhost.Host[scheduler.Scheduler]
+	// statusWritten counts worker status reports committed by this
+	// manager's dispatchers.
+	statusWritten atomic.Uint64
 }
 
 // Version is the shoal version managers record on their node.
@@ -373,7 +377,10 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 		Period: m.heartbeatPeriod,
 		Logger: m.log.With("part", "presence"),
 	})
-	d := dispatch.New(m.raft, m.st, tracker, dispatch.Config{Logger: m.log.With("part", "dispatch")})
+	d := dispatch.New(m.raft, m.st, tracker, dispatch.Config{
+		Logger:        m.log.With("part", "dispatch"),
+		StatusWritten: func(n int) { m.statusWritten.Add(uint64(n)) },
+	})
 	stages := []struct {
 		name string
 		run  func(context.Context) error

@@ -38,6 +38,10 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 			stats(func() float64 { return float64(m.raft.Stats().Transactions) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_raft_proposed_bytes_total", Help: "Encoded size of the proposed entries."},
 			stats(func() float64 { return float64(m.raft.Stats().Bytes) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_dispatch_status_updates_total", Help: "Task status reports from workers committed while this manager led."},
+			stats(func() float64 { return float64(m.statusWritten.Load()) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_dispatch_sessions", Help: "Worker sessions served by this manager's dispatcher (0 on followers)."},
+			stats(func() float64 { return float64(m.workers.Sessions()) })),
 	)
 	objects := prometheus.NewDesc("shoal_state_objects", "Objects in the local state, by kind.", []string{"kind"}, nil)
 	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {

@@ -1,0 +1,258 @@
+package clustertest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// metric reads one unlabelled metric from a manager's /metrics.
+func metric(b *testing.B, m *Manager, name string) float64 {
+	resp, err := http.Get("http://" + m.MetricsAddr + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	b.Fatalf("metric %s not served by %s", name, m.Name)
+	return 0
+}
+
+// procCPU returns a process's user+system CPU time.
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ = 100
+}
+
+// procRSS returns a process's resident and peak resident memory in MiB.
+func procRSS(pid int) (rss, peak float64) {
+	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "VmRSS:":
+				rss = kb / 1024
+			case "VmHWM:":
+				peak = kb / 1024
+			}
+		}
+	}
+	return rss, peak
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+// BenchmarkScale runs the scale scenarios on 3 manager processes and
+// SHOAL_BENCH_WORKERS simulated workers (default 10,000) in this process:
+//  1. a SHOAL_BENCH_REPLICAS-replica service (default 10,000): time from
+//     the API call until every task is committed as assigned, and until
+//     every worker reports it running;
+//  2. SHOAL_BENCH_HOLD (default 5m) at the default 5 s heartbeat period:
+//     heartbeat round-trip p50/p99 seen by the workers, nodes falsely
+//     marked Down, the leader's CPU and memory;
+//  3. 1 % of the workers die: time until all are committed Down;
+//  4. churn: tasks that exit every 2 s and are replaced, for 30 s: task
+//     status changes committed per second, and Raft entries per second.
+func BenchmarkScale(b *testing.B) {
+	workers := envInt("SHOAL_BENCH_WORKERS", 10000)
+	replicas := envInt("SHOAL_BENCH_REPLICAS", 10000)
+	hold := envDuration("SHOAL_BENCH_HOLD", 5*time.Minute)
+	for b.Loop() {
+		c := Start(b, 3, Options{Metrics: true})
+		var (
+			mu     sync.Mutex
+			rtts   []time.Duration
+			record = true
+		)
+		observe := func(d time.Duration) {
+			mu.Lock()
+			if record {
+				rtts = append(rtts, d)
+			}
+			mu.Unlock()
+		}
+		t0 := time.Now()
+		ws := StartWorkers(b, c, workers, WorkerOptions{HeartbeatObserver: observe, Parallel: 64})
+		leader := c.Leader(b, 30*time.Second)
+		client := leader.Client(b)
+		c.eventually(b, 5*time.Minute, func(ctx context.Context) error {
+			if n := metric(b, leader, "shoal_dispatch_sessions"); int(n) < workers {
+				return fmt.Errorf("%d of %d sessions", int(n), workers)
+			}
+			return nil
+		})
+		b.Logf("%d workers joined and connected in %s", workers, time.Since(t0).Round(time.Millisecond))
+
+		// 1. A big service.
+		ctx := context.Background()
+		spec := serviceSpec("scale")
+		spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
+		start := time.Now()
+		svc, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var assigned, running time.Duration
+		for assigned == 0 || running == 0 {
+			resp, err := client.ListTasks(LocalRead(ctx), &controlv1.ListTasksRequest{ServiceIds: []string{svc.GetService().GetId()}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			a, r := 0, 0
+			for _, t := range resp.GetTasks() {
+				if t.GetStatus().GetState() >= objectv1.TaskState_TASK_STATE_ASSIGNED {
+					a++
+				}
+				if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING {
+					r++
+				}
+			}
+			if assigned == 0 && a == replicas {
+				assigned = time.Since(start)
+			}
+			if running == 0 && r == replicas {
+				running = time.Since(start)
+			}
+			if time.Since(start) > 2*time.Minute {
+				b.Fatalf("after 2m: %d assigned, %d running of %d", a, r, replicas)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.Logf("%d replicas: all assigned after %s, all running after %s", replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond))
+		b.ReportMetric(assigned.Seconds(), "assigned-s")
+		b.ReportMetric(running.Seconds(), "running-s")
+
+		// 2. Hold.
+		mu.Lock()
+		rtts = rtts[:0]
+		mu.Unlock()
+		cpu0, h0 := procCPU(leader.Pid()), time.Now()
+		time.Sleep(hold)
+		cpu := procCPU(leader.Pid()) - cpu0
+		elapsed := time.Since(h0)
+		mu.Lock()
+		held := append([]time.Duration(nil), rtts...)
+		record = false
+		mu.Unlock()
+		down := 0
+		for _, st := range nodeStatesB(b, client) {
+			if st == objectv1.NodeState_NODE_STATE_DOWN {
+				down++
+			}
+		}
+		rss, peak := procRSS(leader.Pid())
+		b.Logf("hold %s: %d heartbeats, p50 %s, p99 %s, max %s; %d nodes Down; leader CPU %.1f%% of a core, RSS %.0f MiB (peak %.0f MiB)",
+			elapsed.Round(time.Second), len(held), percentile(held, 0.5), percentile(held, 0.99), percentile(held, 1),
+			down, 100*cpu.Seconds()/elapsed.Seconds(), rss, peak)
+		b.ReportMetric(float64(percentile(held, 0.99).Microseconds())/1000, "hb-p99-ms")
+		b.ReportMetric(float64(down), "false-down")
+		b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "leader-cpu-%")
+		b.ReportMetric(rss, "leader-rss-MiB")
+
+		// 3. 1 % of the workers die.
+		dead := max(1, workers/100)
+		deadIDs := map[string]bool{}
+		killed := time.Now()
+		for _, w := range ws[:dead] {
+			w.Stop()
+			deadIDs[w.NodeID] = true
+		}
+		var detect time.Duration
+		for detect == 0 {
+			n := 0
+			for id, st := range nodeStatesB(b, client) {
+				if deadIDs[id] && st == objectv1.NodeState_NODE_STATE_DOWN {
+					n++
+				}
+			}
+			if n == dead {
+				detect = time.Since(killed)
+			}
+			if time.Since(killed) > 2*time.Minute {
+				b.Fatalf("%d of %d dead workers Down after 2m", n, dead)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		b.Logf("%d dead workers all committed Down %s after they stopped", dead, detect.Round(time.Millisecond))
+		b.ReportMetric(detect.Seconds(), "detect-s")
+
+		// 4. Churn.
+		if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "scale"}); err != nil {
+			b.Fatal(err)
+		}
+		churn := serviceSpec("churn")
+		churn.Task.Container.Env = []string{"SHOAL_SIM_EXIT_AFTER=2s"}
+		churn.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
+		if _, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: churn}); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(10 * time.Second) // reach a steady churn
+		s0, e0, t1 := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Now()
+		time.Sleep(30 * time.Second)
+		s1, e1, dt := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Since(t1).Seconds()
+		b.Logf("churn: %.0f task status changes/s committed in %.0f Raft entries/s", (s1-s0)/dt, (e1-e0)/dt)
+		b.ReportMetric((s1-s0)/dt, "status/s")
+		b.ReportMetric((e1-e0)/dt, "entries/s")
+		c.Stop()
+	}
+}
+
+func nodeStatesB(b *testing.B, client controlv1.ControlClient) map[string]objectv1.NodeState {
+	resp, err := client.ListNodes(context.Background(), &controlv1.ListNodesRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := map[string]objectv1.NodeState{}
+	for _, n := range resp.GetNodes() {
+		out[n.Id] = n.GetStatus().GetState()
+	}
+	return out
+}
