@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs the benchmarks recorded in BENCHMARKS.md. Long: minutes, not seconds.
+# Runs the benchmarks recorded in BENCHMARKS.md. Long: about half an hour.
+# SHOAL_BENCH_WORKERS, SHOAL_BENCH_REPLICAS and SHOAL_BENCH_HOLD scale the
+# cluster scenario down for a quick look (see kernel/clustertest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "# machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), $(go version | cut -d' ' -f3)"
-go test -run '^$' -bench . -benchmem -count 1 ./kernel/state/
+go test -run '^$' -bench . -benchmem -count 1 ./kernel/state/ ./kernel/presence/
 go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/raftstore/
+go test -run '^$' -bench Place -count 5 -timeout 30m ./plugins/scheduler-spread/
 SHOAL_BENCH_FAILOVER=20 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./kernel/clustertest/
+go test -run '^$' -bench Scale -benchtime 1x -timeout 40m ./kernel/clustertest/

@@ -75,6 +75,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	dirty := map[string]bool{}
 	nodes := map[string]bool{} // nodes that changed: their tasks' services need a look
+	wakes := map[string]time.Time{} // services with a restart delay running out
 	allGlobal := false
 	events, cancel := o.st.ViewAndWatch(func(tx *state.ReadTx) {
 		for _, s := range tx.Services() {
@@ -117,7 +118,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 				})
 				clear(nodes)
 			}
-			if err := o.reconcile(ctx, dirty); err != nil {
+			if err := o.reconcile(ctx, dirty, wakes); err != nil {
 				if errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists) || errors.Is(err, sdk.ErrNotFound) {
 					// A concurrent write won: re-read and try again.
 					o.log.Debug("reconcile conflict; retrying", "error", err)
@@ -127,11 +128,41 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			}
 			clear(dirty)
 		}
-		// Wait for the next event, then gather the burst it starts.
+		// Wait for the next event (or a restart delay running out), then
+		// gather the burst it starts.
+		var (
+			due     <-chan time.Time
+			dueTime *time.Timer
+		)
+		if len(wakes) > 0 {
+			next := time.Time{}
+			for _, at := range wakes {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			}
+			dueTime = time.NewTimer(time.Until(next))
+			due = dueTime.C
+		}
+		stopDue := func() {
+			if dueTime != nil {
+				dueTime.Stop()
+			}
+		}
 		select {
 		case <-ctx.Done():
+			stopDue()
 			return nil
+		case now := <-due:
+			for id, at := range wakes {
+				if !at.After(now) {
+					dirty[id] = true
+					delete(wakes, id)
+				}
+			}
+			continue
 		case ev, ok := <-events:
+			stopDue()
 			if !ok {
 				return nil
 			}
@@ -203,7 +234,7 @@ func orphan(tx *state.Tx, t *objectv1.Task, now time.Time, stats *passStats) err
 }
 
 // reconcile brings every dirty service in line in one transaction.
-func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) error {
+func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wakes map[string]time.Time) error {
 	ids := make([]string, 0, len(dirty))
 	for id := range dirty {
 		ids = append(ids, id)
@@ -223,6 +254,11 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) err
 	if err != nil {
 		return fmt.Errorf("reconcile %d services: %w", len(ids), err)
 	}
+	for id, at := range stats.wakes {
+		if cur, ok := wakes[id]; !ok || at.Before(cur) {
+			wakes[id] = at
+		}
+	}
 	if stats.created+stats.removed+stats.stopped+stats.orphaned > 0 {
 		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
 			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned)
@@ -230,7 +266,20 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool) err
 	return nil
 }
 
-type passStats struct{ created, removed, stopped, orphaned int }
+type passStats struct {
+	created, removed, stopped, orphaned int
+	// wakes holds, per service, when a delayed restart is due.
+	wakes map[string]time.Time
+}
+
+func (s *passStats) wake(serviceID string, at time.Time) {
+	if s.wakes == nil {
+		s.wakes = map[string]time.Time{}
+	}
+	if cur, ok := s.wakes[serviceID]; !ok || at.Before(cur) {
+		s.wakes[serviceID] = at
+	}
+}
 
 // ended reports whether a task's process is over (or never will run).
 func ended(t *objectv1.Task) bool {
@@ -286,16 +335,81 @@ func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) 
 	tasks := tx.TasksByService(id)
 	if svc == nil {
 		for _, t := range tasks {
+			if retired(t) {
+				// History of a removed service: nothing to keep it for.
+				stats.removed++
+				if err := tx.DeleteTask(t.Id); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := retire(tx, t, stats); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
+	var err error
 	if svc.GetSpec().GetGlobal() != nil {
-		return reconcileGlobal(tx, svc, tasks, now, stats)
+		err = reconcileGlobal(tx, svc, tasks, now, stats)
+	} else {
+		err = reconcileReplicated(tx, svc, tasks, now, stats)
 	}
-	return reconcileReplicated(tx, svc, tasks, now, stats)
+	if err != nil {
+		return err
+	}
+	return pruneHistory(tx, svc, stats)
+}
+
+// retired reports whether a task is only history: not wanted, and its node
+// (if it had one) is done with it.
+func retired(t *objectv1.Task) bool {
+	d := t.GetDesiredState()
+	return d != objectv1.TaskState_TASK_STATE_RUNNING && d != objectv1.TaskState_TASK_STATE_COMPLETE && (ended(t) || !placed(t))
+}
+
+// defaultHistory is the number of retired tasks kept per slot when the
+// cluster sets none (the cluster default, 5).
+const defaultHistory = 5
+
+// pruneHistory deletes the oldest retired tasks of each slot (each node, for
+// global services) beyond the cluster's task_history_retention, so that
+// restarts and updates do not grow the state without end.
+func pruneHistory(tx *state.Tx, svc *objectv1.Service, stats *passStats) error {
+	keep := defaultHistory
+	if o := tx.Cluster().GetSpec().GetOrchestration(); o != nil {
+		keep = int(max(o.GetTaskHistoryRetention(), 0))
+	}
+	bySlot := map[string][]*objectv1.Task{}
+	for _, t := range tx.TasksByService(svc.Id) {
+		if !retired(t) {
+			continue
+		}
+		key := fmt.Sprint(t.GetSlot())
+		if svc.GetSpec().GetGlobal() != nil {
+			key = t.GetNodeId()
+		}
+		bySlot[key] = append(bySlot[key], t)
+	}
+	for _, hist := range bySlot {
+		if len(hist) <= keep {
+			continue
+		}
+		sort.Slice(hist, func(i, j int) bool {
+			a, b := hist[i].GetMeta().GetCreatedAt().AsTime(), hist[j].GetMeta().GetCreatedAt().AsTime()
+			if !a.Equal(b) {
+				return a.After(b)
+			}
+			return hist[i].Id > hist[j].Id
+		})
+		for _, t := range hist[keep:] {
+			stats.removed++
+			if err := tx.DeleteTask(t.Id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
@@ -321,7 +435,14 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 		case ended(t):
 			// The task is over; whether its slot gets a new one is the
 			// restart policy's call.
-			again := restarts(svc, t)
+			again, at := decide(svc, t, tasks, now)
+			if again && !at.IsZero() {
+				// The restart delay runs: the slot waits, and the pass
+				// after it comes back to this task.
+				live[t.GetSlot()] = true
+				stats.wake(svc.Id, at)
+				continue
+			}
 			if err := settleEnded(tx, t, again); err != nil {
 				return err
 			}
@@ -398,7 +519,12 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 				return err
 			}
 		case ended(t):
-			again := restarts(svc, t)
+			again, at := decide(svc, t, tasks, now)
+			if again && !at.IsZero() {
+				covered[t.GetNodeId()] = true
+				stats.wake(svc.Id, at)
+				continue
+			}
 			if err := settleEnded(tx, t, again); err != nil {
 				return err
 			}
@@ -442,9 +568,42 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	return nil
 }
 
-// restarts applies the restart condition to an ended task. Restart delay,
-// attempts and window are enforced when tasks actually run on workers.
-// TODO(#4): restart delay, max attempts and window.
+// decide applies a service's restart policy to an ended task of a slot (or
+// node): whether it is replaced and, if its restart delay still runs, when.
+// Attempts are counted from the slot's history (the tasks kept by
+// task_history_retention), within the policy's window.
+func decide(svc *objectv1.Service, t *objectv1.Task, slotTasks []*objectv1.Task, now time.Time) (bool, time.Time) {
+	if !restarts(svc, t) {
+		return false, time.Time{}
+	}
+	policy := svc.GetSpec().GetTask().GetRestart()
+	if limit := policy.GetMaxAttempts(); limit > 0 {
+		window := policy.GetWindow().AsDuration()
+		var n uint64
+		for _, h := range slotTasks {
+			same := h.GetSlot() == t.GetSlot() && (t.GetSlot() != 0 || h.GetNodeId() == t.GetNodeId())
+			if !same || h.Id == t.Id || !ended(h) || h.GetDesiredState() != objectv1.TaskState_TASK_STATE_SHUTDOWN ||
+				h.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_ORPHANED {
+				continue // not a restart of this slot
+			}
+			if window > 0 && now.Sub(h.GetStatus().GetTimestamp().AsTime()) > window {
+				continue
+			}
+			n++
+		}
+		if n >= limit {
+			return false, time.Time{}
+		}
+	}
+	if delay := policy.GetDelay().AsDuration(); delay > 0 {
+		if at := t.GetStatus().GetTimestamp().AsTime().Add(delay); now.Before(at) {
+			return true, at
+		}
+	}
+	return true, time.Time{}
+}
+
+// restarts applies the restart condition to an ended task.
 func restarts(svc *objectv1.Service, t *objectv1.Task) bool {
 	switch svc.GetSpec().GetTask().GetRestart().GetCondition() {
 	case objectv1.RestartCondition_RESTART_CONDITION_NONE:

@@ -3,6 +3,9 @@ package orchestrator
 import (
 	"fmt"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/protobuf/proto"
 
@@ -167,5 +170,100 @@ func TestEndedTaskRestartsOnce(t *testing.T) {
 		if got := len(e.tasks()); got != 3 {
 			t.Errorf("tasks after two failures = %d, want 3", got)
 		}
+	})
+}
+
+// failSlot1 reports the running task of slot 1 of "web" as failed, as its
+// worker would, and returns it.
+func failSlot1(e *env) *objectv1.Task {
+	e.t.Helper()
+	var cur *objectv1.Task
+	e.st.View(func(tx *state.ReadTx) {
+		for _, tk := range tx.TasksByService("web") {
+			if tk.GetSlot() == 1 && tk.GetDesiredState() == stateRunning {
+				cur = tk
+			}
+		}
+	})
+	if cur == nil {
+		e.t.Fatal("no running task in slot 1")
+	}
+	e.report(cur.GetId(), "n1", stateRunning)
+	e.report(cur.GetId(), "n1", stateFailed)
+	return cur
+}
+
+func slot1Runnable(tx *state.ReadTx) int {
+	n := 0
+	for _, tk := range tx.TasksByService("web") {
+		if tk.GetSlot() == 1 && tk.GetDesiredState() == stateRunning && !ended(tk) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRestartDelay: a failed task's replacement comes only once the
+// policy's delay has passed since it ended.
+func TestRestartDelay(t *testing.T) {
+	bubble(t, func(e *env) {
+		svc := replicatedService("web", 1, restartAny)
+		svc.Spec.Task.Restart.Delay = durationpb.New(10 * time.Second)
+		e.createService(svc)
+		e.start()
+		e.waitFor("the task", func(tx *state.ReadTx) bool { return slot1Runnable(tx) == 1 })
+		e.idle()
+		failSlot1(e)
+		start := time.Now()
+		e.waitFor("the replacement", func(tx *state.ReadTx) bool { return slot1Runnable(tx) == 1 })
+		if waited := time.Since(start); waited < 10*time.Second || waited > 11*time.Second {
+			t.Errorf("replacement after %s, want after the 10s delay", waited)
+		}
+	})
+}
+
+// TestRestartMaxAttempts: with max_attempts 2, the third failure of a slot
+// within the window is not restarted; failures outside the window do not
+// count.
+func TestRestartMaxAttempts(t *testing.T) {
+	bubble(t, func(e *env) {
+		svc := replicatedService("web", 1, restartAny)
+		svc.Spec.Task.Restart.MaxAttempts = 2
+		svc.Spec.Task.Restart.Window = durationpb.New(time.Minute)
+		e.createService(svc)
+		e.start()
+		for i := range 3 {
+			e.waitFor(fmt.Sprintf("task %d", i+1), func(tx *state.ReadTx) bool { return slot1Runnable(tx) == 1 })
+			e.idle()
+			failSlot1(e)
+			e.idle()
+		}
+		e.st.View(func(tx *state.ReadTx) {
+			if n := slot1Runnable(tx); n != 0 {
+				t.Errorf("after 3 failures within the window: %d runnable tasks in slot 1, want 0 (2 restarts at most)", n)
+			}
+		})
+	})
+}
+
+// TestHistoryIsPruned: restarts keep at most task_history_retention
+// retired tasks per slot.
+func TestHistoryIsPruned(t *testing.T) {
+	bubble(t, func(e *env) {
+		e.raft.write(e.t, func(tx *state.Tx) error {
+			return tx.CreateCluster(&objectv1.Cluster{Id: "c", Spec: &objectv1.ClusterSpec{
+				Orchestration: &objectv1.OrchestrationConfig{TaskHistoryRetention: 2}}})
+		})
+		e.createService(replicatedService("web", 1, restartAny))
+		e.start()
+		for i := range 6 {
+			e.waitFor(fmt.Sprintf("task %d", i+1), func(tx *state.ReadTx) bool { return slot1Runnable(tx) == 1 })
+			e.idle()
+			failSlot1(e)
+			e.idle()
+		}
+		e.waitFor("history pruned to 2", func(tx *state.ReadTx) bool {
+			return len(tx.TasksByService("web")) == 3 // 2 retired + the running one
+		})
 	})
 }
