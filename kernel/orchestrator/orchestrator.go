@@ -74,7 +74,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 
 func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	dirty := map[string]bool{}
-	nodes := map[string]bool{} // nodes that changed: their tasks' services need a look
+	nodes := map[string]bool{}      // nodes that changed: their tasks' services need a look
 	wakes := map[string]time.Time{} // services with a restart delay running out
 	allGlobal := false
 	events, cancel := o.st.ViewAndWatch(func(tx *state.ReadTx) {
