@@ -30,7 +30,7 @@ type running struct {
 	done   chan error
 }
 
-func testConfig(t *testing.T, dir string) config.Config {
+func testConfig(t testing.TB, dir string) config.Config {
 	t.Helper()
 	ports := clustertest.FreePorts(t, 2)
 	cfg := config.Default()
@@ -45,7 +45,7 @@ func testConfig(t *testing.T, dir string) config.Config {
 	return cfg
 }
 
-func start(t *testing.T, cfg config.Config) *running {
+func start(t testing.TB, cfg config.Config) *running {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -70,7 +70,7 @@ func (r *running) stop() {
 	<-r.done
 }
 
-func (r *running) client(t *testing.T) controlv1.ControlClient {
+func (r *running) client(t testing.TB) controlv1.ControlClient {
 	t.Helper()
 	conn, err := grpc.NewClient("unix://"+r.cfg.Manager.ControlSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -81,7 +81,7 @@ func (r *running) client(t *testing.T) controlv1.ControlClient {
 }
 
 // waitReady waits until the cluster object exists and this node is Ready.
-func (r *running) waitReady(t *testing.T) {
+func (r *running) waitReady(t testing.TB) {
 	t.Helper()
 	c := r.client(t)
 	deadline := time.Now().Add(30 * time.Second)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +45,21 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_dispatch_sessions", Help: "Worker sessions served by this manager's dispatcher (0 on followers)."},
 			stats(func() float64 { return float64(m.workers.Sessions()) })),
 	)
+	tasks := prometheus.NewDesc("shoal_state_tasks", "Tasks in the local state, by observed state.", []string{"state"}, nil)
+	reg.MustRegister(collectorFunc{desc: tasks, collect: func(ch chan<- prometheus.Metric) {
+		counts := map[objectv1.TaskState]int{}
+		m.st.View(func(tx *state.ReadTx) {
+			for st := range objectv1.TaskState_name {
+				if st > 0 {
+					counts[objectv1.TaskState(st)] = len(tx.TasksByState(objectv1.TaskState(st)))
+				}
+			}
+		})
+		for st, n := range counts {
+			name := strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
+			ch <- prometheus.MustNewConstMetric(tasks, prometheus.GaugeValue, float64(n), name)
+		}
+	}})
 	objects := prometheus.NewDesc("shoal_state_objects", "Objects in the local state, by kind.", []string{"kind"}, nil)
 	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {
 		var nodes, services, tasks, running int
@@ -71,6 +88,11 @@ func (m *Manager) serveMetrics(ctx context.Context, lis net.Listener) error {
 	m.registerMetrics(reg)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// Go's profiler, on the same loopback-by-default listener: what an
+	// operator needs to tell why a manager is slow.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
