@@ -13,6 +13,8 @@ import (
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
+const nodeCount = 10000
+
 // BenchmarkKernelPlacement10k measures the kernel's whole path from
 // CreateService to every task committed as assigned, on one manager with
 // 5,000 nodes recorded as ready (no workers: this isolates orchestrator,
@@ -23,7 +25,7 @@ func BenchmarkKernelPlacement10k(b *testing.B) {
 	m := start(b, cfg)
 	ctx := context.Background()
 	err := m.m.Raft().Update(ctx, func(tx *state.Tx) error {
-		for i := range 5000 {
+		for i := range nodeCount {
 			if err := tx.CreateNode(&objectv1.Node{Id: ids.New(), Role: objectv1.NodeRole_NODE_ROLE_WORKER,
 				Spec:        &objectv1.NodeSpec{Availability: objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE},
 				Description: &objectv1.NodeDescription{Hostname: fmt.Sprintf("n%d", i), Executor: "simulated", Resources: &objectv1.Resources{NanoCpus: 8e9, MemoryBytes: 32 << 30}},
@@ -37,6 +39,7 @@ func BenchmarkKernelPlacement10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	round := 0
+	_ = nodeCount
 	for b.Loop() {
 		round++
 		start := time.Now()

@@ -67,10 +67,13 @@ type Placer struct {
 	plugin Plugin
 	log    *slog.Logger
 
-	// The plugin's copy of the node view, as last sent.
+	// The plugin's copy of the node view, as last sent, and the nodes
+	// whose entry may have changed since (a node event, or a task placed on
+	// or leaving it): only those are recomputed for the next request.
 	sent        map[string]*schedulerv1.NodeInfo
 	viewVersion uint64
 	viewValid   bool
+	dirty       map[string]bool
 }
 
 // New returns a placement stage.
@@ -200,6 +203,20 @@ func (p *Placer) run(ctx context.Context) error {
 }
 
 func (p *Placer) mark(ev state.Event, queue, refused map[string]bool) {
+	if p.dirty == nil {
+		p.dirty = map[string]bool{}
+	}
+	switch {
+	case ev.Task != nil:
+		if n := ev.Task.GetNodeId(); n != "" {
+			p.dirty[n] = true
+		}
+		if n := ev.OldTask.GetNodeId(); n != "" {
+			p.dirty[n] = true
+		}
+	case ev.Node != nil:
+		p.dirty[ev.Node.Id] = true
+	}
 	switch {
 	case ev.Task != nil:
 		id := ev.Task.Id
@@ -332,55 +349,78 @@ func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []str
 	if err != nil {
 		return nil, nil, fmt.Errorf("commit placements: %w", err)
 	}
+	// The nodes just given tasks changed: the next request must carry
+	// their new reservations even if the events saying so are not read
+	// yet (a backlog is placed batch after batch without waiting).
+	if p.dirty == nil {
+		p.dirty = map[string]bool{}
+	}
+	for _, d := range decisions {
+		if d.GetNodeId() != "" {
+			p.dirty[d.GetNodeId()] = true
+		}
+	}
 	return append(placed, done...), no, nil
 }
 
-// viewChanges fills req with the node view changes since the plugin's copy
-// (or the whole view) and records what was sent.
-func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest) {
-	now := map[string]*schedulerv1.NodeInfo{}
-	for _, n := range tx.Nodes() {
-		if !eligible(n) {
-			continue
-		}
-		info := &schedulerv1.NodeInfo{
-			Id: n.Id, Hostname: n.GetDescription().GetHostname(), Role: n.GetRole(),
-			Labels: n.GetSpec().GetAnnotations().GetLabels(), Platform: n.GetDescription().GetPlatform(),
-			Total: n.GetDescription().GetResources(), Reserved: &objectv1.Resources{},
-		}
-		for _, t := range tx.TasksByNode(n.Id) {
-			if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING || t.GetStatus().GetState() > objectv1.TaskState_TASK_STATE_RUNNING {
-				continue
-			}
-			r := t.GetSpec().GetResources().GetReservations()
-			info.Reserved.NanoCpus += r.GetNanoCpus()
-			info.Reserved.MemoryBytes += r.GetMemoryBytes()
-			if info.ServiceTasks == nil {
-				info.ServiceTasks = map[string]uint32{}
-			}
-			info.ServiceTasks[t.GetServiceId()]++
-		}
-		now[n.Id] = info
+// nodeInfo is what the scheduler knows of node n.
+func nodeInfo(tx *state.ReadTx, n *objectv1.Node) *schedulerv1.NodeInfo {
+	info := &schedulerv1.NodeInfo{
+		Id: n.Id, Hostname: n.GetDescription().GetHostname(), Role: n.GetRole(),
+		Labels: n.GetSpec().GetAnnotations().GetLabels(), Platform: n.GetDescription().GetPlatform(),
+		Total: n.GetDescription().GetResources(), Reserved: &objectv1.Resources{},
 	}
+	tx.EachTaskOfNode(n.Id, func(t *objectv1.Task) {
+		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING || t.GetStatus().GetState() > objectv1.TaskState_TASK_STATE_RUNNING {
+			return
+		}
+		r := t.GetSpec().GetResources().GetReservations()
+		info.Reserved.NanoCpus += r.GetNanoCpus()
+		info.Reserved.MemoryBytes += r.GetMemoryBytes()
+		if info.ServiceTasks == nil {
+			info.ServiceTasks = map[string]uint32{}
+		}
+		info.ServiceTasks[t.GetServiceId()]++
+	})
+	return info
+}
+
+// viewChanges fills req with the node view changes since the plugin's copy
+// (or the whole view) and records what was sent. Only nodes marked dirty
+// since the last request are looked at, unless the whole view is sent.
+func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest) {
 	base := p.viewVersion
+	var candidates []string
 	if !p.viewValid || p.sent == nil {
 		base, p.sent = 0, map[string]*schedulerv1.NodeInfo{}
-	}
-	for id, info := range now {
-		if old, ok := p.sent[id]; !ok || !proto.Equal(old, info) {
-			req.UpsertNodes = append(req.UpsertNodes, info)
+		for _, n := range tx.Nodes() {
+			candidates = append(candidates, n.Id)
+		}
+	} else {
+		for id := range p.dirty {
+			candidates = append(candidates, id)
 		}
 	}
-	for id := range p.sent {
-		if _, ok := now[id]; !ok {
-			req.RemovedNodes = append(req.RemovedNodes, id)
+	clear(p.dirty)
+	for _, id := range candidates {
+		n := tx.Node(id)
+		if n == nil || !eligible(n) {
+			if _, ok := p.sent[id]; ok {
+				req.RemovedNodes = append(req.RemovedNodes, id)
+				delete(p.sent, id)
+			}
+			continue
+		}
+		info := nodeInfo(tx, n)
+		if old, ok := p.sent[id]; !ok || !proto.Equal(old, info) {
+			req.UpsertNodes = append(req.UpsertNodes, info)
+			p.sent[id] = info
 		}
 	}
 	sort.Slice(req.UpsertNodes, func(i, j int) bool { return req.UpsertNodes[i].Id < req.UpsertNodes[j].Id })
 	sort.Strings(req.RemovedNodes)
 	p.viewVersion++
 	req.ViewBase, req.ViewVersion = base, p.viewVersion
-	p.sent = now
 }
 
 // validate checks a plugin reply against its request: one decision per

@@ -123,6 +123,13 @@ func (tx *ReadTx) TasksByService(serviceID string) []*objectv1.Task {
 	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByService.get(serviceID) })
 }
 
+// EachTaskOfNode calls fn for every task assigned to a node, in no
+// particular order and without allocating: for hot paths that only
+// aggregate (the scheduler's view of a node's reservations).
+func (tx *ReadTx) EachTaskOfNode(nodeID string, fn func(*objectv1.Task)) {
+	each(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByNode.get(nodeID) }, fn)
+}
+
 // TasksByNode returns the tasks assigned to a node, sorted by ID. The empty
 // nodeID gives the tasks not assigned to any node.
 func (tx *ReadTx) TasksByNode(nodeID string) []*objectv1.Task {
