@@ -200,7 +200,7 @@ func BenchmarkScale(b *testing.B) {
 			if time.Since(start) > 2*time.Minute {
 				b.Fatalf("after 2m: %d assigned, %d running of %d", a, r, replicas)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 		b.Logf("%d replicas: all assigned after %s, all running after %s", replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond))
 		b.ReportMetric(assigned.Seconds(), "assigned-s")

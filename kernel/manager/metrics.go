@@ -51,7 +51,7 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 		m.st.View(func(tx *state.ReadTx) {
 			for st := range objectv1.TaskState_name {
 				if st > 0 {
-					counts[objectv1.TaskState(st)] = len(tx.TasksByState(objectv1.TaskState(st)))
+					counts[objectv1.TaskState(st)] = tx.CountTasksByState(objectv1.TaskState(st))
 				}
 			}
 		})
@@ -64,8 +64,11 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {
 		var nodes, services, tasks, running int
 		m.st.View(func(tx *state.ReadTx) {
-			nodes, services, tasks = len(tx.Nodes()), len(tx.Services()), len(tx.Tasks())
-			running = len(tx.TasksByState(objectv1.TaskState_TASK_STATE_RUNNING))
+			nodes, services = len(tx.Nodes()), len(tx.Services())
+			for st := range objectv1.TaskState_name {
+				tasks += tx.CountTasksByState(objectv1.TaskState(st))
+			}
+			running = tx.CountTasksByState(objectv1.TaskState_TASK_STATE_RUNNING)
 		})
 		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(nodes), "node")
 		ch <- prometheus.MustNewConstMetric(objects, prometheus.GaugeValue, float64(services), "service")

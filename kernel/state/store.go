@@ -123,6 +123,14 @@ func (tx *ReadTx) TasksByService(serviceID string) []*objectv1.Task {
 	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByService.get(serviceID) })
 }
 
+// CountTasksByState returns how many tasks have observed state st, in
+// constant time (metrics).
+func (tx *ReadTx) CountTasksByState(st objectv1.TaskState) int {
+	n := 0
+	each(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByState.get(st) }, func(*objectv1.Task) { n++ })
+	return n
+}
+
 // EachTaskOfNode calls fn for every task assigned to a node, in no
 // particular order and without allocating: for hot paths that only
 // aggregate (the scheduler's view of a node's reservations).
