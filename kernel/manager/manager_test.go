@@ -196,7 +196,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if _, err := c.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec("web", "example.local/web:1", 2)}); err != nil {
 		t.Fatal(err)
 	}
-	waitTasks(t, c, 2)
+	waitSettled(t, c, 2)
 	before := m.m.Raft().Stats().AppliedIndex
 	web, err := c.GetService(ctx, &controlv1.GetServiceRequest{Ref: "web"})
 	if err != nil {
@@ -248,7 +248,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 }
 
-func waitTasks(t *testing.T, c controlv1.ControlClient, n int) []*objectv1.Task {
+func waitTasks(t testing.TB, c controlv1.ControlClient, n int) []*objectv1.Task {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	var got []*objectv1.Task
@@ -282,20 +282,7 @@ func TestRestartKeepsState(t *testing.T) {
 			}
 		}
 	}
-	// Let placement settle: with no worker, every task ends up refused.
-	deadline := time.Now().Add(20 * time.Second)
-	for settled := false; !settled; {
-		if time.Now().After(deadline) {
-			t.Fatal("placement did not settle within 20s")
-		}
-		settled = true
-		for _, tk := range waitTasks(t, c, 30) {
-			if !strings.HasPrefix(tk.GetStatus().GetMessage(), "no suitable node") {
-				settled = false
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitSettled(t, c, 30)
 	before := m.m.Store().Snapshot()
 	m.stop()
 
@@ -313,5 +300,25 @@ func TestRestartKeepsState(t *testing.T) {
 	before.Nodes, after.Nodes = nil, nil
 	if !proto.Equal(before, after) {
 		t.Error("state after restart differs from the state before")
+	}
+}
+
+// waitSettled waits for n desired tasks and for placement to be done with
+// them: with no worker, every task ends up refused, and the leader's stages
+// write nothing more.
+func waitSettled(t testing.TB, c controlv1.ControlClient, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for settled := false; !settled; {
+		if time.Now().After(deadline) {
+			t.Fatal("placement did not settle within 20s")
+		}
+		settled = true
+		for _, tk := range waitTasks(t, c, n) {
+			if !strings.HasPrefix(tk.GetStatus().GetMessage(), "no suitable node") {
+				settled = false
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
