@@ -106,7 +106,26 @@ type Manager struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *bytes.Buffer
+	log  *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer the process's output copier writes while
+// tests read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // Cluster is a set of manager processes.
@@ -186,7 +205,7 @@ func (m *Manager) Start() error {
 	if m.cmd != nil {
 		return errors.New("already running")
 	}
-	m.log = &bytes.Buffer{}
+	m.log = &syncBuffer{}
 	cmd := exec.Command(m.bin, "agent", "--config", m.config)
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log

@@ -128,7 +128,7 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 	// open, so reopening the directory in one process would hang: own the
 	// meta store and close it ourselves.
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithLogger(hclogslog.New(cfg.Logger, "raft-wal")))
+	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentFiler(newTruncatedTailFiler(walDir)), wal.WithLogger(hclogslog.New(cfg.Logger, "raft-wal")))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("raftstore: open wal: %w", err)
