@@ -201,6 +201,11 @@ func mark(ev state.Event, dirty, nodes map[string]bool) bool {
 		if ev.Kind == deleteKind || (t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && ended(t)) {
 			dirty[t.GetServiceId()] = true
 		}
+		// A task that starts running may let a rolling update move on.
+		if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+			ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil {
+			dirty[t.GetServiceId()] = true
+		}
 	case ev.Node != nil:
 		if nodes != nil {
 			nodes[ev.Node.Id] = true
@@ -417,6 +422,7 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	// a huge unsigned one.
 	want := uint64(max(svc.GetSpec().GetReplicated().GetReplicas(), 0))
 	live := map[uint64]bool{}
+	var stale, current []*objectv1.Task
 	for _, t := range tasks {
 		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
 			continue
@@ -456,9 +462,22 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 				return err
 			}
 			live[t.GetSlot()] = true
+		case outdated(t, svc):
+			// On a node with an old spec: the rolling update below decides
+			// when it is replaced.
+			stale = append(stale, t)
+			live[t.GetSlot()] = true
 		default:
+			current = append(current, t)
 			live[t.GetSlot()] = true
 		}
+	}
+	replaced, err := rollingUpdate(tx, svc, stale, current, now, stats)
+	if err != nil {
+		return err
+	}
+	for _, t := range replaced {
+		live[t.GetSlot()] = false // refilled below with the new spec
 	}
 	// Finished tasks hold their slots, after the running ones so that a slot
 	// held by both keeps the running one.
@@ -505,6 +524,7 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 		}
 	}
 	covered := map[string]bool{}
+	var stale, current []*objectv1.Task
 	for _, t := range tasks {
 		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
 			continue
@@ -536,9 +556,20 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 				return err
 			}
 			covered[t.GetNodeId()] = true
+		case outdated(t, svc):
+			stale = append(stale, t)
+			covered[t.GetNodeId()] = true
 		default:
+			current = append(current, t)
 			covered[t.GetNodeId()] = true
 		}
+	}
+	replaced, err := rollingUpdate(tx, svc, stale, current, now, stats)
+	if err != nil {
+		return err
+	}
+	for _, t := range replaced {
+		covered[t.GetNodeId()] = false // a new task with the new spec below
 	}
 	for _, t := range tasks {
 		if !finished(t) {

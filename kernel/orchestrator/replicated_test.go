@@ -217,14 +217,63 @@ func TestReplicatedSpecUpdateRefreshesPendingTasks(t *testing.T) {
 				t.Errorf("pending slot %d after refresh = %v, want only spec, spec_version and annotations changed from %v", p.GetSlot(), got, p)
 			}
 		}
-		// A placed task is not the refresh's to touch: replacing running
-		// tasks is a rolling update's decision.
-		if got := e.task(placed.GetId()); !proto.Equal(got, placed) {
-			t.Errorf("placed task after spec update = %v, want untouched %v", got, placed)
+		// A placed task is not refreshed in place: the rolling update
+		// retires it and its slot gets a new task with the new spec.
+		if got := e.task(placed.GetId()); got.GetDesiredState() != objectv1.TaskState_TASK_STATE_SHUTDOWN || got.GetSpecVersion() != placed.GetSpecVersion() {
+			t.Errorf("placed task after spec update = %v, want its old spec, desired shutdown", got)
 		}
-		if got := len(e.tasks()); got != 3 {
-			t.Errorf("tasks after spec update = %d, want 3 (refreshed in place)", got)
+		if got := e.slotTask("web", 1); !proto.Equal(got.GetSpec(), svc.GetSpec().GetTask()) || got.GetId() == placed.GetId() {
+			t.Errorf("slot 1 after the update = %v, want a new task with the new spec", got)
 		}
+		if got := len(e.tasks()); got != 4 {
+			t.Errorf("tasks after spec update = %d, want 4 (2 refreshed in place, 1 replaced + its successor)", got)
+		}
+	})
+}
+
+// TestRollingUpdateParallelism: placed tasks are replaced parallelism at a
+// time; the next batch starts once the previous one runs.
+func TestRollingUpdateParallelism(t *testing.T) {
+	bubble(t, func(e *env) {
+		svc := replicatedService("web", 4, restartAny)
+		svc.Spec.Update = &objectv1.UpdateConfig{Parallelism: 2}
+		e.createService(svc)
+		e.start()
+		e.waitFor("4 tasks", func(tx *state.ReadTx) bool { return countDesired(tx, "web", stateRunning) == 4 })
+		e.idle()
+		for slot := uint64(1); slot <= 4; slot++ {
+			e.report(e.slotTask("web", slot).GetId(), "n1", stateRunning)
+		}
+		e.idle()
+		e.updateService("web", func(s *objectv1.Service) { s.GetSpec().GetTask().GetContainer().Image = "registry.local:5000/web:2" })
+		e.idle()
+		newImage := func(tx *state.ReadTx) int {
+			n := 0
+			for _, tk := range tx.TasksByService("web") {
+				if tk.GetDesiredState() == stateRunning && tk.GetSpec().GetContainer().GetImage() == "registry.local:5000/web:2" {
+					n++
+				}
+			}
+			return n
+		}
+		var first int
+		e.st.View(func(tx *state.ReadTx) { first = newImage(tx) })
+		if first != 2 {
+			t.Fatalf("first batch replaced %d tasks, want 2 (parallelism)", first)
+		}
+		// The first batch runs: the second batch follows.
+		var batch []string
+		e.st.View(func(tx *state.ReadTx) {
+			for _, tk := range tx.TasksByService("web") {
+				if tk.GetDesiredState() == stateRunning && tk.GetSpec().GetContainer().GetImage() == "registry.local:5000/web:2" {
+					batch = append(batch, tk.GetId())
+				}
+			}
+		})
+		for _, id := range batch {
+			e.report(id, "n1", stateRunning)
+		}
+		e.waitFor("all 4 on the new image", func(tx *state.ReadTx) bool { return newImage(tx) == 4 })
 	})
 }
 
