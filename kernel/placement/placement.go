@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -74,6 +75,9 @@ type Placer struct {
 	viewVersion uint64
 	viewValid   bool
 	dirty       map[string]bool
+	// inflight are the batches whose commit is under way (run's goroutine
+	// only).
+	inflight map[*batch]bool
 }
 
 // New returns a placement stage.
@@ -110,8 +114,9 @@ func (p *Placer) Run(ctx context.Context) error {
 }
 
 func (p *Placer) run(ctx context.Context) error {
-	queue := map[string]bool{}   // tasks to offer
-	refused := map[string]bool{} // tasks no node fits, until nodes change
+	queue := map[string]bool{}    // tasks to offer
+	refused := map[string]bool{}  // tasks no node fits, until nodes change
+	deciding := map[string]bool{} // tasks whose decision is being committed
 	events, cancel := p.st.ViewAndWatch(func(tx *state.ReadTx) {
 		for _, t := range tx.TasksByState(objectv1.TaskState_TASK_STATE_PENDING) {
 			if waiting(t) {
@@ -121,25 +126,75 @@ func (p *Placer) run(ctx context.Context) error {
 	})
 	defer cancel()
 	p.viewValid = false
+	p.inflight = map[*batch]bool{}
+
+	// Commits run beside the next batch's scheduling: a batch's decisions
+	// count in the node view (inflight) until its commit is applied, so
+	// the plugin never sees capacity that is already promised.
+	type result struct {
+		b        *batch
+		done, no []string
+		err      error
+	}
+	results := make(chan result, maxCommits)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	finish := func(r result) {
+		delete(p.inflight, r.b)
+		for _, d := range r.b.decisions {
+			delete(deciding, d.GetTaskId())
+			if d.GetNodeId() != "" {
+				p.markDirty(d.GetNodeId())
+			}
+		}
+		if r.err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("committing placements; offering the tasks again", "tasks", len(r.b.decisions), "error", r.err)
+			}
+			for _, d := range r.b.decisions {
+				queue[d.GetTaskId()] = true
+			}
+			return
+		}
+		for _, id := range r.no {
+			refused[id] = true
+		}
+	}
+
 	retry := time.NewTicker(retryRefused)
 	defer retry.Stop()
 	backoff := 100 * time.Millisecond
 	for {
-		if len(queue) > 0 {
+		if len(queue) > 0 && len(p.inflight) < maxCommits {
 			ids := make([]string, 0, len(queue))
 			for id := range queue {
 				ids = append(ids, id)
 			}
-			placed, refusedNow, err := p.place(ctx, ids)
+			b, gone, err := p.decide(ctx, ids)
 			switch {
 			case err == nil:
 				backoff = 100 * time.Millisecond
-				for _, id := range placed {
+				for _, id := range gone {
 					delete(queue, id)
 				}
-				for _, id := range refusedNow {
-					delete(queue, id)
-					refused[id] = true
+				for _, d := range b.decisions {
+					delete(queue, d.GetTaskId())
+					deciding[d.GetTaskId()] = true
+					// The next request carries these nodes with this
+					// batch's placements counted (see viewChanges).
+					if d.GetNodeId() != "" {
+						p.markDirty(d.GetNodeId())
+					}
+				}
+				if len(b.decisions) > 0 {
+					bp := &b
+					p.inflight[bp] = true
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						done, no, err := p.commit(ctx, bp.decisions)
+						results <- result{b: bp, done: done, no: no, err: err}
+					}()
 				}
 			case errors.Is(err, sdk.ErrFailedPrecondition) && p.viewValid:
 				// The plugin lost its copy of the view (it restarted):
@@ -161,14 +216,18 @@ func (p *Placer) run(ctx context.Context) error {
 			default:
 				return err
 			}
-			if len(queue) > 0 {
+			if len(queue) > 0 && len(p.inflight) < maxCommits {
 				continue // the rest of a big backlog, at once
 			}
 		}
-		// Wait for work, then gather the burst it starts.
+		// Wait for work (an event, a commit done, the retry tick), then
+		// gather the burst it starts.
 		select {
 		case <-ctx.Done():
 			return nil
+		case r := <-results:
+			finish(r)
+			continue
 		case <-retry.C:
 			for id := range refused {
 				queue[id] = true
@@ -179,7 +238,7 @@ func (p *Placer) run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			p.mark(ev, queue, refused)
+			p.mark(ev, queue, refused, deciding)
 		}
 		timer := time.NewTimer(settle)
 	gather:
@@ -188,12 +247,14 @@ func (p *Placer) run(ctx context.Context) error {
 			case <-ctx.Done():
 				timer.Stop()
 				return nil
+			case r := <-results:
+				finish(r)
 			case ev, ok := <-events:
 				if !ok {
 					timer.Stop()
 					return nil
 				}
-				p.mark(ev, queue, refused)
+				p.mark(ev, queue, refused, deciding)
 			case <-timer.C:
 				break gather
 			}
@@ -202,7 +263,19 @@ func (p *Placer) run(ctx context.Context) error {
 	}
 }
 
-func (p *Placer) mark(ev state.Event, queue, refused map[string]bool) {
+// maxCommits bounds the batches whose commit is under way while the next
+// is scheduled: enough to hide a commit's latency behind the plugin's
+// work, few enough that a failed commit sends back little.
+const maxCommits = 4
+
+func (p *Placer) markDirty(nodeID string) {
+	if p.dirty == nil {
+		p.dirty = map[string]bool{}
+	}
+	p.dirty[nodeID] = true
+}
+
+func (p *Placer) mark(ev state.Event, queue, refused, deciding map[string]bool) {
 	if p.dirty == nil {
 		p.dirty = map[string]bool{}
 	}
@@ -221,7 +294,7 @@ func (p *Placer) mark(ev state.Event, queue, refused map[string]bool) {
 	case ev.Task != nil:
 		id := ev.Task.Id
 		if ev.Kind != deleteKind && waiting(ev.Task) {
-			if !refused[id] {
+			if !refused[id] && !deciding[id] {
 				queue[id] = true
 			}
 			return
@@ -240,10 +313,21 @@ func (p *Placer) mark(ev state.Event, queue, refused map[string]bool) {
 // place offers up to batchSize of ids to the scheduler and commits its
 // decisions. It returns the tasks placed and refused (including those no
 // longer waiting, as placed).
-func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []string, err error) {
+// batch is one set of decisions on its way to be committed.
+type batch struct {
+	decisions []*schedulerv1.Decision
+	// adds are the reservations and task counts the decisions put on each
+	// node: the node view sent to the plugin counts them until the commit
+	// is applied.
+	adds map[string]*schedulerv1.NodeInfo
+}
+
+// decide offers up to batchSize of ids to the scheduler. It returns the
+// decisions, and the ids no longer waiting (gone, or placed meanwhile).
+func (p *Placer) decide(ctx context.Context, ids []string) (b batch, placed []string, err error) {
 	client, err := p.plugin.Get(ctx)
 	if err != nil {
-		return nil, nil, err
+		return b, nil, err
 	}
 	// A restarted plugin holds no view: it answers FailedPrecondition to a
 	// request that builds on one, and the next request carries the whole
@@ -289,7 +373,7 @@ func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []str
 	if len(req.Tasks) > 0 {
 		resp, err := client.Schedule(ctx, req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("scheduler plugin: %w", err)
+			return b, nil, fmt.Errorf("scheduler plugin: %w", err)
 		}
 		p.viewValid = true
 		if err := validate(req, resp, p.sent); err != nil {
@@ -304,10 +388,36 @@ func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []str
 			decisions = append(decisions, resp.GetDecisions()...)
 		}
 	}
-	if len(decisions) == 0 {
-		return placed, nil, nil
+	b.decisions = decisions
+	b.adds = map[string]*schedulerv1.NodeInfo{}
+	infos := make(map[string]*schedulerv1.TaskInfo, len(req.Tasks))
+	for _, t := range req.Tasks {
+		infos[t.GetId()] = t
 	}
-	var done, no []string
+	for _, d := range decisions {
+		t, n := infos[d.GetTaskId()], d.GetNodeId()
+		if t == nil || n == "" {
+			continue
+		}
+		a := b.adds[n]
+		if a == nil {
+			a = &schedulerv1.NodeInfo{Reserved: &objectv1.Resources{}, ServiceTasks: map[string]uint32{}}
+			b.adds[n] = a
+		}
+		a.Reserved.NanoCpus += t.GetReservations().GetNanoCpus()
+		a.Reserved.MemoryBytes += t.GetReservations().GetMemoryBytes()
+		a.ServiceTasks[t.GetServiceId()]++
+	}
+	return b, placed, nil
+}
+
+// commit writes a batch's decisions, for the tasks still waiting. It
+// returns the tasks done with (placed, or no longer waiting) and refused.
+func (p *Placer) commit(ctx context.Context, decisions []*schedulerv1.Decision) (done, no []string, err error) {
+	if len(decisions) == 0 {
+		return nil, nil, nil
+	}
+
 	err = p.raft.Update(ctx, func(tx *state.Tx) error {
 		done, no = done[:0], no[:0]
 		now := timestamppb.New(tx.Now())
@@ -349,18 +459,7 @@ func (p *Placer) place(ctx context.Context, ids []string) (placed, refused []str
 	if err != nil {
 		return nil, nil, fmt.Errorf("commit placements: %w", err)
 	}
-	// The nodes just given tasks changed: the next request must carry
-	// their new reservations even if the events saying so are not read
-	// yet (a backlog is placed batch after batch without waiting).
-	if p.dirty == nil {
-		p.dirty = map[string]bool{}
-	}
-	for _, d := range decisions {
-		if d.GetNodeId() != "" {
-			p.dirty[d.GetNodeId()] = true
-		}
-	}
-	return append(placed, done...), no, nil
+	return done, no, nil
 }
 
 // nodeInfo is what the scheduler knows of node n.
@@ -412,6 +511,18 @@ func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest)
 			continue
 		}
 		info := nodeInfo(tx, n)
+		for b := range p.inflight {
+			if a := b.adds[id]; a != nil {
+				info.Reserved.NanoCpus += a.GetReserved().GetNanoCpus()
+				info.Reserved.MemoryBytes += a.GetReserved().GetMemoryBytes()
+				if info.ServiceTasks == nil {
+					info.ServiceTasks = map[string]uint32{}
+				}
+				for svc, n := range a.GetServiceTasks() {
+					info.ServiceTasks[svc] += n
+				}
+			}
+		}
 		if old, ok := p.sent[id]; !ok || !proto.Equal(old, info) {
 			req.UpsertNodes = append(req.UpsertNodes, info)
 			p.sent[id] = info
