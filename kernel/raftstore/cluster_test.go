@@ -158,7 +158,7 @@ func (c *testCluster) waitApplied(index uint64) {
 	for time.Now().Before(deadline) {
 		all := true
 		for _, tn := range c.nodes {
-			if tn.cancel != nil && tn.n.raft.AppliedIndex() < index {
+			if tn.cancel != nil && tn.n.appliedIndex() < index {
 				all = false
 			}
 		}

@@ -430,7 +430,7 @@ type Stats struct {
 	Transactions uint64
 	// Bytes is the encoded size of the entries.
 	Bytes uint64
-	// AppliedIndex is the Raft index last applied locally.
+	// AppliedIndex is the Raft index the local state reflects.
 	AppliedIndex uint64
 }
 
@@ -440,8 +440,17 @@ func (n *Node) Stats() Stats {
 		Entries:      n.stats.entries.Load(),
 		Transactions: n.stats.txns.Load(),
 		Bytes:        n.stats.bytes.Load(),
-		AppliedIndex: n.raft.AppliedIndex(),
+		AppliedIndex: n.appliedIndex(),
 	}
+}
+
+// appliedIndex is the Raft index the local state reflects. raft's own
+// AppliedIndex moves when entries are handed to the FSM, before they are
+// applied; readers of the state want this one.
+func (n *Node) appliedIndex() uint64 {
+	var i uint64
+	n.st.View(func(tx *state.ReadTx) { i = tx.Index() })
+	return i
 }
 
 type proposerStats struct {
