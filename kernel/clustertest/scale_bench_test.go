@@ -54,7 +54,7 @@ func metric(b *testing.B, m *Manager, name string) float64 {
 
 // metricVec reads a metric with one label from a manager's /metrics, by
 // label value.
-func metricVec(b *testing.B, m *Manager, name string) map[string]float64 {
+func metricVec(b testing.TB, m *Manager, name string) map[string]float64 {
 	resp, err := http.Get("http://" + m.MetricsAddr + "/metrics")
 	if err != nil {
 		b.Fatal(err)

@@ -54,7 +54,7 @@ func TestSchedulerCrashPlacesEachTaskOnce(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	const replicas = 5000
-	c := Start(t, 3, Options{})
+	c := Start(t, 3, Options{Metrics: true})
 	StartWorkers(t, c, 30, WorkerOptions{})
 	leader := c.Leader(t, 30*time.Second)
 	client := leader.Client(t)
@@ -71,29 +71,28 @@ func TestSchedulerCrashPlacesEachTaskOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := svc.GetService().GetId()
-	// Kill the plugin as soon as placement has begun.
+	// Kill the plugin once placement has begun: the leader's task-state
+	// gauges are cheap to poll, so the kill lands between the first
+	// batches (placement is too fast to catch by listing tasks).
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
-		if err == nil {
-			placed := 0
-			for _, tk := range resp.GetTasks() {
-				if tk.GetNodeId() != "" {
-					placed++
-				}
-			}
-			if placed > 0 {
-				t.Logf("SIGKILL scheduler plugin (pid %d) with %d of %d tasks placed", plugin, placed, replicas)
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("placement did not begin")
+	for time.Now().Before(deadline) {
+		states := metricVec(t, leader, "shoal_state_tasks")
+		if states["assigned"]+states["accepted"]+states["preparing"]+states["ready"]+states["starting"]+states["running"] > 0 {
+			break
 		}
 		time.Sleep(time.Millisecond)
 	}
 	if err := syscall.Kill(plugin, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	if resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}}); err == nil {
+		placed := 0
+		for _, tk := range resp.GetTasks() {
+			if tk.GetNodeId() != "" {
+				placed++
+			}
+		}
+		t.Logf("SIGKILLed the scheduler plugin (pid %d); %d of %d tasks placed just after", plugin, placed, replicas)
 	}
 	c.eventually(t, 90*time.Second, func(ctx context.Context) error {
 		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
@@ -126,9 +125,12 @@ func TestSchedulerCrashPlacesEachTaskOnce(t *testing.T) {
 	if len(resp.GetTasks()) != replicas || len(slots) != replicas {
 		t.Errorf("%d tasks over %d slots, want %d and %d", len(resp.GetTasks()), len(slots), replicas, replicas)
 	}
-	if again := childPid(leader.Pid(), "scheduler-spread"); again == 0 || again == plugin {
-		t.Errorf("scheduler plugin not restarted (pid now %d, was %d)", again, plugin)
-	}
+	c.eventually(t, 30*time.Second, func(context.Context) error {
+		if again := childPid(leader.Pid(), "scheduler-spread"); again == 0 || again == plugin {
+			return fmt.Errorf("scheduler plugin not restarted (pid now %d, was %d)", again, plugin)
+		}
+		return nil
+	})
 
 	// A constraint no node meets is explained.
 	spec = serviceSpec("nowhere")
