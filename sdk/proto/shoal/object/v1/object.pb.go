@@ -1480,7 +1480,10 @@ type Service struct {
 	PreviousSpec *ServiceSpec `protobuf:"bytes,4,opt,name=previous_spec,json=previousSpec,proto3" json:"previous_spec,omitempty"`
 	// spec_version is bumped on each spec change; tasks record the one they
 	// were created from, so the orchestrator knows which are out of date.
-	SpecVersion   uint64 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	SpecVersion uint64 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	// virtual_ips are the service's addresses, one per network it joins,
+	// recorded by the allocator.
+	VirtualIps    []*VirtualIP `protobuf:"bytes,6,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1550,6 +1553,67 @@ func (x *Service) GetSpecVersion() uint64 {
 	return 0
 }
 
+func (x *Service) GetVirtualIps() []*VirtualIP {
+	if x != nil {
+		return x.VirtualIps
+	}
+	return nil
+}
+
+// VirtualIP is a service's address on one network.
+type VirtualIP struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// addr is the address in CIDR form, e.g. "10.200.0.2/16".
+	Addr          string `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualIP) Reset() {
+	*x = VirtualIP{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualIP) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualIP) ProtoMessage() {}
+
+func (x *VirtualIP) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
+func (*VirtualIP) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *VirtualIP) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *VirtualIP) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
 // ServiceSpec is what a user declares.
 type ServiceSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1571,7 +1635,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1647,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1660,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{16}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServiceSpec) GetAnnotations() *Annotations {
@@ -1679,7 +1743,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +1755,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +1768,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{17}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReplicatedService) GetReplicas() int64 {
@@ -1723,7 +1787,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1799,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,23 +1812,26 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{18}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{19}
 }
 
 // TaskSpec describes one task of a service.
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Container     *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
-	Resources     *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
-	Restart       *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
-	Placement     *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Container *ContainerSpec         `protobuf:"bytes,1,opt,name=container,proto3" json:"container,omitempty"`
+	Resources *ResourceRequirements  `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	Restart   *RestartPolicy         `protobuf:"bytes,3,opt,name=restart,proto3" json:"restart,omitempty"`
+	Placement *Placement             `protobuf:"bytes,4,opt,name=placement,proto3" json:"placement,omitempty"`
+	// networks the task joins, by network name or ID. The allocator resolves
+	// them to IDs when the service is created or updated.
+	Networks      []*NetworkAttachmentConfig `protobuf:"bytes,5,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +1843,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +1856,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{19}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1820,6 +1887,68 @@ func (x *TaskSpec) GetPlacement() *Placement {
 	return nil
 }
 
+func (x *TaskSpec) GetNetworks() []*NetworkAttachmentConfig {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// NetworkAttachmentConfig names a network a service's tasks join.
+type NetworkAttachmentConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// target is the network's name or ID.
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// aliases are extra names the task is known by on the network.
+	Aliases       []string `protobuf:"bytes,2,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachmentConfig) Reset() {
+	*x = NetworkAttachmentConfig{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachmentConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachmentConfig) ProtoMessage() {}
+
+func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
+func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *NetworkAttachmentConfig) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *NetworkAttachmentConfig) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
 // ContainerSpec is the process a task runs.
 type ContainerSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1846,7 +1975,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1858,7 +1987,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1871,7 +2000,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{20}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -1949,7 +2078,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2090,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2103,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Mount) GetSource() string {
@@ -2011,7 +2140,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2152,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2165,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2069,7 +2198,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2210,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2223,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2142,7 +2271,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2283,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2296,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2202,7 +2331,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2343,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2356,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -2256,7 +2385,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2397,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2410,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2342,7 +2471,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2483,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2496,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -2408,7 +2537,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2549,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2562,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -2466,14 +2595,19 @@ type Task struct {
 	// REMOVE. Anything but RUNNING means: do not run it.
 	DesiredState TaskState `protobuf:"varint,9,opt,name=desired_state,json=desiredState,proto3,enum=shoal.object.v1.TaskState" json:"desired_state,omitempty"`
 	// status is what the task last reported (or the scheduler wrote).
-	Status        *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
+	Status *TaskStatus `protobuf:"bytes,10,opt,name=status,proto3" json:"status,omitempty"`
+	// networks are the task's addresses, one per network of spec.networks,
+	// recorded by the allocator once the task is placed (a task's address
+	// comes from its node's slice of the network's subnet). A task with
+	// networks is dispatched only once every one has an address.
+	Networks      []*NetworkAttachment `protobuf:"bytes,11,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2485,7 +2619,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2498,7 +2632,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Task) GetId() string {
@@ -2571,6 +2705,259 @@ func (x *Task) GetStatus() *TaskStatus {
 	return nil
 }
 
+func (x *Task) GetNetworks() []*NetworkAttachment {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// NetworkAttachment is a task's place on one network.
+type NetworkAttachment struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// network_name is the network's name, for the executor's interface names
+	// and for people.
+	NetworkName string `protobuf:"bytes,2,opt,name=network_name,json=networkName,proto3" json:"network_name,omitempty"`
+	// addr is the task's address in CIDR form with the network's prefix
+	// length, e.g. "10.200.3.7/16".
+	Addr string `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	// subnet is the network's whole subnet, e.g. "10.200.0.0/16".
+	Subnet string `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// node_subnet is the slice of subnet that belongs to the task's node,
+	// e.g. "10.200.3.0/24"; its first address is the node's gateway on the
+	// network.
+	NodeSubnet string `protobuf:"bytes,5,opt,name=node_subnet,json=nodeSubnet,proto3" json:"node_subnet,omitempty"`
+	// gateway is the node's address on the network, e.g. "10.200.3.1".
+	Gateway       string   `protobuf:"bytes,6,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Aliases       []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkAttachment) Reset() {
+	*x = NetworkAttachment{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkAttachment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkAttachment) ProtoMessage() {}
+
+func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
+func (*NetworkAttachment) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *NetworkAttachment) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetNetworkName() string {
+	if x != nil {
+		return x.NetworkName
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetNodeSubnet() string {
+	if x != nil {
+		return x.NodeSubnet
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *NetworkAttachment) GetAliases() []string {
+	if x != nil {
+		return x.Aliases
+	}
+	return nil
+}
+
+// Network is an overlay of task addresses spanning the cluster's nodes.
+type Network struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta  *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *NetworkSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// subnet is the allocated subnet in CIDR form (spec.subnet when given).
+	Subnet string `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// node_subnets are the slices of subnet handed to nodes, by node ID.
+	NodeSubnets   map[string]string `protobuf:"bytes,5,rep,name=node_subnets,json=nodeSubnets,proto3" json:"node_subnets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Network) Reset() {
+	*x = Network{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Network) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Network) ProtoMessage() {}
+
+func (x *Network) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Network.ProtoReflect.Descriptor instead.
+func (*Network) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *Network) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Network) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Network) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Network) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *Network) GetNodeSubnets() map[string]string {
+	if x != nil {
+		return x.NodeSubnets
+	}
+	return nil
+}
+
+// NetworkSpec is what a user declares for a network.
+type NetworkSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// annotations.name is required and unique.
+	Annotations *Annotations `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	// subnet is an IPv4 CIDR ("10.200.0.0/16"); empty takes one from the
+	// IPAM plugin's default pool.
+	Subnet string `protobuf:"bytes,2,opt,name=subnet,proto3" json:"subnet,omitempty"`
+	// node_prefix_len is the prefix length of each node's slice; 0 means 24.
+	NodePrefixLen uint32 `protobuf:"varint,3,opt,name=node_prefix_len,json=nodePrefixLen,proto3" json:"node_prefix_len,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkSpec) Reset() {
+	*x = NetworkSpec{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkSpec) ProtoMessage() {}
+
+func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
+func (*NetworkSpec) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *NetworkSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *NetworkSpec) GetSubnet() string {
+	if x != nil {
+		return x.Subnet
+	}
+	return ""
+}
+
+func (x *NetworkSpec) GetNodePrefixLen() uint32 {
+	if x != nil {
+		return x.NodePrefixLen
+	}
+	return 0
+}
+
 // TaskStatus is a task's observed state.
 type TaskStatus struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2592,7 +2979,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2991,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +3004,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -2743,13 +3130,19 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x05R\x06weight\"\xdc\x01\n" +
+	"\x06weight\x18\x03 \x01(\x05R\x06weight\"\x99\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1c.shoal.object.v1.ServiceSpecR\x04spec\x12A\n" +
 	"\rprevious_spec\x18\x04 \x01(\v2\x1c.shoal.object.v1.ServiceSpecR\fpreviousSpec\x12!\n" +
-	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\"\xf6\x02\n" +
+	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12;\n" +
+	"\vvirtual_ips\x18\x06 \x03(\v2\x1a.shoal.object.v1.VirtualIPR\n" +
+	"virtualIps\">\n" +
+	"\tVirtualIP\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xf6\x02\n" +
 	"\vServiceSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12-\n" +
 	"\x04task\x18\x02 \x01(\v2\x19.shoal.object.v1.TaskSpecR\x04task\x12D\n" +
@@ -2762,12 +3155,16 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x04mode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x03R\breplicas\"\x0f\n" +
-	"\rGlobalService\"\x81\x02\n" +
+	"\rGlobalService\"\xc7\x02\n" +
 	"\bTaskSpec\x12<\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x1e.shoal.object.v1.ContainerSpecR\tcontainer\x12C\n" +
 	"\tresources\x18\x02 \x01(\v2%.shoal.object.v1.ResourceRequirementsR\tresources\x128\n" +
 	"\arestart\x18\x03 \x01(\v2\x1e.shoal.object.v1.RestartPolicyR\arestart\x128\n" +
-	"\tplacement\x18\x04 \x01(\v2\x1a.shoal.object.v1.PlacementR\tplacement\"\xa3\x02\n" +
+	"\tplacement\x18\x04 \x01(\v2\x1a.shoal.object.v1.PlacementR\tplacement\x12D\n" +
+	"\bnetworks\x18\x05 \x03(\v2(.shoal.object.v1.NetworkAttachmentConfigR\bnetworks\"K\n" +
+	"\x17NetworkAttachmentConfig\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"\xa3\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2812,7 +3209,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x120\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x1c.shoal.object.v1.PublishModeR\x04mode\"A\n" +
 	"\fEndpointSpec\x121\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\"\xa4\x03\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\"\xe4\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x12\x1d\n" +
@@ -2825,7 +3222,31 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x13service_annotations\x18\b \x01(\v2\x1c.shoal.object.v1.AnnotationsR\x12serviceAnnotations\x12?\n" +
 	"\rdesired_state\x18\t \x01(\x0e2\x1a.shoal.object.v1.TaskStateR\fdesiredState\x123\n" +
 	"\x06status\x18\n" +
-	" \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xf6\x01\n" +
+	" \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\x12>\n" +
+	"\bnetworks\x18\v \x03(\v2\".shoal.object.v1.NetworkAttachmentR\bnetworks\"\xd6\x01\n" +
+	"\x11NetworkAttachment\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12!\n" +
+	"\fnetwork_name\x18\x02 \x01(\tR\vnetworkName\x12\x12\n" +
+	"\x04addr\x18\x03 \x01(\tR\x04addr\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\x12\x1f\n" +
+	"\vnode_subnet\x18\x05 \x01(\tR\n" +
+	"nodeSubnet\x12\x18\n" +
+	"\agateway\x18\x06 \x01(\tR\agateway\x12\x18\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\"\x9c\x02\n" +
+	"\aNetwork\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1c.shoal.object.v1.NetworkSpecR\x04spec\x12\x16\n" +
+	"\x06subnet\x18\x04 \x01(\tR\x06subnet\x12L\n" +
+	"\fnode_subnets\x18\x05 \x03(\v2).shoal.object.v1.Network.NodeSubnetsEntryR\vnodeSubnets\x1a>\n" +
+	"\x10NodeSubnetsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x01\n" +
+	"\vNetworkSpec\x12>\n" +
+	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12\x16\n" +
+	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12&\n" +
+	"\x0fnode_prefix_len\x18\x03 \x01(\rR\rnodePrefixLen\"\xf6\x01\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x120\n" +
@@ -2898,55 +3319,61 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_shoal_object_v1_object_proto_goTypes = []any{
-	(NodeRole)(0),                 // 0: shoal.object.v1.NodeRole
-	(NodeAvailability)(0),         // 1: shoal.object.v1.NodeAvailability
-	(NodeState)(0),                // 2: shoal.object.v1.NodeState
-	(RestartCondition)(0),         // 3: shoal.object.v1.RestartCondition
-	(FailureAction)(0),            // 4: shoal.object.v1.FailureAction
-	(UpdateOrder)(0),              // 5: shoal.object.v1.UpdateOrder
-	(PublishMode)(0),              // 6: shoal.object.v1.PublishMode
-	(TaskState)(0),                // 7: shoal.object.v1.TaskState
-	(*Meta)(nil),                  // 8: shoal.object.v1.Meta
-	(*Annotations)(nil),           // 9: shoal.object.v1.Annotations
-	(*Resources)(nil),             // 10: shoal.object.v1.Resources
-	(*Cluster)(nil),               // 11: shoal.object.v1.Cluster
-	(*ClusterSpec)(nil),           // 12: shoal.object.v1.ClusterSpec
-	(*DispatcherConfig)(nil),      // 13: shoal.object.v1.DispatcherConfig
-	(*CAConfig)(nil),              // 14: shoal.object.v1.CAConfig
-	(*OrchestrationConfig)(nil),   // 15: shoal.object.v1.OrchestrationConfig
-	(*RootCA)(nil),                // 16: shoal.object.v1.RootCA
-	(*JoinTokens)(nil),            // 17: shoal.object.v1.JoinTokens
-	(*Node)(nil),                  // 18: shoal.object.v1.Node
-	(*NodeSpec)(nil),              // 19: shoal.object.v1.NodeSpec
-	(*NodeDescription)(nil),       // 20: shoal.object.v1.NodeDescription
-	(*NodeStatus)(nil),            // 21: shoal.object.v1.NodeStatus
-	(*ManagerStatus)(nil),         // 22: shoal.object.v1.ManagerStatus
-	(*Service)(nil),               // 23: shoal.object.v1.Service
-	(*ServiceSpec)(nil),           // 24: shoal.object.v1.ServiceSpec
-	(*ReplicatedService)(nil),     // 25: shoal.object.v1.ReplicatedService
-	(*GlobalService)(nil),         // 26: shoal.object.v1.GlobalService
-	(*TaskSpec)(nil),              // 27: shoal.object.v1.TaskSpec
-	(*ContainerSpec)(nil),         // 28: shoal.object.v1.ContainerSpec
-	(*Mount)(nil),                 // 29: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),  // 30: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),         // 31: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),             // 32: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),   // 33: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),          // 34: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),            // 35: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),          // 36: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                  // 37: shoal.object.v1.Task
-	(*TaskStatus)(nil),            // 38: shoal.object.v1.TaskStatus
-	nil,                           // 39: shoal.object.v1.Annotations.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 41: google.protobuf.Duration
+	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
+	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
+	(NodeState)(0),                  // 2: shoal.object.v1.NodeState
+	(RestartCondition)(0),           // 3: shoal.object.v1.RestartCondition
+	(FailureAction)(0),              // 4: shoal.object.v1.FailureAction
+	(UpdateOrder)(0),                // 5: shoal.object.v1.UpdateOrder
+	(PublishMode)(0),                // 6: shoal.object.v1.PublishMode
+	(TaskState)(0),                  // 7: shoal.object.v1.TaskState
+	(*Meta)(nil),                    // 8: shoal.object.v1.Meta
+	(*Annotations)(nil),             // 9: shoal.object.v1.Annotations
+	(*Resources)(nil),               // 10: shoal.object.v1.Resources
+	(*Cluster)(nil),                 // 11: shoal.object.v1.Cluster
+	(*ClusterSpec)(nil),             // 12: shoal.object.v1.ClusterSpec
+	(*DispatcherConfig)(nil),        // 13: shoal.object.v1.DispatcherConfig
+	(*CAConfig)(nil),                // 14: shoal.object.v1.CAConfig
+	(*OrchestrationConfig)(nil),     // 15: shoal.object.v1.OrchestrationConfig
+	(*RootCA)(nil),                  // 16: shoal.object.v1.RootCA
+	(*JoinTokens)(nil),              // 17: shoal.object.v1.JoinTokens
+	(*Node)(nil),                    // 18: shoal.object.v1.Node
+	(*NodeSpec)(nil),                // 19: shoal.object.v1.NodeSpec
+	(*NodeDescription)(nil),         // 20: shoal.object.v1.NodeDescription
+	(*NodeStatus)(nil),              // 21: shoal.object.v1.NodeStatus
+	(*ManagerStatus)(nil),           // 22: shoal.object.v1.ManagerStatus
+	(*Service)(nil),                 // 23: shoal.object.v1.Service
+	(*VirtualIP)(nil),               // 24: shoal.object.v1.VirtualIP
+	(*ServiceSpec)(nil),             // 25: shoal.object.v1.ServiceSpec
+	(*ReplicatedService)(nil),       // 26: shoal.object.v1.ReplicatedService
+	(*GlobalService)(nil),           // 27: shoal.object.v1.GlobalService
+	(*TaskSpec)(nil),                // 28: shoal.object.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 29: shoal.object.v1.NetworkAttachmentConfig
+	(*ContainerSpec)(nil),           // 30: shoal.object.v1.ContainerSpec
+	(*Mount)(nil),                   // 31: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 32: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 33: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 34: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 35: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 36: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 37: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 38: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 39: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 40: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 41: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 42: shoal.object.v1.NetworkSpec
+	(*TaskStatus)(nil),              // 43: shoal.object.v1.TaskStatus
+	nil,                             // 44: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 45: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 46: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 47: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	40, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	40, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	39, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	46, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	46, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	44, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
 	8,  // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
 	12, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
 	16, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
@@ -2954,8 +3381,8 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	13, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
 	14, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
 	15, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	41, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	41, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	47, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	47, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
 	17, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
 	8,  // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
 	19, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
@@ -2969,44 +3396,51 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	10, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
 	2,  // 23: shoal.object.v1.NodeStatus.state:type_name -> shoal.object.v1.NodeState
 	8,  // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
-	24, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
-	24, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
-	9,  // 27: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
-	27, // 28: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
-	25, // 29: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
-	26, // 30: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
-	34, // 31: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	36, // 32: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	28, // 33: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	30, // 34: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	31, // 35: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	32, // 36: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	29, // 37: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	41, // 38: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	10, // 39: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	10, // 40: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
-	3,  // 41: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	41, // 42: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	41, // 43: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	33, // 44: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	41, // 45: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 46: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	41, // 47: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 48: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
-	6,  // 49: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	35, // 50: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	8,  // 51: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	27, // 52: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	9,  // 53: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	7,  // 54: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	38, // 55: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	40, // 56: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	7,  // 57: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	25, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
+	25, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
+	24, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
+	9,  // 28: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
+	28, // 29: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
+	26, // 30: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
+	27, // 31: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
+	36, // 32: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	38, // 33: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	30, // 34: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	32, // 35: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	33, // 36: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	34, // 37: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	29, // 38: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	31, // 39: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	47, // 40: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	10, // 41: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	10, // 42: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	3,  // 43: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
+	47, // 44: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	47, // 45: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	35, // 46: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	47, // 47: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	4,  // 48: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
+	47, // 49: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	5,  // 50: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
+	6,  // 51: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
+	37, // 52: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	8,  // 53: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	28, // 54: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	9,  // 55: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	7,  // 56: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	43, // 57: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	40, // 58: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	8,  // 59: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	42, // 60: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	45, // 61: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	9,  // 62: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	46, // 63: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	7,  // 64: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -3014,7 +3448,7 @@ func file_shoal_object_v1_object_proto_init() {
 	if File_shoal_object_v1_object_proto != nil {
 		return
 	}
-	file_shoal_object_v1_object_proto_msgTypes[16].OneofWrappers = []any{
+	file_shoal_object_v1_object_proto_msgTypes[17].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 	}
@@ -3024,7 +3458,7 @@ func file_shoal_object_v1_object_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   32,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

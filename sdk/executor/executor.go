@@ -1,0 +1,167 @@
+// Package executor is the SDK for executor plugins: how a node runs tasks.
+//
+// An executor plugin is a program whose main calls Serve with a value that
+// implements Executor:
+//
+//	func main() { executor.Serve(newContainerd()) }
+//
+// Name its binary in the node's config, [plugins.executor] path = "...".
+// Test it with one call to the conformance kit, executortest.Run.
+//
+// The executor owns the tasks it runs: they keep running when the plugin or
+// the agent restarts, and a new plugin process finds them again (List,
+// Inspect). The kernel calls at most one method at a time for one task;
+// calls for different tasks run concurrently. Errors carry sdk kinds
+// (sdk.ErrNotFound for a task the executor does not hold,
+// sdk.ErrInvalidArgument for a task spec it cannot run) so the kernel can
+// tell a task's fault from a transient one.
+package executor
+
+import (
+	"context"
+	"time"
+
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// Executor runs tasks on one node.
+type Executor interface {
+	// Prepare makes the task ready to start: pulls its image when the node
+	// does not have it, creates its container (and its network attachments,
+	// when the task has any). Preparing a task the executor already holds
+	// returns nil. progress, when not nil, is called with short human
+	// messages ("pulling registry.local/web:1: 12.5 MB of 40 MB") that the
+	// kernel shows in the task's status; it must not block for long.
+	// Errors naming what failed ("pull registry.local/web:1: not found") end
+	// the task; the message is what the user sees.
+	Prepare(ctx context.Context, task *objectv1.Task, progress func(message string)) error
+
+	// Start starts a prepared task's process. Starting a task that runs
+	// returns nil; starting an unknown task is sdk.ErrNotFound.
+	Start(ctx context.Context, taskID string) error
+
+	// Wait blocks until the task's process exits and returns how it ended,
+	// or returns ctx's error when ctx ends first. For a process that already
+	// exited it returns at once.
+	Wait(ctx context.Context, taskID string) (ExitStatus, error)
+
+	// Stop sends signal (empty: the task's stop signal, else SIGTERM) to
+	// the process, sends SIGKILL once grace has passed, and returns once the
+	// process exited or ctx ended. Stopping a task that does not run
+	// returns nil.
+	Stop(ctx context.Context, taskID string, signal string, grace time.Duration) error
+
+	// Remove deletes the task and everything Prepare made for it, killing
+	// its process if it still runs. Its logs go with it. Removing an
+	// unknown task returns nil.
+	Remove(ctx context.Context, taskID string) error
+
+	// List returns every task the executor holds, running or not, so a
+	// restarted agent adopts what runs instead of starting it again.
+	List(ctx context.Context) ([]TaskInfo, error)
+
+	// Inspect returns one task as the executor holds it, or sdk.ErrNotFound.
+	Inspect(ctx context.Context, taskID string) (TaskInfo, error)
+
+	// Logs sends the task's log lines to emit, in order within each stream,
+	// beginning with the last opts.Tail lines (all when Tail < 0). With
+	// opts.Follow it then sends new lines as they are written until ctx
+	// ends or the task's process has exited and every line is sent.
+	// emit's error stops Logs, which returns it.
+	Logs(ctx context.Context, taskID string, opts LogOptions, emit func(LogEntry) error) error
+
+	// Stats returns the task's resource use now, or sdk.ErrNotFound.
+	Stats(ctx context.Context, taskID string) (Stats, error)
+}
+
+// Configurer is implemented by executors that take settings from
+// [plugins.executor.config]. Configure is called once per plugin start,
+// before anything else, with the table as TOML text (empty when unset) and
+// the node's facts; decode the text with sdk.DecodeConfig.
+type Configurer interface {
+	Configure(ctx context.Context, node NodeInfo, config []byte) error
+}
+
+// NodeInfo is what the kernel tells an executor about its node.
+type NodeInfo struct {
+	// NodeID is the node's ID in the cluster.
+	NodeID string
+	// StateDir is a directory the executor owns, under the node's data
+	// directory; it survives restarts.
+	StateDir string
+	// ContainerdAddress is the containerd socket the node runs or was
+	// configured with; empty when the node has none.
+	ContainerdAddress string
+}
+
+// ExitStatus is how a task's process ended.
+type ExitStatus struct {
+	// ExitCode is the process's exit code; 128+N when killed by signal N.
+	ExitCode int
+	// ExitedAt is when it exited.
+	ExitedAt time.Time
+	// OOMKilled says the kernel's OOM killer ended it.
+	OOMKilled bool
+}
+
+// TaskInfo is a task as the executor holds it.
+type TaskInfo struct {
+	TaskID string
+	// Running says its process runs.
+	Running bool
+	// Exited says its process ran and exited with ExitCode. A task neither
+	// running nor exited is prepared and not started.
+	Exited   bool
+	ExitCode int
+	// ContainerID and Pid identify the container and its process.
+	ContainerID string
+	Pid         int
+}
+
+// LogStream names a task's output stream.
+type LogStream int
+
+// The streams a task writes.
+const (
+	Stdout LogStream = 1
+	Stderr LogStream = 2
+)
+
+// String returns "stdout" or "stderr".
+func (s LogStream) String() string {
+	switch s {
+	case Stdout:
+		return "stdout"
+	case Stderr:
+		return "stderr"
+	}
+	return "unknown"
+}
+
+// LogOptions select which lines Logs sends.
+type LogOptions struct {
+	// Follow keeps sending new lines until the task exits or ctx ends.
+	Follow bool
+	// Tail is how many of the last lines to start with; < 0 means all.
+	Tail int
+}
+
+// LogEntry is one line a task wrote.
+type LogEntry struct {
+	Stream LogStream
+	// Time is when the executor read the line.
+	Time time.Time
+	// Line is the line's bytes without its newline.
+	Line []byte
+}
+
+// Stats is a task's resource use.
+type Stats struct {
+	// CPUNanos is the CPU time used since start, in nanoseconds.
+	CPUNanos uint64
+	// MemoryBytes is the memory in use now; MemoryLimitBytes its limit
+	// (0: none).
+	MemoryBytes      uint64
+	MemoryLimitBytes uint64
+	Time             time.Time
+}
