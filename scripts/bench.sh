@@ -9,4 +9,5 @@ go test -run '^$' -bench . -benchmem -count 1 ./kernel/state/ ./kernel/presence/
 go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/raftstore/
 go test -run '^$' -bench Place -count 5 -timeout 30m ./plugins/scheduler-spread/
 SHOAL_BENCH_FAILOVER=20 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./kernel/clustertest/
+for i in 1 2 3 4 5; do go test -run "^$" -bench StatusFlood -benchtime 1x -timeout 10m ./kernel/clustertest/ | grep Benchmark; done
 go test -run '^$' -bench Scale -benchtime 1x -timeout 40m ./kernel/clustertest/
