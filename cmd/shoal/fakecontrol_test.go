@@ -42,6 +42,9 @@ type fakeControl struct {
 	nodes    map[string]*objectv1.Node
 	services map[string]*objectv1.Service
 	tasks    map[string]*objectv1.Task
+	// afterUpdate, when set, changes a service after each update, as the
+	// orchestrator would.
+	afterUpdate func(*objectv1.Service)
 
 	// conflicts makes that many updates fail as if another writer had
 	// changed the object since it was read (the fake bumps its version).
@@ -315,6 +318,9 @@ func (f *fakeControl) UpdateService(_ context.Context, req *controlv1.UpdateServ
 	s.Spec = req.Spec
 	s.SpecVersion++
 	s.Meta.Version = f.nextVersion()
+	if f.afterUpdate != nil {
+		f.afterUpdate(s)
+	}
 	return &controlv1.UpdateServiceResponse{Service: proto.CloneOf(s)}, nil
 }
 

@@ -196,12 +196,41 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 		if done {
 			return nil
 		}
+		if err := updateStopped(ctx, client, svc); err != nil {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return c.waitEnded(ctx, ctx.Err(), cv.name, pp.last)
 		case <-tick.C:
 		}
 	}
+}
+
+// updateStopped returns an error when the rolling update of svc's spec
+// stopped short of converging: it paused, or failed and rolled back. The
+// tasks would never converge to the spec the user asked for, so waiting on
+// would only run into --timeout.
+func updateStopped(ctx context.Context, client controlv1.ControlClient, svc *objectv1.Service) error {
+	if svc.GetSpecVersion() == 0 {
+		return nil
+	}
+	resp, err := client.GetService(ctx, &controlv1.GetServiceRequest{Ref: svc.GetId()})
+	if err != nil {
+		return nil // the task listing reports lasting errors
+	}
+	us := resp.GetService().GetUpdateStatus()
+	if us.GetSpecVersion() < svc.GetSpecVersion() {
+		return nil
+	}
+	switch us.GetState() {
+	case objectv1.UpdateState_UPDATE_STATE_PAUSED, objectv1.UpdateState_UPDATE_STATE_ROLLBACK_PAUSED,
+		objectv1.UpdateState_UPDATE_STATE_ROLLBACK_STARTED, objectv1.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED:
+		name := svc.GetSpec().GetAnnotations().GetName()
+		return fmt.Errorf("%s: %s (%s); see 'shoal service ps %s'", name,
+			strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(us.GetState().String(), "UPDATE_STATE_"), "_", " ")), us.GetMessage(), name)
+	}
+	return nil
 }
 
 // waitEnded explains why waiting stopped early. The change itself is

@@ -25,6 +25,7 @@ type serviceFlags struct {
 	publish     []*objectv1.PortConfig
 	constraints []string
 	prefs       []string
+	networks    []string
 
 	// update only
 	image         string
@@ -53,6 +54,8 @@ type serviceFlags struct {
 	updateParallelism   uint64
 	updateDelay         time.Duration
 	updateFailureAction objectv1.FailureAction
+	updateMonitor       time.Duration
+	updateMaxFailure    float32
 	updateOrder         objectv1.UpdateOrder
 	workdir             string
 	user                string
@@ -77,6 +80,8 @@ func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.updateDelay, "update-delay", 0, "delay between update batches")
 	fs.Var(newEnumValue(&f.updateFailureAction, "FAILURE_ACTION_", objectv1.FailureAction_name),
 		"update-failure-action", "what an update does when tasks fail")
+	fs.DurationVar(&f.updateMonitor, "update-monitor", 0, "how long each new task is watched for failure (default 5s)")
+	fs.Float32Var(&f.updateMaxFailure, "update-max-failure-ratio", 0, "fraction of new tasks that may fail before the failure action applies, 0 to 1")
 	fs.Var(newEnumValue(&f.updateOrder, "UPDATE_ORDER_", objectv1.UpdateOrder_name),
 		"update-order", "stop the old task before or after its replacement starts")
 	fs.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
@@ -96,6 +101,7 @@ func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
 	fs.VarP(portsValue{target: &f.publish}, "publish", "p", "publish a port: [PUBLISHED:]TARGET[/PROTOCOL]")
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint `EXPR`, e.g. node.labels.zone==a")
 	fs.Var(prefsValue{&f.prefs}, "placement-pref", "placement preference, e.g. spread=node.labels.rack")
+	fs.StringArrayVar(&f.networks, "network", nil, "join the network `NAME` (or ID); repeat for several")
 }
 
 func (f *serviceFlags) addUpdate(fs *pflag.FlagSet) {
@@ -133,6 +139,13 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 	f.applyPlacement(set, spec)
 	f.applyUpdate(set, spec)
 	f.applyPorts(set, spec)
+	if set("network") {
+		t := taskOf(spec)
+		t.Networks = nil
+		for _, n := range f.networks {
+			t.Networks = append(t.Networks, &objectv1.NetworkAttachmentConfig{Target: n})
+		}
+	}
 	return nil
 }
 
@@ -245,6 +258,12 @@ func (f *serviceFlags) applyUpdate(set func(string) bool, spec *objectv1.Service
 	}
 	if set("update-failure-action") {
 		updateOf(spec).FailureAction = f.updateFailureAction
+	}
+	if set("update-monitor") {
+		updateOf(spec).Monitor = durationpb.New(f.updateMonitor)
+	}
+	if set("update-max-failure-ratio") {
+		updateOf(spec).MaxFailureRatio = f.updateMaxFailure
 	}
 	if set("update-order") {
 		updateOf(spec).Order = f.updateOrder

@@ -74,6 +74,7 @@ func TestServiceCreateSpec(t *testing.T) {
 				"--limit-cpu", "0.5", "--limit-memory", "256MiB", "--reserve-cpu", "0.25", "--reserve-memory", "1G",
 				"--restart-condition", "on-failure", "--restart-delay", "5s", "--restart-max-attempts", "3", "--restart-window", "1m",
 				"--update-parallelism", "2", "--update-delay", "10s", "--update-failure-action", "rollback", "--update-order", "start-first",
+				"--update-monitor", "30s", "--update-max-failure-ratio", "0.25",
 				"--workdir", "/srv", "--user", "1000:1000", "--stop-signal", "SIGQUIT", "--stop-grace-period", "30s",
 				"--max-replicas-per-node", "2",
 				"nginx:1.27", "nginx", "-g", "daemon off;",
@@ -108,10 +109,12 @@ func TestServiceCreateSpec(t *testing.T) {
 				},
 				Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 3}},
 				Update: &objectv1.UpdateConfig{
-					Parallelism:   2,
-					Delay:         durationpb.New(10 * time.Second),
-					FailureAction: objectv1.FailureAction_FAILURE_ACTION_ROLLBACK,
-					Order:         objectv1.UpdateOrder_UPDATE_ORDER_START_FIRST,
+					Parallelism:     2,
+					Delay:           durationpb.New(10 * time.Second),
+					FailureAction:   objectv1.FailureAction_FAILURE_ACTION_ROLLBACK,
+					Monitor:         durationpb.New(30 * time.Second),
+					MaxFailureRatio: 0.25,
+					Order:           objectv1.UpdateOrder_UPDATE_ORDER_START_FIRST,
 				},
 				Endpoint: &objectv1.EndpointSpec{Ports: []*objectv1.PortConfig{
 					{TargetPort: 80, PublishedPort: 8080},
@@ -162,6 +165,8 @@ func TestServiceCreateBadFlag(t *testing.T) {
 		{[]string{"--restart-condition", "sometimes"}, `"--restart-condition" flag: want one of none, on-failure, any`},
 		{[]string{"--update-order", "random"}, `"--update-order" flag`},
 		{[]string{"--update-failure-action", "explode"}, `"--update-failure-action" flag`},
+		{[]string{"--update-monitor", "5"}, `"--update-monitor" flag`},
+		{[]string{"--update-max-failure-ratio", "a tenth"}, `"--update-max-failure-ratio" flag`},
 		{[]string{"--restart-delay", "5"}, `"--restart-delay" flag`},
 		{[]string{"--env", "NOVALUE"}, `--env" flag`},
 		{[]string{"--label", "=x"}, `--label" flag`},
@@ -548,5 +553,25 @@ func TestServicePsFilter(t *testing.T) {
 	want := []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING}
 	if got := f.listTasks[0].DesiredStates; len(got) != 1 || got[0] != want[0] {
 		t.Errorf("ps --filter desired-state=running sent desired_states %v, want %v", got, want)
+	}
+}
+
+// TestServiceUpdateStopsWhenPaused: waiting for an update ends as soon as
+// the orchestrator pauses it, with its reason, instead of at --timeout.
+func TestServiceUpdateStopsWhenPaused(t *testing.T) {
+	f := newFakeControl()
+	seed(f)
+	f.afterUpdate = func(s *objectv1.Service) {
+		s.UpdateStatus = &objectv1.UpdateStatus{
+			State:       objectv1.UpdateState_UPDATE_STATE_PAUSED,
+			SpecVersion: s.SpecVersion,
+			Message:     "update paused: task abc failed: exit code 1",
+		}
+	}
+	host := f.serve(t)
+	res := runCLI(host, "service", "update", "--timeout", "1m", "--image", "nginx:1.28", "web")
+	want := "web: paused (update paused: task abc failed: exit code 1)"
+	if res.code == 0 || !strings.Contains(res.stderr, want) {
+		t.Fatalf("update = exit %d, stderr %q; want an error containing %q", res.code, res.stderr, want)
 	}
 }

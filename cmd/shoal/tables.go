@@ -288,6 +288,17 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 		}
 		field("Update failure action", enumName(u.GetFailureAction().String(), "FAILURE_ACTION_"))
 		field("Update order", enumName(u.GetOrder().String(), "UPDATE_ORDER_"))
+		if m := u.GetMonitor(); m != nil {
+			field("Update monitor", m.AsDuration().String())
+		}
+		field("Update max failure ratio", fmt.Sprint(u.GetMaxFailureRatio()))
+	}
+	if us := svc.GetUpdateStatus(); us != nil {
+		line := strings.ToLower(strings.TrimPrefix(us.GetState().String(), "UPDATE_STATE_"))
+		if m := us.GetMessage(); m != "" {
+			line += ": " + m
+		}
+		field("Update status", line)
 	}
 	field("Ports", formatPorts(spec.GetEndpoint().GetPorts()))
 	return tw.Flush()

@@ -323,15 +323,32 @@ func (e *env) removeNode(id string) {
 }
 
 // report sets a task's observed state, as the scheduler (ASSIGNED, with a
-// node) or a worker's status report (anything after) does.
+// node) or a worker's status report (anything after) does. The scheduler
+// places tasks only on nodes of the cluster: a node named here that the test
+// did not create is created, ready and active, in the same write (a task on
+// a node the store does not know is a removed node's, and replaced).
 func (e *env) report(taskID, nodeID string, st objectv1.TaskState) {
+	e.t.Helper()
+	e.reportStatus(taskID, nodeID, &objectv1.TaskStatus{State: st})
+}
+
+// reportStatus is report with a whole status (an exit code, an error); its
+// timestamp is set to the write's time.
+func (e *env) reportStatus(taskID, nodeID string, status *objectv1.TaskStatus) {
 	e.t.Helper()
 	e.raft.write(e.t, func(tx *state.Tx) error {
 		next := proto.Clone(tx.Task(taskID)).(*objectv1.Task)
 		if nodeID != "" {
+			if tx.Node(nodeID) == nil {
+				if err := tx.CreateNode(node(nodeID, availActive, nodeReady)); err != nil {
+					return err
+				}
+			}
 			next.NodeId = nodeID
 		}
-		next.Status = &objectv1.TaskStatus{Timestamp: timestamppb.New(tx.Now()), State: st}
+		status = proto.Clone(status).(*objectv1.TaskStatus)
+		status.Timestamp = timestamppb.New(tx.Now())
+		next.Status = status
 		return tx.UpdateTask(next)
 	})
 }

@@ -1,7 +1,8 @@
 // Package orchestrator reconciles services with their tasks on the leader:
 // one task per slot for replicated services, one per eligible node for
 // global ones, replacing ended tasks per the restart policy and removing
-// tasks of removed or scaled-down services.
+// tasks of removed or scaled-down services, replacing the tasks of lost
+// (down or removed) nodes, and rolling spec changes out (update.go).
 //
 // It is driven by store watch events and restartable: Run rebuilds
 // everything from a view of the store. All the changes of one pass, however
@@ -215,12 +216,24 @@ func mark(ev state.Event, dirty, nodes map[string]bool) bool {
 	return false
 }
 
-// nodeLost reports whether a node is down: its tasks will not be heard of
-// again and are replaced elsewhere.
-// TODO(#4): also replace the tasks of a node removed with --force while up.
+// nodeLost reports whether a task's node is lost: its tasks will not be
+// heard of again and are replaced elsewhere. A node is lost when it is down,
+// or when it was removed from the cluster (`node rm --force` while up): its
+// session is closed and it cannot open another.
 func nodeLost(tx *state.ReadTx, id string) bool {
+	return lostReason(tx, id) != ""
+}
+
+// lostReason says why a node is lost, or "" if it is not.
+func lostReason(tx *state.ReadTx, id string) string {
 	n := tx.Node(id)
-	return n != nil && n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN
+	switch {
+	case n == nil:
+		return "node removed"
+	case n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN:
+		return "node down"
+	}
+	return ""
 }
 
 // orphan takes a task of a lost node out of service: it is marked ORPHANED
@@ -232,7 +245,7 @@ func orphan(tx *state.Tx, t *objectv1.Task, now time.Time, stats *passStats) err
 	next.Status = &objectv1.TaskStatus{
 		Timestamp: timestamppb.New(now),
 		State:     objectv1.TaskState_TASK_STATE_ORPHANED,
-		Message:   "node down: task replaced",
+		Message:   lostReason(tx.ReadTx, t.GetNodeId()) + ": task replaced",
 	}
 	stats.orphaned++
 	return tx.UpdateTask(next)
@@ -248,7 +261,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 	var stats passStats
 	err := o.raft.Update(ctx, func(tx *state.Tx) error {
 		stats = passStats{}
-		now := time.Now()
+		now := tx.Now()
 		for _, id := range ids {
 			if err := reconcileService(tx, id, now, &stats); err != nil {
 				return err
@@ -268,13 +281,29 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
 			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned)
 	}
+	for _, n := range stats.updates {
+		o.log.Info("rolling update", "service_id", n.serviceID, "state", n.state, "message", n.message)
+	}
 	return nil
 }
 
 type passStats struct {
 	created, removed, stopped, orphaned int
-	// wakes holds, per service, when a delayed restart is due.
+	// wakes holds, per service, when a delayed restart, an update's monitor
+	// period or its delay is due.
 	wakes map[string]time.Time
+	// updates are the rolling updates whose state changed, to log once
+	// the pass is committed.
+	updates []updateNote
+}
+
+type updateNote struct {
+	serviceID, message string
+	state              objectv1.UpdateState
+}
+
+func (s *passStats) note(serviceID string, st *objectv1.UpdateStatus) {
+	s.updates = append(s.updates, updateNote{serviceID: serviceID, state: st.GetState(), message: st.GetMessage()})
 }
 
 func (s *passStats) wake(serviceID string, at time.Time) {
@@ -417,67 +446,135 @@ func pruneHistory(tx *state.Tx, svc *objectv1.Service, stats *passStats) error {
 	return nil
 }
 
+// slotTasks are the tasks desired running of one slot (one node, for a
+// global service) in a pass, neither lost nor ended.
+type slotTasks struct {
+	// cur are up to date (never-placed ones were refreshed).
+	cur []*objectv1.Task
+	// old are placed and run an out-of-date spec.
+	old []*objectv1.Task
+}
+
+// keepOne keeps the most advanced of ts (the highest observed state, then
+// the lowest ID) and retires the others: a slot runs one task of a kind.
+func keepOne(tx *state.Tx, ts []*objectv1.Task, stats *passStats) (*objectv1.Task, error) {
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	sort.Slice(ts, func(i, j int) bool {
+		if a, b := ts[i].GetStatus().GetState(), ts[j].GetStatus().GetState(); a != b {
+			return a > b
+		}
+		return ts[i].Id < ts[j].Id
+	})
+	for _, t := range ts[1:] {
+		if err := retire(tx, t, stats); err != nil {
+			return nil, err
+		}
+	}
+	return ts[0], nil
+}
+
 func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
 	// Validation bounds replicas; a negative count must still never become
 	// a huge unsigned one.
 	want := uint64(max(svc.GetSpec().GetReplicated().GetReplicas(), 0))
-	live := map[uint64]bool{}
-	var stale, current []*objectv1.Task
+	slots := map[uint64]*slotTasks{}
+	in := func(slot uint64) *slotTasks {
+		if slots[slot] == nil {
+			slots[slot] = &slotTasks{}
+		}
+		return slots[slot]
+	}
+	var over []*objectv1.Task // ended tasks still desired running
 	for _, t := range tasks {
 		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
 			continue
 		}
 		switch {
 		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
-			// Its node is down: replace it (the slot is refilled below).
+			// Its node is lost: replace it (the slot is refilled below).
 			if err := orphan(tx, t, now, stats); err != nil {
 				return err
 			}
-		case t.GetSlot() > want || t.GetSlot() == 0 || live[t.GetSlot()]:
-			// Scaled down, or a duplicate for its slot.
+		case t.GetSlot() > want || t.GetSlot() == 0:
+			// Scaled down.
 			if err := retire(tx, t, stats); err != nil {
 				return err
 			}
 		case ended(t):
-			// The task is over; whether its slot gets a new one is the
-			// restart policy's call.
-			again, at := decide(svc, t, tasks, now)
-			if again && !at.IsZero() {
-				// The restart delay runs: the slot waits, and the pass
-				// after it comes back to this task.
-				live[t.GetSlot()] = true
-				stats.wake(svc.Id, at)
-				continue
-			}
-			if err := settleEnded(tx, t, again); err != nil {
-				return err
-			}
-			if again {
-				continue // the slot stays free and is refilled below
-			}
-			live[t.GetSlot()] = true
+			over = append(over, t)
 		case !placed(t) && outdated(t, svc):
 			// Not on a node yet: bring it up to date in place.
-			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
+			next := refresh(t, svc)
+			if err := tx.UpdateTask(next); err != nil {
 				return err
 			}
-			live[t.GetSlot()] = true
+			in(t.GetSlot()).cur = append(in(t.GetSlot()).cur, next)
 		case outdated(t, svc):
 			// On a node with an old spec: the rolling update below decides
 			// when it is replaced.
-			stale = append(stale, t)
-			live[t.GetSlot()] = true
+			in(t.GetSlot()).old = append(in(t.GetSlot()).old, t)
 		default:
-			current = append(current, t)
-			live[t.GetSlot()] = true
+			in(t.GetSlot()).cur = append(in(t.GetSlot()).cur, t)
 		}
 	}
-	replaced, err := rollingUpdate(tx, svc, stale, current, now, stats)
-	if err != nil {
+	live := map[uint64]bool{}
+	var stale []staleSlot
+	for _, slot := range sortedKeys(slots) {
+		cur, err := keepOne(tx, slots[slot].cur, stats)
+		if err != nil {
+			return err
+		}
+		old, err := keepOne(tx, slots[slot].old, stats)
+		if err != nil {
+			return err
+		}
+		live[slot] = true
+		if old != nil {
+			// With a current task beside it, that is its start-first
+			// replacement.
+			stale = append(stale, staleSlot{old: old, repl: cur})
+		}
+	}
+	for _, t := range over {
+		if live[t.GetSlot()] {
+			// The slot runs another task (the old one beside a failed
+			// start-first replacement, or a duplicate): this one is history.
+			if err := retire(tx, t, stats); err != nil {
+				return err
+			}
+			continue
+		}
+		// The task is over; whether its slot gets a new one is the restart
+		// policy's call.
+		again, at := decide(svc, t, tasks, now)
+		if again && !at.IsZero() {
+			// The restart delay runs: the slot waits, and the pass after it
+			// comes back to this task.
+			live[t.GetSlot()] = true
+			stats.wake(svc.Id, at)
+			continue
+		}
+		if err := settleEnded(tx, t, again); err != nil {
+			return err
+		}
+		if !again {
+			live[t.GetSlot()] = true
+		} // else the slot stays free and is refilled below
+	}
+	p, err := rollingUpdate(tx, svc, stale, tasks, now, stats)
+	if err != nil || p.respec {
 		return err
 	}
-	for _, t := range replaced {
+	for _, t := range p.stopped {
 		live[t.GetSlot()] = false // refilled below with the new spec
+	}
+	for _, t := range p.started {
+		if err := tx.CreateTask(newTask(svc, t.GetSlot(), "", now)); err != nil {
+			return err
+		}
+		stats.created++
 	}
 	// Finished tasks hold their slots, after the running ones so that a slot
 	// held by both keeps the running one.
@@ -505,98 +602,13 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	return nil
 }
 
-func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
-	// A node that is up keeps its task unless drained; only an active one
-	// gets a new task: a paused node "keeps its tasks but accepts no new
-	// ones", a replacement included.
-	keeps := map[string]bool{}
-	accepts := map[string]bool{}
-	for _, n := range tx.Nodes() {
-		// Only nodes that run tasks (an agent with an executor) get them.
-		if n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN || n.GetDescription().GetExecutor() == "" {
-			continue
-		}
-		switch n.GetSpec().GetAvailability() {
-		case objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE:
-			keeps[n.Id], accepts[n.Id] = true, true
-		case objectv1.NodeAvailability_NODE_AVAILABILITY_PAUSE:
-			keeps[n.Id] = true
-		}
+func sortedKeys[K uint64 | string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	covered := map[string]bool{}
-	var stale, current []*objectv1.Task
-	for _, t := range tasks {
-		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
-			continue
-		}
-		switch {
-		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
-			if err := orphan(tx, t, now, stats); err != nil {
-				return err
-			}
-		case !keeps[t.GetNodeId()] || covered[t.GetNodeId()]:
-			if err := retire(tx, t, stats); err != nil {
-				return err
-			}
-		case ended(t):
-			again, at := decide(svc, t, tasks, now)
-			if again && !at.IsZero() {
-				covered[t.GetNodeId()] = true
-				stats.wake(svc.Id, at)
-				continue
-			}
-			if err := settleEnded(tx, t, again); err != nil {
-				return err
-			}
-			if !again {
-				covered[t.GetNodeId()] = true
-			}
-		case !placed(t) && outdated(t, svc):
-			if err := tx.UpdateTask(refresh(t, svc)); err != nil {
-				return err
-			}
-			covered[t.GetNodeId()] = true
-		case outdated(t, svc):
-			stale = append(stale, t)
-			covered[t.GetNodeId()] = true
-		default:
-			current = append(current, t)
-			covered[t.GetNodeId()] = true
-		}
-	}
-	replaced, err := rollingUpdate(tx, svc, stale, current, now, stats)
-	if err != nil {
-		return err
-	}
-	for _, t := range replaced {
-		covered[t.GetNodeId()] = false // a new task with the new spec below
-	}
-	for _, t := range tasks {
-		if !finished(t) {
-			continue
-		}
-		if !keeps[t.GetNodeId()] || covered[t.GetNodeId()] {
-			if err := retire(tx, t, stats); err != nil {
-				return err
-			}
-			continue
-		}
-		covered[t.GetNodeId()] = true
-	}
-	nodes := make([]string, 0, len(accepts))
-	for id := range accepts {
-		if !covered[id] {
-			nodes = append(nodes, id)
-		}
-	}
-	sort.Strings(nodes)
-	for _, id := range nodes {
-		if err := tx.CreateTask(newTask(svc, 0, id, now)); err != nil {
-			return err
-		}
-		stats.created++
-	}
-	return nil
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
 }
 
 // decide applies a service's restart policy to an ended task of a slot (or

@@ -75,6 +75,7 @@ func TestRunReturnsWriteError(t *testing.T) {
 // than stop.
 func TestConflictIsRetried(t *testing.T) {
 	bubble(t, func(e *env) {
+		e.createNode(node("n1", availActive, nodeReady))
 		e.createService(replicatedService("web", 2, restartAny))
 		e.start()
 		e.waitFor("2 tasks", func(tx *state.ReadTx) bool { return countDesired(tx, "web", stateRunning) == 2 })
@@ -195,6 +196,7 @@ func TestRestartCreatesNothingNew(t *testing.T) {
 // retires the orphaned tasks from its first view.
 func TestStartCleansUpRemovedServices(t *testing.T) {
 	bubble(t, func(e *env) {
+		e.createNode(node("n1", availActive, nodeReady))
 		e.createService(replicatedService("web", 2, restartAny))
 		e.start()
 		e.waitFor("2 tasks", func(tx *state.ReadTx) bool { return countDesired(tx, "web", stateRunning) == 2 })

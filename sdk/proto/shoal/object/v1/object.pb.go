@@ -197,6 +197,78 @@ func (NodeState) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{2}
 }
 
+// UpdateState is where a rolling update stands.
+type UpdateState int32
+
+const (
+	UpdateState_UPDATE_STATE_UNSPECIFIED UpdateState = 0
+	// UPDATE_STATE_UPDATING: tasks are being replaced with the new spec.
+	UpdateState_UPDATE_STATE_UPDATING UpdateState = 1
+	// UPDATE_STATE_PAUSED: too many new tasks failed and the failure action
+	// is PAUSE: no more tasks are replaced until the service is updated again.
+	UpdateState_UPDATE_STATE_PAUSED UpdateState = 2
+	// UPDATE_STATE_COMPLETED: every task runs the new spec.
+	UpdateState_UPDATE_STATE_COMPLETED UpdateState = 3
+	// UPDATE_STATE_ROLLBACK_STARTED: too many new tasks failed and the
+	// failure action is ROLLBACK: the spec went back to the previous one,
+	// which is being rolled out.
+	UpdateState_UPDATE_STATE_ROLLBACK_STARTED UpdateState = 4
+	// UPDATE_STATE_ROLLBACK_COMPLETED: every task runs the previous spec again.
+	UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED UpdateState = 5
+	// UPDATE_STATE_ROLLBACK_PAUSED: tasks of the rollback failed too: it is
+	// paused until the service is updated again.
+	UpdateState_UPDATE_STATE_ROLLBACK_PAUSED UpdateState = 6
+)
+
+// Enum value maps for UpdateState.
+var (
+	UpdateState_name = map[int32]string{
+		0: "UPDATE_STATE_UNSPECIFIED",
+		1: "UPDATE_STATE_UPDATING",
+		2: "UPDATE_STATE_PAUSED",
+		3: "UPDATE_STATE_COMPLETED",
+		4: "UPDATE_STATE_ROLLBACK_STARTED",
+		5: "UPDATE_STATE_ROLLBACK_COMPLETED",
+		6: "UPDATE_STATE_ROLLBACK_PAUSED",
+	}
+	UpdateState_value = map[string]int32{
+		"UPDATE_STATE_UNSPECIFIED":        0,
+		"UPDATE_STATE_UPDATING":           1,
+		"UPDATE_STATE_PAUSED":             2,
+		"UPDATE_STATE_COMPLETED":          3,
+		"UPDATE_STATE_ROLLBACK_STARTED":   4,
+		"UPDATE_STATE_ROLLBACK_COMPLETED": 5,
+		"UPDATE_STATE_ROLLBACK_PAUSED":    6,
+	}
+)
+
+func (x UpdateState) Enum() *UpdateState {
+	p := new(UpdateState)
+	*p = x
+	return p
+}
+
+func (x UpdateState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UpdateState) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_object_v1_object_proto_enumTypes[3].Descriptor()
+}
+
+func (UpdateState) Type() protoreflect.EnumType {
+	return &file_shoal_object_v1_object_proto_enumTypes[3]
+}
+
+func (x UpdateState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UpdateState.Descriptor instead.
+func (UpdateState) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{3}
+}
+
 // RestartCondition is when a task that ended is replaced.
 type RestartCondition int32
 
@@ -237,11 +309,11 @@ func (x RestartCondition) String() string {
 }
 
 func (RestartCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[3].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[4].Descriptor()
 }
 
 func (RestartCondition) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[3]
+	return &file_shoal_object_v1_object_proto_enumTypes[4]
 }
 
 func (x RestartCondition) Number() protoreflect.EnumNumber {
@@ -250,7 +322,7 @@ func (x RestartCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartCondition.Descriptor instead.
 func (RestartCondition) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{3}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{4}
 }
 
 // FailureAction is what a rolling update does when tasks fail.
@@ -293,11 +365,11 @@ func (x FailureAction) String() string {
 }
 
 func (FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[4].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[5].Descriptor()
 }
 
 func (FailureAction) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[4]
+	return &file_shoal_object_v1_object_proto_enumTypes[5]
 }
 
 func (x FailureAction) Number() protoreflect.EnumNumber {
@@ -306,7 +378,7 @@ func (x FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailureAction.Descriptor instead.
 func (FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{4}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{5}
 }
 
 // UpdateOrder is whether a replaced task stops before or after its
@@ -346,11 +418,11 @@ func (x UpdateOrder) String() string {
 }
 
 func (UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[5].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[6].Descriptor()
 }
 
 func (UpdateOrder) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[5]
+	return &file_shoal_object_v1_object_proto_enumTypes[6]
 }
 
 func (x UpdateOrder) Number() protoreflect.EnumNumber {
@@ -359,7 +431,7 @@ func (x UpdateOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateOrder.Descriptor instead.
 func (UpdateOrder) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{5}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{6}
 }
 
 // PublishMode is how a published port is exposed.
@@ -394,11 +466,11 @@ func (x PublishMode) String() string {
 }
 
 func (PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[6].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[7].Descriptor()
 }
 
 func (PublishMode) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[6]
+	return &file_shoal_object_v1_object_proto_enumTypes[7]
 }
 
 func (x PublishMode) Number() protoreflect.EnumNumber {
@@ -407,7 +479,7 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{6}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{7}
 }
 
 // TaskState is a task's lifecycle. The values are ordered: a task only moves
@@ -495,11 +567,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[7].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[8].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[7]
+	return &file_shoal_object_v1_object_proto_enumTypes[8]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -508,7 +580,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{7}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
 }
 
 // Meta is the bookkeeping every stored object carries.
@@ -1483,7 +1555,10 @@ type Service struct {
 	SpecVersion uint64 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
 	// virtual_ips are the service's addresses, one per network it joins,
 	// recorded by the allocator.
-	VirtualIps    []*VirtualIP `protobuf:"bytes,6,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"`
+	VirtualIps []*VirtualIP `protobuf:"bytes,6,rep,name=virtual_ips,json=virtualIps,proto3" json:"virtual_ips,omitempty"`
+	// update_status is the state of the service's latest rolling update,
+	// written by the orchestrator; unset until an update replaces a task.
+	UpdateStatus  *UpdateStatus `protobuf:"bytes,7,opt,name=update_status,json=updateStatus,proto3" json:"update_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1560,6 +1635,130 @@ func (x *Service) GetVirtualIps() []*VirtualIP {
 	return nil
 }
 
+func (x *Service) GetUpdateStatus() *UpdateStatus {
+	if x != nil {
+		return x.UpdateStatus
+	}
+	return nil
+}
+
+// UpdateStatus is the progress of a service's rolling update. It lives in
+// the service object (in Raft) so that a new leader carries on, or stays
+// paused, where the last one was.
+type UpdateStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	State     UpdateState            `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.object.v1.UpdateState" json:"state,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// completed_at is set once the update (or its rollback) completes.
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// message says why the state is what it is, e.g. "update paused: task
+	// 4fq2 failed: exit code 1".
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// spec_version is the service's spec_version this update rolls out. A
+	// status for an older spec_version belongs to an update the user has
+	// replaced by updating the service again.
+	SpecVersion uint64 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	// updated is how many tasks (slots, or nodes of a global service) the
+	// update has replaced so far, the current batch included.
+	Updated uint64 `protobuf:"varint,6,opt,name=updated,proto3" json:"updated,omitempty"`
+	// failed is how many of the replaced tasks failed within the monitor
+	// period, up to the batch before the current one: the current batch's
+	// failures are counted from its tasks.
+	Failed uint64 `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	// batch_started_at is when the current batch started: the tasks with the
+	// new spec created since are the batch, watched until they have all run
+	// for update.monitor.
+	BatchStartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=batch_started_at,json=batchStartedAt,proto3" json:"batch_started_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateStatus) Reset() {
+	*x = UpdateStatus{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateStatus) ProtoMessage() {}
+
+func (x *UpdateStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateStatus.ProtoReflect.Descriptor instead.
+func (*UpdateStatus) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpdateStatus) GetState() UpdateState {
+	if x != nil {
+		return x.State
+	}
+	return UpdateState_UPDATE_STATE_UNSPECIFIED
+}
+
+func (x *UpdateStatus) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *UpdateStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *UpdateStatus) GetSpecVersion() uint64 {
+	if x != nil {
+		return x.SpecVersion
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetUpdated() uint64 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetFailed() uint64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *UpdateStatus) GetBatchStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BatchStartedAt
+	}
+	return nil
+}
+
 // VirtualIP is a service's address on one network.
 type VirtualIP struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1572,7 +1771,7 @@ type VirtualIP struct {
 
 func (x *VirtualIP) Reset() {
 	*x = VirtualIP{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1584,7 +1783,7 @@ func (x *VirtualIP) String() string {
 func (*VirtualIP) ProtoMessage() {}
 
 func (x *VirtualIP) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[16]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1597,7 +1796,7 @@ func (x *VirtualIP) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualIP.ProtoReflect.Descriptor instead.
 func (*VirtualIP) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{16}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VirtualIP) GetNetworkId() string {
@@ -1635,7 +1834,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1846,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[17]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1859,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{17}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServiceSpec) GetAnnotations() *Annotations {
@@ -1743,7 +1942,7 @@ type ReplicatedService struct {
 
 func (x *ReplicatedService) Reset() {
 	*x = ReplicatedService{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1954,7 @@ func (x *ReplicatedService) String() string {
 func (*ReplicatedService) ProtoMessage() {}
 
 func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[18]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1967,7 @@ func (x *ReplicatedService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicatedService.ProtoReflect.Descriptor instead.
 func (*ReplicatedService) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{18}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReplicatedService) GetReplicas() int64 {
@@ -1787,7 +1986,7 @@ type GlobalService struct {
 
 func (x *GlobalService) Reset() {
 	*x = GlobalService{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1998,7 @@ func (x *GlobalService) String() string {
 func (*GlobalService) ProtoMessage() {}
 
 func (x *GlobalService) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[19]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +2011,7 @@ func (x *GlobalService) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalService.ProtoReflect.Descriptor instead.
 func (*GlobalService) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{19}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{20}
 }
 
 // TaskSpec describes one task of a service.
@@ -1831,7 +2030,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2042,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[20]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2055,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{20}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -1907,7 +2106,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1919,7 +2118,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1932,7 +2131,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1975,7 +2174,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2186,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2199,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -2078,7 +2277,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2289,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2302,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Mount) GetSource() string {
@@ -2140,7 +2339,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2152,7 +2351,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2165,7 +2364,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2198,7 +2397,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2210,7 +2409,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2223,7 +2422,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2271,7 +2470,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2482,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2495,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2331,7 +2530,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2542,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2555,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -2385,7 +2584,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2397,7 +2596,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2410,7 +2609,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2471,7 +2670,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2483,7 +2682,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2496,7 +2695,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -2537,7 +2736,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2748,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2761,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -2607,7 +2806,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2818,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2831,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Task) GetId() string {
@@ -2737,7 +2936,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2948,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2961,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *NetworkAttachment) GetNetworkId() string {
@@ -2823,14 +3022,18 @@ type Network struct {
 	// subnet is the allocated subnet in CIDR form (spec.subnet when given).
 	Subnet string `protobuf:"bytes,4,opt,name=subnet,proto3" json:"subnet,omitempty"`
 	// node_subnets are the slices of subnet handed to nodes, by node ID.
-	NodeSubnets   map[string]string `protobuf:"bytes,5,rep,name=node_subnets,json=nodeSubnets,proto3" json:"node_subnets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	NodeSubnets map[string]string `protobuf:"bytes,5,rep,name=node_subnets,json=nodeSubnets,proto3" json:"node_subnets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// node_prefix_len is the prefix length of the node slices in effect
+	// (spec.node_prefix_len, or the IPAM plugin's default), recorded with
+	// subnet.
+	NodePrefixLen uint32 `protobuf:"varint,6,opt,name=node_prefix_len,json=nodePrefixLen,proto3" json:"node_prefix_len,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +3045,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +3058,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Network) GetId() string {
@@ -2893,6 +3096,13 @@ func (x *Network) GetNodeSubnets() map[string]string {
 	return nil
 }
 
+func (x *Network) GetNodePrefixLen() uint32 {
+	if x != nil {
+		return x.NodePrefixLen
+	}
+	return 0
+}
+
 // NetworkSpec is what a user declares for a network.
 type NetworkSpec struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2909,7 +3119,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3131,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3144,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2979,7 +3189,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3201,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3214,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -3130,7 +3340,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\rManagerStatus\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\x12\x16\n" +
-	"\x06weight\x18\x03 \x01(\x05R\x06weight\"\x99\x02\n" +
+	"\x06weight\x18\x03 \x01(\x05R\x06weight\"\xdd\x02\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
@@ -3138,7 +3348,18 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\rprevious_spec\x18\x04 \x01(\v2\x1c.shoal.object.v1.ServiceSpecR\fpreviousSpec\x12!\n" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12;\n" +
 	"\vvirtual_ips\x18\x06 \x03(\v2\x1a.shoal.object.v1.VirtualIPR\n" +
-	"virtualIps\">\n" +
+	"virtualIps\x12B\n" +
+	"\rupdate_status\x18\a \x01(\v2\x1d.shoal.object.v1.UpdateStatusR\fupdateStatus\"\xf1\x02\n" +
+	"\fUpdateStatus\x122\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1c.shoal.object.v1.UpdateStateR\x05state\x129\n" +
+	"\n" +
+	"started_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
+	"\fcompleted_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12!\n" +
+	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12\x18\n" +
+	"\aupdated\x18\x06 \x01(\x04R\aupdated\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x04R\x06failed\x12D\n" +
+	"\x10batch_started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0ebatchStartedAt\">\n" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
@@ -3233,13 +3454,14 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vnode_subnet\x18\x05 \x01(\tR\n" +
 	"nodeSubnet\x12\x18\n" +
 	"\agateway\x18\x06 \x01(\tR\agateway\x12\x18\n" +
-	"\aaliases\x18\a \x03(\tR\aaliases\"\x9c\x02\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\"\xc4\x02\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1c.shoal.object.v1.NetworkSpecR\x04spec\x12\x16\n" +
 	"\x06subnet\x18\x04 \x01(\tR\x06subnet\x12L\n" +
-	"\fnode_subnets\x18\x05 \x03(\v2).shoal.object.v1.Network.NodeSubnetsEntryR\vnodeSubnets\x1a>\n" +
+	"\fnode_subnets\x18\x05 \x03(\v2).shoal.object.v1.Network.NodeSubnetsEntryR\vnodeSubnets\x12&\n" +
+	"\x0fnode_prefix_len\x18\x06 \x01(\rR\rnodePrefixLen\x1a>\n" +
 	"\x10NodeSubnetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8d\x01\n" +
@@ -3270,7 +3492,15 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x12NODE_STATE_UNKNOWN\x10\x01\x12\x13\n" +
 	"\x0fNODE_STATE_DOWN\x10\x02\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x03\x12\x1b\n" +
-	"\x17NODE_STATE_DISCONNECTED\x10\x04*\x8e\x01\n" +
+	"\x17NODE_STATE_DISCONNECTED\x10\x04*\xe5\x01\n" +
+	"\vUpdateState\x12\x1c\n" +
+	"\x18UPDATE_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15UPDATE_STATE_UPDATING\x10\x01\x12\x17\n" +
+	"\x13UPDATE_STATE_PAUSED\x10\x02\x12\x1a\n" +
+	"\x16UPDATE_STATE_COMPLETED\x10\x03\x12!\n" +
+	"\x1dUPDATE_STATE_ROLLBACK_STARTED\x10\x04\x12#\n" +
+	"\x1fUPDATE_STATE_ROLLBACK_COMPLETED\x10\x05\x12 \n" +
+	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x06*\x8e\x01\n" +
 	"\x10RestartCondition\x12!\n" +
 	"\x1dRESTART_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESTART_CONDITION_NONE\x10\x01\x12 \n" +
@@ -3318,129 +3548,136 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 	return file_shoal_object_v1_object_proto_rawDescData
 }
 
-var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
 	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
 	(NodeState)(0),                  // 2: shoal.object.v1.NodeState
-	(RestartCondition)(0),           // 3: shoal.object.v1.RestartCondition
-	(FailureAction)(0),              // 4: shoal.object.v1.FailureAction
-	(UpdateOrder)(0),                // 5: shoal.object.v1.UpdateOrder
-	(PublishMode)(0),                // 6: shoal.object.v1.PublishMode
-	(TaskState)(0),                  // 7: shoal.object.v1.TaskState
-	(*Meta)(nil),                    // 8: shoal.object.v1.Meta
-	(*Annotations)(nil),             // 9: shoal.object.v1.Annotations
-	(*Resources)(nil),               // 10: shoal.object.v1.Resources
-	(*Cluster)(nil),                 // 11: shoal.object.v1.Cluster
-	(*ClusterSpec)(nil),             // 12: shoal.object.v1.ClusterSpec
-	(*DispatcherConfig)(nil),        // 13: shoal.object.v1.DispatcherConfig
-	(*CAConfig)(nil),                // 14: shoal.object.v1.CAConfig
-	(*OrchestrationConfig)(nil),     // 15: shoal.object.v1.OrchestrationConfig
-	(*RootCA)(nil),                  // 16: shoal.object.v1.RootCA
-	(*JoinTokens)(nil),              // 17: shoal.object.v1.JoinTokens
-	(*Node)(nil),                    // 18: shoal.object.v1.Node
-	(*NodeSpec)(nil),                // 19: shoal.object.v1.NodeSpec
-	(*NodeDescription)(nil),         // 20: shoal.object.v1.NodeDescription
-	(*NodeStatus)(nil),              // 21: shoal.object.v1.NodeStatus
-	(*ManagerStatus)(nil),           // 22: shoal.object.v1.ManagerStatus
-	(*Service)(nil),                 // 23: shoal.object.v1.Service
-	(*VirtualIP)(nil),               // 24: shoal.object.v1.VirtualIP
-	(*ServiceSpec)(nil),             // 25: shoal.object.v1.ServiceSpec
-	(*ReplicatedService)(nil),       // 26: shoal.object.v1.ReplicatedService
-	(*GlobalService)(nil),           // 27: shoal.object.v1.GlobalService
-	(*TaskSpec)(nil),                // 28: shoal.object.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 29: shoal.object.v1.NetworkAttachmentConfig
-	(*ContainerSpec)(nil),           // 30: shoal.object.v1.ContainerSpec
-	(*Mount)(nil),                   // 31: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),    // 32: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),           // 33: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),               // 34: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),     // 35: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 36: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),              // 37: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),            // 38: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                    // 39: shoal.object.v1.Task
-	(*NetworkAttachment)(nil),       // 40: shoal.object.v1.NetworkAttachment
-	(*Network)(nil),                 // 41: shoal.object.v1.Network
-	(*NetworkSpec)(nil),             // 42: shoal.object.v1.NetworkSpec
-	(*TaskStatus)(nil),              // 43: shoal.object.v1.TaskStatus
-	nil,                             // 44: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 45: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 46: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 47: google.protobuf.Duration
+	(UpdateState)(0),                // 3: shoal.object.v1.UpdateState
+	(RestartCondition)(0),           // 4: shoal.object.v1.RestartCondition
+	(FailureAction)(0),              // 5: shoal.object.v1.FailureAction
+	(UpdateOrder)(0),                // 6: shoal.object.v1.UpdateOrder
+	(PublishMode)(0),                // 7: shoal.object.v1.PublishMode
+	(TaskState)(0),                  // 8: shoal.object.v1.TaskState
+	(*Meta)(nil),                    // 9: shoal.object.v1.Meta
+	(*Annotations)(nil),             // 10: shoal.object.v1.Annotations
+	(*Resources)(nil),               // 11: shoal.object.v1.Resources
+	(*Cluster)(nil),                 // 12: shoal.object.v1.Cluster
+	(*ClusterSpec)(nil),             // 13: shoal.object.v1.ClusterSpec
+	(*DispatcherConfig)(nil),        // 14: shoal.object.v1.DispatcherConfig
+	(*CAConfig)(nil),                // 15: shoal.object.v1.CAConfig
+	(*OrchestrationConfig)(nil),     // 16: shoal.object.v1.OrchestrationConfig
+	(*RootCA)(nil),                  // 17: shoal.object.v1.RootCA
+	(*JoinTokens)(nil),              // 18: shoal.object.v1.JoinTokens
+	(*Node)(nil),                    // 19: shoal.object.v1.Node
+	(*NodeSpec)(nil),                // 20: shoal.object.v1.NodeSpec
+	(*NodeDescription)(nil),         // 21: shoal.object.v1.NodeDescription
+	(*NodeStatus)(nil),              // 22: shoal.object.v1.NodeStatus
+	(*ManagerStatus)(nil),           // 23: shoal.object.v1.ManagerStatus
+	(*Service)(nil),                 // 24: shoal.object.v1.Service
+	(*UpdateStatus)(nil),            // 25: shoal.object.v1.UpdateStatus
+	(*VirtualIP)(nil),               // 26: shoal.object.v1.VirtualIP
+	(*ServiceSpec)(nil),             // 27: shoal.object.v1.ServiceSpec
+	(*ReplicatedService)(nil),       // 28: shoal.object.v1.ReplicatedService
+	(*GlobalService)(nil),           // 29: shoal.object.v1.GlobalService
+	(*TaskSpec)(nil),                // 30: shoal.object.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 31: shoal.object.v1.NetworkAttachmentConfig
+	(*ContainerSpec)(nil),           // 32: shoal.object.v1.ContainerSpec
+	(*Mount)(nil),                   // 33: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 34: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 35: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 36: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 37: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 38: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 39: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 40: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 41: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 42: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 43: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 44: shoal.object.v1.NetworkSpec
+	(*TaskStatus)(nil),              // 45: shoal.object.v1.TaskStatus
+	nil,                             // 46: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 47: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 48: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 49: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	46, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	46, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	44, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
-	8,  // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
-	12, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
-	16, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
-	9,  // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
-	13, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
-	14, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
-	15, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	47, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	47, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
-	17, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
-	8,  // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
-	19, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
+	48, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	48, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	46, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	9,  // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
+	13, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
+	17, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
+	10, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
+	14, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
+	15, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
+	16, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
+	49, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	49, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	18, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
+	9,  // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
+	20, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
 	0,  // 15: shoal.object.v1.Node.role:type_name -> shoal.object.v1.NodeRole
-	20, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
-	21, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
-	22, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
-	9,  // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
+	21, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
+	22, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
+	23, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
+	10, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
 	0,  // 20: shoal.object.v1.NodeSpec.desired_role:type_name -> shoal.object.v1.NodeRole
 	1,  // 21: shoal.object.v1.NodeSpec.availability:type_name -> shoal.object.v1.NodeAvailability
-	10, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
+	11, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
 	2,  // 23: shoal.object.v1.NodeStatus.state:type_name -> shoal.object.v1.NodeState
-	8,  // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
-	25, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
-	25, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
-	24, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
-	9,  // 28: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
-	28, // 29: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
-	26, // 30: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
-	27, // 31: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
-	36, // 32: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	38, // 33: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	30, // 34: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	32, // 35: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	33, // 36: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	34, // 37: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	29, // 38: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
-	31, // 39: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	47, // 40: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	10, // 41: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	10, // 42: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
-	3,  // 43: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	47, // 44: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	47, // 45: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	35, // 46: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	47, // 47: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	4,  // 48: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	47, // 49: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	5,  // 50: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
-	6,  // 51: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	37, // 52: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	8,  // 53: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	28, // 54: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	9,  // 55: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	7,  // 56: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	43, // 57: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	40, // 58: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	8,  // 59: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	42, // 60: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	45, // 61: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	9,  // 62: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	46, // 63: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	7,  // 64: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	9,  // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
+	27, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
+	27, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
+	26, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
+	25, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
+	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
+	48, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	48, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	48, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	10, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
+	30, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
+	28, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
+	29, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
+	38, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	40, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	32, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	34, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	35, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	36, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	31, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	33, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	49, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	11, // 46: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	11, // 47: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	4,  // 48: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
+	49, // 49: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	49, // 50: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	37, // 51: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	49, // 52: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	5,  // 53: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
+	49, // 54: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	6,  // 55: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
+	7,  // 56: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
+	39, // 57: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	9,  // 58: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	30, // 59: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	10, // 60: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	8,  // 61: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	45, // 62: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	42, // 63: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	9,  // 64: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	44, // 65: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	47, // 66: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	10, // 67: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	48, // 68: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 69: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -3448,7 +3685,7 @@ func file_shoal_object_v1_object_proto_init() {
 	if File_shoal_object_v1_object_proto != nil {
 		return
 	}
-	file_shoal_object_v1_object_proto_msgTypes[17].OneofWrappers = []any{
+	file_shoal_object_v1_object_proto_msgTypes[18].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
 	}
@@ -3457,8 +3694,8 @@ func file_shoal_object_v1_object_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
-			NumEnums:      8,
-			NumMessages:   38,
+			NumEnums:      9,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
