@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	cav1 "github.com/shoalhq/shoal/sdk/proto/shoal/ca/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -30,7 +31,7 @@ type Config struct {
 	// Description is the node as it describes itself in Hello. Required.
 	Description *objectv1.NodeDescription
 	// Executor runs the tasks. Required.
-	Executor Executor
+	Executor executor.Executor
 	// StateDir is where the agent keeps the last manager list it was given
 	// (managers.json). Default: "", the list is kept in memory only.
 	StateDir string
@@ -222,7 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // listExecutor returns what the executor holds, retrying until it answers
 // or ctx ends: assignments are not taken before the agent knows which tasks
 // already run, or it would start them twice.
-func (a *Agent) listExecutor(ctx context.Context) ([]ExecutorTask, bool) {
+func (a *Agent) listExecutor(ctx context.Context) ([]executor.TaskInfo, bool) {
 	bo := backoff{base: a.cfg.BackoffBase, max: a.cfg.BackoffMax, randN: rand.Int64N}
 	for {
 		held, err := a.cfg.Executor.List(ctx)

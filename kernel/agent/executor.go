@@ -1,68 +1,134 @@
 package agent
 
 import (
-	"context"
+	"strings"
+	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// Executor runs tasks on this node. It is declared here, where it is
-// consumed; kernel/simexec implements it in memory, and the executor plugin
-// (issue 5) will implement it over gRPC.
-//
-// The agent never overlaps calls for one task; calls for different tasks
-// may run concurrently. The executor owns the tasks: they keep running when
-// the agent stops, and a restarted agent finds them again with List.
-//
-// Errors of kind sdk.ErrNotFound mean the executor does not hold the task.
-// Other errors of Wait, Stop and Remove are taken as transient and retried;
-// errors of Prepare and Start end the task (REJECTED and FAILED).
-type Executor interface {
-	// Prepare makes the task ready to start: pulls its image, creates its
-	// container. Preparing a task the executor already holds returns nil
-	// (or an error of kind sdk.ErrAlreadyExists, which the agent treats
-	// the same): after an agent restart it may be asked again.
-	Prepare(ctx context.Context, t *objectv1.Task) error
-	// Start starts a prepared task's process. Starting a task that runs
-	// returns nil.
-	Start(ctx context.Context, taskID string) error
-	// Wait blocks until the task's process exits and returns its exit
-	// code, or returns ctx's error when ctx ends first. For a process that
-	// already exited it returns at once.
-	Wait(ctx context.Context, taskID string) (exitCode int, err error)
-	// Stop asks the process to stop, kills it after grace, and returns once
-	// it exited (or ctx ended). Stopping a task that does not run returns
-	// nil.
-	Stop(ctx context.Context, taskID string, grace time.Duration) error
-	// Remove deletes the task and everything Prepare made for it, killing
-	// its process if it still runs. Removing an unknown task returns nil.
-	Remove(ctx context.Context, taskID string) error
-	// List returns every task the executor holds, so that a restarted
-	// agent adopts the tasks that still run instead of starting them again.
-	List(ctx context.Context) ([]ExecutorTask, error)
+// The agent runs tasks on an sdk/executor.Executor: kernel/simexec in
+// memory, or the executor plugin over gRPC (sdk/executor.Client). This file
+// holds what the agent derives from a task spec for it, and how Prepare's
+// progress reaches the task's status.
+
+const (
+	// defaultStopSignal is sent first on stop when the spec does not say
+	// (ContainerSpec.stop_signal), as docker and containerd do.
+	defaultStopSignal = "SIGTERM"
+	// defaultStopGrace is how long a task has to stop before it is killed
+	// when its spec does not say (ContainerSpec.stop_grace_period).
+	defaultStopGrace = 10 * time.Second
+	// progressInterval bounds how often Prepare's progress reaches the
+	// task's status. Every report that changes a status is a Raft write
+	// on the managers: an image pull calls progress many times a second,
+	// and a node pulling for a hundred tasks must not turn that into a
+	// hundred writes per second. One per second still reads as live in
+	// `service ps`.
+	progressInterval = time.Second
+	// maxProgressText bounds a progress message in a status; the executor
+	// writes short lines, and a long one is cut rather than refused.
+	maxProgressText = 256
+)
+
+// stopSignal is the signal that asks the task's process to stop. A signal
+// the executor could not send (the control API refuses them; a task from
+// an older manager might carry one) falls back to the default: a task
+// that cannot be asked to stop would be retried forever.
+func stopSignal(t *objectv1.Task) string {
+	s := t.GetSpec().GetContainer().GetStopSignal()
+	if _, err := executor.ParseSignal(s); s == "" || err != nil {
+		return defaultStopSignal
+	}
+	return s
 }
 
-// ExecutorTask is a task as the executor holds it.
-type ExecutorTask struct {
-	TaskID string
-	// Running says its process runs.
-	Running bool
-	// Exited says its process ran and exited with ExitCode. A task neither
-	// running nor exited is prepared and not started.
-	Exited   bool
-	ExitCode int
-	// ContainerID and Pid identify the container and its process, when the
-	// executor knows them; the agent puts them in the task's status.
-	ContainerID string
-	Pid         int
+// stopGrace is how long the task has to stop before it is killed.
+func stopGrace(t *objectv1.Task) time.Duration {
+	g := t.GetSpec().GetContainer().GetStopGracePeriod()
+	if g == nil || g.AsDuration() < 0 {
+		return defaultStopGrace
+	}
+	return g.AsDuration()
 }
 
-// Inspector is an optional capability of an Executor: it describes one task
-// without listing them all. The agent uses it, when the executor has it, to
-// put a started task's container ID and process ID in its RUNNING status.
-type Inspector interface {
-	// Inspect returns the task as the executor holds it, or an error of
-	// kind sdk.ErrNotFound.
-	Inspect(ctx context.Context, taskID string) (ExecutorTask, error)
+// progress carries the messages of one Prepare call into PREPARING
+// statuses, at most one per progressInterval: the first message goes at
+// once, later ones wait for the interval, and only the latest waiting one
+// is sent (a trailing timer sends it, so the last word of a pull is seen).
+// The executor may call it from any goroutine; close ends it, after which
+// it reports nothing, so a late call never reports PREPARING after the
+// worker moved on.
+type progress struct {
+	taskID   string
+	rep      *reporter
+	template *objectv1.TaskStatus // the PREPARING status the worker reported
+
+	mu      sync.Mutex
+	closed  bool
+	last    time.Time // when a message was last reported
+	pending string    // the latest message not reported yet
+	timer   *time.Timer
+}
+
+func newProgress(taskID string, rep *reporter, preparing *objectv1.TaskStatus) *progress {
+	return &progress{taskID: taskID, rep: rep, template: preparing}
+}
+
+// update takes one progress message.
+func (p *progress) update(msg string) {
+	msg = truncate(strings.ToValidUTF8(strings.TrimSpace(msg), "\uFFFD"), maxProgressText)
+	if msg == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.pending = msg
+	if wait := progressInterval - time.Since(p.last); wait > 0 {
+		if p.timer == nil {
+			p.timer = time.AfterFunc(wait, p.flush)
+		}
+		return
+	}
+	p.sendLocked()
+}
+
+// flush reports the waiting message, if any.
+func (p *progress) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = nil
+	if !p.closed && p.pending != "" {
+		p.sendLocked()
+	}
+}
+
+func (p *progress) sendLocked() {
+	st := &objectv1.TaskStatus{
+		Timestamp:   timestamppb.Now(),
+		State:       p.template.GetState(),
+		Message:     p.pending,
+		ContainerId: p.template.GetContainerId(),
+	}
+	p.pending, p.last = "", time.Now()
+	p.rep.report(p.taskID, st)
+}
+
+// close stops reporting; messages still waiting are dropped, as the
+// worker's next status supersedes them.
+func (p *progress) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/simexec"
+	"github.com/shoalhq/shoal/sdk/executor"
 	cav1 "github.com/shoalhq/shoal/sdk/proto/shoal/ca/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -417,5 +418,5 @@ func held(t *testing.T, e *simexec.Executor, id string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return slices.ContainsFunc(list, func(et agent.ExecutorTask) bool { return et.TaskID == id })
+	return slices.ContainsFunc(list, func(et executor.TaskInfo) bool { return et.TaskID == id })
 }

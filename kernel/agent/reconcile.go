@@ -11,13 +11,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 const (
-	// defaultStopGrace is how long a task has to stop before it is killed
-	// when its spec does not say (ContainerSpec.stop_grace_period).
-	defaultStopGrace = 10 * time.Second
 	// retryBase and retryMax pace retries of executor calls that failed for
 	// a reason other than the task itself (the executor plugin restarting,
 	// say): soon enough to stop a task promptly once it is back, slow
@@ -61,8 +59,8 @@ type facts struct {
 	held     bool // the executor may hold something of the task: Remove it when dropped
 	prepared bool // Prepare succeeded: the task can start
 	running  bool // its process runs, as far as the worker knows
-	exited   bool // its process ran and exited with exitCode
-	exitCode int
+	exited   bool // its process ran and exited as exit says
+	exit     executor.ExitStatus
 }
 
 // taskWorker reconciles one task: it drives the executor towards the
@@ -95,8 +93,8 @@ func (w *taskWorker) mustNotRun() bool {
 }
 
 // adopt starts the worker from what the executor holds of the task.
-func (w *taskWorker) adopt(et ExecutorTask) {
-	w.facts = facts{held: true, prepared: true, running: et.Running, exited: et.Exited && !et.Running, exitCode: et.ExitCode}
+func (w *taskWorker) adopt(et executor.TaskInfo) {
+	w.facts = facts{held: true, prepared: true, running: et.Running, exited: et.Exited && !et.Running, exit: executor.ExitStatus{ExitCode: et.ExitCode}}
 	w.containerID, w.pid = et.ContainerID, int32(et.Pid)
 }
 
@@ -129,12 +127,12 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 
 	case w.facts.exited:
-		w.finish(w.facts.exitCode)
+		w.finish(w.facts.exit)
 		return stepIdle
 
 	case w.facts.running:
 		w.advance(stateRunning, "started", "")
-		code, err := exec.Wait(ictx, w.id)
+		es, err := exec.Wait(ictx, w.id)
 		switch {
 		case ictx.Err() != nil:
 			return stepMore // interrupted, or the agent stops
@@ -145,8 +143,8 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		case err != nil:
 			return w.retry(ictx, "wait", err)
 		}
-		w.facts.running, w.facts.exited, w.facts.exitCode = false, true, code
-		w.finish(code)
+		w.facts.running, w.facts.exited, w.facts.exit = false, true, es
+		w.finish(es)
 		return stepIdle
 
 	case w.facts.prepared:
@@ -177,7 +175,9 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 	// (Prepare is idempotent), and the states already reported stay.
 	w.advance(stateAccepted, "accepted", "")
 	w.advance(statePreparing, "preparing", "")
-	err := exec.Prepare(ictx, t)
+	p := newProgress(w.id, w.set.rep, w.status)
+	err := exec.Prepare(ictx, t, p.update)
+	p.close()
 	if err != nil && !errors.Is(err, sdk.ErrAlreadyExists) {
 		w.facts.held = true // a failed Prepare may leave something behind
 		if ictx.Err() != nil {
@@ -200,7 +200,7 @@ func (w *taskWorker) shutdown(ctx, ictx context.Context, t *objectv1.Task) stepR
 	case w.status.GetState() >= stateComplete:
 		return stepIdle
 	case w.facts.exited:
-		w.finish(w.facts.exitCode) // it ended by itself before anyone asked
+		w.finish(w.facts.exit) // it ended by itself before anyone asked
 	default:
 		w.advance(stateShutdown, "shut down before it started", "")
 	}
@@ -210,7 +210,7 @@ func (w *taskWorker) shutdown(ctx, ictx context.Context, t *objectv1.Task) stepR
 // stop stops the task's process and reports SHUTDOWN with its exit code.
 func (w *taskWorker) stop(ctx, ictx context.Context, t *objectv1.Task) stepResult {
 	exec := w.set.exec
-	if err := exec.Stop(ctx, w.id, stopGrace(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+	if err := exec.Stop(ctx, w.id, stopSignal(t), stopGrace(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		if ctx.Err() != nil {
 			return stepMore
 		}
@@ -218,13 +218,13 @@ func (w *taskWorker) stop(ctx, ictx context.Context, t *objectv1.Task) stepResul
 	}
 	w.facts.running = false
 	wctx, cancel := context.WithTimeout(ctx, exitCodeTimeout)
-	code, err := exec.Wait(wctx, w.id)
+	es, err := exec.Wait(wctx, w.id)
 	cancel()
 	if err == nil {
-		w.facts.exited, w.facts.exitCode = true, code
+		w.facts.exited, w.facts.exit = true, es
 	}
 	if w.status.GetState() < stateComplete {
-		w.advanceExit(stateShutdown, "shut down", "", code)
+		w.advanceExit(stateShutdown, "shut down", "", es.ExitCode)
 	}
 	return stepIdle
 }
@@ -234,7 +234,7 @@ func (w *taskWorker) stop(ctx, ictx context.Context, t *objectv1.Task) stepResul
 func (w *taskWorker) drop(ctx, ictx context.Context, t *objectv1.Task) stepResult {
 	exec := w.set.exec
 	if w.facts.running {
-		if err := exec.Stop(ctx, w.id, stopGrace(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
+		if err := exec.Stop(ctx, w.id, stopSignal(t), stopGrace(t)); err != nil && !errors.Is(err, sdk.ErrNotFound) {
 			if ctx.Err() != nil {
 				return stepMore
 			}
@@ -267,21 +267,21 @@ func (w *taskWorker) retry(ctx context.Context, op string, err error) stepResult
 }
 
 // finish reports how the task's process ended.
-func (w *taskWorker) finish(code int) {
-	if code == 0 {
+func (w *taskWorker) finish(es executor.ExitStatus) {
+	switch {
+	case es.ExitCode == 0 && !es.OOMKilled:
 		w.advanceExit(stateComplete, "finished", "", 0)
-		return
+	case es.OOMKilled:
+		w.advanceExit(stateFailed, "finished", fmt.Sprintf("task exited with code %d: out of memory", es.ExitCode), es.ExitCode)
+	default:
+		w.advanceExit(stateFailed, "finished", fmt.Sprintf("task exited with code %d", es.ExitCode), es.ExitCode)
 	}
-	w.advanceExit(stateFailed, "finished", fmt.Sprintf("task exited with code %d", code), code)
 }
 
 // inspect learns the container ID and process ID of a started task, when
 // the executor can tell.
 func (w *taskWorker) inspect(ctx context.Context) {
-	if w.set.insp == nil {
-		return
-	}
-	et, err := w.set.insp.Inspect(ctx, w.id)
+	et, err := w.set.exec.Inspect(ctx, w.id)
 	if err != nil {
 		w.set.log.Debug("inspect task", "task_id", w.id, "error", err)
 		return
@@ -330,15 +330,6 @@ func (w *taskWorker) advanceExit(state objectv1.TaskState, msg, errText string, 
 	w.status = st
 	w.set.rep.report(w.id, st)
 	w.set.log.Debug("task state", "task_id", w.id, "state", state.String(), "error", errText)
-}
-
-// stopGrace is how long the task has to stop before it is killed.
-func stopGrace(t *objectv1.Task) time.Duration {
-	g := t.GetSpec().GetContainer().GetStopGracePeriod()
-	if g == nil || g.AsDuration() < 0 {
-		return defaultStopGrace
-	}
-	return g.AsDuration()
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary, marking the cut.

@@ -11,10 +11,12 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -33,12 +35,15 @@ type fakeExec struct {
 	waitErrs     map[string][]error // returned by the first Waits, in turn
 	stopErrs     map[string][]error
 	blockPrepare map[string]bool // Prepare blocks until its ctx ends
+	// progress are the messages Prepare reports, one per step of a second
+	// on the bubble's clock, before it returns.
+	progress map[string][]string
 }
 
 type fakeTask struct {
-	running, exited bool
-	code            int
-	done            chan struct{}
+	running, exited, oom bool
+	code                 int
+	done                 chan struct{}
 }
 
 func newFakeExec(rep *reporter) *fakeExec {
@@ -46,6 +51,7 @@ func newFakeExec(rep *reporter) *fakeExec {
 		rep: rep, tasks: map[string]*fakeTask{},
 		prepareErr: map[string]error{}, startErr: map[string]error{},
 		waitErrs: map[string][]error{}, stopErrs: map[string][]error{}, blockPrepare: map[string]bool{},
+		progress: map[string][]string{},
 	}
 }
 
@@ -62,11 +68,20 @@ func (f *fakeExec) record(op, id string, extra ...any) {
 	f.calls = append(f.calls, call)
 }
 
-func (f *fakeExec) Prepare(ctx context.Context, t *objectv1.Task) error {
+func (f *fakeExec) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
 	f.mu.Lock()
 	f.record("prepare", t.GetId())
 	block := f.blockPrepare[t.GetId()]
+	msgs := f.progress[t.GetId()]
 	f.mu.Unlock()
+	for _, m := range msgs {
+		progress(m)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 	if block {
 		<-ctx.Done()
 		return ctx.Err()
@@ -97,33 +112,33 @@ func (f *fakeExec) Start(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeExec) Wait(ctx context.Context, id string) (int, error) {
+func (f *fakeExec) Wait(ctx context.Context, id string) (executor.ExitStatus, error) {
 	f.mu.Lock()
 	f.record("wait", id)
 	if errs := f.waitErrs[id]; len(errs) > 0 {
 		f.waitErrs[id] = errs[1:]
 		f.mu.Unlock()
-		return 0, errs[0]
+		return executor.ExitStatus{}, errs[0]
 	}
 	ft := f.tasks[id]
 	f.mu.Unlock()
 	if ft == nil {
-		return 0, sdk.ErrNotFound
+		return executor.ExitStatus{}, sdk.ErrNotFound
 	}
 	select {
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return executor.ExitStatus{}, ctx.Err()
 	case <-ft.done:
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return ft.code, nil
+	return executor.ExitStatus{ExitCode: ft.code, OOMKilled: ft.oom}, nil
 }
 
-func (f *fakeExec) Stop(_ context.Context, id string, grace time.Duration) error {
+func (f *fakeExec) Stop(_ context.Context, id string, signal string, grace time.Duration) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.record("stop", id, grace)
+	f.record("stop", id, signal, grace)
 	if errs := f.stopErrs[id]; len(errs) > 0 {
 		f.stopErrs[id] = errs[1:]
 		return errs[0]
@@ -142,14 +157,43 @@ func (f *fakeExec) Remove(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeExec) List(context.Context) ([]ExecutorTask, error) {
+func (f *fakeExec) List(context.Context) ([]executor.TaskInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []ExecutorTask
+	var out []executor.TaskInfo
 	for id, ft := range f.tasks {
-		out = append(out, ExecutorTask{TaskID: id, Running: ft.running, Exited: ft.exited, ExitCode: ft.code})
+		out = append(out, ft.info(id))
 	}
 	return out, nil
+}
+
+// Inspect is not recorded: the agent calls it only to learn a started
+// task's container and process IDs.
+func (f *fakeExec) Inspect(_ context.Context, id string) (executor.TaskInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft := f.tasks[id]
+	if ft == nil {
+		return executor.TaskInfo{}, sdk.ErrNotFound
+	}
+	return ft.info(id), nil
+}
+
+func (ft *fakeTask) info(id string) executor.TaskInfo {
+	ti := executor.TaskInfo{TaskID: id, Running: ft.running, Exited: ft.exited, ExitCode: ft.code}
+	if ft.running {
+		ti.ContainerID, ti.Pid = "c-"+id, 42
+	}
+	return ti
+}
+
+// Logs and Stats are not the reconciler's business.
+func (f *fakeExec) Logs(context.Context, string, executor.LogOptions, func(executor.LogEntry) error) error {
+	return errors.ErrUnsupported
+}
+
+func (f *fakeExec) Stats(context.Context, string) (executor.Stats, error) {
+	return executor.Stats{}, errors.ErrUnsupported
 }
 
 func (f *fakeExec) exitLocked(ft *fakeTask, code int) {
@@ -167,6 +211,19 @@ func (f *fakeExec) exit(t *testing.T, id string, code int) {
 		t.Fatalf("exit(%s): task not running", id)
 	}
 	f.exitLocked(ft, code)
+}
+
+// oomKill makes a running task's process die of the OOM killer.
+func (f *fakeExec) oomKill(t *testing.T, id string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft := f.tasks[id]
+	if ft == nil || !ft.running {
+		t.Fatalf("oomKill(%s): task not running", id)
+	}
+	ft.oom = true
+	f.exitLocked(ft, 137)
 }
 
 // hold puts a task in the executor as a previous agent left it.
@@ -337,8 +394,133 @@ func TestTaskStopsWhenNotDesired(t *testing.T) {
 		e.apply(t, complete, update(task("t1", running, assigned)))
 		e.exec.takeCalls()
 		e.apply(t, incremental, update(task("t1", shutdown, running)))
-		checkCalls(t, e, "stop t1 @RUNNING 3s", "wait t1 @RUNNING")
+		checkCalls(t, e, "stop t1 @RUNNING SIGTERM 3s", "wait t1 @RUNNING")
 		checkState(t, e, "t1", "SHUTDOWN exit=143")
+	})
+}
+
+func TestStopUsesTheSpecsSignal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		tk := task("t1", running, assigned)
+		tk.Spec.Container.StopSignal = "SIGINT"
+		tk.Spec.Container.StopGracePeriod = nil
+		e.apply(t, complete, update(tk))
+		e.exec.takeCalls()
+		tk = task("t1", shutdown, running)
+		tk.Spec.Container.StopSignal = "SIGINT"
+		tk.Spec.Container.StopGracePeriod = nil
+		e.apply(t, incremental, update(tk))
+		checkCalls(t, e, "stop t1 @RUNNING SIGINT 10s", "wait t1 @RUNNING")
+	})
+}
+
+func TestStopSignalFallsBack(t *testing.T) {
+	for _, tt := range []struct{ spec, want string }{
+		{"", "SIGTERM"}, {"SIGQUIT", "SIGQUIT"}, {"TERM", "TERM"}, {"SIGNOPE", "SIGTERM"}, {"0", "SIGTERM"},
+	} {
+		tk := task("t1", running, assigned)
+		tk.Spec.Container.StopSignal = tt.spec
+		if got := stopSignal(tk); got != tt.want {
+			t.Errorf("stopSignal(stop_signal %q) = %q, want %q", tt.spec, got, tt.want)
+		}
+	}
+}
+
+func TestOOMKilledTaskSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.apply(t, complete, update(task("t1", running, assigned)))
+		e.exec.oomKill(t, "t1")
+		synctest.Wait()
+		checkState(t, e, "t1", "FAILED exit=137 task exited with code 137: out of memory")
+	})
+}
+
+func TestRunningStatusNamesTheContainer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.apply(t, complete, update(task("t1", running, assigned)))
+		st := known(e.rep, "t1")
+		if st.GetState() != running || st.GetContainerId() != "c-t1" || st.GetPid() != 42 {
+			t.Errorf("status = %v, want RUNNING with container c-t1 and pid 42 (from Inspect)", st)
+		}
+	})
+}
+
+func TestPrepareProgressReachesTheStatus(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.exec.progress["t1"] = []string{"pulling img: 10%", "pulling img: 60%\n"}
+		e.exec.blockPrepare["t1"] = true
+		e.apply(t, complete, update(task("t1", running, assigned)))
+		st := known(e.rep, "t1")
+		if st.GetState() != objectv1.TaskState_TASK_STATE_PREPARING || st.GetMessage() != "pulling img: 10%" {
+			t.Errorf("status after the first progress = %v, want PREPARING with message %q", st, "pulling img: 10%")
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if st := known(e.rep, "t1"); st.GetMessage() != "pulling img: 60%" {
+			t.Errorf("status a second later = %v, want message %q", st, "pulling img: 60%")
+		}
+		e.apply(t, incremental, update(task("t1", shutdown, objectv1.TaskState_TASK_STATE_PREPARING)))
+		checkState(t, e, "t1", "SHUTDOWN")
+	})
+}
+
+// TestProgressIsRateLimited feeds a chatty pull's messages, one every
+// 300ms, and checks that at most one per progressInterval reaches the
+// reporter, the latest at each turn, and nothing after close.
+func TestProgressIsRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rep := newReporter(100, time.Second)
+		preparing := &objectv1.TaskStatus{State: objectv1.TaskState_TASK_STATE_PREPARING, Message: "preparing"}
+		p := newProgress("t1", rep, preparing)
+		var seen []string
+		last := ""
+		observe := func() {
+			synctest.Wait()
+			if m := known(rep, "t1").GetMessage(); m != last {
+				seen = append(seen, m)
+				last = m
+			}
+		}
+		for i := range 7 { // at 0, 0.3s, ... 1.8s
+			p.update(fmt.Sprintf("m%d", i))
+			observe()
+			for range 3 {
+				time.Sleep(100 * time.Millisecond)
+				observe()
+			}
+		}
+		time.Sleep(2 * progressInterval)
+		observe()
+		// m0 at once; m3 (waiting since 0.9s) at 1s; m6 (since 1.8s) at 2s.
+		if want := []string{"m0", "m3", "m6"}; !slices.Equal(seen, want) {
+			t.Errorf("messages reported = %q, want %q", seen, want)
+		}
+		p.update("m7") // more than a second after m6: would go at once
+		p.close()
+		p.update("m8")
+		time.Sleep(2 * progressInterval)
+		observe()
+		if last != "m7" {
+			t.Errorf("after close the message is %q, want m7 (nothing after close)", last)
+		}
+		p2 := newProgress("t2", rep, preparing)
+		p2.update("first")
+		p2.update("waits")
+		p2.close()
+		time.Sleep(2 * progressInterval)
+		synctest.Wait()
+		if m := known(rep, "t2").GetMessage(); m != "first" {
+			t.Errorf("a message waiting at close was sent: latest %q, want %q", m, "first")
+		}
+		p3 := newProgress("t3", rep, preparing)
+		p3.update(strings.Repeat("é", maxProgressText) + "\xff")
+		if m := known(rep, "t3").GetMessage(); len(m) > maxProgressText || !utf8.ValidString(m) {
+			t.Errorf("a long invalid message was reported as %d bytes, valid UTF-8 %v; want at most %d, valid", len(m), utf8.ValidString(m), maxProgressText)
+		}
 	})
 }
 
@@ -377,10 +559,10 @@ func TestRemoveStopsAndForgets(t *testing.T) {
 		e.apply(t, complete, update(task("t1", running, assigned)), update(task("t2", running, assigned)))
 		e.exec.takeCalls()
 		e.apply(t, incremental, remove("t1"))
-		checkCalls(t, e, "stop t1 @RUNNING 3s", "remove t1 @RUNNING")
+		checkCalls(t, e, "stop t1 @RUNNING SIGTERM 3s", "remove t1 @RUNNING")
 		// A complete set without t2 drops it too.
 		e.apply(t, complete)
-		checkCalls(t, e, "stop t2 @RUNNING 3s", "remove t2 @RUNNING")
+		checkCalls(t, e, "stop t2 @RUNNING SIGTERM 3s", "remove t2 @RUNNING")
 		if n := e.set.len(); n != 0 {
 			t.Errorf("tasks after removal = %d, want 0", n)
 		}
@@ -406,7 +588,7 @@ func TestTransientExecutorErrorsAreRetried(t *testing.T) {
 		e.apply(t, incremental, update(task("t1", shutdown, running)))
 		time.Sleep(2 * retryMax)
 		synctest.Wait()
-		checkCalls(t, e, "stop t1 @RUNNING 3s", "stop t1 @RUNNING 3s", "stop t1 @RUNNING 3s", "wait t1 @RUNNING")
+		checkCalls(t, e, "stop t1 @RUNNING SIGTERM 3s", "stop t1 @RUNNING SIGTERM 3s", "stop t1 @RUNNING SIGTERM 3s", "wait t1 @RUNNING")
 		checkState(t, e, "t1", "SHUTDOWN exit=143")
 	})
 }
@@ -466,7 +648,7 @@ func TestAdoptsWhatTheExecutorHolds(t *testing.T) {
 		slices.Sort(calls)
 		want := []string{
 			"remove stray @none", "remove stray-ended @none",
-			"stop stray @none 10s", "wait runs @none",
+			"stop stray @none SIGTERM 10s", "wait runs @none",
 		}
 		if !slices.Equal(calls, want) {
 			t.Errorf("executor calls = %q, want %q (no prepare, no start)", calls, want)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -22,8 +23,7 @@ import (
 // no goroutine.
 type taskSet struct {
 	nodeID string
-	exec   Executor
-	insp   Inspector // nil when the executor cannot inspect
+	exec   executor.Executor
 	rep    *reporter
 	log    *slog.Logger
 	wake   chan struct{} // size 1: queue has workers to start
@@ -35,16 +35,14 @@ type taskSet struct {
 	// worker starts from what the executor says); those still unnamed
 	// after the first complete set are stopped and removed. nil once that
 	// set arrived.
-	orphans map[string]ExecutorTask
+	orphans map[string]executor.TaskInfo
 	queue   []*taskWorker // workers to start a goroutine for
 }
 
-func newTaskSet(nodeID string, exec Executor, rep *reporter, logger *slog.Logger) *taskSet {
-	insp, _ := exec.(Inspector)
+func newTaskSet(nodeID string, exec executor.Executor, rep *reporter, logger *slog.Logger) *taskSet {
 	return &taskSet{
 		nodeID:  nodeID,
 		exec:    exec,
-		insp:    insp,
 		rep:     rep,
 		log:     logger,
 		wake:    make(chan struct{}, 1),
@@ -53,10 +51,10 @@ func newTaskSet(nodeID string, exec Executor, rep *reporter, logger *slog.Logger
 }
 
 // adopt records what the executor holds at start, before any assignment.
-func (s *taskSet) adopt(held []ExecutorTask) {
+func (s *taskSet) adopt(held []executor.TaskInfo) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.orphans = make(map[string]ExecutorTask, len(held))
+	s.orphans = make(map[string]executor.TaskInfo, len(held))
 	for _, et := range held {
 		if et.TaskID != "" {
 			s.orphans[et.TaskID] = et

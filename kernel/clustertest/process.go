@@ -184,6 +184,10 @@ control_socket = %q
 listen_addr = %q
 [log]
 level = "info"
+# The managers only manage: tasks run on the tests' simulated workers, so
+# killing a manager never takes tasks with it.
+[plugins.executor]
+path = "none"
 %s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, ports[1], m.Socket, opts.Raft, m.MetricsAddr, join)
 		m.config = filepath.Join(m.Dir, "node.toml")
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {

@@ -213,11 +213,25 @@ func (c *Config) validatePlugins(fe *sdk.FieldErrors) {
 			fe.Add(field, "unknown plugin kind %q; kinds are %s", kind, quoteList(Kinds))
 			continue
 		}
-		if p := c.Plugins[kind].Path; p != "" && !filepath.IsAbs(p) {
+		switch p := c.Plugins[kind].Path; {
+		case p == "" || filepath.IsAbs(p):
+		case kind == KindExecutor && (p == SimulatedExecutor || p == NoExecutor):
+		case kind == KindExecutor:
+			fe.Add(field+".path", "must be an absolute path, %q or %q, got %q", SimulatedExecutor, NoExecutor, p)
+		default:
 			fe.Add(field+".path", "must be an absolute path, got %q", p)
 		}
 	}
 }
+
+// SimulatedExecutor, as [plugins.executor] path, runs the node's tasks in
+// the agent's memory (kernel/simexec) instead of in an executor plugin:
+// nothing runs for real, which lets one machine stand in for many nodes.
+const SimulatedExecutor = "simulated"
+
+// NoExecutor, as [plugins.executor] path, gives the node no worker: a
+// manager then only manages (it takes no tasks); a worker refuses to start.
+const NoExecutor = "none"
 
 // between records field unless lo <= d <= hi, and reports whether it was in
 // bounds.

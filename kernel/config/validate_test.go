@@ -139,6 +139,11 @@ func TestValidate(t *testing.T) {
 		{"plugin unknown kind", func(c *Config) { c.Plugins["storage"] = Plugin{} }, "plugins.storage", `unknown plugin kind "storage"; kinds are "scheduler", "ipam", "executor"`},
 		{"plugin kind quoted", func(c *Config) { c.Plugins["a.b"] = Plugin{} }, `plugins."a.b"`, `unknown plugin kind "a.b"`},
 		{"plugin relative path", func(c *Config) { c.Plugins[KindIPAM] = Plugin{Path: "bin/ipam"} }, "plugins.ipam.path", `must be an absolute path, got "bin/ipam"`},
+		{"simulated executor", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: SimulatedExecutor} }, "", ""},
+		{"simulated is for executors", func(c *Config) { c.Plugins[KindScheduler] = Plugin{Path: SimulatedExecutor} }, "plugins.scheduler.path", `must be an absolute path, got "simulated"`},
+		{"executor relative path", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: "executor"} }, "plugins.executor.path", `must be an absolute path, "simulated" or "none", got "executor"`},
+		{"no executor", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: NoExecutor} }, "", ""},
+		{"none is for executors", func(c *Config) { c.Plugins[KindIPAM] = Plugin{Path: NoExecutor} }, "plugins.ipam.path", `must be an absolute path, got "none"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

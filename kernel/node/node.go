@@ -1,5 +1,8 @@
-// Package node runs what a node's config asks for: a manager, or a worker
-// (the agent with its executor). It is the agent daemon's wiring; cmd/shoal
+// Package node runs what a node's config asks for: a manager and a worker
+// (role "manager"), or a worker alone (role "worker"). A worker is the agent
+// with its executor: the plugin [plugins.executor] names (by default the
+// bundled executor-containerd, next to the shoal binary), or the simulated
+// executor for path = "simulated". It is the agent daemon's wiring; cmd/shoal
 // only parses flags and calls Run.
 package node
 
@@ -13,42 +16,85 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/manager"
-	"github.com/shoalhq/shoal/kernel/simexec"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 // Run runs the node until ctx ends.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.IsManager() {
-		m, err := manager.New(ctx, cfg, logger)
-		if err != nil {
-			return err
-		}
-		return m.Run(ctx)
+		return runManager(ctx, cfg, logger)
 	}
 	return runWorker(ctx, cfg, logger)
 }
 
+// runManager runs a manager and, beside it, the node's own worker: an agent
+// that holds a session with this very manager under the manager's
+// certificate, so that the node takes tasks too (drain it to keep tasks
+// off). The manager renews the certificate; the agent only uses it. If
+// either part fails, the other is stopped and the error returned.
+func runManager(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	m, err := manager.New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	if cfg.Plugins[sdk.KindExecutor].Path == config.NoExecutor {
+		logger.Info("this manager runs no worker: [plugins.executor] path is \"none\"", "node_id", m.NodeID())
+		return m.Run(ctx)
+	}
+	w, err := newWorker(cfg, m.Identity(), []string{m.APIAddr()}, true, logger)
+	switch {
+	case errors.Is(err, errNoBundledExecutor):
+		// A manager can serve without a worker: it then takes no tasks,
+		// as if drained. Say why, and run.
+		logger.Warn("this manager runs no worker and takes no tasks", "node_id", m.NodeID(), "reason", err,
+			"fix", `install the bundled executor next to shoal, or set [plugins.executor] path (path = "simulated" for simulated tasks)`)
+		return m.Run(ctx)
+	case err != nil:
+		// Run with an ended context releases what New bound.
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		return errors.Join(err, m.Run(done))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var werr error
+	wg.Go(func() {
+		werr = w.run(ctx)
+		if werr != nil {
+			cancel()
+		}
+	})
+	merr := m.Run(ctx)
+	cancel()
+	wg.Wait()
+	if werr != nil {
+		werr = fmt.Errorf("worker: %w", werr)
+	}
+	return errors.Join(merr, werr)
+}
+
 // runWorker runs a worker node: it joins with the worker token on its
 // first start, then keeps a session with a manager and runs its tasks.
-// Until the containerd executor exists (issue 5), a worker runs its tasks
-// with the simulated executor: they "run" in memory, which is what lets
-// one machine stand in for thousands of nodes.
 func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	hostname, err := cfg.Node.Name()
 	if err != nil {
 		return err
 	}
-	platform := runtime.GOOS + "/" + runtime.GOARCH
+	if cfg.Plugins[sdk.KindExecutor].Path == config.NoExecutor {
+		return fmt.Errorf(`plugins.executor.path: a worker needs an executor, got "none"`)
+	}
 	id, err := ca.LoadIdentity(cfg.CertDir())
 	if errors.Is(err, sdk.ErrNotFound) {
-		id, err = ca.Join(ctx, cfg.Join.Addrs, cfg.Join.Token, hostname, platform, cfg.CertDir())
+		id, err = ca.Join(ctx, cfg.Join.Addrs, cfg.Join.Token, hostname, platform(), cfg.CertDir())
 		if err == nil && id.Role() != objectv1.NodeRole_NODE_ROLE_WORKER {
 			return fmt.Errorf("join.token: joined as %s, but node.role is worker: use the worker token (shoal join-token worker)", id.Role())
 		}
@@ -56,29 +102,91 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.WorkerDir(), 0o700); err != nil {
-		return err
-	}
-	a, err := agent.New(agent.Config{
-		Identity: id,
-		Managers: cfg.Join.Addrs,
-		Description: &objectv1.NodeDescription{
-			Hostname:      hostname,
-			Platform:      platform,
-			Resources:     machineResources(),
-			EngineVersion: manager.Version,
-			Executor:      "simulated",
-		},
-		Executor: simexec.New(simexec.Config{}),
-		StateDir: cfg.WorkerDir(),
-		Logger:   logger.With("part", "agent"),
-	})
+	w, err := newWorker(cfg, id, cfg.Join.Addrs, false, logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("worker started", "node_id", id.NodeID(), "executor", "simulated")
-	return a.Run(ctx)
+	return w.run(ctx)
 }
+
+// containerdAddress is the containerd socket the executor plugin is told
+// about (executor.NodeInfo.ContainerdAddress).
+//
+// TODO(issue 5): the embedded containerd supervisor (kernel/containerd)
+// provides it: the node starts the supervisor when its config names no
+// containerd socket, and this returns the supervisor's Address(), or the
+// configured socket. Until then the executor plugin finds containerd from
+// its own [plugins.executor.config].
+func containerdAddress(config.Config) string { return "" }
+
+// worker is a node's worker side: the agent and its executor.
+type worker struct {
+	agent *agent.Agent
+	exec  *nodeExecutor
+	log   *slog.Logger
+}
+
+// newWorker prepares the worker of the node id names. managers are the
+// addresses to start from; noRenewal leaves the certificate to the
+// manager of the same node.
+func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal bool, logger *slog.Logger) (*worker, error) {
+	hostname, err := cfg.Node.Name()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.WorkerDir(), 0o700); err != nil {
+		return nil, err
+	}
+	exec, err := newExecutor(cfg, executor.NodeInfo{NodeID: id.NodeID(), ContainerdAddress: containerdAddress(cfg)}, logger)
+	if err != nil {
+		return nil, err
+	}
+	a, err := agent.New(agent.Config{
+		Identity: id,
+		Managers: managers,
+		Description: &objectv1.NodeDescription{
+			Hostname:      hostname,
+			Platform:      platform(),
+			Resources:     machineResources(),
+			EngineVersion: manager.Version,
+			Executor:      exec.name,
+		},
+		Executor:  exec,
+		StateDir:  cfg.WorkerDir(),
+		Logger:    logger.With("part", "agent"),
+		NoRenewal: noRenewal,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &worker{agent: a, exec: exec, log: logger.With("node_id", id.NodeID())}, nil
+}
+
+// run runs the executor plugin (if any) and the agent until ctx ends or
+// either fails; the tasks keep running either way.
+func (w *worker) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var herr error
+	if w.exec.host != nil {
+		wg.Go(func() {
+			if herr = w.exec.host.Run(ctx); herr != nil {
+				cancel()
+			}
+		})
+	}
+	w.log.Info("worker started", "executor", w.exec.name)
+	aerr := w.agent.Run(ctx)
+	cancel()
+	wg.Wait()
+	if herr != nil {
+		herr = fmt.Errorf("executor plugin: %w", herr)
+	}
+	return errors.Join(aerr, herr)
+}
+
+func platform() string { return runtime.GOOS + "/" + runtime.GOARCH }
 
 // machineResources is what this machine offers to tasks: every CPU and all
 // memory. Reservations are checked against it.

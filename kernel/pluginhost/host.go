@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/hclogslog"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 )
 
 // Config configures a Host.
@@ -41,6 +42,9 @@ type Config struct {
 	Plugins plugin.PluginSet
 	// Logger receives the host's logs and the plugin's. Nil discards them.
 	Logger *slog.Logger
+	// Node is what an executor plugin's Configure is told about its node
+	// (executor.Configurer); other kinds ignore it.
+	Node executor.NodeInfo
 }
 
 // timing holds the supervision intervals; tests shorten them.
@@ -84,7 +88,8 @@ var defaultTiming = timing{
 }
 
 // configurer is the optional capability of a dispensed client to take the
-// plugin's settings (scheduler.Configurer and its kin).
+// plugin's settings (scheduler.Configurer and its kin). An executor's
+// client takes the node's facts too (executor.Configurer).
 type configurer interface {
 	Configure(ctx context.Context, config []byte) error
 }
@@ -248,9 +253,16 @@ func (h *Host[T]) start(ctx context.Context) (*instance, T, error) {
 		in.close()
 		return nil, zero, permanent(fmt.Errorf("dispense %s plugin: got %T, not a %v", h.cfg.Kind, raw, reflect.TypeFor[T]()))
 	}
-	if c, ok := raw.(configurer); ok {
+	var configure func(context.Context) error
+	switch c := raw.(type) {
+	case configurer:
+		configure = func(ctx context.Context) error { return c.Configure(ctx, h.cfg.Config) }
+	case executor.Configurer:
+		configure = func(ctx context.Context) error { return c.Configure(ctx, h.cfg.Node, h.cfg.Config) }
+	}
+	if configure != nil {
 		cctx, cancel := context.WithTimeout(ctx, h.timing.configureTimeout)
-		err := c.Configure(cctx, h.cfg.Config)
+		err := configure(cctx)
 		cancel()
 		if err != nil {
 			// A plugin that died or hung while configuring, or said that

@@ -3,8 +3,10 @@ package pluginhost
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -92,5 +94,22 @@ func TestGoPluginHandler(t *testing.T) {
 	want := map[string]any{"level": "INFO", "msg": "plugin process exited", "plugin": "scheduler", "binary": "/usr/lib/shoal/spread", "id": int64(42)}
 	if len(l.recs) != 1 || !reflect.DeepEqual(l.recs[0], want) {
 		t.Errorf("logged %v, want %v", l.recs, want)
+	}
+}
+
+func TestResolve(t *testing.T) {
+	if got, err := Resolve("executor", "/opt/x/executor", "executor-containerd"); err != nil || got != "/opt/x/executor" {
+		t.Errorf("Resolve(configured) = %q, %v, want the configured path", got, err)
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "shoal")
+	if _, err := resolveBeside("executor", "executor-containerd", exe); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "plugins.executor.path: not set, and the bundled executor-containerd is not next to "+exe) {
+		t.Errorf("resolveBeside(missing) = %v, want fs.ErrNotExist naming the field, the plugin and the binary", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "executor-containerd"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := resolveBeside("executor", "executor-containerd", exe); err != nil || got != filepath.Join(dir, "executor-containerd") {
+		t.Errorf("resolveBeside(present) = %q, %v, want it", got, err)
 	}
 }

@@ -1,20 +1,32 @@
-// Package simexec is a simulated executor: an agent.Executor that runs
-// tasks in memory, so that one process can stand in for thousands of worker
-// nodes in tests and benchmarks.
+// Package simexec is a simulated executor: an sdk/executor.Executor that
+// runs tasks in memory, so that one process can stand in for thousands of
+// worker nodes in tests and benchmarks.
 //
 // A simulated task's process "runs" from Start until it is stopped, unless
 // environment variables in its container spec say otherwise:
 //
-//	SHOAL_SIM_EXIT_AFTER=<duration>  the process exits by itself after this long
-//	SHOAL_SIM_EXIT_CODE=<n>          ... with this exit code (default 0)
-//	SHOAL_SIM_FAIL_PREPARE=<msg>     Prepare fails with msg
-//	SHOAL_SIM_IGNORE_STOP=1          the process ignores the stop signal and
-//	                                 is killed after the grace period (exit 137)
+//	SHOAL_SIM_EXIT_AFTER=<duration>   the process exits by itself after this long
+//	SHOAL_SIM_EXIT_CODE=<n>           ... with this exit code (default 0)
+//	SHOAL_SIM_FAIL_PREPARE=<msg>      Prepare fails with msg
+//	SHOAL_SIM_PREPARE_TIME=<duration> Prepare takes this long, reporting its
+//	                                  progress as an image pull does
+//	SHOAL_SIM_IGNORE_STOP=1           the process ignores the stop signal and
+//	                                  is killed after the grace period (exit 137)
+//	SHOAL_SIM_STDOUT=<lines>          the process writes these lines (separated
+//	SHOAL_SIM_STDERR=<lines>          by newlines) to stdout and stderr when it
+//	                                  starts, stdout's first
+//	SHOAL_SIM_LOG_LINES=<n>           ... and then "line 1" to "line n" to stdout
 //
-// A process that honours the stop signal exits at once with code 0.
+// A process that honours the stop signal exits at once with code 0; one
+// sent SIGKILL exits at once with code 137.
 //
 // It is cheap: a task is a small struct, its timers are time.AfterFunc, and
-// no goroutine exists for it unless a caller blocks in Wait or Stop.
+// no goroutine exists for it unless a caller blocks in Wait, Stop or Logs.
+// A task's logs take memory only when its environment asks for lines.
+//
+// The executor's state is its memory: unlike a real executor, nothing
+// survives the Executor value. Share the value to simulate an agent that
+// restarts while its tasks keep running.
 package simexec
 
 import (
@@ -28,8 +40,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -38,17 +50,26 @@ const (
 	EnvExitAfter   = "SHOAL_SIM_EXIT_AFTER"
 	EnvExitCode    = "SHOAL_SIM_EXIT_CODE"
 	EnvFailPrepare = "SHOAL_SIM_FAIL_PREPARE"
+	EnvPrepareTime = "SHOAL_SIM_PREPARE_TIME"
 	EnvIgnoreStop  = "SHOAL_SIM_IGNORE_STOP"
+	EnvStdout      = "SHOAL_SIM_STDOUT"
+	EnvStderr      = "SHOAL_SIM_STDERR"
+	EnvLogLines    = "SHOAL_SIM_LOG_LINES"
 )
 
 // KilledExitCode is the exit code of a process killed after its grace
 // period: 128 + SIGKILL, as a shell or container runtime reports it.
-const KilledExitCode = 137
+const KilledExitCode = 128 + executor.SIGKILL
 
-var (
-	_ agent.Executor  = (*Executor)(nil)
-	_ agent.Inspector = (*Executor)(nil)
+const (
+	// maxLogLines bounds SHOAL_SIM_LOG_LINES: a simulation that asks for
+	// more is a typo, not a test, and would hold it all in memory.
+	maxLogLines = 1_000_000
+	// prepareSteps is how many progress messages a timed Prepare reports.
+	prepareSteps = 10
 )
+
+var _ executor.Executor = (*Executor)(nil)
 
 // Config configures an Executor.
 type Config struct {
@@ -78,17 +99,22 @@ const (
 // task is one simulated task.
 type task struct {
 	id string
-	// behaviour, from the spec's environment
-	exitAfter  time.Duration
-	exitCode   int
-	ignoreStop bool
+	// behaviour, from the spec
+	exitAfter   time.Duration
+	exitCode    int
+	ignoreStop  bool
+	stopSignal  string
+	prepareTime time.Duration
+	output      []executor.LogEntry // written at start; Time is set then
 
-	phase  phase
-	code   int           // exit code once exited
-	pid    int           // while running
-	done   chan struct{} // made by Start, closed on exit
-	timer  *time.Timer   // the exit-after timer
-	killer *time.Timer   // the kill after a stop's grace
+	phase    phase
+	status   executor.ExitStatus // once exited
+	pid      int                 // while running
+	done     chan struct{}       // made by Start, closed on exit
+	timer    *time.Timer         // the exit-after timer
+	killer   *time.Timer         // the kill after a stop's grace
+	logs     []executor.LogEntry // written so far
+	logsWake chan struct{}       // closed and replaced when logs grow or the process exits
 }
 
 // New returns an Executor holding no tasks.
@@ -98,28 +124,62 @@ func New(cfg Config) *Executor {
 
 // Prepare creates the simulated task from its spec. A task already held is
 // left as it is.
-func (e *Executor) Prepare(_ context.Context, t *objectv1.Task) error {
+func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
 	if t.GetId() == "" {
 		return fmt.Errorf("prepare: task has no id: %w", sdk.ErrInvalidArgument)
 	}
-	st, err := parseEnv(t.GetId(), t.GetSpec().GetContainer().GetEnv())
+	e.mu.Lock()
+	_, held := e.tasks[t.GetId()]
+	e.mu.Unlock()
+	if held {
+		return nil
+	}
+	st, err := parseSpec(t)
 	if err != nil {
 		return err
 	}
+	if st.prepareTime > 0 {
+		if err := pull(ctx, t, st.prepareTime, progress); err != nil {
+			return err
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.tasks[t.GetId()]; ok {
-		return nil
+	if _, ok := e.tasks[t.GetId()]; !ok {
+		e.tasks[t.GetId()] = st
 	}
-	e.tasks[t.GetId()] = st
 	return nil
 }
 
-// parseEnv reads a task's behaviour from its environment; the last setting
-// of a variable wins, as in a process's environment.
-func parseEnv(id string, env []string) (*task, error) {
-	t := &task{id: id}
-	for _, kv := range env {
+// pull simulates an image pull that takes d, reporting its progress.
+func pull(ctx context.Context, t *objectv1.Task, d time.Duration, progress func(string)) error {
+	image := t.GetSpec().GetContainer().GetImage()
+	step := time.NewTicker(d / prepareSteps)
+	defer step.Stop()
+	for i := 1; i <= prepareSteps; i++ {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("prepare %s: pull %s: %w", t.GetId(), image, ctx.Err())
+		case <-step.C:
+		}
+		if progress != nil {
+			progress(fmt.Sprintf("pulling %s: %d%%", image, i*100/prepareSteps))
+		}
+	}
+	return nil
+}
+
+// parseSpec reads a task's behaviour from its spec; the last setting of an
+// environment variable wins, as in a process's environment.
+func parseSpec(t *objectv1.Task) (*task, error) {
+	id, c := t.GetId(), t.GetSpec().GetContainer()
+	st := &task{id: id, stopSignal: c.GetStopSignal()}
+	if _, err := executor.ParseSignal(st.stopSignal); err != nil {
+		return nil, fmt.Errorf("prepare %s: spec.container.stop_signal: %w", id, err)
+	}
+	var stdout, stderr []string
+	lines := 0
+	for _, kv := range c.GetEnv() {
 		k, v, _ := strings.Cut(kv, "=")
 		var err error
 		switch k {
@@ -129,23 +189,51 @@ func parseEnv(id string, env []string) (*task, error) {
 			}
 			return nil, fmt.Errorf("prepare %s: %s", id, v)
 		case EnvExitAfter:
-			t.exitAfter, err = time.ParseDuration(v)
-			if err == nil && t.exitAfter <= 0 {
-				err = errors.New("must be positive")
-			}
+			st.exitAfter, err = positive(v)
+		case EnvPrepareTime:
+			st.prepareTime, err = positive(v)
 		case EnvExitCode:
-			t.exitCode, err = strconv.Atoi(v)
-			if err == nil && (t.exitCode < 0 || t.exitCode > 255) {
+			st.exitCode, err = strconv.Atoi(v)
+			if err == nil && (st.exitCode < 0 || st.exitCode > 255) {
 				err = errors.New("must be 0 to 255")
 			}
 		case EnvIgnoreStop:
-			t.ignoreStop, err = strconv.ParseBool(v)
+			st.ignoreStop, err = strconv.ParseBool(v)
+		case EnvStdout:
+			stdout = strings.Split(v, "\n")
+		case EnvStderr:
+			stderr = strings.Split(v, "\n")
+		case EnvLogLines:
+			lines, err = strconv.Atoi(v)
+			if err == nil && (lines < 0 || lines > maxLogLines) {
+				err = fmt.Errorf("must be 0 to %d", maxLogLines)
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("prepare %s: %s=%q: %w: %w", id, k, v, err, sdk.ErrInvalidArgument)
 		}
 	}
-	return t, nil
+	if n := len(stdout) + len(stderr) + lines; n > 0 {
+		st.output = make([]executor.LogEntry, 0, n)
+		for _, l := range stdout {
+			st.output = append(st.output, executor.LogEntry{Stream: executor.Stdout, Line: []byte(l)})
+		}
+		for _, l := range stderr {
+			st.output = append(st.output, executor.LogEntry{Stream: executor.Stderr, Line: []byte(l)})
+		}
+		for i := 1; i <= lines; i++ {
+			st.output = append(st.output, executor.LogEntry{Stream: executor.Stdout, Line: []byte("line " + strconv.Itoa(i))})
+		}
+	}
+	return st, nil
+}
+
+func positive(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err == nil && d <= 0 {
+		err = errors.New("must be positive")
+	}
+	return d, err
 }
 
 // Start starts a prepared task's process, after Config.StartDelay.
@@ -177,6 +265,14 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 	e.lastPid++
 	t.phase, t.pid, t.done = running, e.lastPid, make(chan struct{})
 	e.starts[taskID]++
+	if len(t.output) > 0 {
+		now := time.Now()
+		for i := range t.output {
+			t.output[i].Time = now
+		}
+		t.logs, t.output = t.output, nil
+		t.wakeLogs()
+	}
 	if t.exitAfter > 0 {
 		t.timer = time.AfterFunc(t.exitAfter, func() { e.exit(t, t.exitCode) })
 	}
@@ -194,7 +290,8 @@ func (e *Executor) exitLocked(t *task, code int) {
 	if t.phase != running {
 		return
 	}
-	t.phase, t.code, t.pid = exited, code, 0
+	t.phase, t.pid = exited, 0
+	t.status = executor.ExitStatus{ExitCode: code, ExitedAt: time.Now()}
 	for _, tm := range []*time.Timer{t.timer, t.killer} {
 		if tm != nil {
 			tm.Stop()
@@ -202,46 +299,69 @@ func (e *Executor) exitLocked(t *task, code int) {
 	}
 	t.timer, t.killer = nil, nil
 	close(t.done)
+	t.wakeLogs()
 }
 
-// Wait blocks until the task's process exits and returns its exit code.
-func (e *Executor) Wait(ctx context.Context, taskID string) (int, error) {
+// wakeLogs tells the followers of t's logs that something changed. The
+// executor's mutex is held.
+func (t *task) wakeLogs() {
+	if t.logsWake != nil {
+		close(t.logsWake)
+		t.logsWake = nil
+	}
+}
+
+// Wait blocks until the task's process exits and returns how it ended.
+func (e *Executor) Wait(ctx context.Context, taskID string) (executor.ExitStatus, error) {
 	e.mu.Lock()
 	t, err := e.get(taskID)
 	if err != nil {
 		e.mu.Unlock()
-		return 0, err
+		return executor.ExitStatus{}, err
 	}
 	switch t.phase {
 	case prepared:
 		e.mu.Unlock()
-		return 0, fmt.Errorf("wait %s: task not started: %w", taskID, sdk.ErrFailedPrecondition)
+		return executor.ExitStatus{}, fmt.Errorf("wait %s: task not started: %w", taskID, sdk.ErrFailedPrecondition)
 	case exited:
 		e.mu.Unlock()
-		return t.code, nil
+		return t.status, nil
 	}
 	done := t.done
 	e.mu.Unlock()
 	select {
 	case <-ctx.Done():
-		return 0, fmt.Errorf("wait %s: %w", taskID, ctx.Err())
+		return executor.ExitStatus{}, fmt.Errorf("wait %s: %w", taskID, ctx.Err())
 	case <-done:
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return t.code, nil
+	return t.status, nil
 }
 
 // Stop stops the task's process: at once, or after grace for a task that
 // ignores the stop signal. It returns once the process exited.
-func (e *Executor) Stop(ctx context.Context, taskID string, grace time.Duration) error {
+func (e *Executor) Stop(ctx context.Context, taskID string, signal string, grace time.Duration) error {
 	e.mu.Lock()
 	t, err := e.get(taskID)
 	if err != nil || t.phase != running {
 		e.mu.Unlock()
 		return err
 	}
-	if !t.ignoreStop {
+	if signal == "" {
+		signal = t.stopSignal
+	}
+	sig, err := executor.ParseSignal(signal)
+	if err != nil {
+		e.mu.Unlock()
+		return fmt.Errorf("stop %s: %w", taskID, err)
+	}
+	switch {
+	case sig == executor.SIGKILL:
+		e.exitLocked(t, KilledExitCode)
+		e.mu.Unlock()
+		return nil
+	case !t.ignoreStop:
 		e.exitLocked(t, 0)
 		e.mu.Unlock()
 		return nil
@@ -259,7 +379,7 @@ func (e *Executor) Stop(ctx context.Context, taskID string, grace time.Duration)
 	}
 }
 
-// Remove forgets the task, killing its process if it runs.
+// Remove forgets the task and its logs, killing its process if it runs.
 func (e *Executor) Remove(_ context.Context, taskID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -273,10 +393,10 @@ func (e *Executor) Remove(_ context.Context, taskID string) error {
 }
 
 // List returns every task held, ordered by ID.
-func (e *Executor) List(context.Context) ([]agent.ExecutorTask, error) {
+func (e *Executor) List(context.Context) ([]executor.TaskInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	out := make([]agent.ExecutorTask, 0, len(e.tasks))
+	out := make([]executor.TaskInfo, 0, len(e.tasks))
 	for _, id := range slices.Sorted(maps.Keys(e.tasks)) {
 		out = append(out, e.tasks[id].describe())
 	}
@@ -284,14 +404,67 @@ func (e *Executor) List(context.Context) ([]agent.ExecutorTask, error) {
 }
 
 // Inspect returns one task.
-func (e *Executor) Inspect(_ context.Context, taskID string) (agent.ExecutorTask, error) {
+func (e *Executor) Inspect(_ context.Context, taskID string) (executor.TaskInfo, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t, err := e.get(taskID)
 	if err != nil {
-		return agent.ExecutorTask{}, err
+		return executor.TaskInfo{}, err
 	}
 	return t.describe(), nil
+}
+
+// Logs sends the lines the task's process wrote.
+func (e *Executor) Logs(ctx context.Context, taskID string, opts executor.LogOptions, emit func(executor.LogEntry) error) error {
+	e.mu.Lock()
+	t, err := e.get(taskID)
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	next := 0
+	if opts.Tail >= 0 {
+		next = max(len(t.logs)-opts.Tail, 0)
+	}
+	e.mu.Unlock()
+	for {
+		e.mu.Lock()
+		lines := t.logs[next:]
+		next = len(t.logs)
+		ended := t.phase == exited || e.tasks[taskID] != t
+		var wake chan struct{}
+		if opts.Follow && !ended {
+			if t.logsWake == nil {
+				t.logsWake = make(chan struct{})
+			}
+			wake = t.logsWake
+		}
+		e.mu.Unlock()
+		// The lines are never modified once written: emit them unlocked.
+		for _, l := range lines {
+			if err := emit(l); err != nil {
+				return err
+			}
+		}
+		if wake == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wake:
+		}
+	}
+}
+
+// Stats returns zeros: a simulated process uses nothing.
+func (e *Executor) Stats(_ context.Context, taskID string) (executor.Stats, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, err := e.get(taskID); err != nil {
+		return executor.Stats{}, err
+	}
+	return executor.Stats{Time: time.Now()}, nil
 }
 
 // Starts returns how many times a task with this ID was started, removed
@@ -312,13 +485,13 @@ func (e *Executor) get(taskID string) (*task, error) {
 }
 
 // describe returns t as the agent sees it. The executor's mutex is held.
-func (t *task) describe() agent.ExecutorTask {
-	et := agent.ExecutorTask{TaskID: t.id, ContainerID: "sim-" + t.id, Pid: t.pid}
+func (t *task) describe() executor.TaskInfo {
+	et := executor.TaskInfo{TaskID: t.id, ContainerID: "sim-" + t.id, Pid: t.pid}
 	switch t.phase {
 	case running:
 		et.Running = true
 	case exited:
-		et.Exited, et.ExitCode = true, t.code
+		et.Exited, et.ExitCode = true, t.status.ExitCode
 	}
 	return et
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -11,8 +12,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -38,11 +39,15 @@ func TestPrepareEnv(t *testing.T) {
 		{name: "bad code", env: []string{"SHOAL_SIM_EXIT_CODE=x"}, wantErr: sdk.ErrInvalidArgument},
 		{name: "code out of range", env: []string{"SHOAL_SIM_EXIT_CODE=256"}, wantErr: sdk.ErrInvalidArgument},
 		{name: "bad ignore stop", env: []string{"SHOAL_SIM_IGNORE_STOP=maybe"}, wantErr: sdk.ErrInvalidArgument},
+		{name: "output", env: []string{"SHOAL_SIM_STDOUT=a\nb", "SHOAL_SIM_STDERR=c", "SHOAL_SIM_LOG_LINES=3"}},
+		{name: "bad log lines", env: []string{"SHOAL_SIM_LOG_LINES=-1"}, wantErr: sdk.ErrInvalidArgument, wantMsg: "SHOAL_SIM_LOG_LINES"},
+		{name: "too many log lines", env: []string{"SHOAL_SIM_LOG_LINES=1000001"}, wantErr: sdk.ErrInvalidArgument},
+		{name: "bad prepare time", env: []string{"SHOAL_SIM_PREPARE_TIME=0s"}, wantErr: sdk.ErrInvalidArgument, wantMsg: "SHOAL_SIM_PREPARE_TIME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := New(Config{})
-			err := e.Prepare(t.Context(), newTask("t1", tt.env...))
+			err := e.Prepare(t.Context(), newTask("t1", tt.env...), nil)
 			failed := tt.wantErr != nil || tt.wantMsg != ""
 			if (err != nil) != failed {
 				t.Fatalf("Prepare(env %q) = %v, want error %v", tt.env, err, failed)
@@ -83,7 +88,7 @@ func TestLifecycle(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx := t.Context()
 				e := New(Config{})
-				if err := e.Prepare(ctx, newTask("t1", tt.env...)); err != nil {
+				if err := e.Prepare(ctx, newTask("t1", tt.env...), nil); err != nil {
 					t.Fatal(err)
 				}
 				if err := e.Start(ctx, "t1"); err != nil {
@@ -91,19 +96,19 @@ func TestLifecycle(t *testing.T) {
 				}
 				start := time.Now()
 				if tt.stop {
-					if err := e.Stop(ctx, "t1", tt.grace); err != nil {
+					if err := e.Stop(ctx, "t1", "", tt.grace); err != nil {
 						t.Fatalf("Stop = %v", err)
 					}
 				}
-				code, err := e.Wait(ctx, "t1")
-				if err != nil || code != tt.want {
-					t.Errorf("Wait = %d, %v, want %d, nil", code, err, tt.want)
+				es, err := e.Wait(ctx, "t1")
+				if err != nil || es.ExitCode != tt.want || !es.ExitedAt.Equal(start.Add(tt.took)) {
+					t.Errorf("Wait = %+v, %v, want exit code %d at %s, nil", es, err, tt.want, start.Add(tt.took))
 				}
 				if took := time.Since(start); took != tt.took {
 					t.Errorf("process lived %s, want %s", took, tt.took)
 				}
 				list, _ := e.List(ctx)
-				want := agent.ExecutorTask{TaskID: "t1", Exited: true, ExitCode: tt.want, ContainerID: "sim-t1"}
+				want := executor.TaskInfo{TaskID: "t1", Exited: true, ExitCode: tt.want, ContainerID: "sim-t1"}
 				if len(list) != 1 || list[0] != want {
 					t.Errorf("List = %+v, want [%+v]", list, want)
 				}
@@ -125,7 +130,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 		if err := e.Start(ctx, "missing"); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("Start(missing) = %v, want %v", err, sdk.ErrNotFound)
 		}
-		if err := e.Prepare(ctx, newTask("t1")); err != nil {
+		if err := e.Prepare(ctx, newTask("t1"), nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.Wait(ctx, "t1"); !errors.Is(err, sdk.ErrFailedPrecondition) {
@@ -139,7 +144,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 			t.Errorf("Start took %s, want 2s", took)
 		}
 		// Preparing and starting again changes nothing.
-		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_EXIT_AFTER=1s")); err != nil {
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_EXIT_AFTER=1s"), nil); err != nil {
 			t.Errorf("Prepare again = %v, want nil", err)
 		}
 		if err := e.Start(ctx, "t1"); err != nil {
@@ -162,7 +167,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 func TestStartCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := New(Config{StartDelay: time.Minute})
-		if err := e.Prepare(t.Context(), newTask("t1")); err != nil {
+		if err := e.Prepare(t.Context(), newTask("t1"), nil); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -181,7 +186,7 @@ func TestRemoveKills(t *testing.T) {
 		ctx := t.Context()
 		e := New(Config{})
 		for _, id := range []string{"a", "b"} {
-			if err := e.Prepare(ctx, newTask(id, "SHOAL_SIM_IGNORE_STOP=1")); err != nil {
+			if err := e.Prepare(ctx, newTask(id, "SHOAL_SIM_IGNORE_STOP=1"), nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.Start(ctx, id); err != nil {
@@ -190,8 +195,8 @@ func TestRemoveKills(t *testing.T) {
 		}
 		waited := make(chan int)
 		go func() {
-			code, _ := e.Wait(ctx, "a")
-			waited <- code
+			es, _ := e.Wait(ctx, "a")
+			waited <- es.ExitCode
 		}()
 		synctest.Wait()
 		if err := e.Remove(ctx, "a"); err != nil {
@@ -206,7 +211,7 @@ func TestRemoveKills(t *testing.T) {
 		if _, err := e.Wait(ctx, "a"); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("Wait after Remove = %v, want %v", err, sdk.ErrNotFound)
 		}
-		if err := e.Stop(ctx, "a", time.Second); !errors.Is(err, sdk.ErrNotFound) {
+		if err := e.Stop(ctx, "a", "", time.Second); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("Stop after Remove = %v, want %v", err, sdk.ErrNotFound)
 		}
 		list, _ := e.List(ctx)
@@ -219,7 +224,7 @@ func TestRemoveKills(t *testing.T) {
 func TestStopCancelledKillsLater(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := New(Config{})
-		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_IGNORE_STOP=1")); err != nil {
+		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_IGNORE_STOP=1"), nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Start(t.Context(), "t1"); err != nil {
@@ -228,11 +233,11 @@ func TestStopCancelledKillsLater(t *testing.T) {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		if err := e.Stop(ctx, "t1", 10*time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		if err := e.Stop(ctx, "t1", "", 10*time.Second); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Stop = %v, want %v", err, context.DeadlineExceeded)
 		}
 		// A second stop does not push the kill back.
-		if err := e.Stop(t.Context(), "t1", time.Hour); err != nil {
+		if err := e.Stop(t.Context(), "t1", "", time.Hour); err != nil {
 			t.Errorf("second Stop = %v", err)
 		}
 		if took := time.Since(start); took != 10*time.Second {
@@ -254,17 +259,219 @@ func BenchmarkLifecycle(b *testing.B) {
 	for b.Loop() {
 		t := tasks[i%len(tasks)]
 		i++
-		if err := e.Prepare(ctx, t); err != nil {
+		if err := e.Prepare(ctx, t, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Start(ctx, t.Id); err != nil {
 			b.Fatal(err)
 		}
-		if err := e.Stop(ctx, t.Id, time.Second); err != nil {
+		if err := e.Stop(ctx, t.Id, "", time.Second); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Remove(ctx, t.Id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestStopSignals(t *testing.T) {
+	tests := []struct {
+		name   string
+		env    []string
+		spec   string // the spec's stop_signal
+		signal string // Stop's
+		want   int
+		took   time.Duration
+	}{
+		{name: "kill is not ignored", env: []string{"SHOAL_SIM_IGNORE_STOP=1"}, signal: "SIGKILL", want: KilledExitCode},
+		{name: "kill by number", signal: "9", want: KilledExitCode},
+		{name: "spec's signal is kill", env: []string{"SHOAL_SIM_IGNORE_STOP=1"}, spec: "KILL", want: KilledExitCode},
+		{name: "Stop's signal wins over the spec's", env: []string{"SHOAL_SIM_IGNORE_STOP=1"}, spec: "KILL", signal: "SIGTERM", want: KilledExitCode, took: 5 * time.Second},
+		{name: "honoured", signal: "SIGINT", want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx := t.Context()
+				e := New(Config{})
+				task := newTask("t1", tt.env...)
+				task.Spec.Container.StopSignal = tt.spec
+				if err := e.Prepare(ctx, task, nil); err != nil {
+					t.Fatal(err)
+				}
+				if err := e.Start(ctx, "t1"); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				if err := e.Stop(ctx, "t1", tt.signal, 5*time.Second); err != nil {
+					t.Fatalf("Stop = %v", err)
+				}
+				es, err := e.Wait(ctx, "t1")
+				if err != nil || es.ExitCode != tt.want {
+					t.Errorf("Wait = %+v, %v, want exit code %d", es, err, tt.want)
+				}
+				if took := time.Since(start); took != tt.took {
+					t.Errorf("stopped after %s, want %s", took, tt.took)
+				}
+			})
+		})
+	}
+}
+
+func TestBadSignals(t *testing.T) {
+	ctx := t.Context()
+	e := New(Config{})
+	bad := newTask("bad", "SHOAL_SIM_EXIT_AFTER=1h")
+	bad.Spec.Container.StopSignal = "SIGNOPE"
+	if err := e.Prepare(ctx, bad, nil); !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "stop_signal") {
+		t.Errorf("Prepare with stop_signal SIGNOPE = %v, want %v naming stop_signal", err, sdk.ErrInvalidArgument)
+	}
+	if err := e.Prepare(ctx, newTask("t1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []string{"SIGNOPE", "0", "65", "-9"} {
+		if err := e.Stop(ctx, "t1", sig, time.Second); !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Errorf("Stop(signal %q) = %v, want %v", sig, err, sdk.ErrInvalidArgument)
+		}
+	}
+	if ti, _ := e.Inspect(ctx, "t1"); !ti.Running {
+		t.Errorf("after refused Stops Inspect = %+v, want running", ti)
+	}
+}
+
+func TestPrepareTimeReportsProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := New(Config{})
+		var msgs []string
+		start := time.Now()
+		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_PREPARE_TIME=2s"), func(m string) { msgs = append(msgs, m) }); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took != 2*time.Second {
+			t.Errorf("Prepare took %s, want 2s", took)
+		}
+		if len(msgs) != prepareSteps || msgs[0] != "pulling sim: 10%" || msgs[len(msgs)-1] != "pulling sim: 100%" {
+			t.Errorf("progress = %q, want %d messages from %q to %q", msgs, prepareSteps, "pulling sim: 10%", "pulling sim: 100%")
+		}
+
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if err := e.Prepare(ctx, newTask("t2", "SHOAL_SIM_PREPARE_TIME=1h"), nil); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Prepare cancelled = %v, want %v", err, context.DeadlineExceeded)
+		}
+		if _, err := e.Inspect(t.Context(), "t2"); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Inspect after a cancelled Prepare = %v, want %v", err, sdk.ErrNotFound)
+		}
+	})
+}
+
+// collect runs Logs and returns the lines it sent, as "stream line".
+func collect(ctx context.Context, e *Executor, id string, opts executor.LogOptions) ([]string, error) {
+	var out []string
+	err := e.Logs(ctx, id, opts, func(l executor.LogEntry) error {
+		out = append(out, l.Stream.String()+" "+string(l.Line))
+		return nil
+	})
+	return out, err
+}
+
+func TestLogs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		e := New(Config{})
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_STDOUT=a\nb", "SHOAL_SIM_STDERR=oops", "SHOAL_SIM_LOG_LINES=2", "SHOAL_SIM_EXIT_AFTER=10s"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := collect(ctx, e, "t1", executor.LogOptions{Tail: -1}); err != nil || len(got) != 0 {
+			t.Errorf("Logs before start = %q, %v, want none", got, err)
+		}
+		// A follower from before the start sees every line, and returns
+		// when the process exits.
+		followed := make(chan []string)
+		go func() {
+			got, err := collect(ctx, e, "t1", executor.LogOptions{Tail: -1, Follow: true})
+			if err != nil {
+				t.Errorf("Logs(follow) = %v", err)
+			}
+			followed <- got
+		}()
+		synctest.Wait()
+		if err := e.Start(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+		all := []string{"stdout a", "stdout b", "stderr oops", "stdout line 1", "stdout line 2"}
+		if got := <-followed; !slices.Equal(got, all) {
+			t.Errorf("Logs(follow) = %q, want %q", got, all)
+		}
+		for _, tt := range []struct {
+			tail int
+			want []string
+		}{
+			{tail: -1, want: all},
+			{tail: 0, want: nil},
+			{tail: 2, want: all[3:]},
+			{tail: 100, want: all},
+		} {
+			if got, err := collect(ctx, e, "t1", executor.LogOptions{Tail: tt.tail}); err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("Logs(tail %d) = %q, %v, want %q", tt.tail, got, err, tt.want)
+			}
+		}
+		boom := errors.New("boom")
+		if err := e.Logs(ctx, "t1", executor.LogOptions{Tail: -1}, func(executor.LogEntry) error { return boom }); err != boom {
+			t.Errorf("Logs with a failing emit = %v, want %v", err, boom)
+		}
+		if _, err := collect(ctx, e, "missing", executor.LogOptions{}); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Logs(missing) = %v, want %v", err, sdk.ErrNotFound)
+		}
+	})
+}
+
+func TestLogsFollowEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := t.Context()
+		e := New(Config{})
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_LOG_LINES=1"), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+		// Following a running task ends when ctx does...
+		fctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		got, err := collect(fctx, e, "t1", executor.LogOptions{Tail: -1, Follow: true})
+		if !errors.Is(err, context.DeadlineExceeded) || !slices.Equal(got, []string{"stdout line 1"}) {
+			t.Errorf("Logs(follow) until ctx ends = %q, %v, want [stdout line 1], %v", got, err, context.DeadlineExceeded)
+		}
+		// ... or when the task is removed.
+		done := make(chan error)
+		go func() {
+			_, err := collect(ctx, e, "t1", executor.LogOptions{Tail: 0, Follow: true})
+			done <- err
+		}()
+		synctest.Wait()
+		if err := e.Remove(ctx, "t1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Logs(follow) of a removed task = %v, want nil", err)
+		}
+	})
+}
+
+func TestStats(t *testing.T) {
+	e := New(Config{})
+	if _, err := e.Stats(t.Context(), "t1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("Stats(missing) = %v, want %v", err, sdk.ErrNotFound)
+	}
+	if err := e.Prepare(t.Context(), newTask("t1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Stats(t.Context(), "t1")
+	if err != nil || st.Time.IsZero() || st.CPUNanos != 0 || st.MemoryBytes != 0 {
+		t.Errorf("Stats = %+v, %v, want zeros at a time", st, err)
 	}
 }

@@ -6,12 +6,19 @@
 //	func main() { executor.Serve(newContainerd()) }
 //
 // Name its binary in the node's config, [plugins.executor] path = "...".
-// Test it with one call to the conformance kit, executortest.Run.
+// Test it with one call to the conformance kit, executortest.Run, which
+// runs it in process and over gRPC.
+//
+// The kernel's side of the wire is Client (an Executor over gRPC, which
+// validates the plugin's replies and returns sdk kinds); Plugin is the
+// go-plugin glue and NewServer the gRPC server, for serving an executor
+// without go-plugin. The wire format is sdk/proto/shoal/executor/v1.
 //
 // The executor owns the tasks it runs: they keep running when the plugin or
 // the agent restarts, and a new plugin process finds them again (List,
-// Inspect). The kernel calls at most one method at a time for one task;
-// calls for different tasks run concurrently. Errors carry sdk kinds
+// Inspect). The kernel makes at most one of Prepare, Start, Stop and Remove
+// at a time for one task; Wait, Logs, Stats, Inspect and List may overlap
+// anything, and calls for different tasks run concurrently. Errors carry sdk kinds
 // (sdk.ErrNotFound for a task the executor does not hold,
 // sdk.ErrInvalidArgument for a task spec it cannot run) so the kernel can
 // tell a task's fault from a transient one.
@@ -42,18 +49,23 @@ type Executor interface {
 
 	// Wait blocks until the task's process exits and returns how it ended,
 	// or returns ctx's error when ctx ends first. For a process that already
-	// exited it returns at once.
+	// exited it returns at once. When it returns the exit status, every
+	// line the process wrote is in the task's logs.
 	Wait(ctx context.Context, taskID string) (ExitStatus, error)
 
 	// Stop sends signal (empty: the task's stop signal, else SIGTERM) to
 	// the process, sends SIGKILL once grace has passed, and returns once the
 	// process exited or ctx ended. Stopping a task that does not run
-	// returns nil.
+	// returns nil (an unknown task: nil or sdk.ErrNotFound). A signal
+	// ParseSignal does not know is sdk.ErrInvalidArgument. A Stop whose
+	// ctx ends does not take the kill back: the process is still killed
+	// once grace has passed.
 	Stop(ctx context.Context, taskID string, signal string, grace time.Duration) error
 
 	// Remove deletes the task and everything Prepare made for it, killing
 	// its process if it still runs. Its logs go with it. Removing an
-	// unknown task returns nil.
+	// unknown task returns nil. A Wait or a following Logs of the task
+	// returns (Wait with the kill's exit status or sdk.ErrNotFound).
 	Remove(ctx context.Context, taskID string) error
 
 	// List returns every task the executor holds, running or not, so a
@@ -64,10 +76,13 @@ type Executor interface {
 	Inspect(ctx context.Context, taskID string) (TaskInfo, error)
 
 	// Logs sends the task's log lines to emit, in order within each stream,
-	// beginning with the last opts.Tail lines (all when Tail < 0). With
-	// opts.Follow it then sends new lines as they are written until ctx
-	// ends or the task's process has exited and every line is sent.
-	// emit's error stops Logs, which returns it.
+	// beginning with the last opts.Tail lines of both streams together
+	// (all when Tail < 0, none when 0). With opts.Follow it then sends new
+	// lines as they are written until ctx ends (returning ctx's error) or
+	// the task's process has exited and every line is sent (returning
+	// nil); following a task not started yet waits for its start. emit is
+	// called from one goroutine at a time; its error stops Logs, which
+	// returns it.
 	Logs(ctx context.Context, taskID string, opts LogOptions, emit func(LogEntry) error) error
 
 	// Stats returns the task's resource use now, or sdk.ErrNotFound.
@@ -142,7 +157,8 @@ func (s LogStream) String() string {
 type LogOptions struct {
 	// Follow keeps sending new lines until the task exits or ctx ends.
 	Follow bool
-	// Tail is how many of the last lines to start with; < 0 means all.
+	// Tail is how many of the last lines to start with; < 0 means all,
+	// 0 none (with Follow: only new lines).
 	Tail int
 }
 
