@@ -52,6 +52,8 @@ type Config struct {
 	Log Log `toml:"log"`
 	// Metrics is the Prometheus and dashboard HTTP endpoint.
 	Metrics Metrics `toml:"metrics"`
+	// Containerd is the containerd that runs the node's containers.
+	Containerd Containerd `toml:"containerd"`
 	// Plugins chooses the plugin binary of each kind, keyed by kind:
 	// "scheduler", "ipam" or "executor". Default: none (an empty map).
 	Plugins map[string]Plugin `toml:"plugins"`
@@ -244,6 +246,16 @@ type Metrics struct {
 	ListenAddr string `toml:"listen_addr"`
 }
 
+// Containerd is the containerd the node's executor runs containers with.
+type Containerd struct {
+	// Address is the socket of a containerd the operator runs, an absolute
+	// path. Empty: the node starts and supervises its own containerd (its
+	// own config with CRI disabled, root, state and socket under
+	// data_dir/containerd) and stops it when the node stops; its
+	// containers keep running across restarts of either. Default: "".
+	Address string `toml:"address"`
+}
+
 // The plugin kinds.
 const (
 	KindScheduler = "scheduler"
@@ -299,9 +311,10 @@ func Default() Config {
 			NodeCertExpiry:       Duration{2160 * time.Hour},
 			TaskHistoryRetention: 5,
 		},
-		Log:     Log{Level: LevelInfo, Format: FormatText},
-		Metrics: Metrics{ListenAddr: "127.0.0.1:9242"},
-		Plugins: map[string]Plugin{},
+		Log:        Log{Level: LevelInfo, Format: FormatText},
+		Metrics:    Metrics{ListenAddr: "127.0.0.1:9242"},
+		Containerd: Containerd{Address: ""},
+		Plugins:    map[string]Plugin{},
 	}
 }
 

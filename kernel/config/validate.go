@@ -69,6 +69,9 @@ func (c *Config) Validate() error {
 	c.validateNode(&fe)
 	c.validateManager(&fe)
 	c.validateMetrics(&fe)
+	if a := c.Containerd.Address; a != "" && !filepath.IsAbs(a) {
+		fe.Add("containerd.address", "must be an absolute path to containerd's socket, got %q", a)
+	}
 	c.validatePorts(&fe)
 	c.validateRaft(&fe)
 	c.validateJoin(&fe)

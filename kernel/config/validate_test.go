@@ -142,6 +142,8 @@ func TestValidate(t *testing.T) {
 		{"simulated executor", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: SimulatedExecutor} }, "", ""},
 		{"simulated is for executors", func(c *Config) { c.Plugins[KindScheduler] = Plugin{Path: SimulatedExecutor} }, "plugins.scheduler.path", `must be an absolute path, got "simulated"`},
 		{"executor relative path", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: "executor"} }, "plugins.executor.path", `must be an absolute path, "simulated" or "none", got "executor"`},
+		{"containerd relative socket", func(c *Config) { c.Containerd.Address = "containerd.sock" }, "containerd.address", `must be an absolute path to containerd's socket, got "containerd.sock"`},
+		{"containerd socket", func(c *Config) { c.Containerd.Address = "/run/containerd/containerd.sock" }, "", ""},
 		{"no executor", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: NoExecutor} }, "", ""},
 		{"none is for executors", func(c *Config) { c.Plugins[KindIPAM] = Plugin{Path: NoExecutor} }, "plugins.ipam.path", `must be an absolute path, got "none"`},
 	}
