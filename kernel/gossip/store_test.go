@@ -1,0 +1,146 @@
+package gossip
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func ep(task, svc, addr string) Endpoint {
+	return Endpoint{TaskID: task, ServiceName: svc, NetworkID: "net1", Addr: addr}
+}
+
+func addrs(eps []Endpoint) []string {
+	var out []string
+	for _, e := range eps {
+		out = append(out, e.NodeID+":"+e.TaskID+"="+e.Addr)
+	}
+	return out
+}
+
+// publisher makes the entries node publishes, through a store of its own.
+func publisher(node string, epoch int64) func(eps ...Endpoint) []entry {
+	s := newStore(node)
+	s.local(epoch, []Slice{}, nil, false, time.Now())
+	first := true
+	return func(eps ...Endpoint) []entry {
+		es := s.local(epoch, nil, eps, true, time.Now())
+		if first {
+			first = false
+			return s.state(time.Now(), time.Hour)
+		}
+		return es
+	}
+}
+
+func TestStoreRecords(t *testing.T) {
+	now := time.Now()
+	s := newStore("self")
+	s.setAlive("self", "127.0.0.1", now)
+	apply := func(es []entry) {
+		for _, e := range es {
+			s.apply(e, now)
+		}
+	}
+	check := func(step string, want ...string) {
+		t.Helper()
+		if got := addrs(s.endpoints(nil)); !slices.Equal(got, want) {
+			t.Errorf("%s: endpoints = %v, want %v", step, got, want)
+		}
+	}
+
+	pubB := publisher("b", 100)
+	first := pubB(ep("t1", "web", "10.0.0.1"), ep("t2", "web", "10.0.0.2"))
+	apply(first)
+	check("before b is alive")
+	s.setAlive("b", "192.168.1.2", now)
+	check("b alive", "b:t1=10.0.0.1", "b:t2=10.0.0.2")
+
+	second := pubB(ep("t2", "web", "10.0.0.9"), ep("t3", "web", "10.0.0.3"))
+	apply(second)
+	check("newer record replaces", "b:t2=10.0.0.9", "b:t3=10.0.0.3")
+	apply(first) // an old copy arriving late changes nothing
+	check("older entries ignored", "b:t2=10.0.0.9", "b:t3=10.0.0.3")
+
+	// b restarts: its new epoch replaces everything it had.
+	pubB2 := publisher("b", 200)
+	apply(pubB2(ep("t4", "api", "10.0.0.4")))
+	check("new epoch", "b:t4=10.0.0.4")
+	apply(second)
+	check("old epoch ignored", "b:t4=10.0.0.4")
+
+	if ps := s.peers(); len(ps) != 1 || ps[0].NodeID != "b" || ps[0].Addr != "192.168.1.2" {
+		t.Errorf("peers = %+v, want b at 192.168.1.2", ps)
+	}
+	s.setGone("b", now)
+	check("b gone")
+	if ps := s.peers(); len(ps) != 0 {
+		t.Errorf("peers after b left = %+v", ps)
+	}
+	for _, e := range s.state(now, time.Hour) {
+		if e.Node == "b" {
+			t.Errorf("state passes on an entry of b, which is gone: %+v", e)
+		}
+	}
+	// b was only thought dead: it comes back with its record, and a late
+	// copy of an older entry does not override it.
+	apply(second)
+	s.setAlive("b", "192.168.1.2", now)
+	check("b back", "b:t4=10.0.0.4")
+	s.setGone("b", now)
+	s.state(now.Add(goneRetention+time.Second), time.Hour)
+	s.setAlive("b", "192.168.1.2", now)
+	check("b back after its record expired")
+}
+
+func TestStoreOwnEntries(t *testing.T) {
+	now := time.Now()
+	s := newStore("self")
+	s.local(1, []Slice{}, nil, false, now)
+	es := s.local(1, nil, []Endpoint{ep("t1", "web", "10.0.0.1")}, true, now)
+	if len(es) != 1 || es[0].Key != endpointKey(ep("t1", "web", "10.0.0.1")) || es[0].Deleted {
+		t.Fatalf("publish t1 = %+v", es)
+	}
+	if again := s.local(1, nil, []Endpoint{ep("t1", "web", "10.0.0.1")}, true, now); len(again) != 0 {
+		t.Errorf("publishing the same set again = %+v, want no change", again)
+	}
+	live := es[0]
+	del := s.local(1, nil, nil, true, now)
+	if len(del) != 1 || !del[0].Deleted || del[0].Seq <= live.Seq {
+		t.Fatalf("removing t1 = %+v, want a newer tombstone", del)
+	}
+	if r := s.apply(live, now); r != ignored {
+		t.Errorf("old live copy of own entry while the tombstone is held: %v, want ignored", r)
+	}
+	// The tombstone expires; someone passes the old entry back: the node
+	// must delete it again, with a newer sequence number.
+	s.state(now.Add(2*tombstoneTTL), tombstoneTTL)
+	if r := s.apply(live, now); r != contradicts {
+		t.Fatalf("old live copy after expiry: %v, want contradicts", r)
+	}
+	ts := s.tombstone(live.Key, live.Seq, now)
+	if !ts.Deleted || ts.Seq <= del[0].Seq {
+		t.Errorf("tombstone = %+v, want seq above %d", ts, del[0].Seq)
+	}
+}
+
+func TestValidateEntry(t *testing.T) {
+	good := ep("t1", "web", "10.0.0.1")
+	for _, c := range []struct {
+		name string
+		e    entry
+		ok   bool
+	}{
+		{"endpoint", entry{Node: "a", Key: endpointKey(good), Endpoint: &good}, true},
+		{"head", entry{Node: "a", Slices: []Slice{{NetworkID: "n", NodeSubnet: "10.0.0.0/24"}}}, true},
+		{"tombstone", entry{Node: "a", Key: "x", Deleted: true}, true},
+		{"no node", entry{Key: endpointKey(good), Endpoint: &good}, false},
+		{"key mismatch", entry{Node: "a", Key: "other", Endpoint: &good}, false},
+		{"no endpoint", entry{Node: "a", Key: "x"}, false},
+		{"bad addr", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "nope"}}, false},
+	} {
+		if err := validateEntry(c.e); (err == nil) != c.ok {
+			t.Errorf("%s: validateEntry = %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+}
