@@ -52,6 +52,9 @@ type Manager struct {
 	// routeMu serializes changes to the host's peer routes.
 	routeMu sync.Mutex
 	peers   []peerRoute
+	// peersSet says SetPeers was called: until then this Manager leaves
+	// the host's routes to a Router (see Router).
+	peersSet bool
 
 	// mu guards nets, the refs and active fields of its values, and ports.
 	mu   sync.Mutex

@@ -47,6 +47,8 @@ type helperReq struct {
 	Nets   []*objectv1.NetworkAttachment `json:"nets,omitempty"`
 	Ports  []*objectv1.PortConfig        `json:"ports,omitempty"`
 	Peers  []Peer                        `json:"peers,omitempty"`
+	// Locals, for "route": this node's slices, as an agent knows them.
+	Locals []Local `json:"locals,omitempty"`
 	// Many, for "attach-many" and "detach-many": that many tasks, named
 	// TaskID-<i>, on Nets[0]'s slice (addresses from .10 up), attached or
 	// detached concurrently.
@@ -67,6 +69,7 @@ func helperMain(stateDir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	router := NewRouter(log)
 	dec := json.NewDecoder(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
 	for {
@@ -87,6 +90,8 @@ func helperMain(stateDir string) int {
 			err = m.Detach(ctx, req.TaskID)
 		case "peers":
 			err = m.SetPeers(req.Peers)
+		case "route":
+			err = router.Set(req.Locals, req.Peers)
 		case "attach-many", "detach-many":
 			start := time.Now()
 			err = many(ctx, m, req)

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 
@@ -50,6 +52,17 @@ type peerRoute struct {
 // ErrInvalidArgument naming each peer it skipped (peers[i].field), joined
 // with the errors of routes the kernel refused.
 func (m *Manager) SetPeers(peers []Peer) error {
+	valid, verr := validatePeers(peers)
+	m.routeMu.Lock()
+	defer m.routeMu.Unlock()
+	m.peers = valid
+	m.peersSet = true
+	return errors.Join(verr, syncRoutes(m.log, m.activeNetworks(), m.peers))
+}
+
+// validatePeers checks peers and returns the valid ones in a deterministic
+// order, with an error naming each one skipped.
+func validatePeers(peers []Peer) ([]peerRoute, error) {
 	var fe sdk.FieldErrors
 	valid := make([]peerRoute, 0, len(peers))
 	for i, p := range peers {
@@ -80,11 +93,58 @@ func (m *Manager) SetPeers(peers []Peer) error {
 	slices.SortFunc(valid, func(a, b peerRoute) int {
 		return cmp.Or(cmp.Compare(a.nodeID, b.nodeID), a.dst.Addr().Compare(b.dst.Addr()), cmp.Compare(a.dst.Bits(), b.dst.Bits()))
 	})
+	return valid, fe.Err()
+}
 
-	m.routeMu.Lock()
-	defer m.routeMu.Unlock()
-	m.peers = valid
-	return errors.Join(fe.Err(), m.syncRoutesLocked())
+// Local is one of this node's slices, for a Router.
+type Local struct {
+	NetworkID string
+	// Subnet is the network's subnet, e.g. "10.200.0.0/16".
+	Subnet string
+	// NodeSubnet is this node's slice of it, e.g. "10.200.3.0/24".
+	NodeSubnet string
+}
+
+// Router keeps the host's routes to other nodes' slices for a process that
+// knows the node's slices but does not attach the tasks itself: the agent,
+// whose executor plugin runs its own Manager. Managers leave routes alone
+// until their SetPeers is called, so a Router and the plugin's Manager on
+// one node do not undo each other's work; use one or the other for routes.
+type Router struct {
+	log *slog.Logger
+	mu  sync.Mutex
+}
+
+// NewRouter returns a Router; logger may be nil.
+func NewRouter(logger *slog.Logger) *Router {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Router{log: logger}
+}
+
+// Set makes the host's routes those to the peers' slices of the networks
+// in locals (this node's slices), like Manager.SetPeers. It applies every
+// valid entry and returns an error naming the invalid ones.
+func (r *Router) Set(locals []Local, peers []Peer) error {
+	var fe sdk.FieldErrors
+	plans := make(map[string]netPlan, len(locals))
+	for i, l := range locals {
+		f := fmt.Sprintf("locals[%d]", i)
+		if l.NetworkID == "" {
+			fe.Add(f+".network_id", "is required")
+			continue
+		}
+		sub, ok1 := parseIPv4Prefix(&fe, f+".subnet", l.Subnet)
+		ns, ok2 := parseIPv4Prefix(&fe, f+".node_subnet", l.NodeSubnet)
+		if ok1 && ok2 {
+			plans[l.NetworkID] = netPlan{NetworkID: l.NetworkID, Subnet: sub, NodeSubnet: ns}
+		}
+	}
+	valid, verr := validatePeers(peers)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return errors.Join(fe.Err(), verr, syncRoutes(r.log, plans, valid))
 }
 
 // syncRoutes brings the host routes in line with the peers and the networks
@@ -92,14 +152,18 @@ func (m *Manager) SetPeers(peers []Peer) error {
 func (m *Manager) syncRoutes() error {
 	m.routeMu.Lock()
 	defer m.routeMu.Unlock()
-	return m.syncRoutesLocked()
+	if !m.peersSet {
+		return nil // routes are kept by a Router, or not at all
+	}
+	return syncRoutes(m.log, m.activeNetworks(), m.peers)
 }
 
-func (m *Manager) syncRoutesLocked() error {
-	locals := m.activeNetworks()
+// syncRoutes makes tasknet's host routes those to the peers' slices of the
+// networks in locals.
+func syncRoutes(log *slog.Logger, locals map[string]netPlan, peers []peerRoute) error {
 	var errs []error
 	want := map[netip.Prefix]peerRoute{}
-	for _, p := range m.peers {
+	for _, p := range peers {
 		l, ok := locals[p.networkID]
 		if !ok {
 			continue
@@ -117,7 +181,7 @@ func (m *Manager) syncRoutesLocked() error {
 		}
 		if w, dup := want[p.dst]; dup {
 			if w.via != p.via {
-				m.log.Warn("two nodes claim one slice; routing to the first", "network_id", p.networkID, "node_subnet", p.dst.String(), "node_id", w.nodeID, "other_node_id", p.nodeID)
+				log.Warn("two nodes claim one slice; routing to the first", "network_id", p.networkID, "node_subnet", p.dst.String(), "node_id", w.nodeID, "other_node_id", p.nodeID)
 			}
 			continue
 		}
@@ -153,7 +217,7 @@ func (m *Manager) syncRoutesLocked() error {
 			errs = append(errs, fmt.Errorf("route %s via %s (node %s, network %s): %w: routing between nodes needs them on a shared link", dst, w.via, w.nodeID, w.networkID, err))
 			continue
 		}
-		m.log.Debug("route to peer slice", "network_id", w.networkID, "node_id", w.nodeID, "node_subnet", dst.String(), "node_addr", w.via.String())
+		log.Debug("route to peer slice", "network_id", w.networkID, "node_id", w.nodeID, "node_subnet", dst.String(), "node_addr", w.via.String())
 	}
 	return errors.Join(errs...)
 }
@@ -163,6 +227,9 @@ func (m *Manager) syncRoutesLocked() error {
 func (m *Manager) deleteRoutesIn(subnet netip.Prefix) error {
 	m.routeMu.Lock()
 	defer m.routeMu.Unlock()
+	if !m.peersSet {
+		return nil // routes are kept by a Router, or not at all
+	}
 	have, err := ownRoutes()
 	if err != nil {
 		return err
