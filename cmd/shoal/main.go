@@ -131,6 +131,8 @@ func (c *cli) newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		c.newServiceCmd(),
 		c.newNodeCmd(),
+		c.newNetworkCmd(),
+		c.newTaskCmd(),
 		c.newClusterCmd(),
 		c.newJoinTokenCmd(),
 		c.newVersionCmd(),

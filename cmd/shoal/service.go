@@ -20,6 +20,7 @@ func (c *cli) newServiceCmd() *cobra.Command {
 		c.newServiceLsCmd(),
 		c.newServiceInspectCmd(),
 		c.newServicePsCmd(),
+		c.newServiceLogsCmd(),
 		c.newServiceScaleCmd(),
 		c.newServiceUpdateCmd(),
 		c.newServiceRmCmd(),

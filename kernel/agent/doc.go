@@ -28,8 +28,15 @@
 // again, once the assignment set names them, and removes those it does not
 // name.
 //
+// Task logs: the manager asks for the logs of some of the node's tasks
+// over the session (a LogSubscription); the agent reads them from the
+// executor and sends them back in small batches, only while the manager
+// gives it credit, so that logs never crowd out heartbeats (logs.go).
+//
 // Goroutines: Run owns all of them and returns after they exit. A session
-// has one receiver, one heartbeat loop and one status sender; a task's
-// worker has a goroutine only while it has something to do or waits for
-// the task's process, so an idle node with many ended tasks costs little.
+// has one receiver, one heartbeat loop and one status sender, and per log
+// subscription one reader per task and one sender, which end with it. A
+// task's worker has a goroutine only while it has something to do or waits
+// for the task's process, so an idle node with many ended tasks costs
+// little.
 package agent

@@ -111,8 +111,10 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 	var established time.Time // set by receive; read after wg.Wait
 	replies := make(chan time.Duration, 1)
 	errc := make(chan error, 3)
+	logs, logCtx := newLogSessions(ctx, a.cfg.Executor, a.tasks.holds, s.send, a.log)
+	defer logs.stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { errc <- a.receive(stream, addr, replies, &established) })
+	wg.Go(func() { errc <- a.receive(logCtx, stream, addr, replies, &established, logs) })
 	wg.Go(func() { errc <- heartbeat(ctx, s.heartbeat, replies, a.cfg.MinHeartbeatTimeout) })
 	wg.Go(func() { errc <- a.rep.run(ctx, s.report) })
 	err = <-errc
@@ -126,7 +128,7 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 }
 
 // receive handles the manager's messages until the stream ends.
-func (a *Agent) receive(stream clientStream, addr string, replies chan<- time.Duration, established *time.Time) error {
+func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string, replies chan<- time.Duration, established *time.Time, logs *logSessions) error {
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -153,6 +155,10 @@ func (a *Agent) receive(stream clientStream, addr string, replies chan<- time.Du
 			if err := a.tasks.apply(m.Assignments); err != nil {
 				a.log.Warn("assignments refused", "manager", addr, "error", err)
 			}
+		case *workerv1.ManagerMessage_LogSubscription:
+			logs.subscribe(logCtx, m.LogSubscription)
+		case *workerv1.ManagerMessage_LogControl:
+			logs.control(m.LogControl)
 		default:
 			// A message kind newer than this agent: ignore it, the
 			// protocol only ever adds optional ones.

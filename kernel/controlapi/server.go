@@ -46,13 +46,18 @@ type Server struct {
 	leader LeaderDialer
 	log    *slog.Logger
 	now    func() time.Time
+	logs   Logs // nil: TaskLogs is unavailable (logs.go)
 }
 
 var _ controlv1.ControlServer = (*Server)(nil)
 
 // NewServer returns a control API server over st, writing through r.
-func NewServer(r Raft, st *state.Store, leader LeaderDialer, logger *slog.Logger) *Server {
-	return &Server{raft: r, st: st, leader: leader, log: logger, now: time.Now}
+func NewServer(r Raft, st *state.Store, leader LeaderDialer, logger *slog.Logger, opts ...Option) *Server {
+	s := &Server{raft: r, st: st, leader: leader, log: logger, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // forwardedKey marks a call a follower forwarded, so that a manager that is

@@ -31,6 +31,9 @@ func (s *Server) CreateService(ctx context.Context, req *controlv1.CreateService
 		if tx.ServiceByName(spec.GetAnnotations().GetName()) != nil {
 			return fmt.Errorf("service %q: %w", spec.GetAnnotations().GetName(), sdk.ErrAlreadyExists)
 		}
+		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
+			return err
+		}
 		return tx.CreateService(svc)
 	})
 	if err != nil {
@@ -140,6 +143,9 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 		}
 		if name := spec.GetAnnotations().GetName(); name != cur.GetSpec().GetAnnotations().GetName() && tx.ServiceByName(name) != nil {
 			return fmt.Errorf("service %q: %w", name, sdk.ErrAlreadyExists)
+		}
+		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
+			return err
 		}
 		next := proto.Clone(cur).(*objectv1.Service)
 		if !proto.Equal(cur.GetSpec(), spec) {

@@ -227,6 +227,7 @@ func validateTask(fe *sdk.FieldErrors, field string, t *objectv1.TaskSpec) {
 	validateResources(fe, field+".resources", t.GetResources())
 	validateRestart(fe, field+".restart", t.GetRestart())
 	validatePlacement(fe, field+".placement", t.GetPlacement())
+	validateNetworks(fe, field+".networks", t.GetNetworks())
 }
 
 func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerSpec) {

@@ -65,6 +65,8 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by node ID
 	running  bool
+
+	logs logSubs // open task log subscriptions (logs.go)
 }
 
 // Config configures a Dispatcher.
@@ -310,6 +312,7 @@ func (d *Dispatcher) Open(ctx context.Context, nodeID string, hello *workerv1.He
 		d.mu.Unlock()
 		if old != nil {
 			old.peer.close(fmt.Errorf("replaced by a newer session of the same node: %w", sdk.ErrAlreadyExists))
+			d.logSessionEnded(old)
 		}
 		p.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Session{Session: &workerv1.SessionInfo{
 			SessionId: s.id, NodeId: nodeID, Managers: list,
@@ -352,6 +355,7 @@ func (d *Dispatcher) drop(s *session, err error) {
 	}
 	d.mu.Unlock()
 	s.peer.close(err)
+	d.logSessionEnded(s)
 }
 
 // Close ends s because its worker's stream ended. The node is not marked
@@ -362,6 +366,7 @@ func (d *Dispatcher) Close(s *session) {
 		delete(d.sessions, s.nodeID)
 	}
 	d.mu.Unlock()
+	d.logSessionEnded(s)
 }
 
 // Sessions returns the number of open sessions.

@@ -10,6 +10,10 @@
 // writes. Heartbeats go to the presence tracker (one heap of deadlines, no
 // Raft write); only Up/Down transitions are committed, in batches.
 //
+// Task logs (logs.go) travel over the same sessions: the leader subscribes
+// each involved worker to its tasks' logs and fans the batches they send,
+// flow-controlled by credit, into the caller's stream.
+//
 // On a follower, nothing is dispatched: the Service relays all its workers'
 // streams to the leader over one Relay stream and, when the leader changes,
 // re-opens them on the new leader without the workers noticing.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/sdk"
@@ -22,8 +23,14 @@ type LeaderDialer interface {
 	LeaderConn(ctx context.Context) (*grpc.ClientConn, error)
 }
 
-// maxRelayBatch bounds the messages of one RelayUp or RelayDown.
-const maxRelayBatch = 1000
+// maxRelayBatch bounds the messages of one RelayUp or RelayDown, and
+// maxRelayBatchBytes their size: log batches (logs.go) are up to tens of
+// KiB each, and a RelayUp must stay well below gRPC's 4 MiB message limit.
+// A single larger message still goes, alone.
+const (
+	maxRelayBatch      = 1000
+	maxRelayBatchBytes = 1 << 20
+)
 
 // ---------------------------------------------------------------- leader side
 
@@ -151,12 +158,20 @@ func serveRelay(ctx context.Context, d *Dispatcher, stream workerv1.Relay_RelayS
 	}
 }
 
-// sendBatches drains q in batches of up to maxRelayBatch into send.
-func sendBatches[T any](ctx context.Context, q *queue[T], send func([]T) error) error {
+// sendBatches drains q in batches of up to maxRelayBatch messages and
+// maxRelayBatchBytes into send.
+func sendBatches[T proto.Message](ctx context.Context, q *queue[T], send func([]T) error) error {
 	for {
 		items, open := q.drain()
 		for len(items) > 0 {
-			n := min(len(items), maxRelayBatch)
+			n, size := 0, 0
+			for n < len(items) && n < maxRelayBatch {
+				size += proto.Size(items[n])
+				if n > 0 && size > maxRelayBatchBytes {
+					break
+				}
+				n++
+			}
 			if err := send(items[:n]); err != nil {
 				return err
 			}

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoalhq/shoal/kernel/allocator"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -37,10 +38,14 @@ type session struct {
 }
 
 // assigned reports whether t belongs in its node's assignment set: placed,
-// and not both finished and no longer wanted.
+// and not both finished and no longer wanted. A task wanted running is held
+// back until the allocator recorded an address on each of its networks.
 func assigned(t *objectv1.Task) bool {
 	st := t.GetStatus().GetState()
 	if st < objectv1.TaskState_TASK_STATE_ASSIGNED {
+		return false
+	}
+	if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && !allocator.Allocated(t) {
 		return false
 	}
 	return !(t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING && st >= objectv1.TaskState_TASK_STATE_COMPLETE)
@@ -119,6 +124,8 @@ func (s *session) Handle(msg *workerv1.WorkerMessage) error {
 		s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Heartbeat{Heartbeat: &workerv1.HeartbeatReply{Period: durationpb.New(period)}}})
 	case *workerv1.WorkerMessage_Status:
 		return s.d.status.add(s.nodeID, m.Status.GetUpdates())
+	case *workerv1.WorkerMessage_Logs:
+		s.d.deliverLogs(s, m.Logs)
 	case *workerv1.WorkerMessage_Hello:
 		return fmt.Errorf("hello sent twice: %w", sdk.ErrInvalidArgument)
 	default:

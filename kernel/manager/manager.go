@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/shoalhq/shoal/kernel/allocator"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/controlapi"
@@ -31,6 +32,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/ipam"
 	cav1 "github.com/shoalhq/shoal/sdk/proto/shoal/ca/v1"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -55,6 +57,7 @@ type Manager struct {
 	metLis  net.Listener // nil when metrics are off
 	workers *dispatch.Service
 	sched   *pluginhost.Host[scheduler.Scheduler]
+	ipam    *pluginhost.Host[ipam.IPAM]
 	// statusWritten counts worker status reports committed by this
 	// manager's dispatchers.
 	statusWritten atomic.Uint64
@@ -128,9 +131,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 		m.closeEarly()
 		return nil, err
 	}
+	m.ipam, err = newIPAMHost(cfg, m.log)
+	if err != nil {
+		m.closeEarly()
+		return nil, err
+	}
 	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
 
-	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"))
+	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
 
@@ -161,6 +169,9 @@ func apiPolicy() ca.Policy {
 	p := ca.Policy{}
 	for _, m := range controlv1.Control_ServiceDesc.Methods {
 		p["/"+controlv1.Control_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
+	}
+	for _, m := range controlv1.Control_ServiceDesc.Streams {
+		p["/"+controlv1.Control_ServiceDesc.ServiceName+"/"+m.StreamName] = manager
 	}
 	for _, m := range raftv1.Membership_ServiceDesc.Methods {
 		p["/"+raftv1.Membership_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
@@ -252,6 +263,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	// The scheduler plugin runs on every manager, so that a new leader finds
 	// it started.
 	run("scheduler plugin", m.sched.Run)
+	// So does the IPAM plugin; a new leader restores it from the store
+	// before its first request (see kernel/allocator).
+	run("ipam plugin", m.ipam.Run)
 	run("registration", m.registerLoop)
 	run("certificate renewal", func(ctx context.Context) error {
 		return ca.NewRenewer(m.ident.id, func(ctx context.Context) (cav1.NodeCAClient, error) {
@@ -386,6 +400,7 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 		run  func(context.Context) error
 	}{
 		{"orchestrator", orchestrator.New(m.raft, m.st, m.log.With("part", "orchestrator")).Run},
+		{"allocator", allocator.New(m.raft, m.st, m.ipam, m.log.With("part", "allocator")).Run},
 		{"placement", placement.New(m.raft, m.st, m.sched, m.log.With("part", "placement")).Run},
 		{"dispatcher", d.Run},
 		{"dispatcher service", func(ctx context.Context) error { m.workers.Serve(ctx, d); return nil }},

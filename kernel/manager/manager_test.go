@@ -40,8 +40,12 @@ func testConfig(t testing.TB, dir string) config.Config {
 	cfg.Manager.RaftListenAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfg.Manager.ControlSocket = filepath.Join(dir, "control.sock")
 	cfg.Metrics.ListenAddr = ""
-	// The bundled scheduler plugin, built next to the shoal binary.
-	cfg.Plugins = map[string]config.Plugin{"scheduler": {Path: filepath.Join(filepath.Dir(clustertest.Binary(t)), "scheduler-spread")}}
+	// The bundled scheduler and IPAM plugins, built next to the shoal binary.
+	bin := filepath.Dir(clustertest.Binary(t))
+	cfg.Plugins = map[string]config.Plugin{
+		"scheduler": {Path: filepath.Join(bin, "scheduler-spread")},
+		"ipam":      {Path: filepath.Join(bin, "ipam")},
+	}
 	return cfg
 }
 

@@ -12,12 +12,16 @@ import (
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/pluginhost"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/ipam"
 	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // bundledScheduler is the scheduler plugin that ships with shoal, found
 // next to the shoal binary when [plugins.scheduler] names no path.
 const bundledScheduler = "scheduler-spread"
+
+// bundledIPAM is the IPAM plugin that ships with shoal (plugins/ipam).
+const bundledIPAM = "ipam"
 
 // pluginPath resolves a plugin binary: the configured path, or the bundled
 // plugin of that name next to the running shoal binary.
@@ -50,6 +54,21 @@ func newSchedulerHost(cfg config.Config, logger *slog.Logger) (*pluginhost.Host[
 		Config:    cfg.Plugins[sdk.KindScheduler].Config,
 		SocketDir: filepath.Join(cfg.Node.DataDir, "plugins"),
 		Plugins:   plugin.PluginSet{sdk.KindScheduler: &scheduler.Plugin{}},
+		Logger:    logger.With("part", "pluginhost"),
+	})
+}
+
+func newIPAMHost(cfg config.Config, logger *slog.Logger) (*pluginhost.Host[ipam.IPAM], error) {
+	path, err := pluginPath(cfg, sdk.KindIPAM, bundledIPAM)
+	if err != nil {
+		return nil, err
+	}
+	return pluginhost.New[ipam.IPAM](pluginhost.Config{
+		Kind:      sdk.KindIPAM,
+		Path:      path,
+		Config:    cfg.Plugins[sdk.KindIPAM].Config,
+		SocketDir: filepath.Join(cfg.Node.DataDir, "plugins"),
+		Plugins:   plugin.PluginSet{sdk.KindIPAM: &ipam.Plugin{}},
 		Logger:    logger.With("part", "pluginhost"),
 	})
 }

@@ -13,14 +13,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
+	"github.com/shoalhq/shoal/kernel/containerd"
 	"github.com/shoalhq/shoal/kernel/manager"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -109,21 +112,34 @@ func runWorker(ctx context.Context, cfg config.Config, logger *slog.Logger) erro
 	return w.run(ctx)
 }
 
-// containerdAddress is the containerd socket the executor plugin is told
-// about (executor.NodeInfo.ContainerdAddress).
-//
-// TODO(issue 5): the embedded containerd supervisor (kernel/containerd)
-// provides it: the node starts the supervisor when its config names no
-// containerd socket, and this returns the supervisor's Address(), or the
-// configured socket. Until then the executor plugin finds containerd from
-// its own [plugins.executor.config].
-func containerdAddress(config.Config) string { return "" }
+// nodeContainerd is the containerd the node's executor uses: the socket
+// [containerd] address names, or else the node's own containerd, which the
+// worker supervises (kernel/containerd) under data_dir/containerd. The
+// node runs its own only for the bundled executor-containerd (path empty,
+// or a binary of that name): another executor may not use containerd at
+// all, and is told the address only when the operator sets it.
+func nodeContainerd(cfg config.Config, logger *slog.Logger) (string, *containerd.Supervisor, error) {
+	if cfg.Containerd.Address != "" {
+		return cfg.Containerd.Address, nil, nil
+	}
+	p := cfg.Plugins[sdk.KindExecutor].Path
+	if p != "" && filepath.Base(p) != bundledExecutor {
+		return "", nil, nil
+	}
+	sup, err := containerd.New(containerd.Config{Dir: containerd.NodeDir(cfg.Node.DataDir), Logger: logger.With("part", "containerd")})
+	if err != nil {
+		return "", nil, err
+	}
+	return sup.Address(), sup, nil
+}
 
 // worker is a node's worker side: the agent and its executor.
 type worker struct {
 	agent *agent.Agent
 	exec  *nodeExecutor
-	log   *slog.Logger
+	// ctrd is the node's own containerd, when it runs one.
+	ctrd *containerd.Supervisor
+	log  *slog.Logger
 }
 
 // newWorker prepares the worker of the node id names. managers are the
@@ -137,7 +153,15 @@ func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal 
 	if err := os.MkdirAll(cfg.WorkerDir(), 0o700); err != nil {
 		return nil, err
 	}
-	exec, err := newExecutor(cfg, executor.NodeInfo{NodeID: id.NodeID(), ContainerdAddress: containerdAddress(cfg)}, logger)
+	node := executor.NodeInfo{NodeID: id.NodeID()}
+	var ctrd *containerd.Supervisor
+	if p := cfg.Plugins[sdk.KindExecutor].Path; p != config.SimulatedExecutor {
+		node.ContainerdAddress, ctrd, err = nodeContainerd(cfg, logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+	exec, err := newExecutor(cfg, node, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +183,7 @@ func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal 
 	if err != nil {
 		return nil, err
 	}
-	return &worker{agent: a, exec: exec, log: logger.With("node_id", id.NodeID())}, nil
+	return &worker{agent: a, exec: exec, ctrd: ctrd, log: logger.With("node_id", id.NodeID())}, nil
 }
 
 // run runs the executor plugin (if any) and the agent until ctx ends or
@@ -168,7 +192,29 @@ func (w *worker) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var herr error
+	var herr, cerr error
+	if w.ctrd != nil {
+		// The node's own containerd first: the executor plugin connects
+		// to it when it starts. Containers outlive it (their shims keep
+		// them), and a restarted containerd finds them again.
+		wg.Go(func() {
+			cerr = w.ctrd.Run(ctx)
+			if errors.Is(cerr, containerd.ErrAlreadyRunning) {
+				w.log.Warn("a containerd already answers on the node's socket; using it", "address", w.ctrd.Address())
+				cerr = nil
+				return
+			}
+			if cerr != nil {
+				cancel()
+			}
+		})
+		rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
+		err := w.ctrd.Ready(rctx)
+		rcancel()
+		if err != nil && ctx.Err() == nil && cerr == nil {
+			w.log.Warn("the node's containerd is not answering yet; starting the executor anyway", "address", w.ctrd.Address(), "err", err)
+		}
+	}
 	if w.exec.host != nil {
 		wg.Go(func() {
 			if herr = w.exec.host.Run(ctx); herr != nil {
@@ -183,7 +229,10 @@ func (w *worker) run(ctx context.Context) error {
 	if herr != nil {
 		herr = fmt.Errorf("executor plugin: %w", herr)
 	}
-	return errors.Join(aerr, herr)
+	if cerr != nil {
+		cerr = fmt.Errorf("containerd: %w", cerr)
+	}
+	return errors.Join(aerr, herr, cerr)
 }
 
 func platform() string { return runtime.GOOS + "/" + runtime.GOARCH }

@@ -33,6 +33,10 @@ type instance struct {
 	// stopped. Calls through the instance's connection fail as Unavailable
 	// with it.
 	down atomic.Int32
+	// connected is set once go-plugin's Client returned. Before, calls made
+	// by go-plugin itself (its stdio stream) run under go-plugin's client
+	// lock, which Exited takes too: unavailable must not call it then.
+	connected atomic.Bool
 }
 
 // Values of instance.down.
@@ -82,6 +86,7 @@ func (h *Host[T]) launch(ctx context.Context) (*instance, error) {
 	})
 	stop := context.AfterFunc(ctx, kill)
 	cp, err := in.client.Client()
+	in.connected.Store(true)
 	if !stop() {
 		in.close()
 		return nil, ctx.Err()
@@ -151,7 +156,7 @@ func (in *instance) unavailable(ctx context.Context, err error) error {
 		return err
 	}
 	down := in.down.Load()
-	if down == instUp && in.client.Exited() {
+	if down == instUp && in.connected.Load() && in.client.Exited() {
 		down = instRestarting // the supervisor has not noticed yet
 	}
 	switch down {

@@ -84,6 +84,9 @@ func (t *tables) applyTxn(index uint64, txn *raftv1.Transaction, events []Event)
 		if err := t.checkServiceName(e); err != nil {
 			return events, fmt.Errorf("action %d: %w", i, err)
 		}
+		if err := t.checkNetworkName(e); err != nil {
+			return events, fmt.Errorf("action %d: %w", i, err)
+		}
 	}
 	return events, nil
 }
@@ -104,6 +107,8 @@ func (t *tables) applyAction(index uint64, a *raftv1.StoreAction, e *Event) erro
 		return applyObject(t, serviceKind, index, kind, target.Service, e)
 	case *raftv1.StoreAction_Task:
 		return applyObject(t, taskKind, index, kind, target.Task, e)
+	case *raftv1.StoreAction_Network:
+		return applyObject(t, networkKind, index, kind, target.Network, e)
 	}
 	return fmt.Errorf("%s: no target: %w", verb(kind), sdk.ErrInvalidArgument)
 }
@@ -245,6 +250,26 @@ func (t *tables) checkServiceName(e Event) error {
 	return fmt.Errorf("%s service %s: name %q is used by service %s: %w", verb(e.Kind), s.GetId(), serviceName(s), others[0], sdk.ErrAlreadyExists)
 }
 
+// checkNetworkName is checkServiceName for networks.
+func (t *tables) checkNetworkName(e Event) error {
+	n := e.Network
+	if n == nil || e.Kind == raftv1.ActionKind_ACTION_KIND_DELETE || t.networks.get(n.GetId()) != n {
+		return nil
+	}
+	set := t.networksByName.get(networkName(n)).list
+	if len(set) <= 1 {
+		return nil
+	}
+	others := make([]string, 0, len(set)-1)
+	for _, e := range set {
+		if id := e.v.GetId(); id != n.GetId() {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+	return fmt.Errorf("%s network %s: name %q is used by network %s: %w", verb(e.Kind), n.GetId(), networkName(n), others[0], sdk.ErrAlreadyExists)
+}
+
 // undo reverts the events of a failed transaction, last first.
 func (t *tables) undo(events []Event) {
 	for i := len(events) - 1; i >= 0; i-- {
@@ -258,6 +283,8 @@ func (t *tables) undo(events []Event) {
 			undoObject(&t.services, e.Kind, e.Service, e.OldService)
 		case e.Task != nil:
 			undoObject(&t.tasks, e.Kind, e.Task, e.OldTask)
+		case e.Network != nil:
+			undoObject(&t.networks, e.Kind, e.Network, e.OldNetwork)
 		}
 	}
 }

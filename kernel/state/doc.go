@@ -1,7 +1,8 @@
 // Package state is the whole cluster state in memory: the cluster object,
-// nodes, services and tasks, with the indexes the orchestrator, the scheduler
-// and the dispatcher read (tasks by service, node, observed and desired
-// state; nodes by role and availability; services by name).
+// nodes, services, tasks and networks, with the indexes the orchestrator,
+// the scheduler and the dispatcher read (tasks by service, node, observed
+// and desired state; nodes by role and availability; services and networks
+// by name).
 //
 // It knows nothing of Raft. The raftstore package feeds it committed commands
 // through Apply and snapshots through Snapshot and Restore; writers build
@@ -50,7 +51,8 @@
 //   - Every object applied at Raft index i gets meta.version = i, and keeps
 //     the created_at it was created with.
 //   - Service names are unique, checked against the state at the end of each
-//     transaction (so a transaction may swap two services' names).
+//     transaction (so a transaction may swap two services' names); so are
+//     network names.
 //   - Apply never panics, whatever the command holds.
 //
 // The store does not enforce references between objects (a task's service or

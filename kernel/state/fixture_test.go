@@ -59,6 +59,8 @@ func withVersion[T proto.Message](m T, v uint64) T {
 		o.Meta = meta
 	case *objectv1.Task:
 		o.Meta = meta
+	case *objectv1.Network:
+		o.Meta = meta
 	}
 	return c
 }
@@ -75,6 +77,8 @@ func act(kind raftv1.ActionKind, obj proto.Message) *raftv1.StoreAction {
 		a.Target = &raftv1.StoreAction_Service{Service: o}
 	case *objectv1.Task:
 		a.Target = &raftv1.StoreAction_Task{Task: o}
+	case *objectv1.Network:
+		a.Target = &raftv1.StoreAction_Network{Network: o}
 	}
 	return a
 }
@@ -156,6 +160,9 @@ func indexesConsistent(got *tables) string {
 	for id, e := range got.tasks.byID {
 		want.tasks.set(id, e.v)
 	}
+	for id, e := range got.networks.byID {
+		want.networks.set(id, e.v)
+	}
 	for _, c := range []struct {
 		name string
 		ok   bool
@@ -167,6 +174,7 @@ func indexesConsistent(got *tables) string {
 		{"tasksByNode", sameIndex(got.tasksByNode, want.tasksByNode)},
 		{"tasksByState", sameIndex(got.tasksByState, want.tasksByState)},
 		{"tasksByDesiredState", sameIndex(got.tasksByDesiredState, want.tasksByDesiredState)},
+		{"networksByName", sameIndex(got.networksByName, want.networksByName)},
 	} {
 		if !c.ok {
 			return "index " + c.name + " differs from a rebuild from the tables"

@@ -189,6 +189,7 @@ type tables struct {
 	nodes    table[*objectv1.Node]
 	services table[*objectv1.Service]
 	tasks    table[*objectv1.Task]
+	networks table[*objectv1.Network]
 
 	nodesByRole         *keyIndex[objectv1.NodeRole, *objectv1.Node]
 	nodesByAvailability *keyIndex[objectv1.NodeAvailability, *objectv1.Node]
@@ -200,6 +201,8 @@ type tables struct {
 	tasksByNode         *keyIndex[string, *objectv1.Task]
 	tasksByState        *keyIndex[objectv1.TaskState, *objectv1.Task]
 	tasksByDesiredState *keyIndex[objectv1.TaskState, *objectv1.Task]
+	// networksByName holds sets for the same reason as servicesByName.
+	networksByName *keyIndex[string, *objectv1.Network]
 }
 
 func newTables() *tables {
@@ -211,10 +214,12 @@ func newTables() *tables {
 		tasksByNode:         newKeyIndex(taskNode),
 		tasksByState:        newKeyIndex(taskState),
 		tasksByDesiredState: newKeyIndex(taskDesiredState),
+		networksByName:      newKeyIndex(networkName),
 	}
 	t.nodes = newTable[*objectv1.Node](t.nodesByRole, t.nodesByAvailability)
 	t.services = newTable[*objectv1.Service](t.servicesByName)
 	t.tasks = newTable[*objectv1.Task](t.tasksByService, t.tasksByNode, t.tasksByState, t.tasksByDesiredState)
+	t.networks = newTable[*objectv1.Network](t.networksByName)
 	return t
 }
 
@@ -235,3 +240,5 @@ func taskNode(t *objectv1.Task) string { return t.GetNodeId() }
 func taskState(t *objectv1.Task) objectv1.TaskState { return t.GetStatus().GetState() }
 
 func taskDesiredState(t *objectv1.Task) objectv1.TaskState { return t.GetDesiredState() }
+
+func networkName(n *objectv1.Network) string { return n.GetSpec().GetAnnotations().GetName() }

@@ -16,6 +16,7 @@ const (
 	kindNode
 	kindService
 	kindTask
+	kindNetwork
 )
 
 // kindOf is what the generic Tx and Apply code needs to know about the
@@ -81,4 +82,24 @@ var taskKind = &kindOf[*objectv1.Task]{
 		return &raftv1.StoreAction{Kind: k, Target: &raftv1.StoreAction_Task{Task: v}}
 	},
 	event: func(e *Event, v, old *objectv1.Task) { e.Task, e.OldTask = v, old },
+}
+
+var networkKind = &kindOf[*objectv1.Network]{
+	kind:    kindNetwork,
+	name:    "network",
+	table:   func(t *tables) *table[*objectv1.Network] { return &t.networks },
+	setMeta: func(v *objectv1.Network, m *objectv1.Meta) { v.Meta = m },
+	stub:    func(id string) *objectv1.Network { return &objectv1.Network{Id: id} },
+	action: func(k raftv1.ActionKind, v *objectv1.Network) *raftv1.StoreAction {
+		return &raftv1.StoreAction{Kind: k, Target: &raftv1.StoreAction_Network{Network: v}}
+	},
+	event: func(e *Event, v, old *objectv1.Network) { e.Network, e.OldNetwork = v, old },
+	// Like a service's, the name is the network's handle: services join
+	// networks by name.
+	validate: func(v *objectv1.Network) error {
+		if networkName(v) == "" {
+			return fmt.Errorf("spec.annotations.name is empty: %w", sdk.ErrInvalidArgument)
+		}
+		return nil
+	},
 }

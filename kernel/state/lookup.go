@@ -41,6 +41,21 @@ func (tx *ReadTx) LookupService(ref string) (*objectv1.Service, error) {
 	return lookup(tx, serviceKind, ref)
 }
 
+// LookupNetwork resolves ref to a network: an exact ID, else its name, else
+// a unique ID prefix. Errors are those of LookupNode.
+func (tx *ReadTx) LookupNetwork(ref string) (*objectv1.Network, error) {
+	if ref == "" {
+		return nil, emptyRef(networkKind)
+	}
+	if n := tx.Network(ref); n != nil {
+		return n, nil
+	}
+	if n := tx.NetworkByName(ref); n != nil {
+		return n, nil
+	}
+	return lookup(tx, networkKind, ref)
+}
+
 // LookupTask resolves ref to a task: an exact ID, else a unique ID prefix.
 // Errors are those of LookupNode.
 func (tx *ReadTx) LookupTask(ref string) (*objectv1.Task, error) {

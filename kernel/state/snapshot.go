@@ -31,10 +31,12 @@ func (s *Store) Snapshot() *raftv1.Snapshot {
 	snap.Nodes = values(&t.nodes)
 	snap.Services = values(&t.services)
 	snap.Tasks = values(&t.tasks)
+	snap.Networks = values(&t.networks)
 	s.mu.RUnlock()
 	sortByID(snap.Nodes)
 	sortByID(snap.Services)
 	sortByID(snap.Tasks)
+	sortByID(snap.Networks)
 	return snap
 }
 
@@ -106,6 +108,19 @@ func load(snap *raftv1.Snapshot) (*tables, error) {
 	}
 	if err := loadAll(t, taskKind, snap.GetTasks()); err != nil {
 		return nil, err
+	}
+	if err := loadAll(t, networkKind, snap.GetNetworks()); err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(t.networksByName.sets)) {
+		if set := t.networksByName.get(name).list; len(set) > 1 {
+			ids := make([]string, len(set))
+			for i, e := range set {
+				ids[i] = e.v.GetId()
+			}
+			slices.Sort(ids)
+			return nil, fmt.Errorf("networks %s share the name %q: %w", strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
+		}
 	}
 	return t, nil
 }

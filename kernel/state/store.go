@@ -1,6 +1,9 @@
 package state
 
 import (
+	"cmp"
+	"slices"
+	"strings"
 	"sync"
 
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -171,4 +174,32 @@ func (tx *ReadTx) CountTasks(serviceID string, desired, observed objectv1.TaskSt
 			}
 		})
 	return desiredN, observedN
+}
+
+// Network returns the network with this ID, or nil.
+func (tx *ReadTx) Network(id string) *objectv1.Network { return get(tx, networkKind, id) }
+
+// NetworkByName returns the network whose spec.annotations.name is name, or
+// nil.
+func (tx *ReadTx) NetworkByName(name string) *objectv1.Network {
+	if tx.ov != nil {
+		for _, e := range tx.ov.t.networksByName.get(name).list {
+			return e.v
+		}
+	}
+	for _, e := range tx.t.networksByName.get(name).list {
+		if !tx.ov.shadows(kindNetwork, e.v.GetId()) {
+			return e.v
+		}
+	}
+	return nil
+}
+
+// Networks returns every network, sorted by name.
+func (tx *ReadTx) Networks() []*objectv1.Network {
+	out := merge(tx, networkKind, func(t *tables) entries[*objectv1.Network] { return t.networks.all() })
+	slices.SortFunc(out, func(a, b *objectv1.Network) int {
+		return cmp.Or(strings.Compare(networkName(a), networkName(b)), strings.Compare(a.GetId(), b.GetId()))
+	})
+	return out
 }

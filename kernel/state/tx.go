@@ -145,6 +145,18 @@ func (tx *Tx) UpdateTask(t *objectv1.Task) error { return update(tx, taskKind, t
 // DeleteTask deletes a task.
 func (tx *Tx) DeleteTask(id string) error { return remove(tx, taskKind, id) }
 
+// CreateNetwork creates a network. Its spec.annotations.name must be set
+// and not used by another network.
+func (tx *Tx) CreateNetwork(n *objectv1.Network) error { return create(tx, networkKind, n) }
+
+// UpdateNetwork replaces a network, which must exist at n's meta.version.
+// A new name must not be used by another network.
+func (tx *Tx) UpdateNetwork(n *objectv1.Network) error { return update(tx, networkKind, n) }
+
+// DeleteNetwork deletes a network. The store does not check that no
+// service or task refers to it: the control API does.
+func (tx *Tx) DeleteNetwork(id string) error { return remove(tx, networkKind, id) }
+
 func create[T object](tx *Tx, k *kindOf[T], v T) error {
 	var zero T
 	id := v.GetId()
@@ -229,6 +241,11 @@ func validate[T object](tx *Tx, k *kindOf[T], v T) error {
 	if s, ok := any(v).(*objectv1.Service); ok {
 		if other := tx.ServiceByName(serviceName(s)); other != nil && other.GetId() != s.GetId() {
 			return fmt.Errorf("name %q is used by service %s: %w", serviceName(s), other.GetId(), sdk.ErrAlreadyExists)
+		}
+	}
+	if n, ok := any(v).(*objectv1.Network); ok {
+		if other := tx.NetworkByName(networkName(n)); other != nil && other.GetId() != n.GetId() {
+			return fmt.Errorf("name %q is used by network %s: %w", networkName(n), other.GetId(), sdk.ErrAlreadyExists)
 		}
 	}
 	return nil
@@ -317,6 +334,8 @@ func (o *overlay) transaction() *raftv1.Transaction {
 			acts = appendActions(acts, o, serviceKind, c)
 		case kindTask:
 			acts = appendActions(acts, o, taskKind, c)
+		case kindNetwork:
+			acts = appendActions(acts, o, networkKind, c)
 		}
 	}
 	if len(acts) == 0 {

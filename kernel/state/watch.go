@@ -12,9 +12,9 @@ import (
 // per event when the watcher reads in bursts.
 const watchChanBuffer = 64
 
-// Event is one applied change. Exactly one of Cluster, Node, Service and Task
-// is set: the object after the change, or for a DELETE, the object as it
-// was. For an UPDATE, the matching Old field holds the object before it.
+// Event is one applied change. Exactly one of Cluster, Node, Service, Task
+// and Network is set: the object after the change, or for a DELETE, the
+// object as it was. For an UPDATE, the matching Old field holds the object before it.
 // The objects are the stored ones: never modify them.
 type Event struct {
 	// Index is the Raft index of the command that made the change; the
@@ -27,11 +27,13 @@ type Event struct {
 	Node    *objectv1.Node
 	Service *objectv1.Service
 	Task    *objectv1.Task
+	Network *objectv1.Network
 
 	OldCluster *objectv1.Cluster
 	OldNode    *objectv1.Node
 	OldService *objectv1.Service
 	OldTask    *objectv1.Task
+	OldNetwork *objectv1.Network
 }
 
 // ViewAndWatch runs fn on a consistent view of the state and subscribes to

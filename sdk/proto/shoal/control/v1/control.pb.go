@@ -17,6 +17,7 @@ import (
 	v1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -28,6 +29,56 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// LogStream names a task's output stream.
+type LogStream int32
+
+const (
+	LogStream_LOG_STREAM_UNSPECIFIED LogStream = 0
+	LogStream_LOG_STREAM_STDOUT      LogStream = 1
+	LogStream_LOG_STREAM_STDERR      LogStream = 2
+)
+
+// Enum value maps for LogStream.
+var (
+	LogStream_name = map[int32]string{
+		0: "LOG_STREAM_UNSPECIFIED",
+		1: "LOG_STREAM_STDOUT",
+		2: "LOG_STREAM_STDERR",
+	}
+	LogStream_value = map[string]int32{
+		"LOG_STREAM_UNSPECIFIED": 0,
+		"LOG_STREAM_STDOUT":      1,
+		"LOG_STREAM_STDERR":      2,
+	}
+)
+
+func (x LogStream) Enum() *LogStream {
+	p := new(LogStream)
+	*p = x
+	return p
+}
+
+func (x LogStream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogStream) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_control_v1_control_proto_enumTypes[0].Descriptor()
+}
+
+func (LogStream) Type() protoreflect.EnumType {
+	return &file_shoal_control_v1_control_proto_enumTypes[0]
+}
+
+func (x LogStream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogStream.Descriptor instead.
+func (LogStream) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{0}
+}
 
 // GetClusterRequest is empty: there is one cluster.
 type GetClusterRequest struct {
@@ -1330,11 +1381,726 @@ func (x *ListTasksResponse) GetTasks() []*v1.Task {
 	return nil
 }
 
+// CreateNetworkRequest carries the new network's spec.
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *v1.NetworkSpec        `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *v1.NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// CreateNetworkResponse carries the stored network.
+type CreateNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *v1.Network            `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkResponse) Reset() {
+	*x = CreateNetworkResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkResponse) ProtoMessage() {}
+
+func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
+func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateNetworkResponse) GetNetwork() *v1.Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// GetNetworkRequest names a network.
+type GetNetworkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref is an ID, a unique ID prefix, or a name.
+	Ref           string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetNetworkRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// GetNetworkResponse carries the network.
+type GetNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *v1.Network            `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkResponse) Reset() {
+	*x = GetNetworkResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkResponse) ProtoMessage() {}
+
+func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
+func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetNetworkResponse) GetNetwork() *v1.Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+// ListNetworksRequest filters networks; empty filters match all.
+type ListNetworksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// names match exactly.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListNetworksRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// ListNetworksResponse lists networks sorted by name.
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*v1.Network          `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*v1.Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+// RemoveNetworkRequest names a network to remove.
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *RemoveNetworkRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// RemoveNetworkResponse is empty.
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{33}
+}
+
+// TaskLogsRequest selects the tasks whose logs to stream: a service's, or
+// the named ones (exactly one of service and task_refs).
+type TaskLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// service is a service's ID, unique ID prefix, or name: its tasks that a
+	// node holds (not those already removed) are read.
+	Service string `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// task_refs are task IDs or unique ID prefixes; at most 1000.
+	TaskRefs []string `protobuf:"bytes,2,rep,name=task_refs,json=taskRefs,proto3" json:"task_refs,omitempty"`
+	// follow keeps the stream open, sending new lines as the tasks write
+	// them, until the tasks' processes have exited or the caller cancels.
+	Follow bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail is how many of each task's last lines to start with; unset: all.
+	Tail          *int64 `protobuf:"varint,4,opt,name=tail,proto3,oneof" json:"tail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsRequest) Reset() {
+	*x = TaskLogsRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsRequest) ProtoMessage() {}
+
+func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TaskLogsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *TaskLogsRequest) GetTaskRefs() []string {
+	if x != nil {
+		return x.TaskRefs
+	}
+	return nil
+}
+
+func (x *TaskLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *TaskLogsRequest) GetTail() int64 {
+	if x != nil && x.Tail != nil {
+		return *x.Tail
+	}
+	return 0
+}
+
+// TaskLogsResponse is a batch of log lines. A task is described in tasks
+// once per stream, in or before the batch of its first line or error.
+type TaskLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tasks []*LogTask             `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Lines []*LogLine             `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	// errors name tasks or nodes whose logs could not be read, or not all.
+	Errors        []*LogError `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsResponse) Reset() {
+	*x = TaskLogsResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsResponse) ProtoMessage() {}
+
+func (x *TaskLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsResponse.ProtoReflect.Descriptor instead.
+func (*TaskLogsResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *TaskLogsResponse) GetTasks() []*LogTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *TaskLogsResponse) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *TaskLogsResponse) GetErrors() []*LogError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+// LogTask describes a task whose lines a TaskLogs stream carries.
+type LogTask struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TaskId      string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	ServiceId   string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ServiceName string                 `protobuf:"bytes,3,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	// slot is the replica's slot; 0 for a global service's task.
+	Slot   int64  `protobuf:"varint,4,opt,name=slot,proto3" json:"slot,omitempty"`
+	NodeId string `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// node_name is the node's hostname, or its name or ID without one.
+	NodeName      string `protobuf:"bytes,6,opt,name=node_name,json=nodeName,proto3" json:"node_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogTask) Reset() {
+	*x = LogTask{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogTask) ProtoMessage() {}
+
+func (x *LogTask) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogTask.ProtoReflect.Descriptor instead.
+func (*LogTask) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *LogTask) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogTask) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *LogTask) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *LogTask) GetSlot() int64 {
+	if x != nil {
+		return x.Slot
+	}
+	return 0
+}
+
+func (x *LogTask) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LogTask) GetNodeName() string {
+	if x != nil {
+		return x.NodeName
+	}
+	return ""
+}
+
+// LogLine is one line a task wrote, in order within its task and stream.
+type LogLine struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Stream LogStream              `protobuf:"varint,2,opt,name=stream,proto3,enum=shoal.control.v1.LogStream" json:"stream,omitempty"`
+	// time is when the worker's executor read the line.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// data is the line without its newline (a very long line comes in
+	// pieces).
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *LogLine) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogLine) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_UNSPECIFIED
+}
+
+func (x *LogLine) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LogLine) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// LogError says why some logs are missing.
+type LogError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task_id is the task concerned; empty when the error is the node's.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// node_id is the node that held, or failed to answer for, the logs.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogError) Reset() {
+	*x = LogError{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogError) ProtoMessage() {}
+
+func (x *LogError) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogError.ProtoReflect.Descriptor instead.
+func (*LogError) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *LogError) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogError) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LogError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_shoal_control_v1_control_proto protoreflect.FileDescriptor
 
 const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x1eshoal/control/v1/control.proto\x12\x10shoal.control.v1\x1a\x1cshoal/object/v1/object.proto\"\x13\n" +
+	"\x1eshoal/control/v1/control.proto\x12\x10shoal.control.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshoal/object/v1/object.proto\"\x13\n" +
 	"\x11GetClusterRequest\"e\n" +
 	"\x12GetClusterResponse\x122\n" +
 	"\acluster\x18\x01 \x01(\v2\x18.shoal.object.v1.ClusterR\acluster\x12\x1b\n" +
@@ -1410,7 +2176,53 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12A\n" +
 	"\x0edesired_states\x18\x03 \x03(\x0e2\x1a.shoal.object.v1.TaskStateR\rdesiredStates\"@\n" +
 	"\x11ListTasksResponse\x12+\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks2\xa0\t\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks\"H\n" +
+	"\x14CreateNetworkRequest\x120\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1c.shoal.object.v1.NetworkSpecR\x04spec\"K\n" +
+	"\x15CreateNetworkResponse\x122\n" +
+	"\anetwork\x18\x01 \x01(\v2\x18.shoal.object.v1.NetworkR\anetwork\"%\n" +
+	"\x11GetNetworkRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"H\n" +
+	"\x12GetNetworkResponse\x122\n" +
+	"\anetwork\x18\x01 \x01(\v2\x18.shoal.object.v1.NetworkR\anetwork\"+\n" +
+	"\x13ListNetworksRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"L\n" +
+	"\x14ListNetworksResponse\x124\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\"(\n" +
+	"\x14RemoveNetworkRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x17\n" +
+	"\x15RemoveNetworkResponse\"\x82\x01\n" +
+	"\x0fTaskLogsRequest\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
+	"\ttask_refs\x18\x02 \x03(\tR\btaskRefs\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x17\n" +
+	"\x04tail\x18\x04 \x01(\x03H\x00R\x04tail\x88\x01\x01B\a\n" +
+	"\x05_tail\"\xa8\x01\n" +
+	"\x10TaskLogsResponse\x12/\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x19.shoal.control.v1.LogTaskR\x05tasks\x12/\n" +
+	"\x05lines\x18\x02 \x03(\v2\x19.shoal.control.v1.LogLineR\x05lines\x122\n" +
+	"\x06errors\x18\x03 \x03(\v2\x1a.shoal.control.v1.LogErrorR\x06errors\"\xae\x01\n" +
+	"\aLogTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\x12!\n" +
+	"\fservice_name\x18\x03 \x01(\tR\vserviceName\x12\x12\n" +
+	"\x04slot\x18\x04 \x01(\x03R\x04slot\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x1b\n" +
+	"\tnode_name\x18\x06 \x01(\tR\bnodeName\"\x9b\x01\n" +
+	"\aLogLine\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
+	"\x06stream\x18\x02 \x01(\x0e2\x1b.shoal.control.v1.LogStreamR\x06stream\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"R\n" +
+	"\bLogError\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error*U\n" +
+	"\tLogStream\x12\x1a\n" +
+	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xf1\f\n" +
 	"\aControl\x12W\n" +
 	"\n" +
 	"GetCluster\x12#.shoal.control.v1.GetClusterRequest\x1a$.shoal.control.v1.GetClusterResponse\x12`\n" +
@@ -1428,7 +2240,13 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\rUpdateService\x12&.shoal.control.v1.UpdateServiceRequest\x1a'.shoal.control.v1.UpdateServiceResponse\x12`\n" +
 	"\rRemoveService\x12&.shoal.control.v1.RemoveServiceRequest\x1a'.shoal.control.v1.RemoveServiceResponse\x12N\n" +
 	"\aGetTask\x12 .shoal.control.v1.GetTaskRequest\x1a!.shoal.control.v1.GetTaskResponse\x12T\n" +
-	"\tListTasks\x12\".shoal.control.v1.ListTasksRequest\x1a#.shoal.control.v1.ListTasksResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
+	"\tListTasks\x12\".shoal.control.v1.ListTasksRequest\x1a#.shoal.control.v1.ListTasksResponse\x12S\n" +
+	"\bTaskLogs\x12!.shoal.control.v1.TaskLogsRequest\x1a\".shoal.control.v1.TaskLogsResponse0\x01\x12`\n" +
+	"\rCreateNetwork\x12&.shoal.control.v1.CreateNetworkRequest\x1a'.shoal.control.v1.CreateNetworkResponse\x12W\n" +
+	"\n" +
+	"GetNetwork\x12#.shoal.control.v1.GetNetworkRequest\x1a$.shoal.control.v1.GetNetworkResponse\x12]\n" +
+	"\fListNetworks\x12%.shoal.control.v1.ListNetworksRequest\x1a&.shoal.control.v1.ListNetworksResponse\x12`\n" +
+	"\rRemoveNetwork\x12&.shoal.control.v1.RemoveNetworkRequest\x1a'.shoal.control.v1.RemoveNetworkResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
 
 var (
 	file_shoal_control_v1_control_proto_rawDescOnce sync.Once
@@ -1442,101 +2260,138 @@ func file_shoal_control_v1_control_proto_rawDescGZIP() []byte {
 	return file_shoal_control_v1_control_proto_rawDescData
 }
 
-var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_shoal_control_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_shoal_control_v1_control_proto_goTypes = []any{
-	(*GetClusterRequest)(nil),     // 0: shoal.control.v1.GetClusterRequest
-	(*GetClusterResponse)(nil),    // 1: shoal.control.v1.GetClusterResponse
-	(*UpdateClusterRequest)(nil),  // 2: shoal.control.v1.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil), // 3: shoal.control.v1.UpdateClusterResponse
-	(*GetNodeRequest)(nil),        // 4: shoal.control.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 5: shoal.control.v1.GetNodeResponse
-	(*ListNodesRequest)(nil),      // 6: shoal.control.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 7: shoal.control.v1.ListNodesResponse
-	(*UpdateNodeRequest)(nil),     // 8: shoal.control.v1.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),    // 9: shoal.control.v1.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),     // 10: shoal.control.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),    // 11: shoal.control.v1.RemoveNodeResponse
-	(*CreateServiceRequest)(nil),  // 12: shoal.control.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil), // 13: shoal.control.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),     // 14: shoal.control.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),    // 15: shoal.control.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),   // 16: shoal.control.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),  // 17: shoal.control.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),  // 18: shoal.control.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil), // 19: shoal.control.v1.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),  // 20: shoal.control.v1.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil), // 21: shoal.control.v1.RemoveServiceResponse
-	(*GetTaskRequest)(nil),        // 22: shoal.control.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 23: shoal.control.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),      // 24: shoal.control.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 25: shoal.control.v1.ListTasksResponse
-	nil,                           // 26: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	nil,                           // 27: shoal.control.v1.ListServicesResponse.RunningEntry
-	nil,                           // 28: shoal.control.v1.ListServicesResponse.DesiredEntry
-	(*v1.Cluster)(nil),            // 29: shoal.object.v1.Cluster
-	(*v1.ClusterSpec)(nil),        // 30: shoal.object.v1.ClusterSpec
-	(*v1.Node)(nil),               // 31: shoal.object.v1.Node
-	(v1.NodeRole)(0),              // 32: shoal.object.v1.NodeRole
-	(v1.NodeAvailability)(0),      // 33: shoal.object.v1.NodeAvailability
-	(*v1.NodeSpec)(nil),           // 34: shoal.object.v1.NodeSpec
-	(*v1.ServiceSpec)(nil),        // 35: shoal.object.v1.ServiceSpec
-	(*v1.Service)(nil),            // 36: shoal.object.v1.Service
-	(*v1.Task)(nil),               // 37: shoal.object.v1.Task
-	(v1.TaskState)(0),             // 38: shoal.object.v1.TaskState
+	(LogStream)(0),                // 0: shoal.control.v1.LogStream
+	(*GetClusterRequest)(nil),     // 1: shoal.control.v1.GetClusterRequest
+	(*GetClusterResponse)(nil),    // 2: shoal.control.v1.GetClusterResponse
+	(*UpdateClusterRequest)(nil),  // 3: shoal.control.v1.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil), // 4: shoal.control.v1.UpdateClusterResponse
+	(*GetNodeRequest)(nil),        // 5: shoal.control.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),       // 6: shoal.control.v1.GetNodeResponse
+	(*ListNodesRequest)(nil),      // 7: shoal.control.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 8: shoal.control.v1.ListNodesResponse
+	(*UpdateNodeRequest)(nil),     // 9: shoal.control.v1.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),    // 10: shoal.control.v1.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),     // 11: shoal.control.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),    // 12: shoal.control.v1.RemoveNodeResponse
+	(*CreateServiceRequest)(nil),  // 13: shoal.control.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil), // 14: shoal.control.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),     // 15: shoal.control.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),    // 16: shoal.control.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),   // 17: shoal.control.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),  // 18: shoal.control.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),  // 19: shoal.control.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil), // 20: shoal.control.v1.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),  // 21: shoal.control.v1.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil), // 22: shoal.control.v1.RemoveServiceResponse
+	(*GetTaskRequest)(nil),        // 23: shoal.control.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),       // 24: shoal.control.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),      // 25: shoal.control.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),     // 26: shoal.control.v1.ListTasksResponse
+	(*CreateNetworkRequest)(nil),  // 27: shoal.control.v1.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil), // 28: shoal.control.v1.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),     // 29: shoal.control.v1.GetNetworkRequest
+	(*GetNetworkResponse)(nil),    // 30: shoal.control.v1.GetNetworkResponse
+	(*ListNetworksRequest)(nil),   // 31: shoal.control.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),  // 32: shoal.control.v1.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),  // 33: shoal.control.v1.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil), // 34: shoal.control.v1.RemoveNetworkResponse
+	(*TaskLogsRequest)(nil),       // 35: shoal.control.v1.TaskLogsRequest
+	(*TaskLogsResponse)(nil),      // 36: shoal.control.v1.TaskLogsResponse
+	(*LogTask)(nil),               // 37: shoal.control.v1.LogTask
+	(*LogLine)(nil),               // 38: shoal.control.v1.LogLine
+	(*LogError)(nil),              // 39: shoal.control.v1.LogError
+	nil,                           // 40: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	nil,                           // 41: shoal.control.v1.ListServicesResponse.RunningEntry
+	nil,                           // 42: shoal.control.v1.ListServicesResponse.DesiredEntry
+	(*v1.Cluster)(nil),            // 43: shoal.object.v1.Cluster
+	(*v1.ClusterSpec)(nil),        // 44: shoal.object.v1.ClusterSpec
+	(*v1.Node)(nil),               // 45: shoal.object.v1.Node
+	(v1.NodeRole)(0),              // 46: shoal.object.v1.NodeRole
+	(v1.NodeAvailability)(0),      // 47: shoal.object.v1.NodeAvailability
+	(*v1.NodeSpec)(nil),           // 48: shoal.object.v1.NodeSpec
+	(*v1.ServiceSpec)(nil),        // 49: shoal.object.v1.ServiceSpec
+	(*v1.Service)(nil),            // 50: shoal.object.v1.Service
+	(*v1.Task)(nil),               // 51: shoal.object.v1.Task
+	(v1.TaskState)(0),             // 52: shoal.object.v1.TaskState
+	(*v1.NetworkSpec)(nil),        // 53: shoal.object.v1.NetworkSpec
+	(*v1.Network)(nil),            // 54: shoal.object.v1.Network
+	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
 }
 var file_shoal_control_v1_control_proto_depIdxs = []int32{
-	29, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	30, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
-	29, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	31, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
-	32, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
-	33, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
-	31, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
-	34, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
-	31, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
-	35, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	36, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
-	36, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
-	26, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	36, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
-	27, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
-	28, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
-	35, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	36, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
-	37, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
-	38, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
-	37, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
-	0,  // 21: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
-	2,  // 22: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
-	4,  // 23: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
-	6,  // 24: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
-	8,  // 25: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
-	10, // 26: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
-	12, // 27: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
-	14, // 28: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
-	16, // 29: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
-	18, // 30: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
-	20, // 31: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
-	22, // 32: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
-	24, // 33: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
-	1,  // 34: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
-	3,  // 35: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
-	5,  // 36: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
-	7,  // 37: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
-	9,  // 38: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
-	11, // 39: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
-	13, // 40: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
-	15, // 41: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
-	17, // 42: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
-	19, // 43: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
-	21, // 44: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
-	23, // 45: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
-	25, // 46: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
-	34, // [34:47] is the sub-list for method output_type
-	21, // [21:34] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	43, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	44, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
+	43, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	45, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
+	46, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
+	47, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
+	45, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
+	48, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
+	45, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
+	49, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	50, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
+	50, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
+	40, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	50, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
+	41, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
+	42, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
+	49, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	50, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
+	51, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
+	52, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
+	51, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
+	53, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
+	54, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
+	54, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
+	54, // 24: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
+	37, // 25: shoal.control.v1.TaskLogsResponse.tasks:type_name -> shoal.control.v1.LogTask
+	38, // 26: shoal.control.v1.TaskLogsResponse.lines:type_name -> shoal.control.v1.LogLine
+	39, // 27: shoal.control.v1.TaskLogsResponse.errors:type_name -> shoal.control.v1.LogError
+	0,  // 28: shoal.control.v1.LogLine.stream:type_name -> shoal.control.v1.LogStream
+	55, // 29: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	1,  // 30: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
+	3,  // 31: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
+	5,  // 32: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
+	7,  // 33: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
+	9,  // 34: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
+	11, // 35: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
+	13, // 36: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
+	15, // 37: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
+	17, // 38: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
+	19, // 39: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
+	21, // 40: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
+	23, // 41: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
+	25, // 42: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
+	35, // 43: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
+	27, // 44: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
+	29, // 45: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
+	31, // 46: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
+	33, // 47: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
+	2,  // 48: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
+	4,  // 49: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
+	6,  // 50: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
+	8,  // 51: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
+	10, // 52: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
+	12, // 53: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
+	14, // 54: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
+	16, // 55: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
+	18, // 56: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
+	20, // 57: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
+	22, // 58: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
+	24, // 59: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
+	26, // 60: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
+	36, // 61: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
+	28, // 62: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
+	30, // 63: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
+	32, // 64: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
+	34, // 65: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
+	48, // [48:66] is the sub-list for method output_type
+	30, // [30:48] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_shoal_control_v1_control_proto_init() }
@@ -1544,18 +2399,20 @@ func file_shoal_control_v1_control_proto_init() {
 	if File_shoal_control_v1_control_proto != nil {
 		return
 	}
+	file_shoal_control_v1_control_proto_msgTypes[34].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_control_v1_control_proto_rawDesc), len(file_shoal_control_v1_control_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   29,
+			NumEnums:      1,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_shoal_control_v1_control_proto_goTypes,
 		DependencyIndexes: file_shoal_control_v1_control_proto_depIdxs,
+		EnumInfos:         file_shoal_control_v1_control_proto_enumTypes,
 		MessageInfos:      file_shoal_control_v1_control_proto_msgTypes,
 	}.Build()
 	File_shoal_control_v1_control_proto = out.File

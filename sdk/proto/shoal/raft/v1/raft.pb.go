@@ -190,6 +190,7 @@ type StoreAction struct {
 	//	*StoreAction_Node
 	//	*StoreAction_Service
 	//	*StoreAction_Task
+	//	*StoreAction_Network
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -275,6 +276,15 @@ func (x *StoreAction) GetTask() *v1.Task {
 	return nil
 }
 
+func (x *StoreAction) GetNetwork() *v1.Network {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Network); ok {
+			return x.Network
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -295,6 +305,10 @@ type StoreAction_Task struct {
 	Task *v1.Task `protobuf:"bytes,5,opt,name=task,proto3,oneof"`
 }
 
+type StoreAction_Network struct {
+	Network *v1.Network `protobuf:"bytes,6,opt,name=network,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -302,6 +316,8 @@ func (*StoreAction_Node) isStoreAction_Target() {}
 func (*StoreAction_Service) isStoreAction_Target() {}
 
 func (*StoreAction_Task) isStoreAction_Target() {}
+
+func (*StoreAction_Network) isStoreAction_Target() {}
 
 // Snapshot is the whole state, as written to a Raft snapshot.
 type Snapshot struct {
@@ -314,6 +330,7 @@ type Snapshot struct {
 	Nodes         []*v1.Node    `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	Services      []*v1.Service `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
 	Tasks         []*v1.Task    `protobuf:"bytes,6,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks      []*v1.Network `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +403,13 @@ func (x *Snapshot) GetServices() []*v1.Service {
 func (x *Snapshot) GetTasks() []*v1.Task {
 	if x != nil {
 		return x.Tasks
+	}
+	return nil
+}
+
+func (x *Snapshot) GetNetworks() []*v1.Network {
+	if x != nil {
+		return x.Networks
 	}
 	return nil
 }
@@ -635,21 +659,23 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\aCommand\x12>\n" +
 	"\ftransactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.TransactionR\ftransactions\"C\n" +
 	"\vTransaction\x124\n" +
-	"\aactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.StoreActionR\aactions\"\x8c\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.StoreActionR\aactions\"\xc2\x02\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.raft.v1.ActionKindR\x04kind\x124\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.shoal.object.v1.ClusterH\x00R\acluster\x12+\n" +
 	"\x04node\x18\x03 \x01(\v2\x15.shoal.object.v1.NodeH\x00R\x04node\x124\n" +
 	"\aservice\x18\x04 \x01(\v2\x18.shoal.object.v1.ServiceH\x00R\aservice\x12+\n" +
-	"\x04task\x18\x05 \x01(\v2\x15.shoal.object.v1.TaskH\x00R\x04taskB\b\n" +
-	"\x06target\"\x80\x02\n" +
+	"\x04task\x18\x05 \x01(\v2\x15.shoal.object.v1.TaskH\x00R\x04task\x124\n" +
+	"\anetwork\x18\x06 \x01(\v2\x18.shoal.object.v1.NetworkH\x00R\anetworkB\b\n" +
+	"\x06target\"\xb6\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x124\n" +
 	"\bclusters\x18\x03 \x03(\v2\x18.shoal.object.v1.ClusterR\bclusters\x12+\n" +
 	"\x05nodes\x18\x04 \x03(\v2\x15.shoal.object.v1.NodeR\x05nodes\x124\n" +
 	"\bservices\x18\x05 \x03(\v2\x18.shoal.object.v1.ServiceR\bservices\x12+\n" +
-	"\x05tasks\x18\x06 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks\"E\n" +
+	"\x05tasks\x18\x06 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks\x124\n" +
+	"\bnetworks\x18\a \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\"E\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"C\n" +
@@ -702,6 +728,7 @@ var file_shoal_raft_v1_raft_proto_goTypes = []any{
 	(*v1.Node)(nil),       // 11: shoal.object.v1.Node
 	(*v1.Service)(nil),    // 12: shoal.object.v1.Service
 	(*v1.Task)(nil),       // 13: shoal.object.v1.Task
+	(*v1.Network)(nil),    // 14: shoal.object.v1.Network
 }
 var file_shoal_raft_v1_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.raft.v1.Command.transactions:type_name -> shoal.raft.v1.Transaction
@@ -711,20 +738,22 @@ var file_shoal_raft_v1_raft_proto_depIdxs = []int32{
 	11, // 4: shoal.raft.v1.StoreAction.node:type_name -> shoal.object.v1.Node
 	12, // 5: shoal.raft.v1.StoreAction.service:type_name -> shoal.object.v1.Service
 	13, // 6: shoal.raft.v1.StoreAction.task:type_name -> shoal.object.v1.Task
-	10, // 7: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
-	11, // 8: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
-	12, // 9: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
-	13, // 10: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
-	7,  // 11: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
-	5,  // 12: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
-	8,  // 13: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
-	6,  // 14: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
-	9,  // 15: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	14, // 7: shoal.raft.v1.StoreAction.network:type_name -> shoal.object.v1.Network
+	10, // 8: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
+	11, // 9: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
+	12, // 10: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
+	13, // 11: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
+	14, // 12: shoal.raft.v1.Snapshot.networks:type_name -> shoal.object.v1.Network
+	7,  // 13: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
+	5,  // 14: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
+	8,  // 15: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
+	6,  // 16: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
+	9,  // 17: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_shoal_raft_v1_raft_proto_init() }
@@ -737,6 +766,7 @@ func file_shoal_raft_v1_raft_proto_init() {
 		(*StoreAction_Node)(nil),
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
+		(*StoreAction_Network)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

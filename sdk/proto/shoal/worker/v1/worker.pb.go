@@ -24,6 +24,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -143,6 +144,56 @@ func (AssignmentsType) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{1}
 }
 
+// LogStream names a task's output stream.
+type LogStream int32
+
+const (
+	LogStream_LOG_STREAM_UNSPECIFIED LogStream = 0
+	LogStream_LOG_STREAM_STDOUT      LogStream = 1
+	LogStream_LOG_STREAM_STDERR      LogStream = 2
+)
+
+// Enum value maps for LogStream.
+var (
+	LogStream_name = map[int32]string{
+		0: "LOG_STREAM_UNSPECIFIED",
+		1: "LOG_STREAM_STDOUT",
+		2: "LOG_STREAM_STDERR",
+	}
+	LogStream_value = map[string]int32{
+		"LOG_STREAM_UNSPECIFIED": 0,
+		"LOG_STREAM_STDOUT":      1,
+		"LOG_STREAM_STDERR":      2,
+	}
+)
+
+func (x LogStream) Enum() *LogStream {
+	p := new(LogStream)
+	*p = x
+	return p
+}
+
+func (x LogStream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogStream) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_worker_v1_worker_proto_enumTypes[2].Descriptor()
+}
+
+func (LogStream) Type() protoreflect.EnumType {
+	return &file_shoal_worker_v1_worker_proto_enumTypes[2]
+}
+
+func (x LogStream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogStream.Descriptor instead.
+func (LogStream) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{2}
+}
+
 // WorkerMessage is one message from a worker.
 type WorkerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -151,6 +202,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Hello
 	//	*WorkerMessage_Heartbeat
 	//	*WorkerMessage_Status
+	//	*WorkerMessage_Logs
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -220,6 +272,15 @@ func (x *WorkerMessage) GetStatus() *StatusReport {
 	return nil
 }
 
+func (x *WorkerMessage) GetLogs() *LogBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_Logs); ok {
+			return x.Logs
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -239,11 +300,18 @@ type WorkerMessage_Status struct {
 	Status *StatusReport `protobuf:"bytes,3,opt,name=status,proto3,oneof"`
 }
 
+type WorkerMessage_Logs struct {
+	// logs carries log lines for a subscription the manager sent.
+	Logs *LogBatch `protobuf:"bytes,4,opt,name=logs,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Status) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_Logs) isWorkerMessage_Msg() {}
 
 // Hello opens a session.
 type Hello struct {
@@ -434,6 +502,8 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Session
 	//	*ManagerMessage_Heartbeat
 	//	*ManagerMessage_Assignments
+	//	*ManagerMessage_LogSubscription
+	//	*ManagerMessage_LogControl
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -503,6 +573,24 @@ func (x *ManagerMessage) GetAssignments() *Assignments {
 	return nil
 }
 
+func (x *ManagerMessage) GetLogSubscription() *LogSubscription {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_LogSubscription); ok {
+			return x.LogSubscription
+		}
+	}
+	return nil
+}
+
+func (x *ManagerMessage) GetLogControl() *LogControl {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_LogControl); ok {
+			return x.LogControl
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -522,11 +610,25 @@ type ManagerMessage_Assignments struct {
 	Assignments *Assignments `protobuf:"bytes,3,opt,name=assignments,proto3,oneof"`
 }
 
+type ManagerMessage_LogSubscription struct {
+	// log_subscription asks for the logs of some of the worker's tasks.
+	LogSubscription *LogSubscription `protobuf:"bytes,4,opt,name=log_subscription,json=logSubscription,proto3,oneof"`
+}
+
+type ManagerMessage_LogControl struct {
+	// log_control grants more credit to, or cancels, a log subscription.
+	LogControl *LogControl `protobuf:"bytes,5,opt,name=log_control,json=logControl,proto3,oneof"`
+}
+
 func (*ManagerMessage_Session) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Heartbeat) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Assignments) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_LogSubscription) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_LogControl) isManagerMessage_Msg() {}
 
 // SessionInfo describes the session and where else to connect.
 type SessionInfo struct {
@@ -810,6 +912,356 @@ func (x *Assignments) GetChanges() []*AssignmentChange {
 	return nil
 }
 
+// LogSubscription asks a worker for the logs of some of its tasks. The
+// worker answers with LogBatch messages over the same session: at once a
+// first one (possibly without lines), then more as lines are read, each only
+// while it holds credit, and a last one with done set. Logs share the
+// session with heartbeats and status reports, so they are flow-controlled:
+// a batch costs one credit, and the manager gives credit back (LogControl)
+// as the lines reach the client. A subscription ends with the session.
+type LogSubscription struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the subscription in the worker's batches.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// task_ids are the tasks to read; each must be one of the worker's.
+	TaskIds []string `protobuf:"bytes,2,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	// follow keeps sending new lines until every task's process has exited
+	// and all its lines are sent, or the subscription is cancelled.
+	Follow bool `protobuf:"varint,3,opt,name=follow,proto3" json:"follow,omitempty"`
+	// tail is how many of each task's last lines to start with; < 0: all.
+	Tail int64 `protobuf:"varint,4,opt,name=tail,proto3" json:"tail,omitempty"`
+	// credit is how many batches the worker may send before it is given more.
+	Credit        uint32 `protobuf:"varint,5,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogSubscription) Reset() {
+	*x = LogSubscription{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogSubscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogSubscription) ProtoMessage() {}
+
+func (x *LogSubscription) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogSubscription.ProtoReflect.Descriptor instead.
+func (*LogSubscription) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LogSubscription) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LogSubscription) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *LogSubscription) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *LogSubscription) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+func (x *LogSubscription) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+// LogControl steers an open log subscription.
+type LogControl struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	// credit is how many more batches the worker may send.
+	Credit uint32 `protobuf:"varint,2,opt,name=credit,proto3" json:"credit,omitempty"`
+	// cancel ends the subscription: the worker stops reading and sends
+	// nothing more for it.
+	Cancel        bool `protobuf:"varint,3,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogControl) Reset() {
+	*x = LogControl{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogControl) ProtoMessage() {}
+
+func (x *LogControl) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogControl.ProtoReflect.Descriptor instead.
+func (*LogControl) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LogControl) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *LogControl) GetCredit() uint32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+func (x *LogControl) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+// LogLine is one line a task wrote.
+type LogLine struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Stream LogStream              `protobuf:"varint,2,opt,name=stream,proto3,enum=shoal.worker.v1.LogStream" json:"stream,omitempty"`
+	// time is when the executor read the line.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// data is the line without its newline; a longer line than a batch may
+	// carry comes in pieces, each in its own LogLine.
+	Data          []byte `protobuf:"bytes,4,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogLine) Reset() {
+	*x = LogLine{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogLine) ProtoMessage() {}
+
+func (x *LogLine) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
+func (*LogLine) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LogLine) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogLine) GetStream() LogStream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogStream_LOG_STREAM_UNSPECIFIED
+}
+
+func (x *LogLine) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *LogLine) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// TaskLogError says why a task's logs could not be read (or not all).
+type TaskLogError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogError) Reset() {
+	*x = TaskLogError{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogError) ProtoMessage() {}
+
+func (x *TaskLogError) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogError.ProtoReflect.Descriptor instead.
+func (*TaskLogError) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TaskLogError) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskLogError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// LogBatch is a worker's answer to a log subscription. Lines keep their
+// order within each task and stream.
+type LogBatch struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SubscriptionId string                 `protobuf:"bytes,1,opt,name=subscription_id,json=subscriptionId,proto3" json:"subscription_id,omitempty"`
+	Lines          []*LogLine             `protobuf:"bytes,2,rep,name=lines,proto3" json:"lines,omitempty"`
+	// errors are the tasks whose logs ended with an error.
+	Errors []*TaskLogError `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	// done says every task's logs were sent (or failed): the last batch.
+	Done          bool `protobuf:"varint,4,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogBatch) Reset() {
+	*x = LogBatch{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogBatch) ProtoMessage() {}
+
+func (x *LogBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
+func (*LogBatch) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LogBatch) GetSubscriptionId() string {
+	if x != nil {
+		return x.SubscriptionId
+	}
+	return ""
+}
+
+func (x *LogBatch) GetLines() []*LogLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *LogBatch) GetErrors() []*TaskLogError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *LogBatch) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 // RelayUp is a batch of worker traffic from a follower.
 type RelayUp struct {
 	state         protoimpl.MessageState  `protogen:"open.v1"`
@@ -820,7 +1272,7 @@ type RelayUp struct {
 
 func (x *RelayUp) Reset() {
 	*x = RelayUp{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -832,7 +1284,7 @@ func (x *RelayUp) String() string {
 func (*RelayUp) ProtoMessage() {}
 
 func (x *RelayUp) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[11]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -845,7 +1297,7 @@ func (x *RelayUp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayUp.ProtoReflect.Descriptor instead.
 func (*RelayUp) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{11}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RelayUp) GetMessages() []*RelayedWorkerMessage {
@@ -872,7 +1324,7 @@ type RelayedWorkerMessage struct {
 
 func (x *RelayedWorkerMessage) Reset() {
 	*x = RelayedWorkerMessage{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1336,7 @@ func (x *RelayedWorkerMessage) String() string {
 func (*RelayedWorkerMessage) ProtoMessage() {}
 
 func (x *RelayedWorkerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[12]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1349,7 @@ func (x *RelayedWorkerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayedWorkerMessage.ProtoReflect.Descriptor instead.
 func (*RelayedWorkerMessage) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{12}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RelayedWorkerMessage) GetStreamId() uint64 {
@@ -938,7 +1390,7 @@ type RelayDown struct {
 
 func (x *RelayDown) Reset() {
 	*x = RelayDown{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1402,7 @@ func (x *RelayDown) String() string {
 func (*RelayDown) ProtoMessage() {}
 
 func (x *RelayDown) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[13]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1415,7 @@ func (x *RelayDown) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayDown.ProtoReflect.Descriptor instead.
 func (*RelayDown) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{13}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RelayDown) GetMessages() []*RelayedManagerMessage {
@@ -988,7 +1440,7 @@ type RelayedManagerMessage struct {
 
 func (x *RelayedManagerMessage) Reset() {
 	*x = RelayedManagerMessage{}
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1452,7 @@ func (x *RelayedManagerMessage) String() string {
 func (*RelayedManagerMessage) ProtoMessage() {}
 
 func (x *RelayedManagerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_worker_v1_worker_proto_msgTypes[14]
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1465,7 @@ func (x *RelayedManagerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayedManagerMessage.ProtoReflect.Descriptor instead.
 func (*RelayedManagerMessage) Descriptor() ([]byte, []int) {
-	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{14}
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RelayedManagerMessage) GetStreamId() uint64 {
@@ -1048,11 +1500,12 @@ var File_shoal_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cshoal/object/v1/object.proto\"\xbb\x01\n" +
+	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshoal/object/v1/object.proto\"\xec\x01\n" +
 	"\rWorkerMessage\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.shoal.worker.v1.HelloH\x00R\x05hello\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.shoal.worker.v1.HeartbeatH\x00R\theartbeat\x127\n" +
-	"\x06status\x18\x03 \x01(\v2\x1d.shoal.worker.v1.StatusReportH\x00R\x06statusB\x05\n" +
+	"\x06status\x18\x03 \x01(\v2\x1d.shoal.worker.v1.StatusReportH\x00R\x06status\x12/\n" +
+	"\x04logs\x18\x04 \x01(\v2\x19.shoal.worker.v1.LogBatchH\x00R\x04logsB\x05\n" +
 	"\x03msg\"K\n" +
 	"\x05Hello\x12B\n" +
 	"\vdescription\x18\x01 \x01(\v2 .shoal.object.v1.NodeDescriptionR\vdescription\"\v\n" +
@@ -1061,11 +1514,14 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\aupdates\x18\x01 \x03(\v2!.shoal.worker.v1.TaskStatusUpdateR\aupdates\"`\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
-	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xd4\x01\n" +
+	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xe3\x02\n" +
 	"\x0eManagerMessage\x128\n" +
 	"\asession\x18\x01 \x01(\v2\x1c.shoal.worker.v1.SessionInfoH\x00R\asession\x12?\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1f.shoal.worker.v1.HeartbeatReplyH\x00R\theartbeat\x12@\n" +
-	"\vassignments\x18\x03 \x01(\v2\x1c.shoal.worker.v1.AssignmentsH\x00R\vassignmentsB\x05\n" +
+	"\vassignments\x18\x03 \x01(\v2\x1c.shoal.worker.v1.AssignmentsH\x00R\vassignments\x12M\n" +
+	"\x10log_subscription\x18\x04 \x01(\v2 .shoal.worker.v1.LogSubscriptionH\x00R\x0flogSubscription\x12>\n" +
+	"\vlog_control\x18\x05 \x01(\v2\x1b.shoal.worker.v1.LogControlH\x00R\n" +
+	"logControlB\x05\n" +
 	"\x03msg\"\x83\x01\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
@@ -1083,7 +1539,31 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\x04task\x18\x02 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\"\x80\x01\n" +
 	"\vAssignments\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .shoal.worker.v1.AssignmentsTypeR\x04type\x12;\n" +
-	"\achanges\x18\x02 \x03(\v2!.shoal.worker.v1.AssignmentChangeR\achanges\"L\n" +
+	"\achanges\x18\x02 \x03(\v2!.shoal.worker.v1.AssignmentChangeR\achanges\"\x80\x01\n" +
+	"\x0fLogSubscription\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
+	"\btask_ids\x18\x02 \x03(\tR\ataskIds\x12\x16\n" +
+	"\x06follow\x18\x03 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x04 \x01(\x03R\x04tail\x12\x16\n" +
+	"\x06credit\x18\x05 \x01(\rR\x06credit\"e\n" +
+	"\n" +
+	"LogControl\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12\x16\n" +
+	"\x06credit\x18\x02 \x01(\rR\x06credit\x12\x16\n" +
+	"\x06cancel\x18\x03 \x01(\bR\x06cancel\"\x9a\x01\n" +
+	"\aLogLine\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x122\n" +
+	"\x06stream\x18\x02 \x01(\x0e2\x1a.shoal.worker.v1.LogStreamR\x06stream\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
+	"\x04data\x18\x04 \x01(\fR\x04data\"=\n" +
+	"\fTaskLogError\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\"\xae\x01\n" +
+	"\bLogBatch\x12'\n" +
+	"\x0fsubscription_id\x18\x01 \x01(\tR\x0esubscriptionId\x12.\n" +
+	"\x05lines\x18\x02 \x03(\v2\x18.shoal.worker.v1.LogLineR\x05lines\x125\n" +
+	"\x06errors\x18\x03 \x03(\v2\x1d.shoal.worker.v1.TaskLogErrorR\x06errors\x12\x12\n" +
+	"\x04done\x18\x04 \x01(\bR\x04done\"L\n" +
 	"\aRelayUp\x12A\n" +
 	"\bmessages\x18\x01 \x03(\v2%.shoal.worker.v1.RelayedWorkerMessageR\bmessages\"\x9e\x01\n" +
 	"\x14RelayedWorkerMessage\x12\x1b\n" +
@@ -1105,7 +1585,11 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\x0fAssignmentsType\x12 \n" +
 	"\x1cASSIGNMENTS_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19ASSIGNMENTS_TYPE_COMPLETE\x10\x01\x12 \n" +
-	"\x1cASSIGNMENTS_TYPE_INCREMENTAL\x10\x022\\\n" +
+	"\x1cASSIGNMENTS_TYPE_INCREMENTAL\x10\x02*U\n" +
+	"\tLogStream\x12\x1a\n" +
+	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\\\n" +
 	"\n" +
 	"Dispatcher\x12N\n" +
 	"\aConnect\x12\x1e.shoal.worker.v1.WorkerMessage\x1a\x1f.shoal.worker.v1.ManagerMessage(\x010\x012J\n" +
@@ -1124,60 +1608,74 @@ func file_shoal_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_shoal_worker_v1_worker_proto_rawDescData
 }
 
-var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_shoal_worker_v1_worker_proto_goTypes = []any{
 	(AssignmentChangeAction)(0),   // 0: shoal.worker.v1.AssignmentChangeAction
 	(AssignmentsType)(0),          // 1: shoal.worker.v1.AssignmentsType
-	(*WorkerMessage)(nil),         // 2: shoal.worker.v1.WorkerMessage
-	(*Hello)(nil),                 // 3: shoal.worker.v1.Hello
-	(*Heartbeat)(nil),             // 4: shoal.worker.v1.Heartbeat
-	(*StatusReport)(nil),          // 5: shoal.worker.v1.StatusReport
-	(*TaskStatusUpdate)(nil),      // 6: shoal.worker.v1.TaskStatusUpdate
-	(*ManagerMessage)(nil),        // 7: shoal.worker.v1.ManagerMessage
-	(*SessionInfo)(nil),           // 8: shoal.worker.v1.SessionInfo
-	(*WeightedManager)(nil),       // 9: shoal.worker.v1.WeightedManager
-	(*HeartbeatReply)(nil),        // 10: shoal.worker.v1.HeartbeatReply
-	(*AssignmentChange)(nil),      // 11: shoal.worker.v1.AssignmentChange
-	(*Assignments)(nil),           // 12: shoal.worker.v1.Assignments
-	(*RelayUp)(nil),               // 13: shoal.worker.v1.RelayUp
-	(*RelayedWorkerMessage)(nil),  // 14: shoal.worker.v1.RelayedWorkerMessage
-	(*RelayDown)(nil),             // 15: shoal.worker.v1.RelayDown
-	(*RelayedManagerMessage)(nil), // 16: shoal.worker.v1.RelayedManagerMessage
-	(*v1.NodeDescription)(nil),    // 17: shoal.object.v1.NodeDescription
-	(*v1.TaskStatus)(nil),         // 18: shoal.object.v1.TaskStatus
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*v1.Task)(nil),               // 20: shoal.object.v1.Task
+	(LogStream)(0),                // 2: shoal.worker.v1.LogStream
+	(*WorkerMessage)(nil),         // 3: shoal.worker.v1.WorkerMessage
+	(*Hello)(nil),                 // 4: shoal.worker.v1.Hello
+	(*Heartbeat)(nil),             // 5: shoal.worker.v1.Heartbeat
+	(*StatusReport)(nil),          // 6: shoal.worker.v1.StatusReport
+	(*TaskStatusUpdate)(nil),      // 7: shoal.worker.v1.TaskStatusUpdate
+	(*ManagerMessage)(nil),        // 8: shoal.worker.v1.ManagerMessage
+	(*SessionInfo)(nil),           // 9: shoal.worker.v1.SessionInfo
+	(*WeightedManager)(nil),       // 10: shoal.worker.v1.WeightedManager
+	(*HeartbeatReply)(nil),        // 11: shoal.worker.v1.HeartbeatReply
+	(*AssignmentChange)(nil),      // 12: shoal.worker.v1.AssignmentChange
+	(*Assignments)(nil),           // 13: shoal.worker.v1.Assignments
+	(*LogSubscription)(nil),       // 14: shoal.worker.v1.LogSubscription
+	(*LogControl)(nil),            // 15: shoal.worker.v1.LogControl
+	(*LogLine)(nil),               // 16: shoal.worker.v1.LogLine
+	(*TaskLogError)(nil),          // 17: shoal.worker.v1.TaskLogError
+	(*LogBatch)(nil),              // 18: shoal.worker.v1.LogBatch
+	(*RelayUp)(nil),               // 19: shoal.worker.v1.RelayUp
+	(*RelayedWorkerMessage)(nil),  // 20: shoal.worker.v1.RelayedWorkerMessage
+	(*RelayDown)(nil),             // 21: shoal.worker.v1.RelayDown
+	(*RelayedManagerMessage)(nil), // 22: shoal.worker.v1.RelayedManagerMessage
+	(*v1.NodeDescription)(nil),    // 23: shoal.object.v1.NodeDescription
+	(*v1.TaskStatus)(nil),         // 24: shoal.object.v1.TaskStatus
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*v1.Task)(nil),               // 26: shoal.object.v1.Task
+	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 }
 var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
-	3,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
-	4,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
-	5,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
-	17, // 3: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
-	6,  // 4: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
-	18, // 5: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
-	8,  // 6: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
-	10, // 7: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
-	12, // 8: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
-	9,  // 9: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
-	19, // 10: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
-	0,  // 11: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
-	20, // 12: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
-	1,  // 13: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
-	11, // 14: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
-	14, // 15: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
-	2,  // 16: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
-	16, // 17: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
-	7,  // 18: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
-	2,  // 19: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
-	13, // 20: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
-	7,  // 21: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
-	15, // 22: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
-	21, // [21:23] is the sub-list for method output_type
-	19, // [19:21] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	4,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
+	5,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
+	6,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
+	18, // 3: shoal.worker.v1.WorkerMessage.logs:type_name -> shoal.worker.v1.LogBatch
+	23, // 4: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
+	7,  // 5: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
+	24, // 6: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
+	9,  // 7: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
+	11, // 8: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
+	13, // 9: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
+	14, // 10: shoal.worker.v1.ManagerMessage.log_subscription:type_name -> shoal.worker.v1.LogSubscription
+	15, // 11: shoal.worker.v1.ManagerMessage.log_control:type_name -> shoal.worker.v1.LogControl
+	10, // 12: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
+	25, // 13: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
+	0,  // 14: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
+	26, // 15: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
+	1,  // 16: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
+	12, // 17: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
+	2,  // 18: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
+	27, // 19: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	16, // 20: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
+	17, // 21: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
+	20, // 22: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
+	3,  // 23: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
+	22, // 24: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
+	8,  // 25: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
+	3,  // 26: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
+	19, // 27: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
+	8,  // 28: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
+	21, // 29: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
+	28, // [28:30] is the sub-list for method output_type
+	26, // [26:28] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_shoal_worker_v1_worker_proto_init() }
@@ -1189,19 +1687,22 @@ func file_shoal_worker_v1_worker_proto_init() {
 		(*WorkerMessage_Hello)(nil),
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Status)(nil),
+		(*WorkerMessage_Logs)(nil),
 	}
 	file_shoal_worker_v1_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*ManagerMessage_Session)(nil),
 		(*ManagerMessage_Heartbeat)(nil),
 		(*ManagerMessage_Assignments)(nil),
+		(*ManagerMessage_LogSubscription)(nil),
+		(*ManagerMessage_LogControl)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_worker_v1_worker_proto_rawDesc), len(file_shoal_worker_v1_worker_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      3,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

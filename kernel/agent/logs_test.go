@@ -1,0 +1,156 @@
+package agent_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/shoalhq/shoal/kernel/agent"
+	"github.com/shoalhq/shoal/kernel/simexec"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
+)
+
+// logBatches returns the log batches of subscription id the latest
+// session received. m.mu is held.
+func (m *fakeManager) logBatches(id string) []*workerv1.LogBatch {
+	s := m.session(len(m.sessions) - 1)
+	if s == nil {
+		return nil
+	}
+	var out []*workerv1.LogBatch
+	for _, msg := range s.received {
+		if b := msg.GetLogs(); b != nil && b.GetSubscriptionId() == id {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func subscribe(sub *workerv1.LogSubscription) *workerv1.ManagerMessage {
+	return &workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_LogSubscription{LogSubscription: sub}}
+}
+
+func logControl(id string, credit uint32, cancel bool) *workerv1.ManagerMessage {
+	return &workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_LogControl{LogControl: &workerv1.LogControl{SubscriptionId: id, Credit: credit, Cancel: cancel}}}
+}
+
+// TestLogsWithinCredit: the agent reads only its own tasks, sends no more
+// batches than its credit, and sends every line in order, a long line in
+// pieces.
+func TestLogsWithinCredit(t *testing.T) {
+	const lines = 5000
+	c := newTestCA(t)
+	m := newFakeManager(t, c, "manager-1", period)
+	long := strings.Repeat("x", 40<<10)
+	m.initial = []*objectv1.Task{newTask("a", stRunning, assigned, "SHOAL_SIM_STDOUT="+long, fmt.Sprintf("SHOAL_SIM_LOG_LINES=%d", lines), "SHOAL_SIM_STDERR=oops")}
+	startAgent(t, c.identity(t, "node-1", objectv1.NodeRole_NODE_ROLE_WORKER), simexec.New(simexec.Config{}), agent.Config{Managers: []string{m.addr}})
+	m.waitFor(t, "a running", func() bool { return m.hasState("a", stRunning) })
+
+	m.send(t, subscribe(&workerv1.LogSubscription{Id: "s1", TaskIds: []string{"a", "someone-elses"}, Tail: -1, Credit: 2}))
+	m.waitFor(t, "two batches", func() bool { return len(m.logBatches("s1")) >= 2 })
+	// A heartbeat round trip later, still two: the credit is spent.
+	m.mu.Lock()
+	beats := len(m.session(len(m.sessions) - 1).beats)
+	m.mu.Unlock()
+	m.waitFor(t, "two more heartbeats", func() bool { return len(m.session(len(m.sessions)-1).beats) >= beats+2 })
+	m.mu.Lock()
+	n := len(m.logBatches("s1"))
+	m.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d batches sent on a credit of 2", n)
+	}
+
+	m.send(t, logControl("s1", 1000, false))
+	m.waitFor(t, "the last batch", func() bool {
+		b := m.logBatches("s1")
+		return len(b) > 0 && b[len(b)-1].GetDone()
+	})
+	m.mu.Lock()
+	batches := m.logBatches("s1")
+	m.mu.Unlock()
+	var stdout, stderr []string
+	var foreign bool
+	for i, b := range batches {
+		if b.GetDone() != (i == len(batches)-1) {
+			t.Errorf("batch %d of %d: done = %v", i, len(batches), b.GetDone())
+		}
+		size := 0
+		for _, l := range b.GetLines() {
+			if l.GetTaskId() != "a" {
+				t.Fatalf("line of task %s", l.GetTaskId())
+			}
+			size += len(l.GetData())
+			if l.GetStream() == workerv1.LogStream_LOG_STREAM_STDERR {
+				stderr = append(stderr, string(l.GetData()))
+			} else {
+				stdout = append(stdout, string(l.GetData()))
+			}
+		}
+		if size > 64<<10 || len(b.GetLines()) > 1000 {
+			t.Errorf("batch %d: %d lines, %d bytes", i, len(b.GetLines()), size)
+		}
+		for _, e := range b.GetErrors() {
+			foreign = foreign || (e.GetTaskId() == "someone-elses" && strings.Contains(e.GetError(), "not assigned to this node"))
+		}
+	}
+	if !foreign {
+		t.Error("no error for the task the node does not hold")
+	}
+	if len(stdout) < 3 || stdout[0]+stdout[1]+stdout[2] != long {
+		t.Fatalf("the 40 KiB line did not come first, in 3 pieces")
+	}
+	for i, l := range stdout[3:] {
+		if want := fmt.Sprintf("line %d", i+1); l != want {
+			t.Fatalf("stdout line %d = %q, want %q", i+3, l, want)
+		}
+	}
+	if len(stdout) != lines+3 || len(stderr) != 1 || stderr[0] != "oops" {
+		t.Errorf("%d stdout lines, stderr %q; want %d and [oops]", len(stdout), stderr, lines+3)
+	}
+}
+
+// TestLogsFollowCancelled: a follow subscription ends by itself once its
+// task's process exited and every line went, unless the manager cancelled
+// it before: then nothing more comes, not even the done batch.
+func TestLogsFollowCancelled(t *testing.T) {
+	c := newTestCA(t)
+	m := newFakeManager(t, c, "manager-1", period)
+	env := []string{"SHOAL_SIM_LOG_LINES=3", "SHOAL_SIM_EXIT_AFTER=500ms"}
+	m.initial = []*objectv1.Task{newTask("a", stRunning, assigned, env...), newTask("b", stRunning, assigned, env...)}
+	startAgent(t, c.identity(t, "node-1", objectv1.NodeRole_NODE_ROLE_WORKER), simexec.New(simexec.Config{}), agent.Config{Managers: []string{m.addr}})
+	m.waitFor(t, "a and b running", func() bool { return m.hasState("a", stRunning) && m.hasState("b", stRunning) })
+
+	for _, id := range []string{"a", "b"} {
+		m.send(t, subscribe(&workerv1.LogSubscription{Id: "follow-" + id, TaskIds: []string{id}, Follow: true, Tail: 1, Credit: 8}))
+	}
+	m.waitFor(t, "the tail lines", func() bool {
+		return len(m.logBatches("follow-a")) > 0 && len(m.logBatches("follow-b")) > 0
+	})
+	m.send(t, logControl("follow-a", 0, true))
+	m.waitFor(t, "b's logs done as its process exited", func() bool {
+		b := m.logBatches("follow-b")
+		return b[len(b)-1].GetDone()
+	})
+	m.waitFor(t, "a finished", func() bool { return m.hasState("a", finished) })
+	m.mu.Lock()
+	beats := len(m.session(len(m.sessions) - 1).beats)
+	m.mu.Unlock()
+	m.waitFor(t, "two more heartbeats", func() bool { return len(m.session(len(m.sessions)-1).beats) >= beats+2 })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range m.logBatches("follow-a") {
+		if b.GetDone() {
+			t.Error("a cancelled follow subscription sent done")
+		}
+	}
+	var tail []string
+	for _, b := range m.logBatches("follow-b") {
+		for _, l := range b.GetLines() {
+			tail = append(tail, string(l.GetData()))
+		}
+	}
+	if strings.Join(tail, ",") != "line 3" {
+		t.Errorf("follow --tail 1 of b sent %q, want [line 3]", tail)
+	}
+}
