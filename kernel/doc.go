@@ -15,6 +15,9 @@
 //	orchestrator  leader stage: services into tasks, in batched writes
 //	placement     leader stage: pending tasks to the scheduler plugin in
 //	              batches, with the node view as changes; decisions committed
+//	allocator     leader stage: subnets, service VIPs and task addresses from
+//	              the IPAM plugin in batches; replays the store's allocations
+//	              into the plugin before any new request
 //	presence      heartbeat deadlines in one heap, a one-timer loop
 //	dispatch      leader stage: worker sessions, assignment sets streamed as
 //	              batched changes, status reports batched into writes; on
@@ -23,10 +26,16 @@
 //	agent         the worker side: sessions, heartbeats, reconciling the
 //	              assignment set against an executor, status reports
 //	simexec       an in-memory executor (tests, simulations, benchmarks)
+//	containerd    supervises the node's own containerd when none is configured
+//	tasknet       a task's network namespace through the CNI plugins; routes
+//	              to other nodes' slices of a network
+//	gossip        workers share task endpoints and slices peer to peer
+//	              (memberlist); managers stay out
 //	manager       wiring: identity (bootstrap or join), Raft, the API servers,
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost
-//	node          what a node's config asks for: a manager or a worker
+//	node          what a node's config asks for: a manager and its worker, or
+//	              a worker; the executor plugin and the node's containerd
 //	clustertest   a kit that starts real manager processes and simulated
 //	              workers for tests and benchmarks
 //	hclogslog     hclog (raft, go-plugin) into slog

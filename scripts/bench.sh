@@ -11,3 +11,7 @@ go test -run '^$' -bench Place -count 5 -timeout 30m ./plugins/scheduler-spread/
 SHOAL_BENCH_FAILOVER=20 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./kernel/clustertest/
 for i in 1 2 3 4 5; do go test -run "^$" -bench StatusFlood -benchtime 1x -timeout 10m ./kernel/clustertest/ | grep Benchmark; done
 go test -run '^$' -bench Scale -benchtime 1x -timeout 40m ./kernel/clustertest/
+go test -run '^$' -bench TaskLogs -benchtime 10x -count 3 -timeout 10m ./kernel/clustertest/
+go test -run '^$' -bench Allocate -count 5 -timeout 10m ./plugins/ipam/ ./kernel/allocator/
+go test -run '^$' -bench Attach100 -benchtime 1x -count 5 -timeout 10m ./kernel/tasknet/
+go test -run '^$' -bench EndpointPropagation50 -count 5 -timeout 10m ./kernel/gossip/

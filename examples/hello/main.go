@@ -1,0 +1,71 @@
+// Command hello is the example service of shoal's README and `make run`: a
+// static program that `make run` packs into a local image
+// (shoal.local/hello:1), so the example runs without a registry.
+//
+// It prints a greeting, then a line every INTERVAL (default 2s) to stdout;
+// with PORT set it also answers HTTP requests on that port with its
+// greeting. GREETING changes the greeting (a service update shows the new
+// one in the logs). EXIT_AFTER (a Go duration) makes it exit with EXIT_CODE
+// (default 1) after that long, to watch restart policies at work. On
+// SIGTERM it says goodbye on stderr and exits 0.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	host, _ := os.Hostname()
+	greeting := os.Getenv("GREETING")
+	if greeting == "" {
+		greeting = "hello"
+	}
+	line := fmt.Sprintf("%s from %s", greeting, host)
+	interval := 2 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("INTERVAL")); err == nil && d > 0 {
+		interval = d
+	}
+	fmt.Println(line)
+
+	if port := os.Getenv("PORT"); port != "" {
+		go func() {
+			err := http.ListenAndServe(":"+port, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				fmt.Printf("%s %s from %s\n", r.Method, r.URL.Path, r.RemoteAddr)
+				fmt.Fprintln(w, line)
+			}))
+			fmt.Fprintln(os.Stderr, "http:", err)
+			os.Exit(2)
+		}()
+	}
+
+	var exit <-chan time.Time
+	if d, err := time.ParseDuration(os.Getenv("EXIT_AFTER")); err == nil && d > 0 {
+		exit = time.After(d)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-tick.C:
+			fmt.Printf("%s: tick %d\n", line, n)
+		case s := <-sigs:
+			fmt.Fprintf(os.Stderr, "%s: got %v, goodbye\n", host, s)
+			os.Exit(0)
+		case <-exit:
+			code, err := strconv.Atoi(os.Getenv("EXIT_CODE"))
+			if err != nil {
+				code = 1
+			}
+			fmt.Fprintf(os.Stderr, "%s: exiting with code %d as EXIT_AFTER asked\n", host, code)
+			os.Exit(code)
+		}
+	}
+}
