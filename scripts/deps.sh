@@ -7,6 +7,13 @@ need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v git >/dev/null || need+=(git)
 command -v gcc >/dev/null || need+=(gcc) # go test -race needs cgo
+# Real containers: the containerd executor, its tests and task networking.
+[ -x /usr/bin/containerd ] || need+=(containerd)
+[ -x /usr/sbin/runc ] || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry) # the image pull tests
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables) # task networks' forwarding and NAT rules
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need[*]}: run as root, or install them with apt-get" >&2

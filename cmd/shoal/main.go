@@ -135,6 +135,7 @@ func (c *cli) newRootCmd() *cobra.Command {
 		c.newTaskCmd(),
 		c.newClusterCmd(),
 		c.newJoinTokenCmd(),
+		c.newImageCmd(),
 		c.newVersionCmd(),
 	)
 	return root

@@ -1,0 +1,720 @@
+// Package ctrexec runs a node's tasks as containers through containerd: the
+// implementation of sdk/executor.Executor behind the executor-containerd
+// plugin.
+//
+// The containerd namespace (Config.Namespace) is the executor's whole
+// state: one container per task, named by the task's ID and labelled with
+// it, its service, its stop settings and, once its process exited, how it
+// ended (see exit.go: the exited process's containerd task is then deleted,
+// which ends its shim and its log streams). Nothing else is kept in memory
+// that a restarted plugin would miss, so a new Executor finds running
+// containers again and Wait, Stop and Logs work on them as before.
+//
+// Output goes through a logging binary that the containerd shim starts
+// beside each task (containerd's "binary://" stdio): the plugin's own
+// executable, run as `executor-containerd log-driver DIR` (package
+// logdriver). It is a child of the shim, not of the plugin, so a task's
+// logs keep flowing into its files while the plugin is down. Each stream
+// has its own file of time-stamped lines under the executor's state
+// directory.
+//
+// Networking: a task without networks shares the node's network namespace
+// (like `docker run --network host`), which keeps a one-node cluster simple
+// and its published ports trivially reachable. A task with networks gets
+// its own network namespace from the Network given to the executor
+// (package kernel/tasknet in the plugin's main).
+package ctrexec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	apitasks "github.com/containerd/containerd/api/services/tasks/v1"
+	"github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	"github.com/shoalhq/shoal/plugins/executor-containerd/logdriver"
+	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// Labels on every container of a task.
+const (
+	labelTaskID      = "io.shoal.task.id"
+	labelServiceID   = "io.shoal.service.id"
+	labelServiceName = "io.shoal.service.name"
+	labelSlot        = "io.shoal.task.slot"
+	labelStopSignal  = "io.shoal.stop.signal"
+	labelNetns       = "io.shoal.netns"
+)
+
+// Network gives tasks with networks their network namespace. Both methods
+// are idempotent; Detach of a task that has none returns nil.
+type Network interface {
+	Attach(ctx context.Context, taskID string, nets []*objectv1.NetworkAttachment, ports []*objectv1.PortConfig) (netnsPath string, err error)
+	Detach(ctx context.Context, taskID string) error
+}
+
+// Options are what the plugin's main gives an Executor besides its config.
+type Options struct {
+	// LogDriver is the executable the shim runs as each task's logging
+	// binary with the arguments "log-driver DIR" (see package logdriver).
+	// Default: this process's executable.
+	LogDriver string
+	// NewNetwork makes the Network once the executor knows its state
+	// directory. Nil: tasks with networks are refused.
+	NewNetwork func(stateDir string) (Network, error)
+	// Logger receives the executor's transitions. Default: discard.
+	Logger *slog.Logger
+}
+
+// Executor runs tasks as containerd containers. Create it with New; it
+// does nothing until Configure connects it to containerd.
+type Executor struct {
+	opts       Options
+	log        *slog.Logger
+	imageLocks keyedLock // per image reference, while it is pulled
+	finalizing keyedLock // per task, while its exit is recorded
+
+	// mu guards the fields below, set once by Configure.
+	mu       sync.RWMutex
+	cfg      Config
+	client   *client.Client
+	net      Network
+	netErr   error // why net is nil
+	logDir   string
+	driver   string // the log driver's executable
+	pullTime time.Duration
+	hosts    registryHosts
+}
+
+var (
+	_ executor.Executor   = (*Executor)(nil)
+	_ executor.Configurer = (*Executor)(nil)
+)
+
+// New returns an Executor to be configured.
+func New(opts Options) *Executor {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Executor{opts: opts, log: opts.Logger}
+}
+
+// Configure decodes [plugins.executor.config], checks it, and connects to
+// containerd. Calling it again replaces the connection.
+func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config []byte) error {
+	cfg := DefaultConfig()
+	if err := sdk.DecodeConfig(config, &cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("plugin config: %w", err)
+	}
+	address := cfg.ContainerdAddress
+	if address == "" {
+		address = node.ContainerdAddress
+	}
+	var fe sdk.FieldErrors
+	if address == "" {
+		fe.Add("config.containerd_address", "the node runs no containerd: set containerd_address")
+	}
+	if node.StateDir == "" || !filepath.IsAbs(node.StateDir) {
+		fe.Add("node.state_dir", "must be an absolute path, got %q", node.StateDir)
+	}
+	if err := fe.Err(); err != nil {
+		return err
+	}
+	driver := e.opts.LogDriver
+	if driver == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("log driver: %w", err)
+		}
+		driver = exe
+	}
+	logDir := filepath.Join(node.StateDir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return fmt.Errorf("log directory: %w", err)
+	}
+	// A node that cannot give tasks networks (CNI plugins missing) still
+	// runs the tasks that need none; the others fail with the reason.
+	var network Network
+	netErr := errors.New("this executor has no task networking")
+	if e.opts.NewNetwork != nil {
+		n, err := e.opts.NewNetwork(filepath.Join(node.StateDir, "net"))
+		if err != nil {
+			netErr = fmt.Errorf("task networking is unavailable: %w", err)
+			e.log.Warn("tasks with networks will fail", "err", err)
+		} else {
+			network = n
+		}
+	}
+	c, err := client.New(address, client.WithDefaultNamespace(cfg.Namespace), client.WithTimeout(10*time.Second))
+	if err != nil {
+		return fmt.Errorf("containerd at %s: %w: %w", address, err, sdk.ErrUnavailable)
+	}
+	if ok, err := c.IsServing(ctx); err != nil || !ok {
+		c.Close()
+		return fmt.Errorf("containerd at %s does not answer: %v: %w", address, err, sdk.ErrUnavailable)
+	}
+	if err := checkSnapshotter(ctx, c, cfg.Snapshotter); err != nil {
+		c.Close()
+		return err
+	}
+	pullTime, _ := parseDuration(cfg.PullTimeout)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client != nil {
+		e.client.Close()
+	}
+	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
+	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
+	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter)
+	return nil
+}
+
+// Close closes the connection to containerd; tasks keep running.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.client == nil {
+		return nil
+	}
+	err := e.client.Close()
+	e.client = nil
+	return err
+}
+
+// conn returns the client and a ctx in the executor's namespace.
+func (e *Executor) conn(ctx context.Context) (context.Context, *client.Client, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.client == nil {
+		return nil, nil, fmt.Errorf("executor not configured: %w", sdk.ErrFailedPrecondition)
+	}
+	return namespaces.WithNamespace(ctx, e.cfg.Namespace), e.client, nil
+}
+
+// load returns the task's container, or an error of kind sdk.ErrNotFound.
+func (e *Executor) load(ctx context.Context, c *client.Client, taskID string) (client.Container, error) {
+	if err := checkTaskID(taskID); err != nil {
+		return nil, err
+	}
+	ctr, err := c.LoadContainer(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("task %s: %w", taskID, kind(err))
+	}
+	return ctr, nil
+}
+
+// kind maps containerd's error classes to the sdk's.
+func kind(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errdefs.IsNotFound(err):
+		return fmt.Errorf("%w: %w", err, sdk.ErrNotFound)
+	case errdefs.IsAlreadyExists(err):
+		return fmt.Errorf("%w: %w", err, sdk.ErrAlreadyExists)
+	case errdefs.IsInvalidArgument(err):
+		return fmt.Errorf("%w: %w", err, sdk.ErrInvalidArgument)
+	case errdefs.IsFailedPrecondition(err):
+		return fmt.Errorf("%w: %w", err, sdk.ErrFailedPrecondition)
+	case errdefs.IsUnavailable(err):
+		return fmt.Errorf("%w: %w", err, sdk.ErrUnavailable)
+	}
+	return err
+}
+
+// Prepare pulls the task's image when the node lacks it, attaches the task
+// to its networks and creates its container.
+func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
+	if err := validateTask(t); err != nil {
+		return err
+	}
+	ctx, c, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := c.LoadContainer(ctx, t.GetId()); err == nil {
+		return nil
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("task %s: %w", t.GetId(), kind(err))
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	img, err := e.ensureImage(ctx, c, t.GetSpec().GetContainer().GetImage(), progress)
+	if err != nil {
+		return err
+	}
+	netns := ""
+	if len(t.GetNetworks()) > 0 {
+		e.mu.RLock()
+		network, netErr := e.net, e.netErr
+		e.mu.RUnlock()
+		if network == nil {
+			return fmt.Errorf("task %s: networks: %v: %w", t.GetId(), netErr, sdk.ErrFailedPrecondition)
+		}
+		if netns, err = network.Attach(ctx, t.GetId(), t.GetNetworks(), taskPorts(t)); err != nil {
+			return fmt.Errorf("task %s: networks: %w", t.GetId(), err)
+		}
+	}
+	specOpts, err := specFor(ctx, img, t, netns)
+	if err != nil {
+		e.detach(ctx, t.GetId(), netns)
+		return err
+	}
+	labels := map[string]string{
+		labelTaskID:     t.GetId(),
+		labelServiceID:  t.GetServiceId(),
+		labelSlot:       strconv.FormatUint(t.GetSlot(), 10),
+		labelStopSignal: t.GetSpec().GetContainer().GetStopSignal(),
+	}
+	if name := t.GetServiceAnnotations().GetName(); name != "" {
+		labels[labelServiceName] = name
+	}
+	if netns != "" {
+		labels[labelNetns] = netns
+	}
+	e.mu.RLock()
+	snapshotter, runtime := e.cfg.Snapshotter, e.cfg.Runtime
+	e.mu.RUnlock()
+	// A snapshot named for a task without a container is what a Prepare
+	// cut short (the plugin died) left behind: nobody else uses the name.
+	if err := c.SnapshotService(snapshotter).Remove(ctx, t.GetId()); err != nil && !errdefs.IsNotFound(err) {
+		e.detach(ctx, t.GetId(), netns)
+		return fmt.Errorf("task %s: remove a stale snapshot: %w", t.GetId(), kind(err))
+	}
+	_, err = c.NewContainer(ctx, t.GetId(),
+		client.WithImage(img),
+		client.WithSnapshotter(snapshotter),
+		client.WithNewSnapshot(t.GetId(), img),
+		client.WithRuntime(runtime, nil),
+		client.WithContainerLabels(labels),
+		client.WithNewSpec(specOpts...),
+	)
+	if errdefs.IsAlreadyExists(err) {
+		if _, lerr := c.LoadContainer(ctx, t.GetId()); lerr == nil {
+			return nil // prepared concurrently
+		}
+	}
+	if err != nil {
+		// WithNewSnapshot leaves its snapshot when a later option fails.
+		_ = c.SnapshotService(snapshotter).Remove(ctx, t.GetId())
+		e.detach(ctx, t.GetId(), netns)
+		return fmt.Errorf("task %s: create container: %w", t.GetId(), kind(err))
+	}
+	e.log.Debug("task prepared", "task_id", t.GetId(), "image", img.Name())
+	return nil
+}
+
+// detach undoes Attach on a failed Prepare; a failure here is logged
+// because the Prepare error is what the caller needs.
+func (e *Executor) detach(ctx context.Context, taskID, netns string) {
+	if netns == "" {
+		return
+	}
+	e.mu.RLock()
+	network := e.net
+	e.mu.RUnlock()
+	if network == nil {
+		return
+	}
+	if err := network.Detach(context.WithoutCancel(ctx), taskID); err != nil {
+		e.log.Warn("detach after a failed prepare", "task_id", taskID, "err", err)
+	}
+}
+
+// taskPorts are the ports a task publishes on its node.
+// TODO(issue 5): the Task message does not carry its service's endpoint
+// yet; until it does, tasks publish nothing through task networking (tasks
+// without networks share the node's network and bind their ports there).
+func taskPorts(*objectv1.Task) []*objectv1.PortConfig { return nil }
+
+// Start starts the task's process, its output going to its log files.
+func (e *Executor) Start(ctx context.Context, taskID string) error {
+	ctx, c, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	ctr, err := e.load(ctx, c, taskID)
+	if err != nil {
+		return err
+	}
+	s, err := stateOf(ctx, ctr)
+	if err != nil {
+		return fmt.Errorf("task %s: %w", taskID, err)
+	}
+	switch {
+	case s.exited:
+		return fmt.Errorf("task %s: its process already ran and exited with %d: %w", taskID, s.exit.ExitCode, sdk.ErrFailedPrecondition)
+	case s.running:
+		return nil
+	}
+	tk := s.tk
+	if tk == nil {
+		e.mu.RLock()
+		driver, dir := e.driver, e.taskLogDir(taskID)
+		e.mu.RUnlock()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("task %s: logs: %w", taskID, err)
+		}
+		tk, err = ctr.NewTask(ctx, cio.BinaryIO(driver, map[string]string{logdriver.Arg: dir}))
+		if errdefs.IsAlreadyExists(err) {
+			tk, err = ctr.Task(ctx, nil) // created concurrently
+		}
+		if err != nil {
+			return fmt.Errorf("task %s: create process: %w", taskID, kind(err))
+		}
+	}
+	if err := tk.Start(ctx); err != nil {
+		return fmt.Errorf("task %s: start: %w", taskID, kind(err))
+	}
+	e.log.Debug("task started", "task_id", taskID, "pid", tk.Pid())
+	return nil
+}
+
+// Wait waits for the task's process to exit, records how it ended and
+// deletes containerd's task (see finalize), which ends its log streams;
+// once the log driver has written the last lines it returns, so that Logs
+// right after Wait has them all. The shim keeps a process's exit status
+// until then, and the labels after, so Wait works the same on a process
+// that exited long ago, or while the plugin was down.
+func (e *Executor) Wait(ctx context.Context, taskID string) (_ executor.ExitStatus, err error) {
+	defer ctxFirst(ctx, &err)
+	nctx, c, err := e.conn(ctx)
+	if err != nil {
+		return executor.ExitStatus{}, err
+	}
+	ctr, err := e.load(nctx, c, taskID)
+	if err != nil {
+		return executor.ExitStatus{}, err
+	}
+	s, err := stateOf(nctx, ctr)
+	if err != nil {
+		return executor.ExitStatus{}, fmt.Errorf("task %s: %w", taskID, err)
+	}
+	if s.tk == nil {
+		if s.recorded {
+			return s.exit, nil
+		}
+		return executor.ExitStatus{}, fmt.Errorf("task %s: not started: %w", taskID, sdk.ErrFailedPrecondition)
+	}
+	if !s.exited {
+		exited, err := s.tk.Wait(nctx)
+		if err != nil {
+			return executor.ExitStatus{}, fmt.Errorf("task %s: wait: %w", taskID, kind(err))
+		}
+		select {
+		case <-ctx.Done():
+			return executor.ExitStatus{}, ctx.Err()
+		case st := <-exited:
+			if _, _, err := st.Result(); err != nil {
+				if cerr := ctxErr(ctx); cerr != nil {
+					return executor.ExitStatus{}, cerr
+				}
+				return executor.ExitStatus{}, fmt.Errorf("task %s: wait: %w", taskID, kind(err))
+			}
+		}
+	}
+	es, err := e.finalize(nctx, ctr, s.tk)
+	if err != nil {
+		return executor.ExitStatus{}, fmt.Errorf("task %s: %w", taskID, err)
+	}
+	e.awaitLogs(ctx, taskID)
+	return es, nil
+}
+
+// Stop signals the task's process, then SIGKILLs it once grace has passed,
+// and returns once it exited.
+func (e *Executor) Stop(ctx context.Context, taskID string, signal string, grace time.Duration) (err error) {
+	defer ctxFirst(ctx, &err)
+	nctx, c, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	ctr, err := e.load(nctx, c, taskID)
+	if err != nil {
+		return err
+	}
+	if signal == "" {
+		labels, err := ctr.Labels(nctx)
+		if err != nil {
+			return fmt.Errorf("task %s: %w", taskID, kind(err))
+		}
+		signal = labels[labelStopSignal]
+	}
+	sig, err := executor.ParseSignal(signal)
+	if err != nil {
+		return fmt.Errorf("task %s: %w", taskID, err)
+	}
+	tk, err := ctr.Task(nctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("task %s: %w", taskID, kind(err))
+	}
+	st, err := tk.Status(nctx)
+	if err != nil {
+		return fmt.Errorf("task %s: status: %w", taskID, kind(err))
+	}
+	if st.Status != client.Running && st.Status != client.Paused && st.Status != client.Pausing {
+		return nil
+	}
+	// Wait first, so that an exit right after the signal is not missed.
+	waitCtx, cancel := context.WithCancel(nctx)
+	defer cancel()
+	exited, err := tk.Wait(waitCtx)
+	if err != nil {
+		return fmt.Errorf("task %s: wait: %w", taskID, kind(err))
+	}
+	if err := tk.Kill(nctx, syscall.Signal(sig)); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("task %s: signal %d: %w", taskID, sig, kind(err))
+	}
+	if sig != executor.SIGKILL {
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-exited:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		if err := tk.Kill(nctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("task %s: SIGKILL: %w", taskID, kind(err))
+		}
+		e.log.Debug("task killed after its grace period", "task_id", taskID, "grace", grace)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Remove kills the task's process if it runs and deletes the task, its
+// container, snapshot, network attachments and logs.
+func (e *Executor) Remove(ctx context.Context, taskID string) error {
+	if err := checkTaskID(taskID); err != nil {
+		return err
+	}
+	nctx, c, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	ctr, err := c.LoadContainer(nctx, taskID)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("task %s: %w", taskID, kind(err))
+	}
+	netns := ""
+	if err == nil {
+		labels, err := ctr.Labels(nctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("task %s: %w", taskID, kind(err))
+		}
+		netns = labels[labelNetns]
+		if err := e.deleteTask(nctx, ctr); err != nil {
+			return fmt.Errorf("task %s: %w", taskID, err)
+		}
+		if err := ctr.Delete(nctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("task %s: delete container: %w", taskID, kind(err))
+		}
+	}
+	e.mu.RLock()
+	network, dir := e.net, e.taskLogDir(taskID)
+	e.mu.RUnlock()
+	// Detach even without the label: a Prepare that failed between Attach
+	// and the container's creation leaves an attachment without one.
+	if network != nil {
+		if err := network.Detach(nctx, taskID); err != nil {
+			return fmt.Errorf("task %s: detach networks: %w", taskID, err)
+		}
+	} else if netns != "" {
+		return fmt.Errorf("task %s: attached to networks (%s) but this executor has no task networking: %w", taskID, netns, sdk.ErrFailedPrecondition)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("task %s: logs: %w", taskID, err)
+	}
+	e.log.Debug("task removed", "task_id", taskID)
+	return nil
+}
+
+// deleteTask SIGKILLs the container's process if it runs and deletes it.
+func (e *Executor) deleteTask(ctx context.Context, ctr client.Container) error {
+	tk, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return kind(err)
+	}
+	st, err := tk.Status(ctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return kind(err)
+	}
+	if st.Status == client.Running || st.Status == client.Paused || st.Status == client.Pausing {
+		waitCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		exited, err := tk.Wait(waitCtx)
+		if err != nil {
+			return kind(err)
+		}
+		if err := tk.Kill(ctx, syscall.SIGKILL); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("SIGKILL: %w", kind(err))
+		}
+		select {
+		case <-exited:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if _, err := tk.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete process: %w", kind(err))
+	}
+	return nil
+}
+
+// List returns every task in the namespace, from two calls to containerd
+// whatever their number.
+func (e *Executor) List(ctx context.Context) ([]executor.TaskInfo, error) {
+	nctx, c, err := e.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctrs, err := c.ContainerService().List(nctx, "labels."+strconv.Quote(labelTaskID))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", kind(err))
+	}
+	procs, err := c.TaskService().List(nctx, &apitasks.ListTasksRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", kind(errdefsFromGRPC(err)))
+	}
+	byID := make(map[string]*task.Process, len(procs.GetTasks()))
+	for _, p := range procs.GetTasks() {
+		byID[p.GetID()] = p
+	}
+	out := make([]executor.TaskInfo, 0, len(ctrs))
+	for _, ctr := range ctrs {
+		out = append(out, taskInfo(ctr.ID, ctr.Labels, byID[ctr.ID]))
+	}
+	return out, nil
+}
+
+// Inspect returns one task.
+func (e *Executor) Inspect(ctx context.Context, taskID string) (executor.TaskInfo, error) {
+	nctx, c, err := e.conn(ctx)
+	if err != nil {
+		return executor.TaskInfo{}, err
+	}
+	ctr, err := e.load(nctx, c, taskID)
+	if err != nil {
+		return executor.TaskInfo{}, err
+	}
+	labels, err := ctr.Labels(nctx)
+	if err != nil {
+		return executor.TaskInfo{}, fmt.Errorf("task %s: %w", taskID, kind(err))
+	}
+	resp, err := c.TaskService().Get(nctx, &apitasks.GetRequest{ContainerID: taskID})
+	if errdefs.IsNotFound(errdefsFromGRPC(err)) {
+		return taskInfo(taskID, labels, nil), nil
+	}
+	if err != nil {
+		return executor.TaskInfo{}, fmt.Errorf("task %s: %w", taskID, kind(errdefsFromGRPC(err)))
+	}
+	return taskInfo(taskID, labels, resp.GetProcess()), nil
+}
+
+// taskInfo is a container with its labels and its process p (nil: none in
+// containerd: not started, or exited and finalized).
+func taskInfo(id string, labels map[string]string, p *task.Process) executor.TaskInfo {
+	info := executor.TaskInfo{TaskID: id, ContainerID: id}
+	if es, ok := recordedExit(labels); ok {
+		info.Exited, info.ExitCode = true, es.ExitCode
+		return info
+	}
+	if p == nil {
+		return info
+	}
+	info.Pid = int(p.GetPid())
+	switch p.GetStatus() {
+	case task.Status_RUNNING, task.Status_PAUSED, task.Status_PAUSING:
+		info.Running = true
+	case task.Status_STOPPED:
+		info.Exited = true
+		info.ExitCode = int(p.GetExitStatus())
+	}
+	return info
+}
+
+// taskLogDir is where the task's log files are. Callers hold e.mu.
+func (e *Executor) taskLogDir(taskID string) string { return filepath.Join(e.logDir, taskID) }
+
+// errdefsFromGRPC turns an error of a raw containerd service call into
+// containerd's error classes.
+func errdefsFromGRPC(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errgrpc.ToNative(err)
+}
+
+// ctxFirst replaces *err with ctx's error when ctx ended: a call cut short
+// by its caller's deadline reports that, not how the cut showed up in the
+// containerd call it interrupted.
+func ctxFirst(ctx context.Context, err *error) {
+	if *err == nil {
+		return
+	}
+	if cerr := ctxErr(ctx); cerr != nil && !errors.Is(*err, cerr) {
+		*err = fmt.Errorf("%v: %w", *err, cerr)
+	}
+}
+
+// ctxErr is ctx.Err(), or DeadlineExceeded once ctx's deadline has passed
+// even if its timer has not fired yet: the deadline travels with a call to
+// containerd and its shim, which may give up a moment before ctx does.
+func ctxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// checkSnapshotter fails when containerd does not have the snapshotter, or
+// could not start it (overlayfs on a filesystem without overlay support):
+// better a clear error at configuration than one per task.
+func checkSnapshotter(ctx context.Context, c *client.Client, name string) error {
+	resp, err := c.IntrospectionService().Plugins(ctx, "type==io.containerd.snapshotter.v1,id=="+name)
+	if err != nil {
+		return fmt.Errorf("containerd plugins: %w", kind(err))
+	}
+	if len(resp.GetPlugins()) == 0 {
+		return sdk.FieldErrors{{Field: "config.snapshotter", Message: fmt.Sprintf("containerd has no snapshotter %q", name)}}
+	}
+	if ie := resp.GetPlugins()[0].GetInitErr(); ie != nil {
+		return sdk.FieldErrors{{Field: "config.snapshotter", Message: fmt.Sprintf("containerd cannot use %q on this host (%s): choose another, such as \"native\"", name, ie.GetMessage())}}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package ctrexec
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/shoalhq/shoal/sdk/executor"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// fakeNetwork gives each task a real, empty network namespace made with
+// `ip netns`, and records the calls.
+type fakeNetwork struct {
+	mu       sync.Mutex
+	attached map[string][]*objectv1.NetworkAttachment
+	detached []string
+}
+
+func netnsName(taskID string) string { return "shoaltest-" + taskID }
+
+func (f *fakeNetwork) Attach(ctx context.Context, taskID string, nets []*objectv1.NetworkAttachment, _ []*objectv1.PortConfig) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	path := "/run/netns/" + netnsName(taskID)
+	if _, ok := f.attached[taskID]; !ok {
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "add", netnsName(taskID)).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("ip netns add: %v: %s", err, out)
+		}
+		f.attached[taskID] = nets
+	}
+	return path, nil
+}
+
+func (f *fakeNetwork) Detach(ctx context.Context, taskID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.detached = append(f.detached, taskID)
+	if _, ok := f.attached[taskID]; ok {
+		delete(f.attached, taskID)
+		if out, err := exec.CommandContext(ctx, "ip", "netns", "delete", netnsName(taskID)).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip netns delete: %v: %s", err, out)
+		}
+	}
+	return nil
+}
+
+// netnsInode is the inode of a network namespace file.
+func netnsInode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatalf("stat %s: %v", path, err)
+	}
+	return st.Ino
+}
+
+func TestTaskNetworks(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip (iproute2) is not installed: run scripts/deps.sh")
+	}
+	address := startContainerd(t)
+	fake := &fakeNetwork{attached: map[string][]*objectv1.NetworkAttachment{}}
+	e := New(Options{LogDriver: env.driver, NewNetwork: func(string) (Network, error) { return fake, nil }})
+	t.Cleanup(func() { e.Close() })
+	if err := e.Configure(ctxT(t), executor.NodeInfo{StateDir: t.TempDir(), ContainerdAddress: address}, []byte(`namespace = "`+testNamespace+`"`)); err != nil {
+		t.Fatal(err)
+	}
+
+	host := newTask(t, "out:up", "sleep:inf")
+	netted := newTask(t, "out:up", "sleep:inf")
+	netted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24"}}
+	run(t, e, host)
+	run(t, e, netted)
+
+	hostInfo, _ := e.Inspect(ctxT(t), host.Id)
+	nettedInfo, _ := e.Inspect(ctxT(t), netted.Id)
+	// This thread's namespace, not /proc/self's: that is the main
+	// thread's, which package tasknet may have left parked in a task's
+	// namespace (a goroutine that exits locked to the main thread).
+	runtime.LockOSThread()
+	self := netnsInode(t, "/proc/thread-self/ns/net")
+	runtime.UnlockOSThread()
+	if got := netnsInode(t, fmt.Sprintf("/proc/%d/ns/net", hostInfo.Pid)); got != self {
+		t.Errorf("a task without networks is in netns %d, want the node's (%d)", got, self)
+	}
+	want := netnsInode(t, "/run/netns/"+netnsName(netted.Id))
+	if got := netnsInode(t, fmt.Sprintf("/proc/%d/ns/net", nettedInfo.Pid)); got != want {
+		t.Errorf("a task with networks is in netns %d, want the one Attach made (%d)", got, want)
+	}
+	fake.mu.Lock()
+	if nets := fake.attached[netted.Id]; len(nets) != 1 || nets[0].GetNetworkId() != "n1" {
+		t.Errorf("Attach got %v, want the task's networks", nets)
+	}
+	if _, ok := fake.attached[host.Id]; ok {
+		t.Error("Attach was called for a task without networks")
+	}
+	fake.mu.Unlock()
+
+	if err := e.Remove(ctxT(t), netted.Id); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if _, ok := fake.attached[netted.Id]; ok {
+		t.Errorf("Remove did not detach the task (detached: %v)", fake.detached)
+	}
+	if _, err := os.Stat("/run/netns/" + netnsName(netted.Id)); !os.IsNotExist(err) {
+		t.Errorf("netns still exists after Remove: %v", err)
+	}
+}

@@ -1,0 +1,159 @@
+package ctrexec
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/executor"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// cpuPeriod is the CFS period for CPU limits, in microseconds: the kernel's
+// default, as Docker uses it for --cpus.
+const cpuPeriod = 100000
+
+// minMemoryLimit is the smallest memory limit runc accepts.
+const minMemoryLimit = 6 << 20
+
+// minNanoCPUs is the smallest CPU limit: the kernel wants a CFS quota of at
+// least 1 ms per period, 1% of a CPU with cpuPeriod.
+const minNanoCPUs = 10_000_000
+
+// checkTaskID validates a task ID as a containerd container ID.
+func checkTaskID(id string) error {
+	if err := identifiers.Validate(id); err != nil {
+		return sdk.FieldErrors{{Field: "task.id", Message: fmt.Sprintf("must be 1 to 76 letters, digits and inner . _ -, got %q", id)}}
+	}
+	return nil
+}
+
+// validateTask checks what Prepare needs of a task and names every bad
+// field.
+func validateTask(t *objectv1.Task) error {
+	var fe sdk.FieldErrors
+	if t == nil {
+		fe.Add("task", "is required")
+		return fe
+	}
+	if identifiers.Validate(t.GetId()) != nil {
+		fe.Add("task.id", "must be 1 to 76 letters, digits and inner . _ -, got %q", t.GetId())
+	}
+	c := t.GetSpec().GetContainer()
+	if c == nil {
+		fe.Add("task.spec.container", "is required")
+		return fe
+	}
+	if c.GetImage() == "" {
+		fe.Add("task.spec.container.image", "is required")
+	} else if _, err := normalizeRef(c.GetImage()); err != nil {
+		fe.Add("task.spec.container.image", "%v", err)
+	}
+	for i, kv := range c.GetEnv() {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			fe.Add(fmt.Sprintf("task.spec.container.env[%d]", i), "must be KEY=value, got %q", kv)
+		}
+	}
+	if d := c.GetDir(); d != "" && !filepath.IsAbs(d) {
+		fe.Add("task.spec.container.dir", "must be an absolute path, got %q", d)
+	}
+	for i, m := range c.GetMounts() {
+		f := fmt.Sprintf("task.spec.container.mounts[%d]", i)
+		if !filepath.IsAbs(m.GetSource()) {
+			fe.Add(f+".source", "must be an absolute path on the node, got %q", m.GetSource())
+		} else if _, err := os.Stat(m.GetSource()); err != nil {
+			fe.Add(f+".source", "must exist on the node: %v", err)
+		}
+		if !filepath.IsAbs(m.GetTarget()) {
+			fe.Add(f+".target", "must be an absolute path in the container, got %q", m.GetTarget())
+		}
+	}
+	if _, err := executor.ParseSignal(c.GetStopSignal()); err != nil {
+		fe.Add("task.spec.container.stop_signal", "%v", err)
+	}
+	lim := t.GetSpec().GetResources().GetLimits()
+	if n := lim.GetNanoCpus(); n < 0 || (n > 0 && n < minNanoCPUs) {
+		fe.Add("task.spec.resources.limits.nano_cpus", "must be 0 (no limit) or at least %d (0.01 CPU), got %d", minNanoCPUs, n)
+	}
+	if m := lim.GetMemoryBytes(); m < 0 || (m > 0 && m < minMemoryLimit) {
+		fe.Add("task.spec.resources.limits.memory_bytes", "must be 0 (no limit) or at least %d (6 MiB), got %d", minMemoryLimit, m)
+	}
+	for i, n := range t.GetNetworks() {
+		if n.GetNetworkId() == "" {
+			fe.Add(fmt.Sprintf("task.networks[%d].network_id", i), "is required")
+		}
+	}
+	return fe.Err()
+}
+
+// specFor is the OCI spec of the task's container, on top of containerd's
+// defaults: the image's config, then the task's overrides.
+func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns string) ([]oci.SpecOpts, error) {
+	c := t.GetSpec().GetContainer()
+	imgSpec, err := img.Spec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", img.Name(), kind(err))
+	}
+	args := append([]string(nil), imgSpec.Config.Entrypoint...)
+	cmd := imgSpec.Config.Cmd
+	if len(c.GetCommand()) > 0 {
+		args, cmd = append([]string(nil), c.GetCommand()...), nil
+	}
+	if len(c.GetArgs()) > 0 {
+		cmd = c.GetArgs()
+	}
+	args = append(args, cmd...)
+	if len(args) == 0 {
+		return nil, sdk.FieldErrors{{Field: "task.spec.container.command", Message: fmt.Sprintf("image %s has no entrypoint or command: set command", img.Name())}}
+	}
+	hostname := t.GetId()
+	if len(hostname) > 63 {
+		hostname = hostname[:63]
+	}
+	opts := []oci.SpecOpts{
+		oci.WithImageConfig(img),
+		oci.WithProcessArgs(args...),
+		oci.WithHostname(hostname),
+	}
+	if len(c.GetEnv()) > 0 {
+		opts = append(opts, oci.WithEnv(c.GetEnv()))
+	}
+	if c.GetDir() != "" {
+		opts = append(opts, oci.WithProcessCwd(c.GetDir()))
+	}
+	if c.GetUser() != "" {
+		opts = append(opts, oci.WithUser(c.GetUser()), oci.WithAdditionalGIDs(c.GetUser()))
+	}
+	var mounts []specs.Mount
+	for _, m := range c.GetMounts() {
+		mode := "rw"
+		if m.GetReadOnly() {
+			mode = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Type: "bind", Source: m.GetSource(), Destination: m.GetTarget(), Options: []string{"rbind", "rprivate", mode}})
+	}
+	if len(mounts) > 0 {
+		opts = append(opts, oci.WithMounts(mounts))
+	}
+	lim := t.GetSpec().GetResources().GetLimits()
+	if n := lim.GetNanoCpus(); n > 0 {
+		opts = append(opts, oci.WithCPUCFS(n*cpuPeriod/1e9, cpuPeriod))
+	}
+	if m := lim.GetMemoryBytes(); m > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(m)))
+	}
+	if netns == "" {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}), oci.WithHostResolvconf)
+	}
+	return opts, nil
+}
