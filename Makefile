@@ -3,7 +3,7 @@ GO      ?= go
 PROTOS  := $(shell find sdk/proto -name '*.proto')
 export GOFLAGS := -mod=mod
 
-.PHONY: build test lint proto proto-check bench run deps clean
+.PHONY: build images test lint proto proto-check bench run deps clean
 
 deps:
 	@scripts/deps.sh
@@ -12,6 +12,14 @@ deps:
 # agent finds a bundled plugin next to itself when the config names no path.
 build:
 	$(GO) build -o bin/ ./cmd/shoal ./plugins/...
+
+# The example service's image (README, make run): examples/hello packed as an
+# OCI image tar, twice (versions 1 and 2, for `service update --image`). No
+# registry is needed: `shoal image import` loads them into the node.
+images:
+	@mkdir -p build/images
+	$(GO) run ./internal/mkimage -name shoal.local/hello:1 -env HELLO_VERSION=1 -o build/images/hello-1.tar ./examples/hello
+	$(GO) run ./internal/mkimage -name shoal.local/hello:2 -env HELLO_VERSION=2 -o build/images/hello-2.tar ./examples/hello
 
 test: deps
 	$(MAKE) lint proto-check
@@ -45,8 +53,8 @@ proto-check: deps
 bench: deps build
 	scripts/bench.sh
 
-run: deps build
+run: deps build images
 	scripts/run.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin build

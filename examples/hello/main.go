@@ -5,7 +5,8 @@
 // It prints a greeting, then a line every INTERVAL (default 2s) to stdout;
 // with PORT set it also answers HTTP requests on that port with its
 // greeting. GREETING changes the greeting (a service update shows the new
-// one in the logs). EXIT_AFTER (a Go duration) makes it exit with EXIT_CODE
+// one in the logs); the image sets HELLO_VERSION, which the greeting
+// shows. EXIT_AFTER (a Go duration) makes it exit with EXIT_CODE
 // (default 1) after that long, to watch restart policies at work. On
 // SIGTERM it says goodbye on stderr and exits 0.
 package main
@@ -27,6 +28,9 @@ func main() {
 		greeting = "hello"
 	}
 	line := fmt.Sprintf("%s from %s", greeting, host)
+	if v := os.Getenv("HELLO_VERSION"); v != "" {
+		line += " (v" + v + ")"
+	}
 	interval := 2 * time.Second
 	if d, err := time.ParseDuration(os.Getenv("INTERVAL")); err == nil && d > 0 {
 		interval = d

@@ -77,6 +77,18 @@ func New(name string) (*Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	return FromBinary(name, bin, ocispec.ImageConfig{
+		Entrypoint: []string{"/prog"},
+		Cmd:        []string{"out:default-cmd", "sleep:inf"},
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "IMAGE_ENV=from-image"},
+		WorkingDir: "/work",
+	})
+}
+
+// FromBinary builds an image named name of one layer around bin, a static
+// linux program installed as /prog, with the test layout (/etc/passwd with
+// root and app, /tmp, /work) and cfg as the image's config.
+func FromBinary(name string, bin []byte, cfg ocispec.ImageConfig) (*Image, error) {
 	layer, err := layerTar(bin)
 	if err != nil {
 		return nil, err
@@ -84,18 +96,13 @@ func New(name string) (*Image, error) {
 	im := &Image{Name: name, Layer: layer}
 	im.LayerDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
 	created := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cfg := ocispec.Image{
+	img := ocispec.Image{
 		Created:  &created,
 		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		Config: ocispec.ImageConfig{
-			Entrypoint: []string{"/prog"},
-			Cmd:        []string{"out:default-cmd", "sleep:inf"},
-			Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "IMAGE_ENV=from-image"},
-			WorkingDir: "/work",
-		},
-		RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{im.LayerDesc.Digest}},
+		Config:   cfg,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{im.LayerDesc.Digest}},
 	}
-	if im.Config, err = json.Marshal(cfg); err != nil {
+	if im.Config, err = json.Marshal(img); err != nil {
 		return nil, err
 	}
 	im.ConfigDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(im.Config), Size: int64(len(im.Config))}
