@@ -35,9 +35,12 @@
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost
 //	node          what a node's config asks for: a manager and its worker, or
-//	              a worker; the executor plugin and the node's containerd
+//	              a worker; the executor plugin and the node's containerd;
+//	              the worker's gossip and its routes to other nodes' tasks
 //	clustertest   a kit that starts real manager processes and simulated
 //	              workers for tests and benchmarks
+//	netnstest     nodes as real agents in network namespaces of their own,
+//	              with containers reaching each other across nodes (root)
 //	hclogslog     hclog (raft, go-plugin) into slog
 //	ids           object IDs
 //

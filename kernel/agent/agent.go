@@ -42,6 +42,12 @@ type Config struct {
 	// renews the same Identity, and two renewers would renew it twice.
 	// Default: false, the agent renews the certificate through its manager.
 	NoRenewal bool
+	// OnSession, when set, is called with every session information the
+	// managers send (at a session's start, and again when something in it
+	// changed): the node's gossip learns its peers and key from it. It
+	// runs on the session's receiving goroutine and must not block.
+	// Default: nil.
+	OnSession func(info *workerv1.SessionInfo)
 
 	// The knobs below are for tests and simulations; production nodes
 	// keep the defaults.
@@ -275,6 +281,9 @@ func (a *Agent) sessionUp(addr string, info *workerv1.SessionInfo) {
 	a.mu.Unlock()
 	if first {
 		a.log.Info("session with manager opened", "manager", addr, "session_id", info.GetSessionId())
+	}
+	if a.cfg.OnSession != nil {
+		a.cfg.OnSession(info)
 	}
 	if len(info.GetManagers()) == 0 {
 		return // nothing to learn: keep the list

@@ -324,3 +324,34 @@ func TestNewChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestOnSession: every session information the manager sends reaches
+// Config.OnSession, the first one and a later one alike.
+func TestOnSession(t *testing.T) {
+	c := newTestCA(t)
+	m := newFakeManager(t, c, "manager-1", period)
+	infos := make(chan *workerv1.SessionInfo, 10)
+	startAgent(t, c.identity(t, "node-1", objectv1.NodeRole_NODE_ROLE_WORKER), simexec.New(simexec.Config{}), agent.Config{
+		Managers:  []string{m.addr},
+		OnSession: func(info *workerv1.SessionInfo) { infos <- info },
+	})
+	next := func() *workerv1.SessionInfo {
+		t.Helper()
+		select {
+		case info := <-infos:
+			return info
+		case <-time.After(10 * time.Second):
+			t.Fatal("OnSession not called within 10s")
+			return nil
+		}
+	}
+	if first := next(); first.GetNodeId() != "node-1" {
+		t.Errorf("first OnSession(%v), want the session of node-1", first)
+	}
+	m.send(t, &workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Session{Session: &workerv1.SessionInfo{
+		NodeId: "node-1", GossipPeers: []string{"192.168.1.2:7946"}, GossipKey: make([]byte, 32),
+	}}})
+	if again := next(); !slices.Equal(again.GetGossipPeers(), []string{"192.168.1.2:7946"}) || len(again.GetGossipKey()) != 32 {
+		t.Errorf("second OnSession(%v), want the gossip peers and key sent", again)
+	}
+}

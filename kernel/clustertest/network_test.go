@@ -22,7 +22,8 @@ func TestNetworkAddressesAcrossFailover(t *testing.T) {
 	}
 	const before, after = 300, 600
 	c := Start(t, 3, Options{})
-	StartWorkers(t, c, 10, WorkerOptions{})
+	ws := StartWorkers(t, c, 10, WorkerOptions{})
+	c.WaitReady(t, ws, 60*time.Second)
 	leader := c.Leader(t, 30*time.Second)
 	client := leader.Client(t)
 	ctx := context.Background()

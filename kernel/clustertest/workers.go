@@ -12,6 +12,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/simexec"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -134,4 +135,28 @@ func (w *Worker) Starts() int {
 		n += w.Exec.Starts(t.TaskID)
 	}
 	return n
+}
+
+// WaitReady waits until every worker of ws is committed ready, so that a
+// service created next is spread over all of them rather than packed onto
+// the first few to connect.
+func (c *Cluster) WaitReady(tb testing.TB, ws []*Worker, timeout time.Duration) {
+	tb.Helper()
+	c.eventually(tb, timeout, func(ctx context.Context) error {
+		client := c.Leader(tb, timeout).Client(tb)
+		resp, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		ready := map[string]bool{}
+		for _, n := range resp.GetNodes() {
+			ready[n.GetId()] = n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_READY
+		}
+		for _, w := range ws {
+			if !ready[w.NodeID] {
+				return fmt.Errorf("worker %s is not ready yet", w.Name)
+			}
+		}
+		return nil
+	})
 }

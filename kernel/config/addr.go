@@ -45,18 +45,46 @@ func advertiseAddr(listen, advertise string, ips func() ([]net.IP, error)) (stri
 	if lport == "0" {
 		return "", fmt.Errorf("advertise address: listen address %q has port 0; pass the bound address", listen)
 	}
+	host, err := derivedHost(lhost, ips)
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(host, lport), nil
+}
+
+// derivedHost is the host to advertise for a listener on lhost: lhost when
+// it is a specific address, else the machine's first routable IPv4 address,
+// else 127.0.0.1.
+func derivedHost(lhost string, ips func() ([]net.IP, error)) (string, error) {
 	if !unspecifiedHost(lhost) {
-		return net.JoinHostPort(lhost, lport), nil
+		return lhost, nil
 	}
 	all, err := ips()
 	if err != nil {
 		return "", fmt.Errorf("advertise address: list interface addresses: %w", err)
 	}
-	host := "127.0.0.1"
 	if ip := firstRoutableIPv4(all); ip != nil {
-		host = ip.String()
+		return ip.String(), nil
 	}
-	return net.JoinHostPort(host, lport), nil
+	return "127.0.0.1", nil
+}
+
+// advertiseHost is the IP address to advertise for a listener on listen
+// ("ip:port", any port, 0 included): advertise when set, else derived like
+// AdvertiseAddr's host.
+func advertiseHost(listen, advertise string, ips func() ([]net.IP, error)) (string, error) {
+	if advertise != "" {
+		ip := net.ParseIP(advertise)
+		if ip == nil || ip.IsUnspecified() {
+			return "", fmt.Errorf("advertise address %q: must be an IP address other nodes can reach", advertise)
+		}
+		return ip.String(), nil
+	}
+	lhost, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("advertise address: listen address %q: %w", listen, err)
+	}
+	return derivedHost(lhost, ips)
 }
 
 // firstRoutableIPv4 is the first IPv4 address that is neither loopback,

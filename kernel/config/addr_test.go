@@ -137,3 +137,36 @@ func TestValidHost(t *testing.T) {
 		}
 	}
 }
+
+func TestAdvertiseHost(t *testing.T) {
+	machine := fakeIPs("::1", "169.254.10.1", "10.0.0.5", "192.168.1.9")
+	tests := []struct {
+		listen, advertise string
+		ips               func() ([]net.IP, error)
+		want, wantErr     string
+	}{
+		{"0.0.0.0:7946", "192.168.1.12", machine, "192.168.1.12", ""},
+		{"0.0.0.0:0", "192.168.1.12", machine, "192.168.1.12", ""},
+		{"10.9.9.9:7946", "", machine, "10.9.9.9", ""},
+		{"127.0.0.1:0", "", machine, "127.0.0.1", ""},
+		{"0.0.0.0:7946", "", machine, "10.0.0.5", ""},
+		{":0", "", machine, "10.0.0.5", ""},
+		{"0.0.0.0:7946", "", fakeIPs("::1"), "127.0.0.1", ""},
+		{"0.0.0.0:7946", "0.0.0.0", machine, "", "must be an IP address"},
+		{"0.0.0.0:7946", "node1.example", machine, "", "must be an IP address"},
+		{"7946", "", machine, "", "listen address"},
+		{"0.0.0.0:7946", "", func() ([]net.IP, error) { return nil, errors.New("no netlink") }, "", "no netlink"},
+	}
+	for _, tt := range tests {
+		got, err := advertiseHost(tt.listen, tt.advertise, tt.ips)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("advertiseHost(%q, %q) = %q, %v; want an error containing %q", tt.listen, tt.advertise, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("advertiseHost(%q, %q) = %q, %v; want %q", tt.listen, tt.advertise, got, err, tt.want)
+		}
+	}
+}

@@ -54,6 +54,8 @@ type Config struct {
 	Metrics Metrics `toml:"metrics"`
 	// Containerd is the containerd that runs the node's containers.
 	Containerd Containerd `toml:"containerd"`
+	// Gossip is the worker's part in the gossip between workers.
+	Gossip Gossip `toml:"gossip"`
 	// Plugins chooses the plugin binary of each kind, keyed by kind:
 	// "scheduler", "ipam" or "executor". Default: none (an empty map).
 	Plugins map[string]Plugin `toml:"plugins"`
@@ -256,6 +258,31 @@ type Containerd struct {
 	Address string `toml:"address"`
 }
 
+// Gossip is the worker's member of the gossip between workers
+// (kernel/gossip): the addresses of the node's tasks and its slices of the
+// cluster's networks, from which every node routes to the others' tasks. A
+// node whose executor is "simulated" or "none" takes no part. The managers
+// tell each worker a few others to join and the cluster's key, which
+// encrypts the gossip.
+type Gossip struct {
+	// ListenAddr is where gossip listens, UDP and TCP, "ip:port"; an empty
+	// or 0.0.0.0 host listens on every interface, port 0 picks a free one.
+	// Default: "0.0.0.0:7946".
+	ListenAddr string `toml:"listen_addr"`
+	// AdvertiseAddr is the IP address other workers reach this one at, and
+	// the next hop they route this node's slices of the networks to: it
+	// must be on a link the nodes share. Empty derives it like
+	// manager.advertise_addr: the host of listen_addr when it is a specific
+	// address, else the machine's first non-loopback IPv4 address, else
+	// 127.0.0.1. Default: "".
+	AdvertiseAddr string `toml:"advertise_addr"`
+}
+
+// AdvertiseHost is the IP address to give the other workers.
+func (g Gossip) AdvertiseHost() (string, error) {
+	return advertiseHost(g.ListenAddr, g.AdvertiseAddr, interfaceIPs)
+}
+
 // The plugin kinds.
 const (
 	KindScheduler = "scheduler"
@@ -314,6 +341,7 @@ func Default() Config {
 		Log:        Log{Level: LevelInfo, Format: FormatText},
 		Metrics:    Metrics{ListenAddr: "127.0.0.1:9242"},
 		Containerd: Containerd{Address: ""},
+		Gossip:     Gossip{ListenAddr: "0.0.0.0:7946", AdvertiseAddr: ""},
 		Plugins:    map[string]Plugin{},
 	}
 }

@@ -72,6 +72,7 @@ func (c *Config) Validate() error {
 	if a := c.Containerd.Address; a != "" && !filepath.IsAbs(a) {
 		fe.Add("containerd.address", "must be an absolute path to containerd's socket, got %q", a)
 	}
+	c.validateGossip(&fe)
 	c.validatePorts(&fe)
 	c.validateRaft(&fe)
 	c.validateJoin(&fe)
@@ -109,17 +110,47 @@ func (c *Config) validateMetrics(fe *sdk.FieldErrors) {
 	}
 }
 
+// validateGossip checks [gossip]: memberlist binds and advertises IP
+// addresses, not names, and the advertised one is a route's next hop.
+func (c *Config) validateGossip(fe *sdk.FieldErrors) {
+	g := c.Gossip
+	host, port, err := net.SplitHostPort(g.ListenAddr)
+	if err != nil {
+		fe.Add("gossip.listen_addr", "must be ip:port, got %q", g.ListenAddr)
+	} else {
+		if host != "" && net.ParseIP(host) == nil {
+			fe.Add("gossip.listen_addr", "host must be an IP address (or empty for every interface), got %q", host)
+		}
+		if _, err := parsePort(port); err != nil {
+			fe.Add("gossip.listen_addr", "port must be between 0 and 65535, got %q", port)
+		}
+	}
+	if a := g.AdvertiseAddr; a != "" {
+		ip := net.ParseIP(a)
+		switch {
+		case ip == nil:
+			fe.Add("gossip.advertise_addr", "must be an IP address without a port, got %q", a)
+		case ip.IsUnspecified() || ip.IsMulticast():
+			fe.Add("gossip.advertise_addr", "must be an address other nodes can reach, got %q", a)
+		}
+	}
+}
+
 // validatePorts rejects two listeners of this node on one port: they cannot
-// both bind. A worker binds only the metrics listener.
+// both bind. A worker binds only the metrics and gossip listeners. (Gossip
+// also binds UDP, which no other listener uses.)
 func (c *Config) validatePorts(fe *sdk.FieldErrors) {
-	if c.Node.Role != RoleManager {
-		return
+	var listeners []struct{ field, addr string }
+	if c.Node.Role == RoleManager {
+		listeners = append(listeners, []struct{ field, addr string }{
+			{"manager.listen_addr", c.Manager.ListenAddr},
+			{"manager.raft_listen_addr", c.Manager.RaftListenAddr},
+		}...)
 	}
-	listeners := []struct{ field, addr string }{
-		{"manager.listen_addr", c.Manager.ListenAddr},
-		{"manager.raft_listen_addr", c.Manager.RaftListenAddr},
+	listeners = append(listeners, []struct{ field, addr string }{
 		{"metrics.listen_addr", c.Metrics.ListenAddr},
-	}
+		{"gossip.listen_addr", c.Gossip.ListenAddr},
+	}...)
 	for i, a := range listeners {
 		for _, b := range listeners[:i] {
 			if sameListenPort(a.addr, b.addr) {

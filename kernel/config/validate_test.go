@@ -67,6 +67,22 @@ func TestValidate(t *testing.T) {
 		{"raft_listen_addr bad", func(c *Config) { c.Manager.RaftListenAddr = "4243" }, "manager.raft_listen_addr", "must be host:port"},
 		{"raft port clashes with api", func(c *Config) { c.Manager.RaftListenAddr = "10.0.0.5:4242" }, "manager.raft_listen_addr", "must not use the port of manager.listen_addr"},
 		{"metrics port clashes", func(c *Config) { c.Metrics.ListenAddr = "127.0.0.1:4243" }, "metrics.listen_addr", "must not use the port of manager.raft_listen_addr"},
+		// gossip
+		{"gossip port 0", func(c *Config) { c.Gossip.ListenAddr = "127.0.0.1:0" }, "", ""},
+		{"gossip empty host", func(c *Config) { c.Gossip.ListenAddr = ":7946" }, "", ""},
+		{"gossip listen no port", func(c *Config) { c.Gossip.ListenAddr = "0.0.0.0" }, "gossip.listen_addr", `must be ip:port, got "0.0.0.0"`},
+		{"gossip listen name", func(c *Config) { c.Gossip.ListenAddr = "node1.example:7946" }, "gossip.listen_addr", `host must be an IP address (or empty for every interface), got "node1.example"`},
+		{"gossip listen bad port", func(c *Config) { c.Gossip.ListenAddr = "0.0.0.0:70000" }, "gossip.listen_addr", `port must be between 0 and 65535, got "70000"`},
+		{"gossip advertise ip", func(c *Config) { c.Gossip.AdvertiseAddr = "192.168.1.12" }, "", ""},
+		{"gossip advertise with port", func(c *Config) { c.Gossip.AdvertiseAddr = "192.168.1.12:7946" }, "gossip.advertise_addr", `must be an IP address without a port, got "192.168.1.12:7946"`},
+		{"gossip advertise name", func(c *Config) { c.Gossip.AdvertiseAddr = "node1.example" }, "gossip.advertise_addr", "must be an IP address"},
+		{"gossip advertise unspecified", func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0" }, "gossip.advertise_addr", `must be an address other nodes can reach, got "0.0.0.0"`},
+		{"gossip port clashes with api", func(c *Config) { c.Gossip.ListenAddr = "0.0.0.0:4242" }, "gossip.listen_addr", "must not use the port of manager.listen_addr"},
+		{"worker gossip port clashes with metrics", func(c *Config) {
+			c.Node.Role = RoleWorker
+			c.Join = Join{Addrs: []string{"10.0.0.1:4242"}, Token: "t"}
+			c.Gossip.ListenAddr = "0.0.0.0:9242"
+		}, "gossip.listen_addr", "must not use the port of metrics.listen_addr"},
 		{"worker binds metrics only", func(c *Config) {
 			c.Node.Role = RoleWorker
 			c.Join = Join{Addrs: []string{"10.0.0.1:4242"}, Token: "t"}

@@ -14,13 +14,15 @@ import (
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// redact returns c without its CA key: the key never leaves the managers'
-// state, whoever asks.
+// redact returns c without its CA key and gossip key: they never leave the
+// managers' state, whoever asks (workers get the gossip key over their
+// sessions only).
 func redact(c *objectv1.Cluster) *objectv1.Cluster {
 	if c == nil {
 		return nil
 	}
 	out := proto.Clone(c).(*objectv1.Cluster)
+	out.GossipKey = nil
 	if out.RootCa != nil {
 		out.RootCa.KeyPem = nil
 	}

@@ -65,6 +65,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by node ID
 	running  bool
+	gossip   gossipPool // the gossip addresses of the sessions' nodes
 
 	logs logSubs // open task log subscriptions (logs.go)
 }
@@ -108,6 +109,12 @@ func New(r Raft, st *state.Store, p Presence, cfg Config) *Dispatcher {
 // all so their workers reconnect to the new leader.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer close(d.done)
+	if err := d.ensureGossipKey(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	events, cancel := d.st.ViewAndWatch(func(tx *state.ReadTx) {
 		var known []string
 		for _, n := range tx.Nodes() {
@@ -145,6 +152,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.running = false
 	sessions := d.sessions
 	d.sessions = map[string]*session{}
+	d.gossip = gossipPool{}
 	d.mu.Unlock()
 	for _, s := range sessions {
 		// Relayed sessions are not closed one by one: their relay stream
@@ -290,10 +298,12 @@ func (d *Dispatcher) Open(ctx context.Context, nodeID string, hello *workerv1.He
 	var (
 		node *objectv1.Node
 		list []*workerv1.WeightedManager
+		key  []byte
 	)
 	d.st.View(func(tx *state.ReadTx) {
 		node = tx.Node(nodeID)
 		list = managers(tx)
+		key = gossipKey(tx)
 	})
 	if node == nil {
 		return nil, fmt.Errorf("node %s is not part of the cluster (removed?): %w", nodeID, sdk.ErrPermissionDenied)
@@ -309,14 +319,18 @@ func (d *Dispatcher) Open(ctx context.Context, nodeID string, hello *workerv1.He
 		}
 		old := d.sessions[nodeID]
 		d.sessions[nodeID] = s
+		gossipPeers := d.gossip.pick(nodeID, maxGossipPeers, randN)
+		d.gossip.set(nodeID, hello.GetDescription().GetGossipAddr())
 		d.mu.Unlock()
 		if old != nil {
 			old.peer.close(fmt.Errorf("replaced by a newer session of the same node: %w", sdk.ErrAlreadyExists))
 			d.logSessionEnded(old)
 		}
-		p.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Session{Session: &workerv1.SessionInfo{
-			SessionId: s.id, NodeId: nodeID, Managers: list,
-		}}})
+		info := &workerv1.SessionInfo{SessionId: s.id, NodeId: nodeID, Managers: list}
+		if hello.GetDescription().GetGossipAddr() != "" {
+			info.GossipPeers, info.GossipKey = gossipPeers, key
+		}
+		p.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Session{Session: info}})
 		s.sendComplete()
 		done <- nil
 	}
@@ -352,6 +366,7 @@ func (d *Dispatcher) drop(s *session, err error) {
 	d.mu.Lock()
 	if d.sessions[s.nodeID] == s {
 		delete(d.sessions, s.nodeID)
+		d.gossip.set(s.nodeID, "")
 	}
 	d.mu.Unlock()
 	s.peer.close(err)
@@ -364,6 +379,7 @@ func (d *Dispatcher) Close(s *session) {
 	d.mu.Lock()
 	if d.sessions[s.nodeID] == s {
 		delete(d.sessions, s.nodeID)
+		d.gossip.set(s.nodeID, "")
 	}
 	d.mu.Unlock()
 	d.logSessionEnded(s)

@@ -152,5 +152,7 @@ func mergeDescription(cur, reported *objectv1.NodeDescription) *objectv1.NodeDes
 	if reported.GetEngineVersion() != "" {
 		out.EngineVersion = reported.GetEngineVersion()
 	}
+	// Empty is news too: the node no longer gossips.
+	out.GossipAddr = reported.GetGossipAddr()
 	return out
 }

@@ -142,6 +142,7 @@ func validHello(h *workerv1.Hello) error {
 	if r := d.GetResources(); r.GetNanoCpus() < 0 || r.GetMemoryBytes() < 0 {
 		fe.Add("description.resources", "must not be negative")
 	}
+	validGossipAddr(&fe, "description.gossip_addr", d.GetGossipAddr())
 	return fe.Err()
 }
 

@@ -2,8 +2,10 @@
 // (role "manager"), or a worker alone (role "worker"). A worker is the agent
 // with its executor: the plugin [plugins.executor] names (by default the
 // bundled executor-containerd, next to the shoal binary), or the simulated
-// executor for path = "simulated". It is the agent daemon's wiring; cmd/shoal
-// only parses flags and calls Run.
+// executor for path = "simulated". A worker that runs real tasks also
+// gossips with the other workers and keeps the host's routes to their tasks
+// (netsync.go). It is the agent daemon's wiring; cmd/shoal only parses flags
+// and calls Run.
 package node
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/containerd"
 	"github.com/shoalhq/shoal/kernel/manager"
+	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -137,6 +140,9 @@ func nodeContainerd(cfg config.Config, logger *slog.Logger) (string, *containerd
 type worker struct {
 	agent *agent.Agent
 	exec  *nodeExecutor
+	// net is the gossip with other workers and the routes to their
+	// tasks; nil for simulated tasks, which have no network.
+	net *netSync
 	// ctrd is the node's own containerd, when it runs one.
 	ctrd *containerd.Supervisor
 	log  *slog.Logger
@@ -165,25 +171,37 @@ func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal 
 	if err != nil {
 		return nil, err
 	}
-	a, err := agent.New(agent.Config{
-		Identity: id,
-		Managers: managers,
-		Description: &objectv1.NodeDescription{
-			Hostname:      hostname,
-			Platform:      platform(),
-			Resources:     machineResources(),
-			EngineVersion: manager.Version,
-			Executor:      exec.name,
-		},
-		Executor:  exec,
-		StateDir:  cfg.WorkerDir(),
-		Logger:    logger.With("part", "agent"),
-		NoRenewal: noRenewal,
-	})
+	desc := &objectv1.NodeDescription{
+		Hostname:      hostname,
+		Platform:      platform(),
+		Resources:     machineResources(),
+		EngineVersion: manager.Version,
+		Executor:      exec.name,
+	}
+	acfg := agent.Config{
+		Identity:    id,
+		Managers:    managers,
+		Description: desc,
+		Executor:    exec,
+		StateDir:    cfg.WorkerDir(),
+		Logger:      logger.With("part", "agent"),
+		NoRenewal:   noRenewal,
+	}
+	var ns *netSync
+	if exec.name != config.SimulatedExecutor {
+		ns, err = newNetSync(cfg.Gossip, id.NodeID(), cfg.WorkerDir(), tasknet.NewRouter(logger.With("part", "tasknet")), logger)
+		if err != nil {
+			return nil, err
+		}
+		desc.GossipAddr = ns.Addr()
+		acfg.Executor = &netExecutor{Executor: exec, ns: ns}
+		acfg.OnSession = ns.onSession
+	}
+	a, err := agent.New(acfg)
 	if err != nil {
 		return nil, err
 	}
-	return &worker{agent: a, exec: exec, ctrd: ctrd, log: logger.With("node_id", id.NodeID())}, nil
+	return &worker{agent: a, exec: exec, net: ns, ctrd: ctrd, log: logger.With("node_id", id.NodeID())}, nil
 }
 
 // run runs the executor plugin (if any) and the agent until ctx ends or
@@ -192,7 +210,7 @@ func (w *worker) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	var herr, cerr error
+	var herr, cerr, nerr error
 	if w.ctrd != nil {
 		// The node's own containerd first: the executor plugin connects
 		// to it when it starts. Containers outlive it (their shims keep
@@ -222,6 +240,13 @@ func (w *worker) run(ctx context.Context) error {
 			}
 		})
 	}
+	if w.net != nil {
+		wg.Go(func() {
+			if nerr = w.net.run(ctx, w.exec); nerr != nil {
+				cancel()
+			}
+		})
+	}
 	w.log.Info("worker started", "executor", w.exec.name)
 	aerr := w.agent.Run(ctx)
 	cancel()
@@ -232,7 +257,10 @@ func (w *worker) run(ctx context.Context) error {
 	if cerr != nil {
 		cerr = fmt.Errorf("containerd: %w", cerr)
 	}
-	return errors.Join(aerr, herr, cerr)
+	if nerr != nil {
+		nerr = fmt.Errorf("gossip: %w", nerr)
+	}
+	return errors.Join(aerr, herr, cerr, nerr)
 }
 
 func platform() string { return runtime.GOOS + "/" + runtime.GOARCH }

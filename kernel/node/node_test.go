@@ -55,6 +55,7 @@ func managerConfig(t *testing.T, dir, executorPath string) config.Config {
 	cfg.Manager.RaftListenAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	cfg.Manager.ControlSocket = filepath.Join(dir, "control.sock")
 	cfg.Metrics.ListenAddr = ""
+	cfg.Gossip.ListenAddr = "127.0.0.1:0" // tests share the host
 	bin := filepath.Dir(clustertest.Binary(t))
 	cfg.Plugins = map[string]config.Plugin{
 		"scheduler": {Path: filepath.Join(bin, "scheduler-spread")},
@@ -136,6 +137,10 @@ func TestManagerRunsItsOwnWorker(t *testing.T) {
 				n := resp.GetNodes()[0]
 				if got := n.GetDescription().GetExecutor(); got != tt.executor || n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY {
 					return fmt.Errorf("node is %s with executor %q, want ready with %q", n.GetStatus().GetState(), got, tt.executor)
+				}
+				// Real tasks gossip (kernel/node/netsync.go); simulated ones have no network.
+				if gossips := n.GetDescription().GetGossipAddr() != ""; gossips != (tt.executor != "simulated") {
+					return fmt.Errorf("node reports gossip address %q with executor %q", n.GetDescription().GetGossipAddr(), tt.executor)
 				}
 				nodeID = n.GetId()
 				return nil
@@ -227,6 +232,7 @@ func TestWorkerJoinsAndRunsTasks(t *testing.T) {
 	wcfg.Join.Addrs = []string{mcfg.Manager.ListenAddr}
 	wcfg.Join.Token = token
 	wcfg.Plugins = map[string]config.Plugin{"executor": {Path: simPlugin}}
+	wcfg.Gossip.ListenAddr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, wcfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()
@@ -278,4 +284,13 @@ func TestWorkerJoinsAndRunsTasks(t *testing.T) {
 		}
 		return nil
 	})
+	// The worker gossips, so the cluster has its gossip key by now; it
+	// goes to workers over their sessions, never out of the control API.
+	cl, err := client.GetCluster(t.Context(), &controlv1.GetClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cl.GetCluster().GetGossipKey(); len(k) != 0 {
+		t.Errorf("GetCluster returned the gossip key (%d bytes), want it stripped", len(k))
+	}
 }

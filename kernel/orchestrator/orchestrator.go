@@ -202,6 +202,13 @@ func mark(ev state.Event, dirty, nodes map[string]bool) bool {
 		if ev.Kind == deleteKind || (t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && ended(t)) {
 			dirty[t.GetServiceId()] = true
 		}
+		// A retired task that its node reports ended is history to prune;
+		// for a removed service, the pass deletes it (nothing else would).
+		// ORPHANED is this stage's own write, made with the replacement.
+		if ended(t) && ev.OldTask != nil && !ended(ev.OldTask) && t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING &&
+			t.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_ORPHANED {
+			dirty[t.GetServiceId()] = true
+		}
 		// A task that starts running may let a rolling update move on.
 		if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
 			ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil {
@@ -345,7 +352,8 @@ func finished(t *objectv1.Task) bool {
 func outdated(t *objectv1.Task, svc *objectv1.Service) bool {
 	return t.GetSpecVersion() != svc.GetSpecVersion() &&
 		(!proto.Equal(t.GetSpec(), svc.GetSpec().GetTask()) ||
-			!proto.Equal(t.GetServiceAnnotations(), svc.GetSpec().GetAnnotations()))
+			!proto.Equal(t.GetServiceAnnotations(), svc.GetSpec().GetAnnotations()) ||
+			!proto.Equal(t.GetEndpoint(), svc.GetSpec().GetEndpoint()))
 }
 
 // retire takes a task out of service: never-placed tasks are deleted
@@ -675,6 +683,7 @@ func refresh(t *objectv1.Task, svc *objectv1.Service) *objectv1.Task {
 	next.Spec = svc.GetSpec().GetTask()
 	next.SpecVersion = svc.GetSpecVersion()
 	next.ServiceAnnotations = svc.GetSpec().GetAnnotations()
+	next.Endpoint = svc.GetSpec().GetEndpoint()
 	return next
 }
 
@@ -687,6 +696,7 @@ func newTask(svc *objectv1.Service, slot uint64, nodeID string, now time.Time) *
 		Spec:               svc.GetSpec().GetTask(),
 		SpecVersion:        svc.GetSpecVersion(),
 		ServiceAnnotations: svc.GetSpec().GetAnnotations(),
+		Endpoint:           svc.GetSpec().GetEndpoint(),
 		DesiredState:       objectv1.TaskState_TASK_STATE_RUNNING,
 		Status: &objectv1.TaskStatus{
 			Timestamp: timestamppb.New(now),

@@ -192,6 +192,7 @@ func TestReplicatedSpecUpdateRefreshesPendingTasks(t *testing.T) {
 		e.updateService("web", func(s *objectv1.Service) {
 			s.GetSpec().GetTask().GetContainer().Image = "registry.local:5000/web:2"
 			s.GetSpec().GetAnnotations().Labels["tier"] = "front"
+			s.GetSpec().Endpoint = &objectv1.EndpointSpec{Ports: []*objectv1.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
 		})
 		e.waitFor("pending tasks at spec_version 2", func(tx *state.ReadTx) bool {
 			for _, p := range pending {
@@ -212,6 +213,9 @@ func TestReplicatedSpecUpdateRefreshesPendingTasks(t *testing.T) {
 			}
 			if !proto.Equal(got.GetServiceAnnotations(), svc.GetSpec().GetAnnotations()) {
 				t.Errorf("pending slot %d service_annotations = %v, want %v", p.GetSlot(), got.GetServiceAnnotations(), svc.GetSpec().GetAnnotations())
+			}
+			if !proto.Equal(got.GetEndpoint(), svc.GetSpec().GetEndpoint()) {
+				t.Errorf("pending slot %d endpoint = %v, want the service's %v", p.GetSlot(), got.GetEndpoint(), svc.GetSpec().GetEndpoint())
 			}
 			if got.GetSlot() != p.GetSlot() || got.GetDesiredState() != stateRunning || !proto.Equal(got.GetStatus(), p.GetStatus()) {
 				t.Errorf("pending slot %d after refresh = %v, want only spec, spec_version and annotations changed from %v", p.GetSlot(), got, p)

@@ -341,11 +341,11 @@ func (e *Executor) detach(ctx context.Context, taskID, netns string) {
 	}
 }
 
-// taskPorts are the ports a task publishes on its node.
-// TODO(issue 5): the Task message does not carry its service's endpoint
-// yet; until it does, tasks publish nothing through task networking (tasks
-// without networks share the node's network and bind their ports there).
-func taskPorts(*objectv1.Task) []*objectv1.PortConfig { return nil }
+// taskPorts are the ports a task publishes on its node, from its service's
+// endpoint as the task recorded it; tasknet maps them into the task's
+// namespace (tasks without networks share the node's network and bind their
+// ports there themselves).
+func taskPorts(t *objectv1.Task) []*objectv1.PortConfig { return t.GetEndpoint().GetPorts() }
 
 // Start starts the task's process, its output going to its log files.
 func (e *Executor) Start(ctx context.Context, taskID string) error {

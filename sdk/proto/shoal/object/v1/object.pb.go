@@ -770,7 +770,12 @@ type Cluster struct {
 	Spec *ClusterSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	// root_ca is the cluster's certificate authority. Its key never leaves the
 	// managers: the control API strips it from every reply.
-	RootCa        *RootCA `protobuf:"bytes,4,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	RootCa *RootCA `protobuf:"bytes,4,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// gossip_key is the AES-256 key that encrypts and authenticates the gossip
+	// between workers, made by the first leader that finds it missing. It goes
+	// to workers only over their authenticated sessions; the control API
+	// strips it from every reply.
+	GossipKey     []byte `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,6 +834,13 @@ func (x *Cluster) GetSpec() *ClusterSpec {
 func (x *Cluster) GetRootCa() *RootCA {
 	if x != nil {
 		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
 	}
 	return nil
 }
@@ -1343,7 +1355,11 @@ type NodeDescription struct {
 	// executor names what runs the node's tasks ("simulated", "containerd");
 	// empty for a node that runs none (a manager with no agent). Only nodes
 	// with an executor are given tasks and tracked by heartbeats.
-	Executor      string `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	Executor string `protobuf:"bytes,5,opt,name=executor,proto3" json:"executor,omitempty"`
+	// gossip_addr is the "ip:port" the node's worker gossips on with the
+	// other workers (kernel/gossip); empty when it takes no part. The managers
+	// hand it to other workers as a place to join.
+	GossipAddr    string `protobuf:"bytes,6,opt,name=gossip_addr,json=gossipAddr,proto3" json:"gossip_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1409,6 +1425,13 @@ func (x *NodeDescription) GetEngineVersion() string {
 func (x *NodeDescription) GetExecutor() string {
 	if x != nil {
 		return x.Executor
+	}
+	return ""
+}
+
+func (x *NodeDescription) GetGossipAddr() string {
+	if x != nil {
+		return x.GossipAddr
 	}
 	return ""
 }
@@ -2799,7 +2822,11 @@ type Task struct {
 	// recorded by the allocator once the task is placed (a task's address
 	// comes from its node's slice of the network's subnet). A task with
 	// networks is dispatched only once every one has an address.
-	Networks      []*NetworkAttachment `protobuf:"bytes,11,rep,name=networks,proto3" json:"networks,omitempty"`
+	Networks []*NetworkAttachment `protobuf:"bytes,11,rep,name=networks,proto3" json:"networks,omitempty"`
+	// endpoint copies the service's endpoint at creation: the ports the task
+	// publishes on its node (through its network namespace when it has
+	// networks; a task sharing its node's network binds them itself).
+	Endpoint      *EndpointSpec `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2907,6 +2934,13 @@ func (x *Task) GetStatus() *TaskStatus {
 func (x *Task) GetNetworks() []*NetworkAttachment {
 	if x != nil {
 		return x.Networks
+	}
+	return nil
+}
+
+func (x *Task) GetEndpoint() *EndpointSpec {
+	if x != nil {
+		return x.Endpoint
 	}
 	return nil
 }
@@ -3285,12 +3319,14 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"K\n" +
 	"\tResources\x12\x1b\n" +
 	"\tnano_cpus\x18\x01 \x01(\x03R\bnanoCpus\x12!\n" +
-	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xa8\x01\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc7\x01\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
 	"\x04spec\x18\x03 \x01(\v2\x1c.shoal.object.v1.ClusterSpecR\x04spec\x120\n" +
-	"\aroot_ca\x18\x04 \x01(\v2\x17.shoal.object.v1.RootCAR\x06rootCa\"\x87\x02\n" +
+	"\aroot_ca\x18\x04 \x01(\v2\x17.shoal.object.v1.RootCAR\x06rootCa\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\x87\x02\n" +
 	"\vClusterSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12A\n" +
 	"\n" +
@@ -3325,13 +3361,15 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\bNodeSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12<\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x19.shoal.object.v1.NodeRoleR\vdesiredRole\x12E\n" +
-	"\favailability\x18\x03 \x01(\x0e2!.shoal.object.v1.NodeAvailabilityR\favailability\"\xc6\x01\n" +
+	"\favailability\x18\x03 \x01(\x0e2!.shoal.object.v1.NodeAvailabilityR\favailability\"\xe7\x01\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1a\n" +
 	"\bplatform\x18\x02 \x01(\tR\bplatform\x128\n" +
 	"\tresources\x18\x03 \x01(\v2\x1a.shoal.object.v1.ResourcesR\tresources\x12%\n" +
 	"\x0eengine_version\x18\x04 \x01(\tR\rengineVersion\x12\x1a\n" +
-	"\bexecutor\x18\x05 \x01(\tR\bexecutor\"l\n" +
+	"\bexecutor\x18\x05 \x01(\tR\bexecutor\x12\x1f\n" +
+	"\vgossip_addr\x18\x06 \x01(\tR\n" +
+	"gossipAddr\"l\n" +
 	"\n" +
 	"NodeStatus\x120\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1a.shoal.object.v1.NodeStateR\x05state\x12\x18\n" +
@@ -3430,7 +3468,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x120\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x1c.shoal.object.v1.PublishModeR\x04mode\"A\n" +
 	"\fEndpointSpec\x121\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\"\xe4\x03\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\"\x9f\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x12\x1d\n" +
@@ -3444,7 +3482,8 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\rdesired_state\x18\t \x01(\x0e2\x1a.shoal.object.v1.TaskStateR\fdesiredState\x123\n" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\x12>\n" +
-	"\bnetworks\x18\v \x03(\v2\".shoal.object.v1.NetworkAttachmentR\bnetworks\"\xd6\x01\n" +
+	"\bnetworks\x18\v \x03(\v2\".shoal.object.v1.NetworkAttachmentR\bnetworks\x129\n" +
+	"\bendpoint\x18\f \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpoint\"\xd6\x01\n" +
 	"\x11NetworkAttachment\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12!\n" +
@@ -3667,17 +3706,18 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	8,  // 61: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
 	45, // 62: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
 	42, // 63: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	9,  // 64: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	44, // 65: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	47, // 66: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	10, // 67: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	48, // 68: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 69: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	70, // [70:70] is the sub-list for method output_type
-	70, // [70:70] is the sub-list for method input_type
-	70, // [70:70] is the sub-list for extension type_name
-	70, // [70:70] is the sub-list for extension extendee
-	0,  // [0:70] is the sub-list for field type_name
+	40, // 64: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	9,  // 65: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	44, // 66: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	47, // 67: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	10, // 68: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	48, // 69: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 70: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }

@@ -638,7 +638,16 @@ type SessionInfo struct {
 	// node_id is the node the session is bound to.
 	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// managers are every manager's API address with its weight.
-	Managers      []*WeightedManager `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	Managers []*WeightedManager `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	// gossip_peers are the gossip addresses ("ip:port") of up to 5 other
+	// nodes that have a session now, chosen at random, for the worker to join
+	// the gossip through; empty when none gossips yet (the worker is then the
+	// first, and the next ones join it). Set only in the session's first
+	// SessionInfo, and only for a worker whose hello gave a gossip_addr.
+	GossipPeers []string `protobuf:"bytes,4,rep,name=gossip_peers,json=gossipPeers,proto3" json:"gossip_peers,omitempty"`
+	// gossip_key is the cluster's gossip key (Cluster.gossip_key), with
+	// gossip_peers.
+	GossipKey     []byte `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -690,6 +699,20 @@ func (x *SessionInfo) GetNodeId() string {
 func (x *SessionInfo) GetManagers() []*WeightedManager {
 	if x != nil {
 		return x.Managers
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetGossipPeers() []string {
+	if x != nil {
+		return x.GossipPeers
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
 	}
 	return nil
 }
@@ -1522,12 +1545,15 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\x10log_subscription\x18\x04 \x01(\v2 .shoal.worker.v1.LogSubscriptionH\x00R\x0flogSubscription\x12>\n" +
 	"\vlog_control\x18\x05 \x01(\v2\x1b.shoal.worker.v1.LogControlH\x00R\n" +
 	"logControlB\x05\n" +
-	"\x03msg\"\x83\x01\n" +
+	"\x03msg\"\xc5\x01\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12<\n" +
-	"\bmanagers\x18\x03 \x03(\v2 .shoal.worker.v1.WeightedManagerR\bmanagers\"V\n" +
+	"\bmanagers\x18\x03 \x03(\v2 .shoal.worker.v1.WeightedManagerR\bmanagers\x12!\n" +
+	"\fgossip_peers\x18\x04 \x03(\tR\vgossipPeers\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"V\n" +
 	"\x0fWeightedManager\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +

@@ -1,0 +1,350 @@
+package netnstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoalhq/shoal/internal/testimage"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+const (
+	imageName = "docker.io/shoaltest/prog:netns"
+	// echoPort is where the echo service's tasks listen.
+	echoPort = 8080
+	// routeProtocol is the tag of kernel/tasknet's host routes.
+	routeProtocol = "115"
+)
+
+// TestTasksReachAcrossNodes: one manager and two workers, each a `shoal
+// agent` process in its own network namespace, the workers with their own
+// containerd. A service with one task per worker on a shared network: each
+// worker learns the other's slice through gossip and routes it, and a task
+// on each node reaches the task on the other by its IPAM address.
+func TestTasksReachAcrossNodes(t *testing.T) {
+	l := newLab(t)
+	im, err := testimage.New(imageName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(l.dir, "image.tar")
+	f, err := os.Create(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.WriteOCI(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	mns := l.node("m1", 1)
+	mdir := filepath.Join(l.dir, "m1")
+	socket := filepath.Join(mdir, "control.sock")
+	plugins := filepath.Dir(l.bin)
+	l.start("m1", mns, fmt.Sprintf(`version = 1
+[node]
+hostname = "m1"
+data_dir = %q
+role = "manager"
+[manager]
+listen_addr = "%[2]s1:4242"
+raft_listen_addr = "%[2]s1:4243"
+control_socket = %[3]q
+[metrics]
+listen_addr = ""
+[plugins.scheduler]
+path = %[4]q
+[plugins.ipam]
+path = %[5]q
+[plugins.executor]
+path = "none"
+`, filepath.Join(mdir, "data"), labPrefix, socket, filepath.Join(plugins, "scheduler-spread"), filepath.Join(plugins, "ipam")))
+	client := l.client(socket)
+	var token string
+	l.eventually(60*time.Second, "the manager gives a worker token", func(ctx context.Context) error {
+		resp, err := client.GetCluster(ctx, &controlv1.GetClusterRequest{})
+		if err != nil {
+			return err
+		}
+		if token = resp.GetCluster().GetRootCa().GetJoinTokens().GetWorker(); token == "" {
+			return errors.New("no worker token yet")
+		}
+		return nil
+	})
+
+	type worker struct {
+		name, ns, addr string
+		agent          *agentProc
+	}
+	workers := []*worker{{name: "w1"}, {name: "w2"}}
+	for i, w := range workers {
+		w.ns = l.node(w.name, 2+i)
+		w.addr = fmt.Sprintf("%s%d", labPrefix, 2+i)
+		// [gossip] keeps its defaults: 0.0.0.0:7946, advertising the
+		// namespace's only address.
+		w.agent = l.start(w.name, w.ns, fmt.Sprintf(`version = 1
+[node]
+hostname = %[1]q
+data_dir = %[2]q
+role = "worker"
+[join]
+addrs = ["%[3]s1:4242"]
+token = %[4]q
+[metrics]
+listen_addr = ""
+[log]
+level = "debug"
+`, w.name, filepath.Join(l.dir, w.name, "data"), labPrefix, token))
+	}
+	nodeIDs := map[string]string{} // hostname: node ID
+	l.eventually(90*time.Second, "both workers ready, gossiping from their LAN address", func(ctx context.Context) error {
+		resp, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		for _, n := range resp.GetNodes() {
+			h := n.GetDescription().GetHostname()
+			for _, w := range workers {
+				if h != w.name {
+					continue
+				}
+				if n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY {
+					return fmt.Errorf("%s is %s", h, n.GetStatus().GetState())
+				}
+				if want := w.addr + ":7946"; n.GetDescription().GetGossipAddr() != want {
+					return fmt.Errorf("%s gossips at %q, want %s", h, n.GetDescription().GetGossipAddr(), want)
+				}
+				nodeIDs[h] = n.GetId()
+			}
+		}
+		if len(nodeIDs) != 2 {
+			return fmt.Errorf("ready workers: %v", nodeIDs)
+		}
+		return nil
+	})
+	for _, w := range workers {
+		// The node's containerd (embedded) answers once the agent started it.
+		l.eventually(60*time.Second, "import the image on "+w.name, func(ctx context.Context) error {
+			out, err := exec.CommandContext(ctx, l.bin, "image", "import", "--config", w.agent.config, tarPath).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("shoal image import: %v: %s", err, out)
+			}
+			return nil
+		})
+	}
+
+	ctx := context.Background()
+	if _, err := client.CreateNetwork(ctx, &controlv1.CreateNetworkRequest{Spec: &objectv1.NetworkSpec{
+		Annotations: &objectv1.Annotations{Name: "front"}, Subnet: "10.251.0.0/16", NodePrefixLen: 24,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	// Watch each worker's routes from now on, for when the route to the
+	// other worker appears.
+	routeSeen := map[string]time.Time{}
+	var routeMu sync.Mutex
+	watchCtx, stopWatch := context.WithTimeout(context.Background(), 90*time.Second)
+	defer stopWatch()
+	for i, w := range workers {
+		peer := workers[1-i]
+		go func() {
+			for watchCtx.Err() == nil {
+				out, _ := exec.CommandContext(watchCtx, "ip", "-n", w.ns, "-4", "route", "show", "proto", routeProtocol).Output()
+				if strings.Contains(string(out), "via "+peer.addr) {
+					routeMu.Lock()
+					routeSeen[w.name] = time.Now()
+					routeMu.Unlock()
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	echo := createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "echo"},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: []string{fmt.Sprintf("listen:0.0.0.0:%d", echoPort), "sleep:inf"}},
+			Placement: &objectv1.Placement{MaxReplicasPerNode: 1},
+			Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "front"}},
+		},
+		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 2}},
+	})
+
+	// Both tasks run, one per worker, with addresses from their node's slice.
+	echoes := map[string]*objectv1.Task{} // hostname: its echo task
+	l.eventually(90*time.Second, "an echo task running on each worker", func(ctx context.Context) error {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{echo}})
+		if err != nil {
+			return err
+		}
+		clear(echoes)
+		var states []string
+		for _, tk := range resp.GetTasks() {
+			states = append(states, fmt.Sprintf("%s on %s: %s %s", tk.GetId(), tk.GetNodeId(), tk.GetStatus().GetState(), tk.GetStatus().GetErr()))
+			if tk.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			for h, id := range nodeIDs {
+				if tk.GetNodeId() == id && len(tk.GetNetworks()) == 1 {
+					echoes[h] = tk
+				}
+			}
+		}
+		if len(echoes) != 2 {
+			return fmt.Errorf("tasks: %v", states)
+		}
+		return nil
+	})
+	running := time.Time{} // when the later of the two reported running
+	for _, tk := range echoes {
+		if ts := tk.GetStatus().GetTimestamp().AsTime(); ts.After(running) {
+			running = ts
+		}
+	}
+
+	// Each worker routes the other's slice to the other's LAN address.
+	for i, w := range workers {
+		peer := workers[1-i]
+		slice := echoes[peer.name].GetNetworks()[0].GetNodeSubnet()
+		want := fmt.Sprintf("%s via %s", slice, peer.addr)
+		l.eventually(30*time.Second, w.name+" routes "+slice+" to "+peer.name, func(ctx context.Context) error {
+			out, err := exec.CommandContext(ctx, "ip", "-n", w.ns, "-4", "route", "show", "proto", routeProtocol).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("ip route: %v: %s", err, out)
+			}
+			if !strings.Contains(string(out), want) {
+				return fmt.Errorf("routes of %s: %q, want %q", w.name, out, want)
+			}
+			return nil
+		})
+		routeMu.Lock()
+		seen := routeSeen[w.name]
+		routeMu.Unlock()
+		if !seen.IsZero() {
+			// Negative: the route was there before the later task reported
+			// running (it follows the task's preparation).
+			t.Logf("%s: route to %s's slice %s appeared %s after the later echo task reported running",
+				w.name, peer.name, slice, seen.Sub(running).Round(time.Millisecond))
+		}
+	}
+
+	// A one-shot task on each worker connects to the echo task of the
+	// other, by its address on the network.
+	for i, w := range workers {
+		peer := workers[1-i]
+		addr, err := netip.ParsePrefix(echoes[peer.name].GetNetworks()[0].GetAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := createService(t, l, client, &objectv1.ServiceSpec{
+			Annotations: &objectv1.Annotations{Name: "probe-" + w.name},
+			Task: &objectv1.TaskSpec{
+				Container: &objectv1.ContainerSpec{Image: imageName, Args: []string{fmt.Sprintf("connect:%s:%d", addr.Addr(), echoPort)}},
+				Restart:   &objectv1.RestartPolicy{Condition: objectv1.RestartCondition_RESTART_CONDITION_NONE},
+				Placement: &objectv1.Placement{Constraints: []string{"node.hostname==" + w.name}},
+				Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "front"}},
+			},
+			Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+		})
+		var taskID string
+		l.eventually(60*time.Second, "the probe on "+w.name+" completes", func(ctx context.Context) error {
+			resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{probe}})
+			if err != nil {
+				return err
+			}
+			for _, tk := range resp.GetTasks() {
+				st := tk.GetStatus()
+				switch st.GetState() {
+				case objectv1.TaskState_TASK_STATE_COMPLETE:
+					taskID = tk.GetId()
+					return nil
+				case objectv1.TaskState_TASK_STATE_FAILED, objectv1.TaskState_TASK_STATE_REJECTED:
+					l.t.Errorf("the probe on %s connecting to %s:%d ended %s, exit code %d: %s", w.name, addr.Addr(), echoPort, st.GetState(), st.GetExitCode(), st.GetErr())
+					taskID = tk.GetId()
+					return nil
+				}
+				return fmt.Errorf("probe task %s is %s", tk.GetId(), st.GetState())
+			}
+			return errors.New("no probe task yet")
+		})
+		logs := taskLogs(t, client, taskID)
+		if want := "hello from "; !strings.Contains(logs, want) {
+			t.Errorf("the probe on %s, connecting to %s's echo task at %s:%d, printed %q, want %q...", w.name, peer.name, addr.Addr(), echoPort, logs, want)
+		} else {
+			t.Logf("%s -> %s (%s:%d): %s", w.name, peer.name, addr.Addr(), echoPort, strings.TrimSpace(logs))
+		}
+	}
+}
+
+// createService creates a service and, when the test ends, removes it and
+// waits until its tasks are gone from the nodes (containers, their
+// namespaces), before the lab is torn down.
+func createService(t *testing.T, l *lab, client controlv1.ControlClient, spec *objectv1.ServiceSpec) string {
+	t.Helper()
+	resp, err := client.CreateService(context.Background(), &controlv1.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		t.Fatalf("create service %s: %v", spec.GetAnnotations().GetName(), err)
+	}
+	id := resp.GetService().GetId()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: id}); err != nil {
+			t.Errorf("remove service %s: %v", spec.GetAnnotations().GetName(), err)
+			return
+		}
+		// Done when every task ended: its process is gone, and its
+		// container and namespace go with the lab.
+		for ctx.Err() == nil {
+			tasks, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+			if err == nil && !slices.ContainsFunc(tasks.GetTasks(), func(tk *objectv1.Task) bool {
+				return tk.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_COMPLETE && tk.GetStatus().GetState() >= objectv1.TaskState_TASK_STATE_ASSIGNED
+			}) {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("the tasks of service %s did not all end within 40s; the lab's cleanup kills what is left", spec.GetAnnotations().GetName())
+	})
+	return id
+}
+
+// taskLogs reads a task's whole log.
+func taskLogs(t *testing.T, client controlv1.ControlClient, taskID string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stream, err := client.TaskLogs(ctx, &controlv1.TaskLogsRequest{TaskRefs: []string{taskID}})
+	if err != nil {
+		t.Fatalf("task logs: %v", err)
+	}
+	var b strings.Builder
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return b.String()
+		}
+		if err != nil {
+			t.Fatalf("task logs: %v", err)
+		}
+		for _, line := range resp.GetLines() {
+			b.Write(line.GetData())
+			b.WriteByte('\n')
+		}
+		for _, e := range resp.GetErrors() {
+			t.Logf("task logs: error for %s: %v", e.GetTaskId(), e)
+		}
+	}
+}
