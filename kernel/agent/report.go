@@ -113,8 +113,9 @@ func (r *reporter) take(flush bool) []*workerv1.TaskStatusUpdate {
 }
 
 // run sends the resync, then every change, in reports of up to batchSize
-// updates: a full batch goes at once, a partial one when the oldest change
-// in it has waited interval. It returns nil when ctx ends, or send's error.
+// updates: a full batch goes at once, a partial one once interval has
+// passed since the last report (at once after a quiet interval). It returns
+// nil when ctx ends, or send's error.
 // Reports in flight when a session breaks are not lost: the next session's
 // resync sends them again.
 func (r *reporter) run(ctx context.Context, send func(*workerv1.StatusReport) error) error {
@@ -124,6 +125,7 @@ func (r *reporter) run(ctx context.Context, send func(*workerv1.StatusReport) er
 	timer.Stop()
 	defer timer.Stop()
 	armed := false
+	var last time.Time // when the last report went out
 	for {
 		for {
 			batch := r.take(flush)
@@ -133,10 +135,20 @@ func (r *reporter) run(ctx context.Context, send func(*workerv1.StatusReport) er
 			if err := send(&workerv1.StatusReport{Updates: batch}); err != nil {
 				return err
 			}
+			last = time.Now()
 		}
 		flush = false
 		if !armed && r.hasPending() {
-			timer.Reset(r.interval)
+			// The interval counts from the last report: a change after a
+			// quiet interval goes at once (a lone task starting is not held
+			// back), changes soon after it wait, so partial reports still
+			// go at most once per interval.
+			wait := r.interval - time.Since(last)
+			if wait <= 0 {
+				flush = true
+				continue
+			}
+			timer.Reset(wait)
 			armed = true
 		}
 		select {

@@ -63,14 +63,17 @@ func TestReporterBatches(t *testing.T) {
 			t.Fatalf("with nothing known, reports = %v, want none", got)
 		}
 
-		// A lone change waits for the interval.
+		// A change after a quiet interval goes at once; changes soon
+		// after it wait for the interval since that report.
 		rep.report("a", status(stateAccepted))
-		time.Sleep(50 * time.Millisecond)
-		rep.report("a", status(statePreparing)) // coalesced with the first
-		rep.report("b", status(stateAccepted))
 		synctest.Wait()
-		if got := rec.reports(); len(got) != 0 {
-			t.Fatalf("before the interval, reports = %v, want none", got)
+		time.Sleep(50 * time.Millisecond)
+		rep.report("a", status(statePreparing))
+		rep.report("b", status(stateAccepted))
+		rep.report("b", status(statePreparing)) // coalesced with b's first
+		synctest.Wait()
+		if got := rec.reports(); len(got) != 1 {
+			t.Fatalf("before the interval, reports = %v, want only the first change's", got)
 		}
 		time.Sleep(50 * time.Millisecond)
 		synctest.Wait()
@@ -83,7 +86,8 @@ func TestReporterBatches(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 
 		want := []sentReport{
-			{at: 100 * time.Millisecond, updates: []string{"a:TASK_STATE_PREPARING", "b:TASK_STATE_ACCEPTED"}},
+			{at: 0, updates: []string{"a:TASK_STATE_ACCEPTED"}},
+			{at: 100 * time.Millisecond, updates: []string{"a:TASK_STATE_PREPARING", "b:TASK_STATE_PREPARING"}},
 			{at: 100 * time.Millisecond, updates: []string{"t0:TASK_STATE_RUNNING", "t1:TASK_STATE_RUNNING", "t2:TASK_STATE_RUNNING"}},
 			{at: 200 * time.Millisecond, updates: []string{"t3:TASK_STATE_RUNNING"}},
 		}

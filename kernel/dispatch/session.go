@@ -32,9 +32,11 @@ type session struct {
 	d      *Dispatcher
 	peer   peer
 
-	sent         map[string]sentTask
-	pending      []*workerv1.AssignmentChange
-	pendingSince time.Time
+	sent    map[string]sentTask
+	pending []*workerv1.AssignmentChange
+	// lastFlush is when changes were last sent: a partial batch waits
+	// until maxBatchInterval has passed since then.
+	lastFlush time.Time
 }
 
 // assigned reports whether t belongs in its node's assignment set: placed,
@@ -73,20 +75,24 @@ func (s *session) change(t *objectv1.Task, removed bool) bool {
 }
 
 func (s *session) queue(c *workerv1.AssignmentChange) {
-	if len(s.pending) == 0 {
-		s.pendingSince = time.Now()
-	}
 	s.pending = append(s.pending, c)
 }
 
 func (s *session) full() bool { return len(s.pending) >= maxBatch }
 
+// flushDue reports whether the pending changes go now: a full batch at
+// once; a partial one once maxBatchInterval has passed since the last
+// send. The interval counts from the last send, not from the first pending
+// change: a change after a quiet spell (a lone task placed) goes at the
+// next tick instead of waiting out the interval, while a stream of changes
+// still leaves in at most one partial batch per interval.
 func (s *session) flushDue(now time.Time) bool {
-	return len(s.pending) > 0 && (s.full() || now.Sub(s.pendingSince) >= maxBatchInterval)
+	return len(s.pending) > 0 && (s.full() || now.Sub(s.lastFlush) >= maxBatchInterval)
 }
 
 // flush sends the pending changes, at most maxBatch per message.
 func (s *session) flush() {
+	s.lastFlush = time.Now()
 	for len(s.pending) > 0 {
 		n := min(len(s.pending), maxBatch)
 		batch := s.pending[:n:n]

@@ -36,7 +36,10 @@ type statusBatcher struct {
 
 	mu      sync.Mutex
 	pending map[string]pendingStatus // by task ID; the latest report wins
-	since   time.Time
+	// last is when a batch was last taken for writing: a partial batch
+	// waits until maxBatchInterval has passed since then (at once after a
+	// quiet spell, at most one partial write per interval under load).
+	last time.Time
 }
 
 func newStatusBatcher(r Raft, logger *slog.Logger) *statusBatcher {
@@ -72,9 +75,6 @@ func (b *statusBatcher) add(nodeID string, updates []*workerv1.TaskStatusUpdate)
 		}
 	}
 	b.mu.Lock()
-	if len(b.pending) == 0 {
-		b.since = time.Now()
-	}
 	for _, u := range updates {
 		if cur, ok := b.pending[u.TaskId]; ok && cur.status.GetState() > u.Status.GetState() {
 			continue
@@ -95,9 +95,10 @@ func (b *statusBatcher) add(nodeID string, updates []*workerv1.TaskStatusUpdate)
 func (b *statusBatcher) take(force bool) map[string]pendingStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.pending) == 0 || (!force && len(b.pending) < maxBatch && time.Since(b.since) < maxBatchInterval) {
+	if len(b.pending) == 0 || (!force && len(b.pending) < maxBatch && time.Since(b.last) < maxBatchInterval) {
 		return nil
 	}
+	b.last = time.Now()
 	out := b.pending
 	b.pending = map[string]pendingStatus{}
 	return out
