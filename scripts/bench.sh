@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the benchmarks recorded in BENCHMARKS.md. Long: about half an hour.
+# Runs the benchmarks recorded in BENCHMARKS.md. Long: about an hour.
 # SHOAL_BENCH_WORKERS, SHOAL_BENCH_REPLICAS and SHOAL_BENCH_HOLD scale the
 # cluster scenario down for a quick look (see kernel/clustertest).
 set -euo pipefail
@@ -15,3 +15,5 @@ go test -run '^$' -bench TaskLogs -benchtime 10x -count 3 -timeout 10m ./kernel/
 go test -run '^$' -bench Allocate -count 5 -timeout 10m ./plugins/ipam/ ./kernel/allocator/
 go test -run '^$' -bench Attach100 -benchtime 1x -count 5 -timeout 10m ./kernel/tasknet/
 go test -run '^$' -bench EndpointPropagation50 -count 5 -timeout 10m ./kernel/gossip/
+go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/e2etest/
+go test -run '^$' -bench CreateToRunning -benchtime 50x -count 2 ./plugins/executor-containerd/ctrexec/
