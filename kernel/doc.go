@@ -39,6 +39,9 @@
 //	              the worker's gossip and its routes to other nodes' tasks
 //	clustertest   a kit that starts real manager processes and simulated
 //	              workers for tests and benchmarks
+//	e2etest       a real one-node cluster with real containers: restarts and
+//	              exit codes, logs, plugin and agent kills, image pulls;
+//	              create-to-running benchmarks (root)
 //	netnstest     nodes as real agents in network namespaces of their own,
 //	              with containers reaching each other across nodes (root)
 //	hclogslog     hclog (raft, go-plugin) into slog
