@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -89,6 +90,27 @@ type record struct {
 	// Complete is false while Attach runs: a record found incomplete is
 	// cleaned up before anything else happens to the task.
 	Complete bool `json:"complete"`
+}
+
+// Attached returns the IDs of the tasks with an attachment recorded in the
+// state directory (complete or not), so that an executor can detach those
+// whose container is gone: a Remove interrupted between deleting the
+// container and detaching its networks leaves one.
+func (m *Manager) Attached() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(m.stateDir, "tasks"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tasknet: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok && !e.IsDir() {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 // New returns a Manager over cfg.StateDir, taking over the tasks recorded

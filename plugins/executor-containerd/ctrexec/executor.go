@@ -185,7 +185,39 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
 	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
 	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter)
+	if l, ok := network.(attachedLister); ok {
+		// Configure runs before any other call, so no Prepare is between
+		// its Attach and its container here.
+		sweepAttachments(ctx, c, l, network, e.log)
+	}
 	return nil
+}
+
+// attachedLister is implemented by a Network that can list the tasks it
+// holds attachments for (tasknet.Manager does).
+type attachedLister interface {
+	Attached() ([]string, error)
+}
+
+// sweepAttachments detaches the networks of tasks whose container is gone:
+// what a Remove interrupted between deleting the container and detaching
+// leaves behind, and that no one would otherwise ask to remove again.
+func sweepAttachments(ctx context.Context, c *client.Client, l attachedLister, network Network, log *slog.Logger) {
+	ids, err := l.Attached()
+	if err != nil {
+		log.Warn("listing task network attachments", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if _, err := c.LoadContainer(ctx, id); !errdefs.IsNotFound(err) {
+			continue // it exists (or containerd could not say): keep it
+		}
+		if err := network.Detach(ctx, id); err != nil {
+			log.Warn("detaching the networks of a removed task", "task_id", id, "err", err)
+			continue
+		}
+		log.Info("detached the networks of a task whose container is gone", "task_id", id)
+	}
 }
 
 // Close closes the connection to containerd; tasks keep running.

@@ -114,3 +114,52 @@ func TestTaskNetworks(t *testing.T) {
 		t.Errorf("netns still exists after Remove: %v", err)
 	}
 }
+
+func (f *fakeNetwork) Attached() ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ids := make([]string, 0, len(f.attached))
+	for id := range f.attached {
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// TestSweepsAttachmentsOfRemovedContainers: a new executor process detaches
+// the networks of tasks whose container is gone (a Remove interrupted after
+// deleting the container) and keeps those of tasks that exist.
+func TestSweepsAttachmentsOfRemovedContainers(t *testing.T) {
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("ip (iproute2) is not installed: run scripts/deps.sh")
+	}
+	address := startContainerd(t)
+	fake := &fakeNetwork{attached: map[string][]*objectv1.NetworkAttachment{}}
+	stateDir := t.TempDir()
+	configure := func() *Executor {
+		e := New(Options{LogDriver: env.driver, NewNetwork: func(string) (Network, error) { return fake, nil }})
+		t.Cleanup(func() { e.Close() })
+		if err := e.Configure(ctxT(t), executor.NodeInfo{StateDir: stateDir, ContainerdAddress: address}, []byte(`namespace = "`+testNamespace+`"`)); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	e := configure()
+	kept := newTask(t, "out:up", "sleep:inf")
+	kept.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24"}}
+	run(t, e, kept)
+	t.Cleanup(func() { e.Remove(context.Background(), kept.GetId()) })
+	orphan := "orphan" + kept.GetId()[6:]
+	if _, err := fake.Attach(ctxT(t), orphan, kept.Networks, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	configure()
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if _, ok := fake.attached[orphan]; ok {
+		t.Errorf("the attachment of %s, which has no container, was kept", orphan)
+	}
+	if _, ok := fake.attached[kept.GetId()]; !ok {
+		t.Errorf("the attachment of %s, whose container exists, was detached (detached: %v)", kept.GetId(), fake.detached)
+	}
+}
