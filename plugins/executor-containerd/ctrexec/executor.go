@@ -619,7 +619,24 @@ func (e *Executor) deleteTask(ctx context.Context, ctr client.Container) error {
 			return ctx.Err()
 		}
 	}
-	if _, err := tk.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+	_, err = tk.Delete(ctx, client.WithProcessKill)
+	// The shim exits once its last task is deleted, and may close its
+	// connection before containerd has its answer ("ttrpc: closed"), or
+	// die in between; containerd then cleans the task up after the dead
+	// shim. What counts is whether the task is gone: look again, and delete
+	// again, for a little while.
+	for attempt := 0; err != nil && !errdefs.IsNotFound(err) && attempt < 20; attempt++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		var again client.Task
+		if again, err = ctr.Task(ctx, nil); err == nil {
+			_, err = again.Delete(ctx, client.WithProcessKill)
+		}
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("delete process: %w", kind(err))
 	}
 	return nil
