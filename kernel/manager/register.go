@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -91,6 +92,12 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 			conn, err := m.leader.LeaderConn(cctx)
 			if err == nil {
 				_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
+			} else if jerr := m.joinThroughPeers(cctx, req); jerr == nil {
+				// No leader known here: a manager removed from the group
+				// (demoted) that missed its own removal campaigns alone
+				// and never hears of a leader again. Any other manager
+				// forwards the request to the one that leads.
+				err = nil
 			}
 			cancel()
 			if err != nil && ctx.Err() == nil {
@@ -116,6 +123,34 @@ func (m *Manager) recordStale(req *raftv1.JoinRequest) bool {
 	ms := n.GetManagerStatus()
 	return n.GetRole() != objectv1.NodeRole_NODE_ROLE_MANAGER || ms.GetRaftAddr() != req.RaftAddr || ms.GetApiAddr() != req.ApiAddr ||
 		n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY
+}
+
+// joinThroughPeers asks the other managers this node's state knows of, in
+// turn, to (re-)add it; each forwards to the leader.
+func (m *Manager) joinThroughPeers(ctx context.Context, req *raftv1.JoinRequest) error {
+	var addrs []string
+	m.st.View(func(tx *state.ReadTx) {
+		for _, n := range tx.Nodes() {
+			if a := n.GetManagerStatus().GetApiAddr(); a != "" && n.GetId() != m.NodeID() {
+				addrs = append(addrs, a)
+			}
+		}
+	})
+	last := errors.New("no other manager known")
+	for _, addr := range addrs {
+		conn, err := dialManager(addr, m.ident.id)
+		if err != nil {
+			last = err
+			continue
+		}
+		_, err = raftv1.NewMembershipClient(conn).Join(ctx, req)
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("%s: %w", addr, err)
+	}
+	return last
 }
 
 func (m *Manager) joinThroughSeeds(ctx context.Context, req *raftv1.JoinRequest) error {
