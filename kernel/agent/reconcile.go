@@ -127,6 +127,20 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 
 	case w.facts.exited:
+		// Seen exited (adopted after a restart): Wait returns at once for
+		// it, and releases the task's networks before the end is reported,
+		// as after any exit.
+		es, err := exec.Wait(ictx, w.id)
+		switch {
+		case ictx.Err() != nil:
+			return stepMore
+		case err == nil:
+			w.facts.exit = es
+		case errors.Is(err, sdk.ErrNotFound):
+			// Gone since: report the exit it was seen with.
+		default:
+			return w.retry(ictx, "wait", err)
+		}
 		w.finish(w.facts.exit)
 		return stepIdle
 

@@ -648,7 +648,10 @@ func TestAdoptsWhatTheExecutorHolds(t *testing.T) {
 		slices.Sort(calls)
 		want := []string{
 			"remove stray @none", "remove stray-ended @none",
-			"stop stray @none SIGTERM 10s", "wait runs @none",
+			"stop stray @none SIGTERM 10s",
+			// The exited ones are waited for too: Wait releases their
+			// networks before their end is reported.
+			"wait ended @none", "wait failed @none", "wait runs @none",
 		}
 		if !slices.Equal(calls, want) {
 			t.Errorf("executor calls = %q, want %q (no prepare, no start)", calls, want)

@@ -367,3 +367,47 @@ func TestHeartbeatAndDown(t *testing.T) {
 		t.Errorf("two nodes down took %d writes, want 1", w)
 	}
 }
+
+// An ended task stays in its node's assignment set, whatever its desired
+// state, until it is deleted: the worker keeps its container, and so its
+// logs, as long as the task is listed.
+func TestEndedTaskStaysAssignedUntilDeleted(t *testing.T) {
+	e := newEnv(t)
+	e.write(func(tx *state.Tx) error {
+		return tx.CreateTask(task("t1", "n1", objectv1.TaskState_TASK_STATE_RUNNING))
+	})
+	_, p := e.open("n1")
+	eventually(t, "the complete set", func() bool {
+		complete, _ := changes(p.messages())
+		return len(complete) == 1
+	})
+	// It ends, and is not wanted any more: sent once more (the desired
+	// state changed), never removed.
+	e.write(func(tx *state.Tx) error {
+		next := proto.Clone(tx.Task("t1")).(*objectv1.Task)
+		next.Status = &objectv1.TaskStatus{State: objectv1.TaskState_TASK_STATE_COMPLETE}
+		next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+		return tx.UpdateTask(next)
+	})
+	eventually(t, "the desired state sent", func() bool {
+		_, inc := changes(p.messages())
+		return len(inc) == 1
+	})
+	time.Sleep(3 * maxBatchInterval)
+	_, inc := changes(p.messages())
+	if len(inc) != 1 || len(inc[0]) != 1 || inc[0][0].GetAction() != workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UPDATE {
+		t.Fatalf("after the task ended: %v, want one update", inc)
+	}
+	// A new session (the worker's next) lists it too.
+	_, p2 := e.open("n1")
+	eventually(t, "the second complete set", func() bool {
+		complete, _ := changes(p2.messages())
+		return len(complete) == 1 && len(complete[0]) == 1 && complete[0][0].GetTask().GetId() == "t1"
+	})
+	// Deleted (pruned as history): removed.
+	e.write(func(tx *state.Tx) error { return tx.DeleteTask("t1") })
+	eventually(t, "the removal", func() bool {
+		_, inc := changes(p2.messages())
+		return len(inc) == 1 && len(inc[0]) == 1 && inc[0][0].GetAction() == workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_REMOVE
+	})
+}

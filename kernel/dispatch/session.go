@@ -40,17 +40,18 @@ type session struct {
 }
 
 // assigned reports whether t belongs in its node's assignment set: placed,
-// and not both finished and no longer wanted. A task wanted running is held
-// back until the allocator recorded an address on each of its networks.
+// and, when wanted running, with an address recorded on each of its
+// networks. A task stays in the set after it ended, until the orchestrator
+// deletes it (task_history_retention, or its service's removal): the worker
+// keeps its container, and so its logs, as long as the task is listed, and
+// removes it when the task leaves the set. The executor releases the
+// task's network attachments when its process exits (executor.Executor's
+// Wait), which is when the allocator frees its addresses.
 func assigned(t *objectv1.Task) bool {
-	st := t.GetStatus().GetState()
-	if st < objectv1.TaskState_TASK_STATE_ASSIGNED {
+	if t.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_ASSIGNED {
 		return false
 	}
-	if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING && !allocator.Allocated(t) {
-		return false
-	}
-	return !(t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING && st >= objectv1.TaskState_TASK_STATE_COMPLETE)
+	return t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING || allocator.Allocated(t)
 }
 
 // change records what t's new version means for the worker; it returns true

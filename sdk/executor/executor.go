@@ -50,7 +50,11 @@ type Executor interface {
 	// Wait blocks until the task's process exits and returns how it ended,
 	// or returns ctx's error when ctx ends first. For a process that already
 	// exited it returns at once. When it returns the exit status, every
-	// line the process wrote is in the task's logs.
+	// line the process wrote is in the task's logs, and the task's network
+	// attachments are released: the kernel reports the task ended and the
+	// manager may give its addresses (and published ports) to another task
+	// right after, while the task itself (container, logs) stays until
+	// Remove, so that its logs can still be read.
 	Wait(ctx context.Context, taskID string) (ExitStatus, error)
 
 	// Stop sends signal (empty: the task's stop signal, else SIGTERM) to

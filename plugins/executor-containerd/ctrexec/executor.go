@@ -444,7 +444,7 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (_ executor.ExitStat
 	}
 	if s.tk == nil {
 		if s.recorded {
-			return s.exit, nil
+			return s.exit, e.release(nctx, taskID)
 		}
 		return executor.ExitStatus{}, fmt.Errorf("task %s: not started: %w", taskID, sdk.ErrFailedPrecondition)
 	}
@@ -469,8 +469,28 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (_ executor.ExitStat
 	if err != nil {
 		return executor.ExitStatus{}, fmt.Errorf("task %s: %w", taskID, err)
 	}
+	if err := e.release(nctx, taskID); err != nil {
+		return executor.ExitStatus{}, err
+	}
 	e.awaitLogs(ctx, taskID)
 	return es, nil
+}
+
+// release detaches the networks of a task whose process has exited, before
+// Wait reports the exit: the manager frees the task's addresses and ports
+// once it is reported ended, while the container (and its logs) stays until
+// Remove. Detach is idempotent, so every Wait of an exited task calls it.
+func (e *Executor) release(ctx context.Context, taskID string) error {
+	e.mu.RLock()
+	network := e.net
+	e.mu.RUnlock()
+	if network == nil {
+		return nil
+	}
+	if err := network.Detach(ctx, taskID); err != nil {
+		return fmt.Errorf("task %s: detach networks: %w", taskID, err)
+	}
+	return nil
 }
 
 // Stop signals the task's process, then SIGKILLs it once grace has passed,

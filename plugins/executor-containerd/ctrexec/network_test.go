@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -101,6 +102,34 @@ func TestTaskNetworks(t *testing.T) {
 		t.Error("Attach was called for a task without networks")
 	}
 	fake.mu.Unlock()
+
+	// A task whose process exits gives its networks back when Wait
+	// returns (the manager frees its addresses then), and keeps its
+	// container and logs until Remove.
+	ended := newTask(t, "out:bye", "exit:0")
+	ended.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.8/24"}}
+	run(t, e, ended)
+	if _, err := e.Wait(ctxT(t), ended.Id); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	if _, ok := fake.attached[ended.Id]; ok {
+		t.Errorf("Wait returned with the ended task still attached (detached: %v)", fake.detached)
+	}
+	fake.mu.Unlock()
+	if _, err := os.Stat("/run/netns/" + netnsName(ended.Id)); !os.IsNotExist(err) {
+		t.Errorf("the ended task's netns still exists after Wait: %v", err)
+	}
+	if _, err := e.Inspect(ctxT(t), ended.Id); err != nil {
+		t.Errorf("the ended task is gone before Remove: %v", err)
+	}
+	var lines []string
+	if err := e.Logs(ctxT(t), ended.Id, executor.LogOptions{Tail: -1}, func(l executor.LogEntry) error {
+		lines = append(lines, string(l.Line))
+		return nil
+	}); err != nil || !slices.Contains(lines, "bye") {
+		t.Errorf("the ended task's logs after Wait: %q, %v; want its line", lines, err)
+	}
 
 	if err := e.Remove(ctxT(t), netted.Id); err != nil {
 		t.Fatal(err)
