@@ -1,8 +1,8 @@
 // Command executor-containerd is the executor plugin that runs a node's
 // tasks as containers through containerd (package ctrexec), with task
 // networking from kernel/tasknet. The same binary is each task's log driver
-// when the containerd shim starts it with "log-driver DIR" (package
-// logdriver).
+// when the containerd shim starts it with "log-driver DIR" and its rotation
+// limits (package logdriver).
 package main
 
 import (

@@ -12,11 +12,12 @@
 //
 // Output goes through a logging binary that the containerd shim starts
 // beside each task (containerd's "binary://" stdio): the plugin's own
-// executable, run as `executor-containerd log-driver DIR` (package
-// logdriver). It is a child of the shim, not of the plugin, so a task's
-// logs keep flowing into its files while the plugin is down. Each stream
-// has its own file of time-stamped lines under the executor's state
-// directory.
+// executable, run as `executor-containerd log-driver DIR max-size BYTES
+// max-files N` (package logdriver). It is a child of the shim, not of the
+// plugin, so a task's logs keep flowing into its files while the plugin is
+// down. Each stream has its own files of time-stamped lines under the
+// executor's state directory, rotated by size (log_max_size,
+// log_max_files).
 //
 // Networking: a task without networks shares the node's network namespace
 // (like `docker run --network host`), which keeps a one-node cluster simple
@@ -71,7 +72,8 @@ type Network interface {
 // Options are what the plugin's main gives an Executor besides its config.
 type Options struct {
 	// LogDriver is the executable the shim runs as each task's logging
-	// binary with the arguments "log-driver DIR" (see package logdriver).
+	// binary with the arguments of logdriver.Args ("log-driver DIR" and
+	// the rotation limits).
 	// Default: this process's executable.
 	LogDriver string
 	// NewNetwork makes the Network once the executor knows its state
@@ -402,12 +404,12 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 	tk := s.tk
 	if tk == nil {
 		e.mu.RLock()
-		driver, dir := e.driver, e.taskLogDir(taskID)
+		driver, dir, limits := e.driver, e.taskLogDir(taskID), e.cfg.logLimits()
 		e.mu.RUnlock()
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("task %s: logs: %w", taskID, err)
 		}
-		tk, err = ctr.NewTask(ctx, cio.BinaryIO(driver, map[string]string{logdriver.Arg: dir}))
+		tk, err = ctr.NewTask(ctx, cio.BinaryIO(driver, logdriver.Args(dir, limits)))
 		if errdefs.IsAlreadyExists(err) {
 			tk, err = ctr.Task(ctx, nil) // created concurrently
 		}

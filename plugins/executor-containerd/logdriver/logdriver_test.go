@@ -62,7 +62,7 @@ func TestDrive(t *testing.T) {
 	errR, errW := io.Pipe()
 	done := make(chan error, 1)
 	readied := false
-	go func() { done <- Drive(dir, outR, errR, func() error { readied = true; return nil }) }()
+	go func() { done <- Drive(dir, Limits{}, outR, errR, func() error { readied = true; return nil }) }()
 	io.WriteString(outW, "o1\no2\n")
 	io.WriteString(errW, "e1\n")
 	outW.Close()

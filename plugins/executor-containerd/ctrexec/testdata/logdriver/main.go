@@ -13,7 +13,7 @@ import (
 
 func main() {
 	if !logdriver.IsDriver(os.Args) {
-		fmt.Fprintln(os.Stderr, "usage: logdriver log-driver DIR (started by the containerd shim)")
+		fmt.Fprintln(os.Stderr, "usage: logdriver log-driver DIR [max-size BYTES max-files N] (started by the containerd shim)")
 		os.Exit(2)
 	}
 	logdriver.Main()
