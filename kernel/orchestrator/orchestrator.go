@@ -76,6 +76,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	dirty := map[string]bool{}
 	nodes := map[string]bool{}      // nodes that changed: their tasks' services need a look
+	started := map[string]bool{}    // services with a task that started running
 	wakes := map[string]time.Time{} // services with a restart delay running out
 	allGlobal := false
 	events, cancel := o.st.ViewAndWatch(func(tx *state.ReadTx) {
@@ -93,6 +94,21 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	})
 	defer cancel()
 	for {
+		if len(started) > 0 {
+			// A task that starts running matters only to a rolling update
+			// (a batch's monitor, a start-first replacement letting its old
+			// task go). Looking at a whole service for every task that
+			// starts would make bringing up a 10,000-task service
+			// quadratic.
+			o.st.View(func(tx *state.ReadTx) {
+				for id := range started {
+					if rollingUpdateOpen(tx.Service(id)) {
+						dirty[id] = true
+					}
+				}
+			})
+			clear(started)
+		}
 		if len(dirty) > 0 || allGlobal || len(nodes) > 0 {
 			if allGlobal {
 				o.st.View(func(tx *state.ReadTx) {
@@ -167,7 +183,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			allGlobal = mark(ev, dirty, nodes) || allGlobal
+			allGlobal = mark(ev, dirty, nodes, started) || allGlobal
 		}
 		timer := time.NewTimer(settle)
 	gather:
@@ -181,7 +197,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 					timer.Stop()
 					return nil
 				}
-				allGlobal = mark(ev, dirty, nodes) || allGlobal
+				allGlobal = mark(ev, dirty, nodes, started) || allGlobal
 			case <-timer.C:
 				break gather
 			}
@@ -189,9 +205,17 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 	}
 }
 
+// rollingUpdateOpen reports whether svc has a rolling update (or rollback)
+// that is not finished: running, or paused.
+func rollingUpdateOpen(svc *objectv1.Service) bool {
+	return svc.GetUpdateStatus() != nil && !updateDone(svc.GetUpdateStatus())
+}
+
 // mark records what an event makes dirty; it returns true when every global
-// service needs a look (the set of nodes changed).
-func mark(ev state.Event, dirty, nodes map[string]bool) bool {
+// service needs a look (the set of nodes changed). Services with a task that
+// started running go to started: they need a look only while a rolling
+// update is open, which the caller checks.
+func mark(ev state.Event, dirty, nodes, started map[string]bool) bool {
 	switch {
 	case ev.Service != nil:
 		dirty[ev.Service.Id] = true
@@ -211,8 +235,8 @@ func mark(ev state.Event, dirty, nodes map[string]bool) bool {
 		}
 		// A task that starts running may let a rolling update move on.
 		if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
-			ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil {
-			dirty[t.GetServiceId()] = true
+			ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil && started != nil {
+			started[t.GetServiceId()] = true
 		}
 	case ev.Node != nil:
 		if nodes != nil {

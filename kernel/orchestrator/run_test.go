@@ -229,25 +229,30 @@ func TestMark(t *testing.T) {
 		ev        state.Event
 		wantDirty bool
 		wantNodes bool
+		// wantStarted: the service needs a look if a rolling update is
+		// open (the caller checks).
+		wantStarted bool
 	}{
-		{"service created", state.Event{Kind: create, Service: &objectv1.Service{Id: "s"}}, true, false},
-		{"service updated", state.Event{Kind: update, Service: &objectv1.Service{Id: "s"}}, true, false},
-		{"service deleted", state.Event{Kind: del, Service: &objectv1.Service{Id: "s"}}, true, false},
-		{"task created", state.Event{Kind: create, Task: task(stateRunning, statePending)}, false, false},
-		{"task assigned", state.Event{Kind: update, Task: task(stateRunning, stateAssigned)}, false, false},
-		{"task failed", state.Event{Kind: update, Task: task(stateRunning, stateFailed)}, true, false},
-		{"task complete", state.Event{Kind: update, Task: task(stateRunning, stateComplete)}, true, false},
-		{"task shut down as asked", state.Event{Kind: update, Task: task(stateShutdown, stateShutdown)}, false, false},
-		{"task deleted", state.Event{Kind: del, Task: task(stateShutdown, stateShutdown)}, true, false},
-		{"node created", state.Event{Kind: create, Node: &objectv1.Node{Id: "n"}}, false, true},
-		{"node deleted", state.Event{Kind: del, Node: &objectv1.Node{Id: "n"}}, false, true},
-		{"cluster updated", state.Event{Kind: update, Cluster: &objectv1.Cluster{Id: "c"}}, false, false},
+		{"service created", state.Event{Kind: create, Service: &objectv1.Service{Id: "s"}}, true, false, false},
+		{"service updated", state.Event{Kind: update, Service: &objectv1.Service{Id: "s"}}, true, false, false},
+		{"service deleted", state.Event{Kind: del, Service: &objectv1.Service{Id: "s"}}, true, false, false},
+		{"task created", state.Event{Kind: create, Task: task(stateRunning, statePending)}, false, false, false},
+		{"task assigned", state.Event{Kind: update, Task: task(stateRunning, stateAssigned)}, false, false, false},
+		{"task started", state.Event{Kind: update, Task: task(stateRunning, stateRunning), OldTask: task(stateRunning, objectv1.TaskState_TASK_STATE_STARTING)}, false, false, true},
+		{"task still running", state.Event{Kind: update, Task: task(stateRunning, stateRunning), OldTask: task(stateRunning, stateRunning)}, false, false, false},
+		{"task failed", state.Event{Kind: update, Task: task(stateRunning, stateFailed)}, true, false, false},
+		{"task complete", state.Event{Kind: update, Task: task(stateRunning, stateComplete)}, true, false, false},
+		{"task shut down as asked", state.Event{Kind: update, Task: task(stateShutdown, stateShutdown)}, false, false, false},
+		{"task deleted", state.Event{Kind: del, Task: task(stateShutdown, stateShutdown)}, true, false, false},
+		{"node created", state.Event{Kind: create, Node: &objectv1.Node{Id: "n"}}, false, true, false},
+		{"node deleted", state.Event{Kind: del, Node: &objectv1.Node{Id: "n"}}, false, true, false},
+		{"cluster updated", state.Event{Kind: update, Cluster: &objectv1.Cluster{Id: "c"}}, false, false, false},
 	}
 	for _, tt := range tests {
-		dirty := map[string]bool{}
-		gotNodes := mark(tt.ev, dirty, nil)
-		if gotNodes != tt.wantNodes || dirty["s"] != tt.wantDirty || len(dirty) > 1 {
-			t.Errorf("mark(%s) = %t, dirty %v; want %t, dirty[s] = %t", tt.name, gotNodes, dirty, tt.wantNodes, tt.wantDirty)
+		dirty, started := map[string]bool{}, map[string]bool{}
+		gotNodes := mark(tt.ev, dirty, nil, started)
+		if gotNodes != tt.wantNodes || dirty["s"] != tt.wantDirty || len(dirty) > 1 || started["s"] != tt.wantStarted || len(started) > 1 {
+			t.Errorf("mark(%s) = %t, dirty %v, started %v; want %t, dirty[s] = %t, started[s] = %t", tt.name, gotNodes, dirty, started, tt.wantNodes, tt.wantDirty, tt.wantStarted)
 		}
 	}
 }
