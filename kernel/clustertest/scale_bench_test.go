@@ -180,10 +180,15 @@ func BenchmarkScale(b *testing.B) {
 		// Progress is read from the leader's task-state gauges: listing
 		// 10,000 tasks every few milliseconds would load the leader more
 		// than the scenario itself.
-		var assigned, running time.Duration
+		var assigned, running, slowest time.Duration
 		_ = svc
 		for assigned == 0 || running == 0 {
+			// A figure counts from the end of the scrape that first shows
+			// it: an upper bound, off by at most the scrape's own time,
+			// which grows under this load (reported as scrape-max-s).
+			scrape := time.Now()
 			states := metricVec(b, leader, "shoal_state_tasks")
+			slowest = max(slowest, time.Since(scrape))
 			r := int(states["running"])
 			a := 0
 			for st, n := range states {
@@ -202,9 +207,10 @@ func BenchmarkScale(b *testing.B) {
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		b.Logf("%d replicas: all assigned after %s, all running after %s", replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond))
+		b.Logf("%d replicas: all assigned after %s, all running after %s (slowest scrape of the leader's gauges: %s)", replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond), slowest.Round(time.Millisecond))
 		b.ReportMetric(assigned.Seconds(), "assigned-s")
 		b.ReportMetric(running.Seconds(), "running-s")
+		b.ReportMetric(slowest.Seconds(), "scrape-max-s")
 
 		// 2. Hold.
 		mu.Lock()

@@ -64,7 +64,7 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {
 		var nodes, services, tasks, running int
 		m.st.View(func(tx *state.ReadTx) {
-			nodes, services = len(tx.Nodes()), len(tx.Services())
+			nodes, services = tx.CountNodes(), len(tx.Services())
 			for st := range objectv1.TaskState_name {
 				tasks += tx.CountTasksByState(objectv1.TaskState(st))
 			}

@@ -174,3 +174,10 @@ func finish(props []*proposal, err error) {
 		pr.done <- err
 	}
 }
+
+// logCacheEntries is how many of the newest log entries the leader keeps in
+// memory to replicate them without reading the WAL back. Followers that
+// keep up only ever need the last few; an entry holds at most maxEntryBytes,
+// so the cache holds at most 64 × 4 MiB, and usually a small part of that
+// (a status batch is a few KiB).
+const logCacheEntries = 64

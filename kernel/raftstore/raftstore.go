@@ -201,7 +201,15 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 		}
 	}
 
-	r, err := raft.NewRaft(rc, &fsm{st: st}, w, w, snaps, n.trans)
+	// The leader sends every entry to each follower right after appending
+	// it; without a cache each AppendEntries reads it (and the one before)
+	// back from the WAL and decodes it again.
+	logs, err := raft.NewLogCache(logCacheEntries, w)
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("raftstore: log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, &fsm{st: st}, logs, w, snaps, n.trans)
 	if err != nil {
 		cleanup()
 		return nil, fmt.Errorf("raftstore: %w", err)

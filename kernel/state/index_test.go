@@ -129,6 +129,15 @@ func TestIndexes(t *testing.T) {
 					t.Errorf("after %q: %s = %v, want %v", step.name, q.name, got, want)
 				}
 			}
+			// The counts the metrics read agree with the listings.
+			if got, want := tx.CountNodes(), len(tx.Nodes()); got != want {
+				t.Errorf("after %q: CountNodes = %d, want %d", step.name, got, want)
+			}
+			for _, st := range []objectv1.TaskState{running, pending, failed} {
+				if got, want := tx.CountTasksByState(st), len(tx.TasksByState(st)); got != want {
+					t.Errorf("after %q: CountTasksByState(%v) = %d, want %d", step.name, st, got, want)
+				}
+			}
 		})
 	}
 }

@@ -126,6 +126,14 @@ func (tx *ReadTx) TasksByService(serviceID string) []*objectv1.Task {
 	return indexed(tx, taskKind, func(t *tables) entries[*objectv1.Task] { return t.tasksByService.get(serviceID) })
 }
 
+// CountNodes returns how many nodes there are, without listing or sorting
+// them (metrics).
+func (tx *ReadTx) CountNodes() int {
+	n := 0
+	each(tx, nodeKind, func(t *tables) entries[*objectv1.Node] { return t.nodes.all() }, func(*objectv1.Node) { n++ })
+	return n
+}
+
 // CountTasksByState returns how many tasks have observed state st, in
 // constant time (metrics).
 func (tx *ReadTx) CountTasksByState(st objectv1.TaskState) int {
