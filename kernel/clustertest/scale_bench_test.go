@@ -179,13 +179,17 @@ func BenchmarkScale(b *testing.B) {
 		}
 		// Progress is read from the leader's task-state gauges: listing
 		// 10,000 tasks every few milliseconds would load the leader more
-		// than the scenario itself.
-		var assigned, running, slowest time.Duration
+		// than the scenario itself. Under this load one scrape can take a
+		// second or more, so the scrapes only tell when the service is
+		// there; the figures are the leader's own: when it applied the
+		// last change moving a task into ASSIGNED (the last placement's
+		// commit) and into RUNNING (the last start reported), from
+		// shoal_state_task_state_entered_timestamp_seconds, on the same
+		// clock as start. The scrape-based times are reported beside them
+		// as upper bounds.
+		var seenAssigned, seenRunning, slowest time.Duration
 		_ = svc
-		for assigned == 0 || running == 0 {
-			// A figure counts from the end of the scrape that first shows
-			// it: an upper bound, off by at most the scrape's own time,
-			// which grows under this load (reported as scrape-max-s).
+		for seenAssigned == 0 || seenRunning == 0 {
 			scrape := time.Now()
 			states := metricVec(b, leader, "shoal_state_tasks")
 			slowest = max(slowest, time.Since(scrape))
@@ -196,20 +200,33 @@ func BenchmarkScale(b *testing.B) {
 					a += int(n)
 				}
 			}
-			if assigned == 0 && a == replicas {
-				assigned = time.Since(start)
+			if seenAssigned == 0 && a == replicas {
+				seenAssigned = time.Since(start)
 			}
-			if running == 0 && r == replicas {
-				running = time.Since(start)
+			if seenRunning == 0 && r == replicas {
+				seenRunning = time.Since(start)
 			}
 			if time.Since(start) > 2*time.Minute {
 				b.Fatalf("after 2m: %d assigned, %d running of %d", a, r, replicas)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		b.Logf("%d replicas: all assigned after %s, all running after %s (slowest scrape of the leader's gauges: %s)", replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond), slowest.Round(time.Millisecond))
+		entered := metricVec(b, leader, "shoal_state_task_state_entered_timestamp_seconds")
+		since := func(state string) time.Duration {
+			at := time.Unix(0, int64(entered[state]*1e9))
+			if entered[state] == 0 || at.Before(start) {
+				b.Fatalf("the leader recorded no task entering %s after the service's creation (%v)", state, entered)
+			}
+			return at.Sub(start)
+		}
+		assigned, running := since("assigned"), since("running")
+		b.Logf("%d replicas: all assigned after %s, all running after %s (seen in the leader's gauges after %s and %s; slowest scrape %s)",
+			replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond),
+			seenAssigned.Round(time.Millisecond), seenRunning.Round(time.Millisecond), slowest.Round(time.Millisecond))
 		b.ReportMetric(assigned.Seconds(), "assigned-s")
 		b.ReportMetric(running.Seconds(), "running-s")
+		b.ReportMetric(seenAssigned.Seconds(), "assigned-seen-s")
+		b.ReportMetric(seenRunning.Seconds(), "running-seen-s")
 		b.ReportMetric(slowest.Seconds(), "scrape-max-s")
 
 		// 2. Hold.

@@ -60,6 +60,18 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 			ch <- prometheus.MustNewConstMetric(tasks, prometheus.GaugeValue, float64(n), name)
 		}
 	}})
+	entered := prometheus.NewDesc("shoal_state_task_state_entered_timestamp_seconds",
+		"Unix time this manager last applied a change moving a task into the observed state (placements: assigned; starts: running).", []string{"state"}, nil)
+	reg.MustRegister(collectorFunc{desc: entered, collect: func(ch chan<- prometheus.Metric) {
+		for st := range objectv1.TaskState_name {
+			at := m.st.TaskStateEntered(objectv1.TaskState(st))
+			if st == 0 || at.IsZero() {
+				continue
+			}
+			name := strings.ToLower(strings.TrimPrefix(objectv1.TaskState(st).String(), "TASK_STATE_"))
+			ch <- prometheus.MustNewConstMetric(entered, prometheus.GaugeValue, float64(at.UnixNano())/1e9, name)
+		}
+	}})
 	objects := prometheus.NewDesc("shoal_state_objects", "Objects in the local state, by kind.", []string{"kind"}, nil)
 	reg.MustRegister(collectorFunc{desc: objects, collect: func(ch chan<- prometheus.Metric) {
 		var nodes, services, tasks, running int

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -62,8 +63,27 @@ func (s *Store) Apply(index uint64, cmd *raftv1.Command) []error {
 		}
 	}
 	s.t.index = index
+	s.noteEntered(events)
 	s.publish(events)
 	return errs
+}
+
+// noteEntered records the time of the task state changes among events.
+func (s *Store) noteEntered(events []Event) {
+	var now int64
+	for _, e := range events {
+		if e.Task == nil || e.Kind == raftv1.ActionKind_ACTION_KIND_DELETE {
+			continue
+		}
+		st := e.Task.GetStatus().GetState()
+		if st < 0 || int(st) >= len(s.entered) || (e.OldTask != nil && e.OldTask.GetStatus().GetState() == st) {
+			continue
+		}
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		s.entered[st].Store(now)
+	}
 }
 
 // applyTxn applies txn's actions, appending one event each to events. On

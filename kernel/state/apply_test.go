@@ -211,3 +211,39 @@ func TestApplyEmptyCommandMovesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TaskStateEntered moves only for changes into a state: a create in it, or
+// an update from another state; not for an update within it, nor for a
+// failed transaction.
+func TestTaskStateEntered(t *testing.T) {
+	s := seeded(t) // t1 running, t2 assigned, t3 pending
+	for _, st := range []objectv1.TaskState{running, pending, failed} {
+		if got := s.TaskStateEntered(st); got.IsZero() != (st == failed) {
+			t.Errorf("after seeding: TaskStateEntered(%v) = %v", st, got)
+		}
+	}
+	seededRunning := s.TaskStateEntered(running)
+	time.Sleep(time.Millisecond)
+	before := time.Now()
+	mustApply(t, s, 2, txn(act(opUpdate, withVersion(testTask("t2", "s1", "n2", running, running), 1))))
+	if got := s.TaskStateEntered(running); got.Before(before) {
+		t.Errorf("after t2 ran: TaskStateEntered(running) = %v, want at or after %v", got, before)
+	}
+	entered := s.TaskStateEntered(running)
+	time.Sleep(time.Millisecond)
+	// An update that keeps the state, and a failed transaction into a new one.
+	mustApply(t, s, 3, txn(act(opUpdate, withVersion(testTask("t1", "s1", "n2", running, running), 1))))
+	s.Apply(4, command(txn(act(opUpdate, withVersion(testTask("t3", "s1", "", running, failed), 99)))))
+	if got := s.TaskStateEntered(running); !got.Equal(entered) {
+		t.Errorf("after an update within running: TaskStateEntered(running) = %v, want %v", got, entered)
+	}
+	if got := s.TaskStateEntered(failed); !got.IsZero() {
+		t.Errorf("after a failed transaction: TaskStateEntered(failed) = %v, want zero", got)
+	}
+	if !entered.After(seededRunning) {
+		t.Errorf("TaskStateEntered(running) did not move: %v", entered)
+	}
+	if got := s.TaskStateEntered(objectv1.TaskState(1000)); !got.IsZero() {
+		t.Errorf("TaskStateEntered(1000) = %v, want zero", got)
+	}
+}

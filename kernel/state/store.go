@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -31,6 +33,29 @@ type Store struct {
 
 	// watchLimit is watchQueueLimit; tests lower it.
 	watchLimit int
+
+	// entered is, per observed task state, the wall time (Unix nanoseconds)
+	// this store last applied a change moving a task into it: for metrics,
+	// read without mu so that a scrape never waits behind writers.
+	entered [maxTaskState + 1]atomic.Int64
+}
+
+// maxTaskState bounds the task states entered records.
+const maxTaskState = 32
+
+// TaskStateEntered returns when this store last applied a change that moved
+// a task into observed state st (a create in st counts), or the zero time
+// if none did since the store was created. It is local, wall-clock
+// bookkeeping, not replicated state.
+func (s *Store) TaskStateEntered(st objectv1.TaskState) time.Time {
+	if st < 0 || int(st) >= len(s.entered) {
+		return time.Time{}
+	}
+	ns := s.entered[st].Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // New returns an empty store at Raft index 0.
