@@ -161,6 +161,15 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		w.finish(es)
 		return stepIdle
 
+	case w.facts.prepared && reported >= stateRunning:
+		// The container is there but its process is gone with no exit
+		// recorded: the node (or its containerd) restarted under it. A
+		// task is never started twice, so it has failed; the orchestrator
+		// replaces it as its restart policy says, and its container stays
+		// until then, with its logs.
+		w.advance(stateFailed, "lost", "the task's process is gone without an exit status: the node or its container runtime restarted")
+		return stepIdle
+
 	case w.facts.prepared:
 		w.advance(stateReady, "prepared", "")
 		w.advance(stateStarting, "starting", "")

@@ -706,3 +706,33 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+// TestLostProcessIsNotStartedAgain: after a node restart the executor holds
+// a task's container but neither its process nor an exit status. The
+// manager holds the task as RUNNING: it ran once, so it is reported failed
+// (the orchestrator replaces it), never started a second time.
+func TestLostProcessIsNotStartedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(f *fakeExec) {
+			f.mu.Lock()
+			f.tasks["rebooted"] = &fakeTask{done: make(chan struct{})} // held, never exited, not running
+			f.tasks["fresh"] = &fakeTask{done: make(chan struct{})}
+			f.mu.Unlock()
+		})
+		synctest.Wait()
+		e.apply(t, complete,
+			update(task("rebooted", running, running)),
+			update(task("fresh", running, objectv1.TaskState_TASK_STATE_ASSIGNED)))
+		calls := e.exec.takeCalls()
+		started := func(id string) bool {
+			return slices.ContainsFunc(calls, func(c string) bool { return strings.HasPrefix(c, "start "+id+" ") })
+		}
+		if started("rebooted") {
+			t.Errorf("executor calls = %q: the task that ran before the restart was started again", calls)
+		}
+		if !started("fresh") {
+			t.Errorf("executor calls = %q: the prepared task that never ran was not started", calls)
+		}
+		checkState(t, e, "rebooted", "FAILED the task's process is gone without an exit status: the node or its container runtime restarted")
+	})
+}
