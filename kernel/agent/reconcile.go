@@ -167,6 +167,7 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		// task is never started twice, so it has failed; the orchestrator
 		// replaces it as its restart policy says, and its container stays
 		// until then, with its logs.
+		w.release(ctx, t)
 		w.advance(stateFailed, "lost", "the task's process is gone without an exit status: the node or its container runtime restarted")
 		return stepIdle
 
@@ -177,6 +178,7 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 			if ctx.Err() != nil {
 				return stepMore
 			}
+			w.release(ctx, t)
 			w.advance(stateFailed, "starting failed", fmt.Sprintf("start: %v", err))
 			return stepIdle
 		}
@@ -223,11 +225,27 @@ func (w *taskWorker) shutdown(ctx, ictx context.Context, t *objectv1.Task) stepR
 	case w.status.GetState() >= stateComplete:
 		return stepIdle
 	case w.facts.exited:
+		w.release(ctx, t)
 		w.finish(w.facts.exit) // it ended by itself before anyone asked
 	default:
+		w.release(ctx, t)
 		w.advance(stateShutdown, "shut down before it started", "")
 	}
 	return stepIdle
+}
+
+// release gives back what a task that will not run again holds besides
+// its container (its network attachments; the manager frees their
+// addresses once the task is reported ended): Stop does that for a task
+// whose process does not run, as Wait does after an exit. A failure is
+// logged, not retried: Remove releases them at the latest.
+func (w *taskWorker) release(ctx context.Context, t *objectv1.Task) {
+	if !w.facts.held {
+		return
+	}
+	if err := w.set.exec.Stop(ctx, w.id, stopSignal(t), 0); err != nil && !errors.Is(err, sdk.ErrNotFound) && ctx.Err() == nil {
+		w.set.log.Warn("releasing an ended task's networks", "task_id", w.id, "error", err)
+	}
 }
 
 // stop stops the task's process and reports SHUTDOWN with its exit code.

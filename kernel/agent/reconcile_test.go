@@ -381,7 +381,9 @@ func TestTaskFailsToPrepareOrStart(t *testing.T) {
 		checkState(t, e, "bad-cmd", "FAILED start: no such file")
 		calls := e.exec.takeCalls()
 		slices.Sort(calls)
-		want := []string{"prepare bad-cmd @PREPARING", "prepare bad-image @PREPARING", "start bad-cmd @STARTING"}
+		// The task that failed to start is stopped, which releases its
+		// networks before its end is reported.
+		want := []string{"prepare bad-cmd @PREPARING", "prepare bad-image @PREPARING", "start bad-cmd @STARTING", "stop bad-cmd @STARTING SIGTERM 0s"}
 		if !slices.Equal(calls, want) {
 			t.Errorf("executor calls = %q, want %q", calls, want)
 		}
@@ -544,7 +546,9 @@ func TestStopInterruptsPrepare(t *testing.T) {
 		e.apply(t, complete, update(task("t1", running, assigned)))
 		checkCalls(t, e, "prepare t1 @PREPARING")
 		e.apply(t, incremental, update(task("t1", shutdown, objectv1.TaskState_TASK_STATE_PREPARING)))
-		checkCalls(t, e)
+		// Stopped, not started: what Prepare attached is released before
+		// the end is reported.
+		checkCalls(t, e, "stop t1 @PREPARING SIGTERM 0s")
 		checkState(t, e, "t1", "SHUTDOWN")
 		// What the interrupted Prepare may have left is removed with the
 		// task.

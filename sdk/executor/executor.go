@@ -63,7 +63,10 @@ type Executor interface {
 	// returns nil (an unknown task: nil or sdk.ErrNotFound). A signal
 	// ParseSignal does not know is sdk.ErrInvalidArgument. A Stop whose
 	// ctx ends does not take the kill back: the process is still killed
-	// once grace has passed.
+	// once grace has passed. When Stop returns nil the process is not
+	// running (or never ran) and, as after Wait, the task's network
+	// attachments are released: the kernel stops a task that will not
+	// run again before it reports it ended.
 	Stop(ctx context.Context, taskID string, signal string, grace time.Duration) error
 
 	// Remove deletes the task and everything Prepare made for it, killing

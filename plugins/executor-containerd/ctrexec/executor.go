@@ -496,9 +496,22 @@ func (e *Executor) release(ctx context.Context, taskID string) error {
 }
 
 // Stop signals the task's process, then SIGKILLs it once grace has passed,
-// and returns once it exited.
+// and returns once it exited, with the task's networks released.
 func (e *Executor) Stop(ctx context.Context, taskID string, signal string, grace time.Duration) (err error) {
 	defer ctxFirst(ctx, &err)
+	if err := e.stop(ctx, taskID, signal, grace); err != nil {
+		return err
+	}
+	// The process is not running: its networks go back, as after Wait.
+	nctx, _, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return e.release(nctx, taskID)
+}
+
+// stop is Stop up to the process's end.
+func (e *Executor) stop(ctx context.Context, taskID string, signal string, grace time.Duration) error {
 	nctx, c, err := e.conn(ctx)
 	if err != nil {
 		return err

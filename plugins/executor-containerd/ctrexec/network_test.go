@@ -131,6 +131,22 @@ func TestTaskNetworks(t *testing.T) {
 		t.Errorf("the ended task's logs after Wait: %q, %v; want its line", lines, err)
 	}
 
+	// So does a prepared task that will never start, once stopped.
+	unstarted := newTask(t, "sleep:inf")
+	unstarted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.9/24"}}
+	if err := e.Prepare(ctxT(t), unstarted, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Remove(context.Background(), unstarted.Id) })
+	if err := e.Stop(ctxT(t), unstarted.Id, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	fake.mu.Lock()
+	if _, ok := fake.attached[unstarted.Id]; ok {
+		t.Errorf("Stop of a task that never started returned with it still attached (detached: %v)", fake.detached)
+	}
+	fake.mu.Unlock()
+
 	if err := e.Remove(ctxT(t), netted.Id); err != nil {
 		t.Fatal(err)
 	}
