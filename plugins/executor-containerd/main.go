@@ -1,8 +1,9 @@
 // Command executor-containerd is the executor plugin that runs a node's
 // tasks as containers through containerd (package ctrexec), with task
-// networking from kernel/tasknet. The same binary is each task's log driver
-// when the containerd shim starts it with "log-driver DIR" and its rotation
-// limits (package logdriver).
+// networking from kernel/tasknet. Each task's log driver is
+// executor-containerd-logdriver beside it; without that, this binary is
+// the driver when the containerd shim starts it with "log-driver DIR" and
+// its rotation limits (package logdriver).
 package main
 
 import (

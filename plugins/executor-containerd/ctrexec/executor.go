@@ -11,8 +11,9 @@
 // containers again and Wait, Stop and Logs work on them as before.
 //
 // Output goes through a logging binary that the containerd shim starts
-// beside each task (containerd's "binary://" stdio): the plugin's own
-// executable, run as `executor-containerd log-driver DIR max-size BYTES
+// beside each task (containerd's "binary://" stdio):
+// executor-containerd-logdriver installed beside the plugin (or the
+// plugin's own executable), run as `log-driver DIR max-size BYTES
 // max-files N` (package logdriver). It is a child of the shim, not of the
 // plugin, so a task's logs keep flowing into its files while the plugin is
 // down. Each stream has its own files of time-stamped lines under the
@@ -62,6 +63,36 @@ const (
 	labelNetns       = "io.shoal.netns"
 )
 
+// LogDriverName is the file name of the dedicated log driver command
+// (cmd/executor-containerd-logdriver), looked for beside the plugin's
+// executable.
+const LogDriverName = "executor-containerd-logdriver"
+
+// defaultLogDriver is LogDriverName beside this process's executable if it
+// is an executable file there, else the executable itself. The dedicated
+// binary starts several times cheaper, once per container; a missing one
+// (a plugin copied alone) costs speed, not function.
+func defaultLogDriver() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = resolved
+	}
+	return logDriverBeside(exe), nil
+}
+
+// logDriverBeside is LogDriverName in exe's directory if it is an
+// executable file, else exe.
+func logDriverBeside(exe string) string {
+	sibling := filepath.Join(filepath.Dir(exe), LogDriverName)
+	if st, err := os.Stat(sibling); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return sibling
+	}
+	return exe
+}
+
 // Network gives tasks with networks their network namespace. Both methods
 // are idempotent; Detach of a task that has none returns nil.
 type Network interface {
@@ -74,7 +105,9 @@ type Options struct {
 	// LogDriver is the executable the shim runs as each task's logging
 	// binary with the arguments of logdriver.Args ("log-driver DIR" and
 	// the rotation limits).
-	// Default: this process's executable.
+	// Default: LogDriverName beside this process's executable when it is
+	// there, else this process's executable (whose main must then hand
+	// logdriver.IsDriver invocations to logdriver.Main).
 	LogDriver string
 	// NewNetwork makes the Network once the executor knows its state
 	// directory. Nil: tasks with networks are refused.
@@ -142,11 +175,10 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 	}
 	driver := e.opts.LogDriver
 	if driver == "" {
-		exe, err := os.Executable()
-		if err != nil {
+		var err error
+		if driver, err = defaultLogDriver(); err != nil {
 			return fmt.Errorf("log driver: %w", err)
 		}
-		driver = exe
 	}
 	logDir := filepath.Join(node.StateDir, "logs")
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
@@ -186,7 +218,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 	}
 	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
 	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
-	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter)
+	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter, "log_driver", driver)
 	if l, ok := network.(attachedLister); ok {
 		// Configure runs before any other call, so no Prepare is between
 		// its Attach and its container here.

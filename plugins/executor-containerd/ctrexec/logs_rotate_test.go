@@ -399,3 +399,24 @@ func TestLogsRotate(t *testing.T) {
 		t.Errorf("Tail 150 = %d lines, want the last 150 of Logs", len(tail))
 	}
 }
+
+func TestLogDriverBeside(t *testing.T) {
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "executor-containerd")
+	if got := logDriverBeside(exe); got != exe {
+		t.Errorf("without the driver beside it: %q, want the plugin itself %q", got, exe)
+	}
+	sibling := filepath.Join(dir, LogDriverName)
+	if err := os.WriteFile(sibling, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := logDriverBeside(exe); got != exe {
+		t.Errorf("with a driver that is not executable: %q, want %q", got, exe)
+	}
+	if err := os.Chmod(sibling, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := logDriverBeside(exe); got != sibling {
+		t.Errorf("with the driver beside it: %q, want %q", got, sibling)
+	}
+}
