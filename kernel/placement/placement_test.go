@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
@@ -168,20 +172,24 @@ func TestPlacesInBatchesWithViewChanges(t *testing.T) {
 	e.waitFor("2500 assigned to n2", func(tx *state.ReadTx) bool {
 		return len(tx.TasksByNode("n2")) == 2500
 	})
-	reqs := e.plugin.requests()
-	if len(reqs) != 3 {
-		t.Errorf("%d plugin calls for 2,500 tasks, want 3 batches", len(reqs))
-	}
-	for i, r := range reqs {
+	all := e.plugin.requests()
+	var reqs []*schedulerv1.ScheduleRequest // those with tasks
+	for i, r := range all {
+		if len(r.GetTasks()) > 0 {
+			reqs = append(reqs, r)
+		}
 		if len(r.GetTasks()) > batchSize {
 			t.Errorf("call %d: %d tasks, want at most %d", i, len(r.GetTasks()), batchSize)
 		}
 		if i == 0 && (r.GetViewBase() != 0 || len(r.GetUpsertNodes()) != 3) {
 			t.Errorf("first call: base %d with %d nodes, want the whole view (base 0, 3 nodes)", r.GetViewBase(), len(r.GetUpsertNodes()))
 		}
-		if i > 0 && r.GetViewBase() != reqs[i-1].GetViewVersion() {
-			t.Errorf("call %d: base %d, want the previous version %d", i, r.GetViewBase(), reqs[i-1].GetViewVersion())
+		if i > 0 && r.GetViewBase() != all[i-1].GetViewVersion() {
+			t.Errorf("call %d: base %d, want the previous version %d", i, r.GetViewBase(), all[i-1].GetViewVersion())
 		}
+	}
+	if len(reqs) != 3 {
+		t.Errorf("%d plugin calls with tasks for 2,500 tasks, want 3 batches", len(reqs))
 	}
 	// Later calls carry only n2, whose reservations and task count changed.
 	if last := reqs[len(reqs)-1]; len(last.GetUpsertNodes()) != 1 || last.GetUpsertNodes()[0].GetId() != "n2" {
@@ -264,5 +272,117 @@ func TestPluginOutageDelaysPlacement(t *testing.T) {
 	reqs := e.plugin.requests()
 	if len(reqs) == 0 || reqs[0].GetViewBase() != 0 {
 		t.Errorf("first request after the outage has view base %d, want 0 (whole view)", reqs[0].GetViewBase())
+	}
+}
+
+func TestViewKeptCurrentWhileIdle(t *testing.T) {
+	e := newEnv(t)
+	// Nothing to place: the plugin still gets the whole view.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.plugin.requests()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	reqs := e.plugin.requests()
+	if len(reqs) != 1 || reqs[0].GetViewBase() != 0 || len(reqs[0].GetUpsertNodes()) != 3 || len(reqs[0].GetTasks()) != 0 {
+		t.Fatalf("idle with 3 nodes: requests %v, want one whole view (3 nodes) without tasks", reqs)
+	}
+	// A node changes: the change follows on its own, and only it.
+	e.write(func(tx *state.Tx) error {
+		n := tx.Node("n1")
+		next := &objectv1.Node{Id: n.Id, Meta: n.Meta, Status: n.Status, Description: n.Description,
+			Spec: &objectv1.NodeSpec{Availability: objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE, Annotations: &objectv1.Annotations{Labels: map[string]string{"ok": "yes", "new": "label"}}}}
+		return tx.UpdateNode(next)
+	})
+	deadline = time.Now().Add(10 * time.Second)
+	for len(e.plugin.requests()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	reqs = e.plugin.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests after a node change, want 2", len(reqs))
+	}
+	if r := reqs[1]; r.GetViewBase() != reqs[0].GetViewVersion() || len(r.GetUpsertNodes()) != 1 || r.GetUpsertNodes()[0].GetLabels()["new"] != "label" || len(r.GetTasks()) != 0 {
+		t.Errorf("after n1 changed: %v, want a delta on version %d with only the new n1 and no tasks", r, reqs[0].GetViewVersion())
+	}
+	// A task then comes with no node changes: the view was current.
+	e.createTasks(1, "i")
+	e.waitFor("placed", func(tx *state.ReadTx) bool { return tx.Task("i00000").GetNodeId() != "" })
+	reqs = e.plugin.requests()
+	if r := reqs[len(reqs)-1]; len(r.GetTasks()) != 1 || len(r.GetUpsertNodes()) != 0 {
+		t.Errorf("the task's request carries %d tasks and %d node changes, want 1 and none", len(r.GetTasks()), len(r.GetUpsertNodes()))
+	}
+}
+
+func TestOnlyWeightChangesDirtyNodes(t *testing.T) {
+	running := func(state objectv1.TaskState, node string, cpus int64) *objectv1.Task {
+		return &objectv1.Task{Id: "t", ServiceId: "s", NodeId: node, DesiredState: objectv1.TaskState_TASK_STATE_RUNNING,
+			Spec:   &objectv1.TaskSpec{Resources: &objectv1.ResourceRequirements{Reservations: &objectv1.Resources{NanoCpus: cpus}}},
+			Status: &objectv1.TaskStatus{State: state}}
+	}
+	assigned := running(objectv1.TaskState_TASK_STATE_ASSIGNED, "n1", 1)
+	for _, c := range []struct {
+		name      string
+		kind      raftv1.ActionKind
+		old, task *objectv1.Task
+		wantDirty []string
+	}{
+		{"status report", raftv1.ActionKind_ACTION_KIND_UPDATE, assigned, running(objectv1.TaskState_TASK_STATE_RUNNING, "n1", 1), nil},
+		{"placement", raftv1.ActionKind_ACTION_KIND_UPDATE, running(objectv1.TaskState_TASK_STATE_PENDING, "", 1), assigned, []string{"n1"}},
+		{"task ended", raftv1.ActionKind_ACTION_KIND_UPDATE, assigned, running(objectv1.TaskState_TASK_STATE_FAILED, "n1", 1), []string{"n1"}},
+		{"reservation changed", raftv1.ActionKind_ACTION_KIND_UPDATE, assigned, running(objectv1.TaskState_TASK_STATE_ASSIGNED, "n1", 2), []string{"n1"}},
+		{"moved", raftv1.ActionKind_ACTION_KIND_UPDATE, assigned, running(objectv1.TaskState_TASK_STATE_ASSIGNED, "n2", 1), []string{"n1", "n2"}},
+		{"created on a node", raftv1.ActionKind_ACTION_KIND_CREATE, nil, assigned, []string{"n1"}},
+		{"deleted", deleteKind, assigned, assigned, []string{"n1"}},
+		{"deleted, ended", deleteKind, nil, running(objectv1.TaskState_TASK_STATE_FAILED, "n1", 1), nil},
+	} {
+		p := &Placer{}
+		p.mark(state.Event{Kind: c.kind, Task: c.task, OldTask: c.old}, map[string]bool{}, map[string]bool{}, map[string]bool{})
+		var got []string
+		for id := range p.dirty {
+			got = append(got, id)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, c.wantDirty) {
+			t.Errorf("%s: dirty nodes %v, want %v", c.name, got, c.wantDirty)
+		}
+	}
+}
+
+// TestSameInfoCoversFields fails when NodeInfo or Resources gain a field
+// that sameInfo does not compare.
+func TestSameInfoCoversFields(t *testing.T) {
+	for msg, want := range map[protoreflect.ProtoMessage][]string{
+		&schedulerv1.NodeInfo{}: {"hostname", "id", "labels", "platform", "reserved", "role", "service_tasks", "total"},
+		&objectv1.Resources{}:   {"memory_bytes", "nano_cpus"},
+	} {
+		var got []string
+		fields := msg.ProtoReflect().Descriptor().Fields()
+		for i := range fields.Len() {
+			got = append(got, string(fields.Get(i).Name()))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s has fields %v; sameInfo compares %v: update it", msg.ProtoReflect().Descriptor().FullName(), got, want)
+		}
+	}
+	a := &schedulerv1.NodeInfo{Id: "n", Labels: map[string]string{"a": "b"}, Total: &objectv1.Resources{NanoCpus: 1}, Reserved: &objectv1.Resources{}, ServiceTasks: map[string]uint32{"s": 1}}
+	if !sameInfo(a, proto.Clone(a).(*schedulerv1.NodeInfo)) {
+		t.Error("a copy differs")
+	}
+	for name, change := range map[string]func(*schedulerv1.NodeInfo){
+		"hostname": func(n *schedulerv1.NodeInfo) { n.Hostname = "h" },
+		"role":     func(n *schedulerv1.NodeInfo) { n.Role = objectv1.NodeRole_NODE_ROLE_MANAGER },
+		"platform": func(n *schedulerv1.NodeInfo) { n.Platform = "linux/arm64" },
+		"labels":   func(n *schedulerv1.NodeInfo) { n.Labels["a"] = "c" },
+		"total":    func(n *schedulerv1.NodeInfo) { n.Total.MemoryBytes = 1 },
+		"reserved": func(n *schedulerv1.NodeInfo) { n.Reserved.NanoCpus = 1 },
+		"tasks":    func(n *schedulerv1.NodeInfo) { n.ServiceTasks["s"] = 2 },
+		"no total": func(n *schedulerv1.NodeInfo) { n.Total = nil },
+	} {
+		b := proto.Clone(a).(*schedulerv1.NodeInfo)
+		change(b)
+		if sameInfo(a, b) {
+			t.Errorf("a change of %s goes unnoticed", name)
+		}
 	}
 }

@@ -41,7 +41,11 @@ import (
 // (req.ViewBase is the version they apply to; 0 means a whole new view). The
 // implementation keeps its copy of the view between calls; when ViewBase is
 // not the version it holds, it returns an error of kind
-// sdk.ErrFailedPrecondition and the kernel sends the whole view.
+// sdk.ErrFailedPrecondition and the kernel sends the whole view. A request
+// may carry no tasks: it only brings the view up to date (the kernel sends
+// one at most every second while nothing waits for placement, so that a
+// burst of tasks does not wait for the whole view), and its reply has no
+// decisions.
 //
 // It returns one decision per task of req, a node of the view or a refusal
 // with a reason a person can act on. It must be deterministic, must not place

@@ -30,9 +30,10 @@
 //     scheduler must not count its own earlier placements again).
 //   - MaxReplicasPerNode: the cap counts a service's tasks already on a node
 //     and those the batch places.
-//   - ViewVersioning, NodeRemovals: the view is kept between calls and
-//     changed by deltas; a delta on another version fails with
-//     sdk.ErrFailedPrecondition; a full view (view_base 0) replaces it.
+//   - ViewVersioning, ViewOnlyRequests, NodeRemovals: the view is kept
+//     between calls and changed by deltas, also by requests without tasks;
+//     a delta on another version fails with sdk.ErrFailedPrecondition; a
+//     full view (view_base 0) replaces it.
 //   - Constraints: ==/!= on node.id, node.hostname, node.role,
 //     node.platform.os/arch and node.labels.<label>, alone and combined.
 //   - Cancellation: a cancelled ctx makes Schedule return ctx.Err().
@@ -92,6 +93,7 @@ var checks = []struct {
 	{"NoOvercommitAcrossBatches", checkNoOvercommitAcrossBatches},
 	{"MaxReplicasPerNode", checkMaxReplicasPerNode},
 	{"ViewVersioning", checkViewVersioning},
+	{"ViewOnlyRequests", checkViewOnlyRequests},
 	{"NodeRemovals", checkNodeRemovals},
 	{"Constraints", checkConstraints},
 	{"Cancellation", checkCancellation},

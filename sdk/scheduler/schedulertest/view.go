@@ -71,6 +71,26 @@ func checkViewVersioning(t *testing.T, h *harness) {
 	}
 }
 
+// checkViewOnlyRequests: a request without tasks only updates the view
+// (the kernel keeps the scheduler's view current that way while nothing
+// waits); it gets a reply without decisions, and later requests build on
+// it.
+func checkViewOnlyRequests(t *testing.T, h *harness) {
+	s := h.open(t)
+	c := newCluster(newNode("n1", 4, 8*gib))
+	if resp := schedule(t, s, c, c.full(nil), "a full view {n1} without tasks"); len(resp.GetDecisions()) != 0 {
+		t.Errorf("a full view without tasks: %d decisions, want none", len(resp.GetDecisions()))
+	}
+	c.set(newNode("n2", 4, 8*gib))
+	if resp := schedule(t, s, c, c.delta(nil), "a delta adding n2, without tasks"); len(resp.GetDecisions()) != 0 {
+		t.Errorf("a delta without tasks: %d decisions, want none", len(resp.GetDecisions()))
+	}
+	resp := schedule(t, s, c, c.delta(newTasks("on-n2", "pinned", 1, constrained("node.id==n2"), 0, 0)), "a delta after view-only requests")
+	if d := decisionOf(resp, "on-n2-0"); d.GetNodeId() != "n2" {
+		t.Errorf("a task constrained to n2, added by a view-only request: %s, want placed on n2", decisionString(d))
+	}
+}
+
 // checkNodeRemovals: a removed node gets no task; a node removed and added
 // again does.
 func checkNodeRemovals(t *testing.T, h *harness) {
