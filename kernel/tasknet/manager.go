@@ -567,7 +567,11 @@ func (m *Manager) loadRecords() ([]*record, error) {
 	return recs, nil
 }
 
-// writeRecord replaces a task's record atomically.
+// writeRecord replaces a task's record atomically (a rename), without
+// fsync: the record only has to outlive this process, not the machine.
+// Everything it lets Detach undo (the namespace, its interfaces, the
+// published ports' firewall rules) is gone after a reboot anyway, and two
+// fsyncs per task were a measurable share of starting hundreds of tasks.
 func (m *Manager) writeRecord(rec *record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -580,9 +584,6 @@ func (m *Manager) writeRecord(rec *record) error {
 		return fmt.Errorf("write record: %w", err)
 	}
 	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

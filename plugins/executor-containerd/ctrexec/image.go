@@ -74,6 +74,14 @@ func (e *Executor) ensureImage(ctx context.Context, c *client.Client, image stri
 	e.mu.RLock()
 	snapshotter, hosts, timeout := e.cfg.Snapshotter, e.hosts, e.pullTime
 	e.mu.RUnlock()
+	// The common case, an image the node has unpacked, needs no lock: the
+	// tasks of a service prepared at once used to queue here one by one,
+	// for two containerd round trips each.
+	if img, err := c.GetImage(ctx, ref); err == nil {
+		if unpacked, err := img.IsUnpacked(ctx, snapshotter); err == nil && unpacked {
+			return img, nil
+		}
+	}
 	// Tasks of one service prepared at once pull their image once: the
 	// others wait here, then find it.
 	unlock, err := e.imageLocks.lock(ctx, ref)
