@@ -140,9 +140,6 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		if stats.full(svc.Id) {
-			break
-		}
 		if err := tx.CreateTask(newTask(svc, 0, id, now)); err != nil {
 			return err
 		}

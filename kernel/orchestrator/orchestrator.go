@@ -8,9 +8,7 @@
 // everything from a view of the store. All the changes of one pass, however
 // many services and tasks they touch, go into one transaction, which the
 // batched proposer commits as one or a few Raft entries: scaling to 10,000
-// replicas is not 10,000 writes. A pass creates at most maxCreatesPerPass
-// tasks of the gaps it fills, and the next pass follows at once, so that
-// placement works on the first tasks while the next are written.
+// replicas is not 10,000 writes.
 package orchestrator
 
 import (
@@ -137,8 +135,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 				})
 				clear(nodes)
 			}
-			more, err := o.reconcile(ctx, dirty, wakes)
-			if err != nil {
+			if err := o.reconcile(ctx, dirty, wakes); err != nil {
 				if errors.Is(err, sdk.ErrFailedPrecondition) || errors.Is(err, sdk.ErrAlreadyExists) || errors.Is(err, sdk.ErrNotFound) {
 					// A concurrent write won: re-read and try again.
 					o.log.Debug("reconcile conflict; retrying", "error", err)
@@ -147,15 +144,6 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 				return err
 			}
 			clear(dirty)
-			if len(more) > 0 {
-				// Chunked creation: the next chunk at once. The events of
-				// this one wait in the watch; they mark the service for
-				// one more pass, which finds nothing left to do.
-				for _, id := range more {
-					dirty[id] = true
-				}
-				continue
-			}
 		}
 		// Wait for the next event (or a restart delay running out), then
 		// gather the burst it starts.
@@ -294,25 +282,15 @@ func orphan(tx *state.Tx, t *objectv1.Task, now time.Time, stats *passStats) err
 	return tx.UpdateTask(next)
 }
 
-// maxCreatesPerPass bounds the new tasks of one pass that fill empty slots
-// (or nodes, for global services). Creating a 10,000-replica service as one
-// entry held its placement back until the whole entry was written,
-// replicated and applied (0.4 s with 10,000 workers on the benchmark
-// machine); in chunks of one placement batch, placement starts after the
-// first.
-const maxCreatesPerPass = 1000
-
-// reconcile brings every dirty service in line in one transaction. It
-// returns the services left incomplete by maxCreatesPerPass, for the next
-// pass.
-func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wakes map[string]time.Time) (more []string, err error) {
+// reconcile brings every dirty service in line in one transaction.
+func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wakes map[string]time.Time) error {
 	ids := make([]string, 0, len(dirty))
 	for id := range dirty {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	var stats passStats
-	err = o.raft.Update(ctx, func(tx *state.Tx) error {
+	err := o.raft.Update(ctx, func(tx *state.Tx) error {
 		stats = passStats{}
 		now := tx.Now()
 		for _, id := range ids {
@@ -323,7 +301,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reconcile %d services: %w", len(ids), err)
+		return fmt.Errorf("reconcile %d services: %w", len(ids), err)
 	}
 	for id, at := range stats.wakes {
 		if cur, ok := wakes[id]; !ok || at.Before(cur) {
@@ -337,14 +315,11 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 	for _, n := range stats.updates {
 		o.log.Info("rolling update", "service_id", n.serviceID, "state", n.state, "message", n.message)
 	}
-	return stats.more, nil
+	return nil
 }
 
 type passStats struct {
 	created, removed, stopped, orphaned int
-	// more are the services whose empty slots (or nodes) this pass did
-	// not all fill, having created maxCreatesPerPass tasks.
-	more []string
 	// wakes holds, per service, when a delayed restart, an update's monitor
 	// period or its delay is due.
 	wakes map[string]time.Time
@@ -360,18 +335,6 @@ type updateNote struct {
 
 func (s *passStats) note(serviceID string, st *objectv1.UpdateStatus) {
 	s.updates = append(s.updates, updateNote{serviceID: serviceID, state: st.GetState(), message: st.GetMessage()})
-}
-
-// full reports whether the pass created its share of tasks that fill
-// gaps; if so it notes that serviceID needs another pass.
-func (s *passStats) full(serviceID string) bool {
-	if s.created < maxCreatesPerPass {
-		return false
-	}
-	if len(s.more) == 0 || s.more[len(s.more)-1] != serviceID {
-		s.more = append(s.more, serviceID)
-	}
-	return true
 }
 
 func (s *passStats) wake(serviceID string, at time.Time) {
@@ -662,9 +625,6 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	for slot := uint64(1); slot <= want; slot++ {
 		if live[slot] {
 			continue
-		}
-		if stats.full(svc.Id) {
-			break
 		}
 		if err := tx.CreateTask(newTask(svc, slot, "", now)); err != nil {
 			return err
