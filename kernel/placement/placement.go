@@ -176,6 +176,23 @@ func (p *Placer) run(ctx context.Context) error {
 	defer refresh.Stop()
 	backoff := 100 * time.Millisecond
 	for {
+		if len(queue) > 0 && len(queue) < batchSize && len(p.inflight) < maxCommits {
+			// Whatever has arrived joins this batch: a commit finishing
+			// mid-burst must not send the plugin a batch of the few
+			// events read so far.
+		drain:
+			for len(queue) < batchSize {
+				select {
+				case ev, ok := <-events:
+					if !ok {
+						return nil
+					}
+					p.mark(ev, queue, refused, deciding)
+				default:
+					break drain
+				}
+			}
+		}
 		if len(queue) > 0 && len(p.inflight) < maxCommits {
 			ids := make([]string, 0, len(queue))
 			for id := range queue {

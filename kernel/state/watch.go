@@ -8,9 +8,12 @@ import (
 )
 
 // watchChanBuffer is the capacity of a watcher's channel. The queue behind
-// it is unbounded up to watchLimit; the buffer only saves a goroutine switch
-// per event when the watcher reads in bursts.
-const watchChanBuffer = 64
+// it is unbounded up to watchLimit; the buffer saves a goroutine switch per
+// event when the watcher reads in bursts, and lets a watcher that drains
+// what has arrived without blocking (the placement stage, before each batch
+// of 1,000) see a whole batch's worth: with 64, it often saw 65 events and
+// sent the plugin a batch of 65.
+const watchChanBuffer = 1024
 
 // Event is one applied change. Exactly one of Cluster, Node, Service, Task
 // and Network is set: the object after the change, or for a DELETE, the

@@ -138,7 +138,7 @@ func TestSlowWatcherDoesNotBlockApply(t *testing.T) {
 
 func TestWatchOverflowCloses(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		const commands = 500
+		const commands = watchChanBuffer + 500
 		s := New()
 		s.watchLimit = 10
 		events, cancel := s.Watch()
