@@ -12,11 +12,13 @@
 package placement
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -407,39 +409,48 @@ func (p *Placer) decide(ctx context.Context, ids []string) (b batch, placed []st
 	// request that builds on one, and the next request carries the whole
 	// view (see run).
 	req := &schedulerv1.ScheduleRequest{}
-	var global []*objectv1.Task
+	// Only the lookups and the view's changes hold the store's read lock,
+	// which the Raft applies wait for: ordering a backlog of 10,000 tasks
+	// works on the immutable objects after it is released.
+	type waiter struct {
+		t  *objectv1.Task
+		at int64 // created_at, in ns
+	}
+	tasks := make([]waiter, 0, len(ids))
 	p.st.View(func(tx *state.ReadTx) {
-		tasks := make([]*objectv1.Task, 0, len(ids))
 		for _, id := range ids {
 			t := tx.Task(id)
 			if t == nil || !waiting(t) {
 				placed = append(placed, id) // gone or handled: drop it
 				continue
 			}
-			tasks = append(tasks, t)
-		}
-		sort.Slice(tasks, func(i, j int) bool {
-			a, b := tasks[i].GetMeta().GetCreatedAt().AsTime(), tasks[j].GetMeta().GetCreatedAt().AsTime()
-			if !a.Equal(b) {
-				return a.Before(b)
-			}
-			return tasks[i].Id < tasks[j].Id
-		})
-		for _, t := range tasks {
-			if t.GetNodeId() != "" {
-				global = append(global, t) // global tasks come with their node
-				continue
-			}
-			if len(req.Tasks) == batchSize {
-				continue
-			}
-			req.Tasks = append(req.Tasks, &schedulerv1.TaskInfo{
-				Id: t.Id, ServiceId: t.GetServiceId(),
-				Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
-			})
+			at := t.GetMeta().GetCreatedAt()
+			tasks = append(tasks, waiter{t: t, at: at.GetSeconds()*1e9 + int64(at.GetNanos())})
 		}
 		p.viewChanges(tx, req)
 	})
+	// Oldest first, so a backlog drains in creation order.
+	slices.SortFunc(tasks, func(a, b waiter) int {
+		if c := cmp.Compare(a.at, b.at); c != 0 {
+			return c
+		}
+		return strings.Compare(a.t.Id, b.t.Id)
+	})
+	var global []*objectv1.Task
+	for _, w := range tasks {
+		t := w.t
+		if t.GetNodeId() != "" {
+			global = append(global, t) // global tasks come with their node
+			continue
+		}
+		if len(req.Tasks) == batchSize {
+			continue
+		}
+		req.Tasks = append(req.Tasks, &schedulerv1.TaskInfo{
+			Id: t.Id, ServiceId: t.GetServiceId(),
+			Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
+		})
+	}
 	var decisions []*schedulerv1.Decision
 	for _, t := range global {
 		decisions = append(decisions, &schedulerv1.Decision{TaskId: t.Id, NodeId: t.GetNodeId()})
