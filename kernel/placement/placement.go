@@ -86,6 +86,10 @@ type Placer struct {
 	viewVersion uint64
 	viewValid   bool
 	dirty       map[string]bool
+	// born holds the creation time (createdNs) of every task waiting for
+	// placement that the stage knows of, to order the queue without
+	// reading it back from the store (run's goroutine only).
+	born map[string]int64
 	// inflight are the batches whose commit is under way (run's goroutine
 	// only).
 	inflight map[*batch]bool
@@ -97,6 +101,13 @@ func New(r Raft, st *state.Store, p Plugin, logger *slog.Logger) *Placer {
 }
 
 const deleteKind = raftv1.ActionKind_ACTION_KIND_DELETE
+
+// createdNs is when t was created, in ns since the epoch: the order in which
+// waiting tasks are offered.
+func createdNs(t *objectv1.Task) int64 {
+	at := t.GetMeta().GetCreatedAt()
+	return at.GetSeconds()*1e9 + int64(at.GetNanos())
+}
 
 // waiting reports whether t waits for placement by the plugin.
 func waiting(t *objectv1.Task) bool {
@@ -128,10 +139,12 @@ func (p *Placer) run(ctx context.Context) error {
 	queue := map[string]bool{}    // tasks to offer
 	refused := map[string]bool{}  // tasks no node fits, until nodes change
 	deciding := map[string]bool{} // tasks whose decision is being committed
+	p.born = map[string]int64{}
 	events, cancel := p.st.ViewAndWatch(func(tx *state.ReadTx) {
 		for _, t := range tx.TasksByState(objectv1.TaskState_TASK_STATE_PENDING) {
 			if waiting(t) {
 				queue[t.Id] = true
+				p.born[t.Id] = createdNs(t)
 			}
 		}
 	})
@@ -200,6 +213,14 @@ func (p *Placer) run(ctx context.Context) error {
 			for id := range queue {
 				ids = append(ids, id)
 			}
+			// Oldest first, so a backlog drains in creation order; this
+			// runs outside the store's lock, which the Raft applies take.
+			slices.SortFunc(ids, func(a, b string) int {
+				if c := cmp.Compare(p.born[a], p.born[b]); c != 0 {
+					return c
+				}
+				return strings.Compare(a, b)
+			})
 			b, gone, err := p.decide(ctx, ids)
 			switch {
 			case err == nil:
@@ -340,6 +361,9 @@ func (p *Placer) mark(ev state.Event, queue, refused, deciding map[string]bool) 
 	if p.dirty == nil {
 		p.dirty = map[string]bool{}
 	}
+	if p.born == nil {
+		p.born = map[string]int64{}
+	}
 	switch {
 	case ev.Task != nil:
 		// Most task changes are status reports that leave the task's
@@ -370,6 +394,7 @@ func (p *Placer) mark(ev state.Event, queue, refused, deciding map[string]bool) 
 	case ev.Task != nil:
 		id := ev.Task.Id
 		if ev.Kind != deleteKind && waiting(ev.Task) {
+			p.born[id] = createdNs(ev.Task)
 			if !refused[id] && !deciding[id] {
 				queue[id] = true
 			}
@@ -377,6 +402,7 @@ func (p *Placer) mark(ev state.Event, queue, refused, deciding map[string]bool) 
 		}
 		delete(queue, id)
 		delete(refused, id)
+		delete(p.born, id)
 	case ev.Node != nil:
 		// Nodes changed: what did not fit may fit now.
 		for id := range refused {
@@ -409,48 +435,32 @@ func (p *Placer) decide(ctx context.Context, ids []string) (b batch, placed []st
 	// request that builds on one, and the next request carries the whole
 	// view (see run).
 	req := &schedulerv1.ScheduleRequest{}
-	// Only the lookups and the view's changes hold the store's read lock,
-	// which the Raft applies wait for: ordering a backlog of 10,000 tasks
-	// works on the immutable objects after it is released.
-	type waiter struct {
-		t  *objectv1.Task
-		at int64 // created_at, in ns
-	}
-	tasks := make([]waiter, 0, len(ids))
+	// ids come oldest first (see run). Only the lookups of one batch and
+	// the view's changes hold the store's read lock, which the Raft
+	// applies wait for: a backlog of 10,000 tasks is not read whole for
+	// every batch of 1,000.
+	var global []*objectv1.Task
 	p.st.View(func(tx *state.ReadTx) {
 		for _, id := range ids {
+			if len(req.Tasks) == batchSize {
+				break
+			}
 			t := tx.Task(id)
 			if t == nil || !waiting(t) {
 				placed = append(placed, id) // gone or handled: drop it
 				continue
 			}
-			at := t.GetMeta().GetCreatedAt()
-			tasks = append(tasks, waiter{t: t, at: at.GetSeconds()*1e9 + int64(at.GetNanos())})
+			if t.GetNodeId() != "" {
+				global = append(global, t) // global tasks come with their node
+				continue
+			}
+			req.Tasks = append(req.Tasks, &schedulerv1.TaskInfo{
+				Id: t.Id, ServiceId: t.GetServiceId(),
+				Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
+			})
 		}
 		p.viewChanges(tx, req)
 	})
-	// Oldest first, so a backlog drains in creation order.
-	slices.SortFunc(tasks, func(a, b waiter) int {
-		if c := cmp.Compare(a.at, b.at); c != 0 {
-			return c
-		}
-		return strings.Compare(a.t.Id, b.t.Id)
-	})
-	var global []*objectv1.Task
-	for _, w := range tasks {
-		t := w.t
-		if t.GetNodeId() != "" {
-			global = append(global, t) // global tasks come with their node
-			continue
-		}
-		if len(req.Tasks) == batchSize {
-			continue
-		}
-		req.Tasks = append(req.Tasks, &schedulerv1.TaskInfo{
-			Id: t.Id, ServiceId: t.GetServiceId(),
-			Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
-		})
-	}
 	var decisions []*schedulerv1.Decision
 	for _, t := range global {
 		decisions = append(decisions, &schedulerv1.Decision{TaskId: t.Id, NodeId: t.GetNodeId()})
@@ -512,7 +522,7 @@ func (p *Placer) commit(ctx context.Context, decisions []*schedulerv1.Decision) 
 				done = append(done, d.GetTaskId())
 				continue // placed meanwhile (once is enough) or gone
 			}
-			next := proto.Clone(t).(*objectv1.Task)
+			next := shallowCopy(t)
 			if d.GetNodeId() != "" {
 				n := tx.Node(d.GetNodeId())
 				if n == nil || !eligible(n) {
@@ -545,6 +555,26 @@ func (p *Placer) commit(ctx context.Context, decisions []*schedulerv1.Decision) 
 		return nil, nil, fmt.Errorf("commit placements: %w", err)
 	}
 	return done, no, nil
+}
+
+// shallowCopy returns a new Task holding t's fields, sharing its
+// sub-messages. A commit writes 1,000 tasks back with only their node and
+// status changed while holding the store's read lock, which the Raft
+// applies wait for; proto.Clone copied each whole (spec, annotations,
+// networks) by reflection. Sharing is sound because stored objects are
+// never modified and the Tx replaces meta rather than changing it, and
+// next.Status is set anew (or cloned) before the write.
+// TestShallowCopyCoversFields fails when Task gains a field this misses.
+func shallowCopy(t *objectv1.Task) *objectv1.Task {
+	c := &objectv1.Task{
+		Id: t.Id, Meta: t.Meta, ServiceId: t.ServiceId, Slot: t.Slot, NodeId: t.NodeId,
+		Spec: t.Spec, SpecVersion: t.SpecVersion, ServiceAnnotations: t.ServiceAnnotations,
+		DesiredState: t.DesiredState, Status: t.Status, Networks: t.Networks, Endpoint: t.Endpoint,
+	}
+	if u := t.ProtoReflect().GetUnknown(); len(u) > 0 {
+		c.ProtoReflect().SetUnknown(u)
+	}
+	return c
 }
 
 // counted reports whether t counts in its node's entry of the view (its

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -384,5 +385,26 @@ func TestSameInfoCoversFields(t *testing.T) {
 		if sameInfo(a, b) {
 			t.Errorf("a change of %s goes unnoticed", name)
 		}
+	}
+}
+
+func TestShallowCopyCoversFields(t *testing.T) {
+	task := &objectv1.Task{
+		Id: "t", Meta: &objectv1.Meta{Version: 3}, ServiceId: "s", Slot: 2, NodeId: "n",
+		Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "img"}}, SpecVersion: 4,
+		ServiceAnnotations: &objectv1.Annotations{Name: "web"}, DesiredState: objectv1.TaskState_TASK_STATE_RUNNING,
+		Status:   &objectv1.TaskStatus{State: objectv1.TaskState_TASK_STATE_PENDING},
+		Networks: []*objectv1.NetworkAttachment{{NetworkId: "net"}}, Endpoint: &objectv1.EndpointSpec{},
+	}
+	task.ProtoReflect().SetUnknown(protowire.AppendTag(nil, 999, protowire.VarintType))
+	task.ProtoReflect().SetUnknown(protowire.AppendVarint(task.ProtoReflect().GetUnknown(), 1))
+	fields := task.ProtoReflect().Descriptor().Fields()
+	for i := range fields.Len() {
+		if !task.ProtoReflect().Has(fields.Get(i)) {
+			t.Fatalf("the test task leaves %s unset: set it, and copy it in shallowCopy", fields.Get(i).Name())
+		}
+	}
+	if c := shallowCopy(task); !proto.Equal(c, task) {
+		t.Errorf("shallowCopy = %v, want %v", c, task)
 	}
 }
