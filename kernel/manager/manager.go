@@ -438,10 +438,9 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 // heartbeatPeriod reads the cluster's heartbeat period (it changes at run
 // time with `shoal cluster update`).
 func (m *Manager) heartbeatPeriod() time.Duration {
-	var p time.Duration
-	m.st.View(func(tx *state.ReadTx) {
-		p = tx.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriod().AsDuration()
-	})
+	// Every heartbeat asks: read without the store's lock, which a
+	// burst of Raft applies would make it wait for.
+	p := m.st.Cluster().GetSpec().GetDispatcher().GetHeartbeatPeriod().AsDuration()
 	if p <= 0 {
 		return 5 * time.Second
 	}

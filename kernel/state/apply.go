@@ -63,6 +63,7 @@ func (s *Store) Apply(index uint64, cmd *raftv1.Command) []error {
 		}
 	}
 	s.t.index = index
+	s.cluster.Store(s.t.cluster)
 	s.noteEntered(events)
 	s.publish(events)
 	return errs

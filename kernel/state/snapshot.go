@@ -67,6 +67,7 @@ func (s *Store) Restore(snap *raftv1.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.t = t
+	s.cluster.Store(t.cluster)
 	s.closeWatchers()
 	return nil
 }

@@ -38,7 +38,17 @@ type Store struct {
 	// this store last applied a change moving a task into it: for metrics,
 	// read without mu so that a scrape never waits behind writers.
 	entered [maxTaskState + 1]atomic.Int64
+
+	// cluster is t.cluster, published after every Apply and Restore so
+	// that hot paths (every worker heartbeat reads the period) read the
+	// cluster configuration without waiting behind a writer.
+	cluster atomic.Pointer[objectv1.Cluster]
 }
+
+// Cluster returns the cluster object as of the last applied command, or
+// nil before the cluster exists. It never waits for the store's lock: use
+// it where a consistent view with other objects is not needed.
+func (s *Store) Cluster() *objectv1.Cluster { return s.cluster.Load() }
 
 // maxTaskState bounds the task states entered records.
 const maxTaskState = 32

@@ -435,3 +435,37 @@ func withoutMeta(snap *raftv1.Snapshot) *raftv1.Snapshot {
 	}
 	return c
 }
+
+func TestClusterWithoutLock(t *testing.T) {
+	s := New()
+	if s.Cluster() != nil {
+		t.Fatal("Cluster() of an empty store is not nil")
+	}
+	mustApply(t, s, 1, creates(testCluster("c1")))
+	if got := s.Cluster().GetId(); got != "c1" {
+		t.Fatalf("Cluster() after create = %q, want c1", got)
+	}
+	renamed := withVersion(testCluster("c1"), 1)
+	renamed.Spec.Annotations.Name = "renamed"
+	mustApply(t, s, 2, txn(act(raftv1.ActionKind_ACTION_KIND_UPDATE, renamed)))
+	if got := s.Cluster().GetSpec().GetAnnotations().GetName(); got != "renamed" {
+		t.Errorf("Cluster() after update has name %q, want renamed", got)
+	}
+	// A failed update leaves it as it was.
+	stale := withVersion(testCluster("c1"), 1)
+	stale.Spec.Annotations.Name = "stale"
+	if errs := s.Apply(3, command(txn(act(raftv1.ActionKind_ACTION_KIND_UPDATE, stale)))); errs[0] == nil {
+		t.Fatal("a stale update applied")
+	}
+	if got := s.Cluster().GetSpec().GetAnnotations().GetName(); got != "renamed" {
+		t.Errorf("Cluster() after a failed update has name %q, want renamed", got)
+	}
+	// Restore replaces it.
+	other := New()
+	if err := other.Restore(&raftv1.Snapshot{Version: SnapshotVersion, Index: 7, Clusters: []*objectv1.Cluster{testCluster("c9")}}); err != nil {
+		t.Fatalf("Restore = %v", err)
+	}
+	if got := other.Cluster().GetId(); got != "c9" {
+		t.Errorf("Cluster() after Restore = %q, want c9", got)
+	}
+}
