@@ -17,3 +17,8 @@ go test -run '^$' -bench Attach100 -benchtime 1x -count 5 -timeout 10m ./kernel/
 go test -run '^$' -bench EndpointPropagation50 -count 5 -timeout 10m ./kernel/gossip/
 go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/e2etest/
 go test -run '^$' -bench CreateToRunning -benchtime 50x -count 2 ./plugins/executor-containerd/ctrexec/
+# The layers of a node's many-replica start (BENCHMARKS.md, "Where a
+# node's time goes"): the container runtime alone, then this executor.
+for n in 100 300; do
+	SHOAL_BENCH_FLOOR_N=$n go test -run '^$' -bench 'RuntimeFloor|ExecutorMany' -benchtime 1x -count 3 -timeout 30m ./plugins/executor-containerd/ctrexec/
+done
