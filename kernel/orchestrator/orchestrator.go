@@ -2,7 +2,8 @@
 // one task per slot for replicated services, one per eligible node for
 // global ones, replacing ended tasks per the restart policy and removing
 // tasks of removed or scaled-down services, replacing the tasks of lost
-// (down or removed) nodes, and rolling spec changes out (update.go).
+// (down or removed) and drained nodes, and rolling spec changes out
+// (update.go).
 //
 // It is driven by store watch events and restartable: Run rebuilds
 // everything from a view of the store. All the changes of one pass, however
@@ -123,7 +124,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			if len(nodes) > 0 {
 				o.st.View(func(tx *state.ReadTx) {
 					for id := range nodes {
-						if !nodeLost(tx, id) {
+						if !nodeLost(tx, id) && !nodeDrained(tx, id) {
 							continue
 						}
 						for _, t := range tx.TasksByNode(id) {
@@ -267,6 +268,13 @@ func lostReason(tx *state.ReadTx, id string) string {
 	return ""
 }
 
+// nodeDrained reports whether a node is drained: it is up, but its tasks
+// are to be shut down there and replaced elsewhere, as in swarm. Setting it
+// back to active moves nothing back; it only takes new tasks again.
+func nodeDrained(tx *state.ReadTx, id string) bool {
+	return tx.Node(id).GetSpec().GetAvailability() == objectv1.NodeAvailability_NODE_AVAILABILITY_DRAIN
+}
+
 // orphan takes a task of a lost node out of service: it is marked ORPHANED
 // (its node is not there to report) and not wanted, so a node that comes
 // back removes it instead of running it twice.
@@ -310,7 +318,8 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 	}
 	if stats.created+stats.removed+stats.stopped+stats.orphaned > 0 {
 		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
-			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned)
+			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned,
+			"tasks_drained", stats.drained)
 	}
 	for _, n := range stats.updates {
 		o.log.Info("rolling update", "service_id", n.serviceID, "state", n.state, "message", n.message)
@@ -320,6 +329,9 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 
 type passStats struct {
 	created, removed, stopped, orphaned int
+	// drained counts the tasks of drained nodes asked to shut down (also
+	// counted in stopped).
+	drained int
 	// wakes holds, per service, when a delayed restart, an update's monitor
 	// period or its delay is due.
 	wakes map[string]time.Time
@@ -527,6 +539,14 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
 			// Its node is lost: replace it (the slot is refilled below).
 			if err := orphan(tx, t, now, stats); err != nil {
+				return err
+			}
+		case placed(t) && !ended(t) && nodeDrained(tx.ReadTx, t.GetNodeId()):
+			// Its node is drained: its node stops it, and the slot is
+			// refilled below, whatever the restart policy (the task did
+			// not end). Placement keeps the new task off drained nodes.
+			stats.drained++
+			if err := retire(tx, t, stats); err != nil {
 				return err
 			}
 		case t.GetSlot() > want || t.GetSlot() == 0:
