@@ -34,7 +34,9 @@ func (s *Server) GetCluster(ctx context.Context, req *controlv1.GetClusterReques
 	if fwd, err := s.forward(ctx, controlv1.Control_GetCluster_FullMethodName, req, resp); fwd {
 		return resp, err
 	}
-	s.view(func(tx *state.ReadTx) { resp.Cluster = redact(tx.Cluster()) })
+	if err := s.read(ctx, func(tx *state.ReadTx) { resp.Cluster = redact(tx.Cluster()) }); err != nil {
+		return nil, grpcErr(err)
+	}
 	if resp.Cluster == nil {
 		return nil, grpcErr(fmt.Errorf("%w: %w", errNoState, sdk.ErrUnavailable))
 	}
@@ -58,7 +60,7 @@ func (s *Server) UpdateCluster(ctx context.Context, req *controlv1.UpdateCluster
 			return nil, grpcErr(err)
 		}
 	}
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	_, err := s.update(ctx, func(tx *state.Tx) error {
 		cur := tx.Cluster()
 		if cur == nil {
 			return fmt.Errorf("%w: %w", errNoState, sdk.ErrUnavailable)

@@ -129,7 +129,7 @@ func (s *Server) CreateNetwork(ctx context.Context, req *controlv1.CreateNetwork
 		spec.Subnet = netip.MustParsePrefix(spec.GetSubnet()).String()
 	}
 	net := &objectv1.Network{Id: newID(), Spec: spec}
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		name := spec.GetAnnotations().GetName()
 		if tx.NetworkByName(name) != nil {
 			return fmt.Errorf("network %q: %w", name, sdk.ErrAlreadyExists)
@@ -149,9 +149,13 @@ func (s *Server) CreateNetwork(ctx context.Context, req *controlv1.CreateNetwork
 	if err != nil {
 		return nil, grpcErr(err)
 	}
+	if w.Replayed {
+		net = &objectv1.Network{Id: w.ObjectID, Spec: spec}
+	}
 	s.view(func(tx *state.ReadTx) { resp.Network = tx.Network(net.Id) })
 	if resp.Network == nil {
-		return nil, grpcErr(fmt.Errorf("network %s vanished after create: %w", net.Id, sdk.ErrUnavailable))
+		// Removed since: the reply still says what this call did.
+		resp.Network = committed(net, w.Index)
 	}
 	s.log.Info("network created", "network_id", net.Id, "name", spec.GetAnnotations().GetName(), "subnet", spec.GetSubnet())
 	return resp, nil
@@ -166,7 +170,9 @@ func (s *Server) GetNetwork(ctx context.Context, req *controlv1.GetNetworkReques
 		return nil, grpcErr(refRequired())
 	}
 	var err error
-	s.view(func(tx *state.ReadTx) { resp.Network, err = tx.LookupNetwork(req.GetRef()) })
+	if rerr := s.read(ctx, func(tx *state.ReadTx) { resp.Network, err = tx.LookupNetwork(req.GetRef()) }); rerr != nil {
+		return nil, grpcErr(rerr)
+	}
 	return resp, grpcErr(err)
 }
 
@@ -179,13 +185,16 @@ func (s *Server) ListNetworks(ctx context.Context, req *controlv1.ListNetworksRe
 	for _, n := range req.GetNames() {
 		names[n] = true
 	}
-	s.view(func(tx *state.ReadTx) {
+	err := s.read(ctx, func(tx *state.ReadTx) {
 		for _, n := range tx.Networks() {
 			if len(names) == 0 || names[n.GetSpec().GetAnnotations().GetName()] {
 				resp.Networks = append(resp.Networks, n)
 			}
 		}
 	})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
 	return resp, nil
 }
 
@@ -201,7 +210,7 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *controlv1.RemoveNetwork
 		return nil, grpcErr(refRequired())
 	}
 	var id string
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		cur, err := tx.LookupNetwork(req.GetRef())
 		if err != nil {
 			return err
@@ -234,6 +243,9 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *controlv1.RemoveNetwork
 	})
 	if err != nil {
 		return nil, grpcErr(err)
+	}
+	if w.Replayed {
+		id = w.ObjectID
 	}
 	s.log.Info("network removed", "network_id", id)
 	return resp, nil

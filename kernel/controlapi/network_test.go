@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
@@ -29,15 +30,36 @@ type leaderRaft struct {
 func (r *leaderRaft) IsLeader() bool                             { return true }
 func (r *leaderRaft) Leader() (string, string)                   { return "self", "" }
 func (r *leaderRaft) RemoveMember(context.Context, string) error { return nil }
-func (r *leaderRaft) Update(_ context.Context, fn func(*state.Tx) error) error {
+func (r *leaderRaft) ReadBarrier(context.Context) error          { return nil }
+
+// Update is UpdateRequest with no request ID, for the tests' own writes.
+func (r *leaderRaft) Update(ctx context.Context, fn func(*state.Tx) error) error {
+	_, err := r.UpdateRequest(ctx, "", fn)
+	return err
+}
+
+// UpdateRequest applies fn's writes at once, once per request ID.
+func (r *leaderRaft) UpdateRequest(_ context.Context, requestID string, fn func(*state.Tx) error) (raftstore.Write, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var (
+		rec  state.Request
+		done bool
+	)
+	r.st.View(func(tx *state.ReadTx) { rec, done = tx.Request(requestID) })
+	if done {
+		return raftstore.Write{Index: rec.Index, ObjectID: rec.ObjectID, Replayed: true}, nil
+	}
 	txn, err := r.st.Prepare(time.Now(), fn)
 	if err != nil || txn == nil {
-		return err
+		return raftstore.Write{}, err
 	}
+	txn.RequestId = requestID
 	r.index++
-	return r.st.Apply(r.index, &raftv1.Command{Transactions: []*raftv1.Transaction{txn}})[0]
+	if err := r.st.Apply(r.index, &raftv1.Command{Transactions: []*raftv1.Transaction{txn}})[0]; err != nil {
+		return raftstore.Write{}, err
+	}
+	return raftstore.Write{Index: r.index, ObjectID: state.FirstObjectID(txn)}, nil
 }
 
 func newTestServer(t *testing.T) (*Server, *leaderRaft) {

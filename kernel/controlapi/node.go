@@ -22,7 +22,9 @@ func (s *Server) GetNode(ctx context.Context, req *controlv1.GetNodeRequest) (*c
 		return nil, grpcErr(refRequired())
 	}
 	var err error
-	s.view(func(tx *state.ReadTx) { resp.Node, err = tx.LookupNode(req.GetRef()) })
+	if rerr := s.read(ctx, func(tx *state.ReadTx) { resp.Node, err = tx.LookupNode(req.GetRef()) }); rerr != nil {
+		return nil, grpcErr(rerr)
+	}
 	if err != nil {
 		return nil, grpcErr(err)
 	}
@@ -44,13 +46,16 @@ func (s *Server) ListNodes(ctx context.Context, req *controlv1.ListNodesRequest)
 	for _, a := range req.GetAvailabilities() {
 		avail[a] = true
 	}
-	s.view(func(tx *state.ReadTx) {
+	err := s.read(ctx, func(tx *state.ReadTx) {
 		for _, n := range tx.Nodes() {
 			if (len(roles) == 0 || roles[n.GetRole()]) && (len(avail) == 0 || avail[n.GetSpec().GetAvailability()]) {
 				resp.Nodes = append(resp.Nodes, n)
 			}
 		}
 	})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
 	sort.SliceStable(resp.Nodes, func(i, j int) bool { return nodeName(resp.Nodes[i]) < nodeName(resp.Nodes[j]) })
 	resp.LeaderId, _ = s.raft.Leader()
 	return resp, nil
@@ -88,7 +93,7 @@ func (s *Server) UpdateNode(ctx context.Context, req *controlv1.UpdateNodeReques
 		id      string
 		demoted bool
 	)
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		cur, err := tx.LookupNode(req.GetRef())
 		if err != nil {
 			return err
@@ -126,6 +131,15 @@ func (s *Server) UpdateNode(ctx context.Context, req *controlv1.UpdateNodeReques
 	if err != nil {
 		return nil, grpcErr(err)
 	}
+	if w.Replayed {
+		// The first attempt applied; it may have lost its leader before
+		// taking the demoted manager out of the Raft group.
+		id = w.ObjectID
+		s.view(func(tx *state.ReadTx) {
+			n := tx.Node(id)
+			demoted = n != nil && n.GetRole() == objectv1.NodeRole_NODE_ROLE_WORKER && req.GetSpec().GetDesiredRole() == objectv1.NodeRole_NODE_ROLE_WORKER
+		})
+	}
 	if demoted {
 		if err := s.raft.RemoveMember(ctx, id); err != nil && !isNotFound(err) {
 			return nil, grpcErr(fmt.Errorf("node %s demoted but still in the raft group (retry the demotion): %w", id, err))
@@ -145,7 +159,7 @@ func (s *Server) RemoveNode(ctx context.Context, req *controlv1.RemoveNodeReques
 		return nil, grpcErr(refRequired())
 	}
 	var id string
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		cur, err := tx.LookupNode(req.GetRef())
 		if err != nil {
 			return err
@@ -161,6 +175,9 @@ func (s *Server) RemoveNode(ctx context.Context, req *controlv1.RemoveNodeReques
 	})
 	if err != nil {
 		return nil, grpcErr(err)
+	}
+	if w.Replayed {
+		id = w.ObjectID
 	}
 	s.log.Info("node removed", "node_id", id)
 	return resp, nil

@@ -9,12 +9,18 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shoalhq/shoal/kernel/ids"
+	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 // Raft is the part of the replicated store the control API writes through.
@@ -23,8 +29,15 @@ type Raft interface {
 	IsLeader() bool
 	// Leader returns the leader's node ID, empty when there is none.
 	Leader() (id, addr string)
-	// Update prepares fn against the local state and commits it; leader only.
-	Update(ctx context.Context, fn func(tx *state.Tx) error) error
+	// ReadBarrier returns once the local state reflects every write
+	// acknowledged before the call (a linearizable read may follow); it
+	// fails with a sdk.ErrUnavailable error on a manager that does not lead.
+	ReadBarrier(ctx context.Context) error
+	// UpdateRequest reads linearizably, prepares fn against the local state
+	// and commits it; leader only. A non-empty requestID makes the write
+	// take effect at most once: a retry returns the first attempt's result,
+	// marked Replayed.
+	UpdateRequest(ctx context.Context, requestID string, fn func(tx *state.Tx) error) (raftstore.Write, error)
 	// RemoveMember removes a manager from the Raft group; leader only.
 	RemoveMember(ctx context.Context, nodeID string) error
 }
@@ -90,7 +103,7 @@ func (s *Server) forward(ctx context.Context, method string, req, resp any) (boo
 	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
 		return true, sdk.ToGRPC(errNoLeader)
 	}
-	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1", RequestIDKey, requestID(ctx))
 	for {
 		leaderID, _ := s.raft.Leader()
 		conn, err := s.leader.LeaderConn(ctx)
@@ -125,6 +138,11 @@ func (s *Server) forward(ctx context.Context, method string, req, resp any) (boo
 		err = conn.Invoke(attempt, method, req, resp, grpc.WaitForReady(true))
 		cancel()
 		if !<-changed || ctx.Err() != nil {
+			if status.Code(err) == codes.Unavailable {
+				// The leader lost its leadership while serving the call:
+				// the call goes again, with its request ID, to the next.
+				markRetry(ctx)
+			}
 			return true, err
 		}
 		if s.raft.IsLeader() {
@@ -139,8 +157,49 @@ func isRead(method string) bool {
 	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")
 }
 
-// view runs fn on a consistent view of the state.
+// view runs fn on this manager's state as it is, with no read barrier: for
+// reading back what a call just wrote on the leader, and for finding where
+// a task's logs are.
 func (s *Server) view(fn func(tx *state.ReadTx)) { s.st.View(fn) }
+
+// read runs fn on a linearizable view of the state: one that reflects
+// every write acknowledged before the call. A call that asked for a local
+// read (ReadLocalKey) gets this manager's state as it is.
+func (s *Server) read(ctx context.Context, fn func(tx *state.ReadTx)) error {
+	if !readLocal(ctx) {
+		if err := s.raft.ReadBarrier(ctx); err != nil {
+			noteRetry(ctx, err)
+			return err
+		}
+	}
+	s.st.View(fn)
+	return nil
+}
+
+// update commits fn's writes as the call's request (see RequestIDKey).
+func (s *Server) update(ctx context.Context, fn func(tx *state.Tx) error) (raftstore.Write, error) {
+	w, err := s.raft.UpdateRequest(ctx, requestID(ctx), fn)
+	if err != nil {
+		noteRetry(ctx, err)
+	}
+	return w, err
+}
+
+// committed is obj as a write committed it at index: the reply to a write
+// says what the write did, even if a later one already changed or removed
+// the object. Every object has a meta field (objectv1.Meta).
+func committed[T proto.Message](obj T, index uint64) T {
+	out := proto.Clone(obj).(T)
+	m := out.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName("meta")
+	meta := &objectv1.Meta{}
+	if m.Has(fd) {
+		meta = proto.Clone(m.Get(fd).Message().Interface()).(*objectv1.Meta)
+	}
+	meta.Version = index
+	m.Set(fd, protoreflect.ValueOfMessage(meta.ProtoReflect()))
+	return out
+}
 
 // newID returns a fresh object ID.
 func newID() string { return ids.New() }

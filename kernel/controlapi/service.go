@@ -27,7 +27,7 @@ func (s *Server) CreateService(ctx context.Context, req *controlv1.CreateService
 		return nil, grpcErr(err)
 	}
 	svc := &objectv1.Service{Id: newID(), Spec: spec, SpecVersion: 1}
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		if tx.ServiceByName(spec.GetAnnotations().GetName()) != nil {
 			return fmt.Errorf("service %q: %w", spec.GetAnnotations().GetName(), sdk.ErrAlreadyExists)
 		}
@@ -39,9 +39,14 @@ func (s *Server) CreateService(ctx context.Context, req *controlv1.CreateService
 	if err != nil {
 		return nil, grpcErr(err)
 	}
+	if w.Replayed {
+		// An earlier attempt of this call created the service.
+		svc = &objectv1.Service{Id: w.ObjectID, Spec: spec, SpecVersion: 1}
+	}
 	s.view(func(tx *state.ReadTx) { resp.Service = tx.Service(svc.Id) })
 	if resp.Service == nil {
-		return nil, grpcErr(fmt.Errorf("service %s vanished after create: %w", svc.Id, sdk.ErrUnavailable))
+		// Removed since: the reply still says what this call did.
+		resp.Service = committed(svc, w.Index)
 	}
 	s.log.Info("service created", "service_id", svc.Id, "name", spec.GetAnnotations().GetName())
 	return resp, nil
@@ -56,7 +61,9 @@ func (s *Server) GetService(ctx context.Context, req *controlv1.GetServiceReques
 		return nil, grpcErr(refRequired())
 	}
 	var err error
-	s.view(func(tx *state.ReadTx) { resp.Service, err = tx.LookupService(req.GetRef()) })
+	if rerr := s.read(ctx, func(tx *state.ReadTx) { resp.Service, err = tx.LookupService(req.GetRef()) }); rerr != nil {
+		return nil, grpcErr(rerr)
+	}
 	return resp, grpcErr(err)
 }
 
@@ -71,7 +78,7 @@ func (s *Server) ListServices(ctx context.Context, req *controlv1.ListServicesRe
 	}
 	resp.Running = map[string]int64{}
 	resp.Desired = map[string]int64{}
-	s.view(func(tx *state.ReadTx) {
+	err := s.read(ctx, func(tx *state.ReadTx) {
 		for _, svc := range tx.Services() {
 			if len(names) > 0 && !names[svc.GetSpec().GetAnnotations().GetName()] {
 				continue
@@ -93,6 +100,9 @@ func (s *Server) ListServices(ctx context.Context, req *controlv1.ListServicesRe
 			resp.Desired[svc.Id] = desired
 		}
 	})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
 	return resp, nil
 }
 
@@ -128,13 +138,12 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 	if err := ValidateServiceSpec(spec); err != nil {
 		return nil, grpcErr(err)
 	}
-	var id string
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	var next *objectv1.Service
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		cur, err := tx.LookupService(req.GetRef())
 		if err != nil {
 			return err
 		}
-		id = cur.Id
 		if cur.GetMeta().GetVersion() != req.GetVersion() {
 			return versionConflict("service", req.GetRef(), cur.GetMeta().GetVersion(), req.GetVersion())
 		}
@@ -147,7 +156,7 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
 			return err
 		}
-		next := proto.Clone(cur).(*objectv1.Service)
+		next = proto.Clone(cur).(*objectv1.Service)
 		if !proto.Equal(cur.GetSpec(), spec) {
 			next.PreviousSpec = cur.GetSpec()
 			next.Spec = spec
@@ -158,7 +167,17 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 	if err != nil {
 		return nil, grpcErr(err)
 	}
-	s.view(func(tx *state.ReadTx) { resp.Service = tx.Service(id) })
+	if !w.Replayed {
+		// What this call wrote, whatever happened to the service since.
+		resp.Service = committed(next, w.Index)
+		return resp, nil
+	}
+	// An earlier attempt of this call applied; answer with the service as
+	// it is now, or as that attempt left it if it was removed since.
+	s.view(func(tx *state.ReadTx) { resp.Service = tx.Service(w.ObjectID) })
+	if resp.Service == nil {
+		resp.Service = &objectv1.Service{Id: w.ObjectID, Spec: spec, Meta: &objectv1.Meta{Version: w.Index}}
+	}
 	return resp, nil
 }
 
@@ -171,7 +190,7 @@ func (s *Server) RemoveService(ctx context.Context, req *controlv1.RemoveService
 		return nil, grpcErr(refRequired())
 	}
 	var id string
-	err := s.raft.Update(ctx, func(tx *state.Tx) error {
+	w, err := s.update(ctx, func(tx *state.Tx) error {
 		cur, err := tx.LookupService(req.GetRef())
 		if err != nil {
 			return err
@@ -183,6 +202,9 @@ func (s *Server) RemoveService(ctx context.Context, req *controlv1.RemoveService
 	})
 	if err != nil {
 		return nil, grpcErr(err)
+	}
+	if w.Replayed {
+		id = w.ObjectID
 	}
 	s.log.Info("service removed", "service_id", id)
 	return resp, nil
@@ -197,7 +219,9 @@ func (s *Server) GetTask(ctx context.Context, req *controlv1.GetTaskRequest) (*c
 		return nil, grpcErr(refRequired())
 	}
 	var err error
-	s.view(func(tx *state.ReadTx) { resp.Task, err = tx.LookupTask(req.GetRef()) })
+	if rerr := s.read(ctx, func(tx *state.ReadTx) { resp.Task, err = tx.LookupTask(req.GetRef()) }); rerr != nil {
+		return nil, grpcErr(rerr)
+	}
 	return resp, grpcErr(err)
 }
 
@@ -226,7 +250,7 @@ func (s *Server) ListTasks(ctx context.Context, req *controlv1.ListTasksRequest)
 	keep := func(t *objectv1.Task) bool {
 		return (len(states) == 0 || states[t.GetDesiredState()]) && (len(nodes) == 0 || nodes[t.GetNodeId()])
 	}
-	s.view(func(tx *state.ReadTx) {
+	err := s.read(ctx, func(tx *state.ReadTx) {
 		var candidates []*objectv1.Task
 		switch {
 		case len(req.GetServiceIds()) > 0:
@@ -246,6 +270,9 @@ func (s *Server) ListTasks(ctx context.Context, req *controlv1.ListTasksRequest)
 			}
 		}
 	})
+	if err != nil {
+		return nil, grpcErr(err)
+	}
 	sort.Slice(resp.Tasks, func(i, j int) bool {
 		a, b := resp.Tasks[i], resp.Tasks[j]
 		if a.GetServiceId() != b.GetServiceId() {

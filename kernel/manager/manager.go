@@ -145,7 +145,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	policy := apiPolicy()
 	m.api = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(ident.id.ServerTLS())),
-		grpc.ChainUnaryInterceptor(policy.UnaryInterceptor()),
+		grpc.ChainUnaryInterceptor(policy.UnaryInterceptor(), control.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(policy.StreamInterceptor()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 
 	// The unix socket is root's (0600): whoever can open it is the local
 	// administrator, so it serves the control API without certificates.
-	m.local = grpc.NewServer()
+	m.local = grpc.NewServer(grpc.ChainUnaryInterceptor(control.UnaryInterceptor()))
 	controlv1.RegisterControlServer(m.local, control)
 	return m, nil
 }

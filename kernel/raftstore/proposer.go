@@ -45,6 +45,9 @@ type proposal struct {
 	txn  *raftv1.Transaction
 	size int
 	done chan error // buffered, 1
+	// index is the entry's Raft index, set before a nil error is sent on
+	// done.
+	index uint64
 }
 
 type inflight struct {
@@ -71,21 +74,30 @@ func newProposer(r *raft.Raft, stats *proposerStats) *proposer {
 
 // propose queues txn and waits for its own result.
 func (p *proposer) propose(ctx context.Context, txn *raftv1.Transaction) error {
+	_, err := p.proposeIndex(ctx, txn)
+	return err
+}
+
+// proposeIndex is propose that also returns the Raft index txn applied at.
+func (p *proposer) proposeIndex(ctx context.Context, txn *raftv1.Transaction) (uint64, error) {
 	if p.raft.State() != raft.Leader {
-		return ErrNotLeader
+		return 0, ErrNotLeader
 	}
 	pr := &proposal{txn: txn, size: proto.Size(txn), done: make(chan error, 1)}
 	select {
 	case p.queue <- pr:
 	case <-ctx.Done():
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	select {
 	case err := <-pr.done:
-		return err
+		if err != nil {
+			return 0, err
+		}
+		return pr.index, nil
 	case <-ctx.Done():
 		// The write may still commit; the caller learns nothing more.
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 }
 
@@ -153,6 +165,7 @@ func (p *proposer) waitLoop() {
 			if i < len(res.errs) {
 				err = res.errs[i]
 			}
+			pr.index = in.future.Index()
 			pr.done <- err
 		}
 	}

@@ -104,6 +104,7 @@ type Node struct {
 	meta  *metadb.BoltMetaDB
 	prop  *proposer
 	stats proposerStats
+	reads readGate
 
 	leaderMu  sync.Mutex
 	leaderSub []chan bool

@@ -92,6 +92,11 @@ func (s *Store) noteEntered(events []Event) {
 // the caller to undo.
 func (t *tables) applyTxn(index uint64, txn *raftv1.Transaction, events []Event) ([]Event, error) {
 	start := len(events)
+	if id := txn.GetRequestId(); id != "" {
+		if _, done := t.requests.get(id); done {
+			return events, fmt.Errorf("request %s: %w", id, ErrDuplicateRequest)
+		}
+	}
 	for i, a := range txn.GetActions() {
 		e := Event{Index: index, Kind: a.GetKind()}
 		if err := t.applyAction(index, a, &e); err != nil {
@@ -108,6 +113,9 @@ func (t *tables) applyTxn(index uint64, txn *raftv1.Transaction, events []Event)
 		if err := t.checkNetworkName(e); err != nil {
 			return events, fmt.Errorf("action %d: %w", i, err)
 		}
+	}
+	if id := txn.GetRequestId(); id != "" {
+		t.requests.add(id, Request{Index: index, ObjectID: FirstObjectID(txn)})
 	}
 	return events, nil
 }

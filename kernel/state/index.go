@@ -203,6 +203,9 @@ type tables struct {
 	tasksByDesiredState *keyIndex[objectv1.TaskState, *objectv1.Task]
 	// networksByName holds sets for the same reason as servicesByName.
 	networksByName *keyIndex[string, *objectv1.Network]
+
+	// requests are the request IDs of the last applied transactions.
+	requests requests
 }
 
 func newTables() *tables {

@@ -32,6 +32,7 @@ func (s *Store) Snapshot() *raftv1.Snapshot {
 	snap.Services = values(&t.services)
 	snap.Tasks = values(&t.tasks)
 	snap.Networks = values(&t.networks)
+	snap.Requests = t.requests.list()
 	s.mu.RUnlock()
 	sortByID(snap.Nodes)
 	sortByID(snap.Services)
@@ -122,6 +123,9 @@ func load(snap *raftv1.Snapshot) (*tables, error) {
 			slices.Sort(ids)
 			return nil, fmt.Errorf("networks %s share the name %q: %w", strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
 		}
+	}
+	if err := loadRequests(&t.requests, snap.GetRequests()); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

@@ -135,8 +135,14 @@ func (x *Command) GetTransactions() []*Transaction {
 // action fails its check (a stale version, a missing object, a duplicate
 // name), none of its actions apply and its writer gets the error.
 type Transaction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Actions       []*StoreAction         `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Actions []*StoreAction         `protobuf:"bytes,1,rep,name=actions,proto3" json:"actions,omitempty"`
+	// request_id names the control API call that made this transaction, when
+	// it came from one. A transaction whose request_id was already applied
+	// does not apply again: a call that was retried (by a follower forwarding
+	// it to a new leader, or by a client) takes effect at most once, and the
+	// retry answers with the first attempt's result.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,6 +182,13 @@ func (x *Transaction) GetActions() []*StoreAction {
 		return x.Actions
 	}
 	return nil
+}
+
+func (x *Transaction) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // StoreAction changes one object.
@@ -325,12 +338,14 @@ type Snapshot struct {
 	// version is the snapshot format; 1.
 	Version uint32 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	// index is the Raft index the snapshot reflects.
-	Index         uint64        `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
-	Clusters      []*v1.Cluster `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
-	Nodes         []*v1.Node    `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	Services      []*v1.Service `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
-	Tasks         []*v1.Task    `protobuf:"bytes,6,rep,name=tasks,proto3" json:"tasks,omitempty"`
-	Networks      []*v1.Network `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
+	Index    uint64        `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Clusters []*v1.Cluster `protobuf:"bytes,3,rep,name=clusters,proto3" json:"clusters,omitempty"`
+	Nodes    []*v1.Node    `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Services []*v1.Service `protobuf:"bytes,5,rep,name=services,proto3" json:"services,omitempty"`
+	Tasks    []*v1.Task    `protobuf:"bytes,6,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Networks []*v1.Network `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
+	// requests are the most recent applied request IDs, oldest first.
+	Requests      []*AppliedRequest `protobuf:"bytes,8,rep,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -414,6 +429,77 @@ func (x *Snapshot) GetNetworks() []*v1.Network {
 	return nil
 }
 
+func (x *Snapshot) GetRequests() []*AppliedRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// AppliedRequest records that a transaction with a request_id applied.
+type AppliedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the transaction's request_id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// index is the Raft index the transaction applied at.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// object_id is the ID of the object the transaction's first action wrote.
+	ObjectId      string `protobuf:"bytes,3,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedRequest) Reset() {
+	*x = AppliedRequest{}
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedRequest) ProtoMessage() {}
+
+func (x *AppliedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedRequest.ProtoReflect.Descriptor instead.
+func (*AppliedRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AppliedRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AppliedRequest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AppliedRequest) GetObjectId() string {
+	if x != nil {
+		return x.ObjectId
+	}
+	return ""
+}
+
 // JoinRequest asks to add the calling manager to the Raft group.
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -427,7 +513,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +525,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[4]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +538,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinRequest) GetRaftAddr() string {
@@ -479,7 +565,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +577,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[5]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +590,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JoinResponse) GetMembers() []*RaftMember {
@@ -528,7 +614,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +626,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[6]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +639,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -586,7 +672,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +684,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[7]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +697,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 // LeaveResponse is empty.
@@ -623,7 +709,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +721,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_raft_v1_raft_proto_msgTypes[8]
+	mi := &file_shoal_raft_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +734,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_shoal_raft_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 var File_shoal_raft_v1_raft_proto protoreflect.FileDescriptor
@@ -657,9 +743,11 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\n" +
 	"\x18shoal/raft/v1/raft.proto\x12\rshoal.raft.v1\x1a\x1cshoal/object/v1/object.proto\"I\n" +
 	"\aCommand\x12>\n" +
-	"\ftransactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.TransactionR\ftransactions\"C\n" +
+	"\ftransactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.TransactionR\ftransactions\"b\n" +
 	"\vTransaction\x124\n" +
-	"\aactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.StoreActionR\aactions\"\xc2\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.StoreActionR\aactions\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\xc2\x02\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.raft.v1.ActionKindR\x04kind\x124\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.shoal.object.v1.ClusterH\x00R\acluster\x12+\n" +
@@ -667,7 +755,7 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\aservice\x18\x04 \x01(\v2\x18.shoal.object.v1.ServiceH\x00R\aservice\x12+\n" +
 	"\x04task\x18\x05 \x01(\v2\x15.shoal.object.v1.TaskH\x00R\x04task\x124\n" +
 	"\anetwork\x18\x06 \x01(\v2\x18.shoal.object.v1.NetworkH\x00R\anetworkB\b\n" +
-	"\x06target\"\xb6\x02\n" +
+	"\x06target\"\xf1\x02\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x124\n" +
@@ -675,7 +763,12 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\x05nodes\x18\x04 \x03(\v2\x15.shoal.object.v1.NodeR\x05nodes\x124\n" +
 	"\bservices\x18\x05 \x03(\v2\x18.shoal.object.v1.ServiceR\bservices\x12+\n" +
 	"\x05tasks\x18\x06 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks\x124\n" +
-	"\bnetworks\x18\a \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\"E\n" +
+	"\bnetworks\x18\a \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\x129\n" +
+	"\brequests\x18\b \x03(\v2\x1d.shoal.raft.v1.AppliedRequestR\brequests\"S\n" +
+	"\x0eAppliedRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1b\n" +
+	"\tobject_id\x18\x03 \x01(\tR\bobjectId\"E\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
 	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"C\n" +
@@ -712,48 +805,50 @@ func file_shoal_raft_v1_raft_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_raft_v1_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_shoal_raft_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_shoal_raft_v1_raft_proto_goTypes = []any{
-	(ActionKind)(0),       // 0: shoal.raft.v1.ActionKind
-	(*Command)(nil),       // 1: shoal.raft.v1.Command
-	(*Transaction)(nil),   // 2: shoal.raft.v1.Transaction
-	(*StoreAction)(nil),   // 3: shoal.raft.v1.StoreAction
-	(*Snapshot)(nil),      // 4: shoal.raft.v1.Snapshot
-	(*JoinRequest)(nil),   // 5: shoal.raft.v1.JoinRequest
-	(*JoinResponse)(nil),  // 6: shoal.raft.v1.JoinResponse
-	(*RaftMember)(nil),    // 7: shoal.raft.v1.RaftMember
-	(*LeaveRequest)(nil),  // 8: shoal.raft.v1.LeaveRequest
-	(*LeaveResponse)(nil), // 9: shoal.raft.v1.LeaveResponse
-	(*v1.Cluster)(nil),    // 10: shoal.object.v1.Cluster
-	(*v1.Node)(nil),       // 11: shoal.object.v1.Node
-	(*v1.Service)(nil),    // 12: shoal.object.v1.Service
-	(*v1.Task)(nil),       // 13: shoal.object.v1.Task
-	(*v1.Network)(nil),    // 14: shoal.object.v1.Network
+	(ActionKind)(0),        // 0: shoal.raft.v1.ActionKind
+	(*Command)(nil),        // 1: shoal.raft.v1.Command
+	(*Transaction)(nil),    // 2: shoal.raft.v1.Transaction
+	(*StoreAction)(nil),    // 3: shoal.raft.v1.StoreAction
+	(*Snapshot)(nil),       // 4: shoal.raft.v1.Snapshot
+	(*AppliedRequest)(nil), // 5: shoal.raft.v1.AppliedRequest
+	(*JoinRequest)(nil),    // 6: shoal.raft.v1.JoinRequest
+	(*JoinResponse)(nil),   // 7: shoal.raft.v1.JoinResponse
+	(*RaftMember)(nil),     // 8: shoal.raft.v1.RaftMember
+	(*LeaveRequest)(nil),   // 9: shoal.raft.v1.LeaveRequest
+	(*LeaveResponse)(nil),  // 10: shoal.raft.v1.LeaveResponse
+	(*v1.Cluster)(nil),     // 11: shoal.object.v1.Cluster
+	(*v1.Node)(nil),        // 12: shoal.object.v1.Node
+	(*v1.Service)(nil),     // 13: shoal.object.v1.Service
+	(*v1.Task)(nil),        // 14: shoal.object.v1.Task
+	(*v1.Network)(nil),     // 15: shoal.object.v1.Network
 }
 var file_shoal_raft_v1_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.raft.v1.Command.transactions:type_name -> shoal.raft.v1.Transaction
 	3,  // 1: shoal.raft.v1.Transaction.actions:type_name -> shoal.raft.v1.StoreAction
 	0,  // 2: shoal.raft.v1.StoreAction.kind:type_name -> shoal.raft.v1.ActionKind
-	10, // 3: shoal.raft.v1.StoreAction.cluster:type_name -> shoal.object.v1.Cluster
-	11, // 4: shoal.raft.v1.StoreAction.node:type_name -> shoal.object.v1.Node
-	12, // 5: shoal.raft.v1.StoreAction.service:type_name -> shoal.object.v1.Service
-	13, // 6: shoal.raft.v1.StoreAction.task:type_name -> shoal.object.v1.Task
-	14, // 7: shoal.raft.v1.StoreAction.network:type_name -> shoal.object.v1.Network
-	10, // 8: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
-	11, // 9: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
-	12, // 10: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
-	13, // 11: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
-	14, // 12: shoal.raft.v1.Snapshot.networks:type_name -> shoal.object.v1.Network
-	7,  // 13: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
-	5,  // 14: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
-	8,  // 15: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
-	6,  // 16: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
-	9,  // 17: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 3: shoal.raft.v1.StoreAction.cluster:type_name -> shoal.object.v1.Cluster
+	12, // 4: shoal.raft.v1.StoreAction.node:type_name -> shoal.object.v1.Node
+	13, // 5: shoal.raft.v1.StoreAction.service:type_name -> shoal.object.v1.Service
+	14, // 6: shoal.raft.v1.StoreAction.task:type_name -> shoal.object.v1.Task
+	15, // 7: shoal.raft.v1.StoreAction.network:type_name -> shoal.object.v1.Network
+	11, // 8: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
+	12, // 9: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
+	13, // 10: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
+	14, // 11: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
+	15, // 12: shoal.raft.v1.Snapshot.networks:type_name -> shoal.object.v1.Network
+	5,  // 13: shoal.raft.v1.Snapshot.requests:type_name -> shoal.raft.v1.AppliedRequest
+	8,  // 14: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
+	6,  // 15: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
+	9,  // 16: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
+	7,  // 17: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
+	10, // 18: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
+	17, // [17:19] is the sub-list for method output_type
+	15, // [15:17] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_shoal_raft_v1_raft_proto_init() }
@@ -774,7 +869,7 @@ func file_shoal_raft_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_raft_v1_raft_proto_rawDesc), len(file_shoal_raft_v1_raft_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
