@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -61,6 +62,9 @@ type Dispatcher struct {
 	nodes  *nodeBatcher
 
 	done chan struct{} // closed when Run returns
+	// stopped is closed when the event loop has ended (or Run ended
+	// before starting it): an op sent after that never runs.
+	stopped chan struct{}
 
 	mu       sync.Mutex
 	sessions map[string]*session // by node ID
@@ -97,6 +101,7 @@ func New(r Raft, st *state.Store, p Presence, cfg Config) *Dispatcher {
 		raft: r, st: st, presence: p, grace: cfg.Grace, log: logger,
 		ops:      make(chan func(), 1024),
 		done:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 		sessions: map[string]*session{},
 	}
 	d.status = newStatusBatcher(r, logger)
@@ -105,17 +110,26 @@ func New(r Raft, st *state.Store, p Presence, cfg Config) *Dispatcher {
 	return d
 }
 
-// Run serves sessions until ctx ends (leadership lost), then closes them
-// all so their workers reconnect to the new leader.
+// Run serves sessions until ctx ends (leadership lost) or a part of the
+// dispatcher fails, then closes them all so that their workers reconnect,
+// to the new leader or to this manager's next dispatcher.
+//
+// The parts (the event loop, the status and node writers, the presence
+// tracker) share one context, cancelled as soon as any of them stops: a
+// dispatcher whose event loop ended (its state watch closed, say) must not
+// keep marking nodes down while no session can open. Run returns only once
+// every part has exited: nil when ctx ended, else the first failure.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer close(d.done)
+	stopLoop := sync.OnceFunc(func() { close(d.stopped) })
+	defer stopLoop()
 	if err := d.ensureGossipKey(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return err
 	}
-	events, cancel := d.st.ViewAndWatch(func(tx *state.ReadTx) {
+	events, cancelWatch := d.st.ViewAndWatch(func(tx *state.ReadTx) {
 		var known []string
 		for _, n := range tx.Nodes() {
 			// Only nodes that run tasks heartbeat; a manager without an
@@ -131,22 +145,36 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		// Every node starts Unknown: it has the grace period to show up.
 		d.presence.Expect(known, grace)
 	})
-	defer cancel()
+	defer cancelWatch()
 	d.mu.Lock()
 	d.running = true
 	d.mu.Unlock()
 
+	partsCtx, stopParts := context.WithCancelCause(ctx)
+	defer stopParts(nil)
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	wg.Add(3)
-	go func() { defer wg.Done(); errc <- d.status.run(ctx) }()
-	go func() { defer wg.Done(); errc <- d.nodes.run(ctx) }()
-	go func() {
-		defer wg.Done()
-		errc <- d.presence.Run(ctx, d.markDown)
-	}()
+	part := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := run(partsCtx)
+			if partsCtx.Err() != nil {
+				return // stopped because the others did, or ctx ended
+			}
+			if err == nil {
+				err = errors.New("stopped on its own")
+			}
+			stopParts(fmt.Errorf("%s: %w", name, err))
+		}()
+	}
+	part("status writer", d.status.run)
+	part("node writer", d.nodes.run)
+	part("presence", func(ctx context.Context) error { return d.presence.Run(ctx, d.markDown) })
 
-	err := d.loop(ctx, events)
+	if err := d.loop(partsCtx, events); err != nil {
+		stopParts(err)
+	}
+	stopLoop()
 
 	d.mu.Lock()
 	d.running = false
@@ -163,14 +191,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 		s.peer.close(fmt.Errorf("this manager is no longer the leader: %w", sdk.ErrUnavailable))
 	}
+	stopParts(nil)
 	wg.Wait()
-	close(errc)
-	for e := range errc {
-		if err == nil && e != nil && ctx.Err() == nil {
-			err = e
-		}
+	if ctx.Err() != nil {
+		return nil
 	}
-	return err
+	return context.Cause(partsCtx)
 }
 
 func heartbeatPeriod(c *objectv1.Cluster) time.Duration {
@@ -194,8 +220,11 @@ func (d *Dispatcher) loop(ctx context.Context, events <-chan state.Event) error 
 			op()
 		case ev, ok := <-events:
 			if !ok {
-				// The state was restored under us: every session resyncs.
-				return fmt.Errorf("state watch closed: %w", sdk.ErrUnavailable)
+				// The loop fell too far behind the store, or the state was
+				// restored under it: the sessions' assignment sets are
+				// stale. The dispatcher ends; its manager starts a new one,
+				// to which every worker reconnects and resyncs.
+				return fmt.Errorf("state watch closed (fell behind, or the state was restored): %w", sdk.ErrUnavailable)
 			}
 			if d.apply(ev, dirty) {
 				managersChanged = true
@@ -334,12 +363,26 @@ func (d *Dispatcher) Open(ctx context.Context, nodeID string, hello *workerv1.He
 		s.sendComplete()
 		done <- nil
 	}
+	notServing := fmt.Errorf("not serving sessions: %w", sdk.ErrUnavailable)
 	select {
 	case d.ops <- op:
+	case <-d.stopped:
+		return nil, notServing
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if err := <-done; err != nil {
+	var err error
+	select {
+	case err = <-done:
+	case <-d.stopped:
+		// The loop has ended: it ran op before, or never will.
+		select {
+		case err = <-done:
+		default:
+			err = notServing
+		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	d.nodes.up(nodeID, hello.GetDescription())

@@ -88,6 +88,17 @@ func (s *Store) watch() (<-chan Event, func()) {
 	return w.out, cancel
 }
 
+// SetWatchLimit sets how many undelivered events a watcher may fall behind
+// before its watch is closed (watchQueueLimit unless set), for the watches
+// open now and those to come. It exists for tests, which lower it to make
+// the leader's stages meet the overflow they must recover from; a limit
+// below 1 is taken as 1.
+func (s *Store) SetWatchLimit(n int) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	s.watchLimit = max(n, 1)
+}
+
 // publish hands the events of one command to every watcher. It runs under
 // s.mu, so that ViewAndWatch sees each command either in its view or as
 // events, and never blocks: a watcher too far behind is closed instead.
