@@ -200,14 +200,19 @@ func (r *logReader) add(ctx context.Context, taskID string, e executor.LogEntry)
 		for {
 			r.mu.Lock()
 			if r.bytes < logPendingBytes {
-				if len(r.lines) == 0 {
+				// The first pending line starts the batch's clock, which
+				// run must learn of: asleep until woken, it would
+				// otherwise hold a follow's lines until a batch filled
+				// up or the readers ended, which a quiet task never does.
+				first := len(r.lines) == 0
+				if first {
 					r.since = time.Now()
 				}
 				r.lines = append(r.lines, &workerv1.LogLine{TaskId: taskID, Stream: stream, Time: ts, Data: append([]byte(nil), piece...)})
 				r.bytes += len(piece)
 				full := len(r.lines) >= logBatchLines || r.bytes >= logBatchBytes
 				r.mu.Unlock()
-				if full {
+				if first || full {
 					r.notify()
 				}
 				break

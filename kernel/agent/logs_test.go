@@ -1,12 +1,16 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shoalhq/shoal/kernel/agent"
 	"github.com/shoalhq/shoal/kernel/simexec"
+	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -152,5 +156,84 @@ func TestLogsFollowCancelled(t *testing.T) {
 	}
 	if strings.Join(tail, ",") != "line 3" {
 		t.Errorf("follow --tail 1 of b sent %q, want [line 3]", tail)
+	}
+}
+
+// pacedLogs is a simulated executor whose Logs, when following, writes
+// the lines the test hands it, when it hands them, and then waits for its
+// caller to go: a task that is still running and quiet in between, as
+// real ones are.
+type pacedLogs struct {
+	*simexec.Executor
+	lines chan string
+}
+
+func (p *pacedLogs) Logs(ctx context.Context, taskID string, opts executor.LogOptions, emit func(executor.LogEntry) error) error {
+	if !opts.Follow {
+		return p.Executor.Logs(ctx, taskID, opts, emit)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case l := <-p.lines:
+			if err := emit(executor.LogEntry{Stream: executor.Stdout, Time: time.Now(), Line: []byte(l)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// followedLines returns the lines of subscription id, and whether a batch
+// said done. m.mu is held.
+func (m *fakeManager) followedLines(id string) (lines []string, done bool) {
+	for _, b := range m.logBatches(id) {
+		for _, l := range b.GetLines() {
+			lines = append(lines, string(l.GetData()))
+		}
+		done = done || b.GetDone()
+	}
+	return lines, done
+}
+
+// TestLogsFollowSendsLinesAsTheyCome: a follow subscription sends each
+// line soon after the executor read it, while the task runs on: the tail
+// lines that come after the first (empty) answer went, then a line
+// written later. Before, they waited for a batch to fill up or the task
+// to end, which a quiet task never does.
+func TestLogsFollowSendsLinesAsTheyCome(t *testing.T) {
+	c := newTestCA(t)
+	m := newFakeManager(t, c, "manager-1", period)
+	m.initial = []*objectv1.Task{newTask("a", stRunning, assigned)}
+	exec := &pacedLogs{Executor: simexec.New(simexec.Config{}), lines: make(chan string)}
+	a, err := agent.New(agent.Config{
+		Managers:    []string{m.addr},
+		Identity:    c.identity(t, "node-1", objectv1.NodeRole_NODE_ROLE_WORKER),
+		Executor:    exec,
+		Description: &objectv1.NodeDescription{Hostname: "worker-1", Platform: "linux/amd64"},
+		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	m.waitFor(t, "a running", func() bool { return m.hasState("a", stRunning) })
+
+	m.send(t, subscribe(&workerv1.LogSubscription{Id: "f", TaskIds: []string{"a"}, Follow: true, Tail: 2, Credit: 8}))
+	m.waitFor(t, "the first answer", func() bool { return len(m.logBatches("f")) > 0 })
+	for _, l := range []string{"tail 1", "tail 2"} {
+		exec.lines <- l
+	}
+	m.waitFor(t, "the tail lines", func() bool { got, _ := m.followedLines("f"); return len(got) == 2 })
+	exec.lines <- "later"
+	m.waitFor(t, "the line written later", func() bool { got, _ := m.followedLines("f"); return len(got) == 3 })
+	m.mu.Lock()
+	got, ended := m.followedLines("f")
+	m.mu.Unlock()
+	if strings.Join(got, ",") != "tail 1,tail 2,later" || ended {
+		t.Errorf("followed %q, done %v; want [tail 1 tail 2 later] and the subscription still open", got, ended)
 	}
 }
