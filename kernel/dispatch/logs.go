@@ -1,8 +1,10 @@
 package dispatch
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -40,6 +42,12 @@ const (
 	maxLogBatchBytes = 1 << 20
 	// maxLogErrorText bounds a task error's text.
 	maxLogErrorText = 4096
+	// logMergeWindow is how long batches wait for those of the
+	// subscription's other nodes, so that lines written at about the same
+	// time on different nodes go out merged by time: at most this long,
+	// and not at all once every node that still sends has a batch waiting
+	// (or one of them is out of credit).
+	logMergeWindow = 100 * time.Millisecond
 )
 
 // LogQuery selects the logs a subscription reads.
@@ -58,10 +66,15 @@ type LogQuery struct {
 	More <-chan map[string][]string
 }
 
-// LogEvent is one step of a subscription: lines and task errors from one
-// node, or the end of that node's part with Err.
+// LogEvent is one step of a subscription: lines, merged by time, task
+// errors of one node, or the end of that node's part with Err.
 type LogEvent struct {
-	NodeID     string
+	// NodeID is the node of TaskErrors and Err; events of lines alone may
+	// hold several nodes' lines and then have none.
+	NodeID string
+	// Lines are in time order across tasks, and in the order each task
+	// wrote them; an event holds at most maxLogBatchLines lines and
+	// maxLogBatchBytes bytes of them.
 	Lines      []*workerv1.LogLine
 	TaskErrors []*workerv1.TaskLogError
 	// Err says the node's logs end here, incomplete: it is down, its
@@ -70,7 +83,8 @@ type LogEvent struct {
 }
 
 // Logs reads the logs q selects on the workers holding them and passes
-// them to emit, in order within each task and stream, until every node has
+// them to emit as they come (within logMergeWindow), in order within each
+// task and stream and merged by time across tasks, until every node has
 // sent all (or failed) or ctx ends. Only the leader serves it.
 func (s *Service) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) error) error {
 	d := s.dispatcher()
@@ -85,6 +99,8 @@ func (s *Service) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) erro
 type logSubs struct {
 	mu    sync.Mutex
 	parts map[string]*logSub
+	// mergeWindow replaces logMergeWindow when set (tests).
+	mergeWindow time.Duration
 }
 
 // logSub is one subscription, served by the goroutine of the Logs call. It
@@ -112,10 +128,11 @@ type logNode struct {
 	done     bool      // its part ended: no more events
 }
 
-// logEvent is a LogEvent and, for a batch whose credit goes back to the
-// worker once emitted, its part.
+// logEvent is a LogEvent, the part it came from, and, for a batch whose
+// credit goes back to the worker once emitted, that part again.
 type logEvent struct {
 	LogEvent
+	from   *logNode
 	credit *logNode
 }
 
@@ -142,11 +159,23 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 	more := q.More
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	window := cmp.Or(d.logs.mergeWindow, logMergeWindow)
+	merge := time.NewTimer(window)
+	defer merge.Stop()
+	var (
+		held      []logEvent // waiting for the other nodes' batches
+		heldSince time.Time
+	)
 	for {
 		d.logs.mu.Lock()
 		sub.mu.Lock()
-		events := sub.events
-		sub.events = nil
+		if len(sub.events) > 0 {
+			if len(held) == 0 {
+				heldSince = time.Now()
+			}
+			held = append(held, sub.events...)
+			sub.events = nil
+		}
 		for id, n := range sub.parts {
 			if n.done {
 				// Forget it: a follow that runs for days sees many tasks.
@@ -155,19 +184,21 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 			}
 		}
 		open := len(sub.parts)
+		ready := len(held) > 0 && (time.Since(heldSince) >= window || sub.mergeReadyLocked(held))
 		sub.mu.Unlock()
 		d.logs.mu.Unlock()
-		credits := map[*logNode]uint32{}
-		for _, ev := range events {
-			if err := emit(ev.LogEvent); err != nil {
+		if ready {
+			if err := emitMerged(held, emit); err != nil {
 				return err
 			}
-			if n := ev.credit; n != nil {
-				credits[n]++
-			}
-		}
-		if len(events) > 0 {
 			// The batches reached the client: their workers may send more.
+			credits := map[*logNode]uint32{}
+			for _, ev := range held {
+				if n := ev.credit; n != nil {
+					credits[n]++
+				}
+			}
+			held = nil
 			sub.mu.Lock()
 			for n, c := range credits {
 				if !n.done {
@@ -178,8 +209,13 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 			sub.mu.Unlock()
 			continue // more may have come while emitting
 		}
-		if open == 0 && more == nil {
+		if len(held) == 0 && open == 0 && more == nil {
 			return nil
+		}
+		var due <-chan time.Time
+		if len(held) > 0 {
+			merge.Reset(window - time.Since(heldSince))
+			due = merge.C
 		}
 		select {
 		case <-ctx.Done():
@@ -187,6 +223,7 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 		case <-d.done:
 			return fmt.Errorf("task logs: this manager is no longer the leader: %w", sdk.ErrUnavailable)
 		case <-sub.wake:
+		case <-due:
 		case tasks, ok := <-more:
 			if !ok {
 				more = nil
@@ -204,6 +241,103 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 			sub.mu.Unlock()
 		}
 	}
+}
+
+// mergeReadyLocked reports whether the held events can go without waiting
+// for more: every part that still sends has an event among them (none
+// will come sooner than its next batch), or one is out of credit (it
+// sends nothing more until they went). sub.mu is held.
+func (sub *logSub) mergeReadyLocked(held []logEvent) bool {
+	has := make(map[*logNode]bool, len(sub.parts))
+	for _, ev := range held {
+		if ev.from != nil {
+			has[ev.from] = true
+		}
+	}
+	all := true
+	for _, n := range sub.parts {
+		if n.done {
+			continue
+		}
+		if n.credit <= 0 {
+			return true
+		}
+		all = all && has[n]
+	}
+	return all
+}
+
+// emitMerged passes the lines of events to emit merged by time, in events
+// of bounded size, then their task errors and node errors in the order
+// they came: a node's end follows every line it sent.
+func emitMerged(events []logEvent, emit func(LogEvent) error) error {
+	lines := mergeLines(events)
+	node, mixed := "", false
+	for _, ev := range events {
+		if len(ev.Lines) > 0 {
+			mixed = mixed || (node != "" && ev.NodeID != node)
+			node = ev.NodeID
+		}
+	}
+	if mixed {
+		node = ""
+	}
+	for len(lines) > 0 {
+		n, size := 0, 0
+		for n < len(lines) && n < maxLogBatchLines && (n == 0 || size+len(lines[n].GetData()) <= maxLogBatchBytes) {
+			size += len(lines[n].GetData())
+			n++
+		}
+		if err := emit(LogEvent{NodeID: node, Lines: lines[:n:n]}); err != nil {
+			return err
+		}
+		lines = lines[n:]
+	}
+	for _, ev := range events {
+		if len(ev.TaskErrors) > 0 || ev.Err != nil {
+			if err := emit(LogEvent{NodeID: ev.NodeID, TaskErrors: ev.TaskErrors, Err: ev.Err}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mergeLines returns the lines of events sorted by time, each task's
+// lines in the order they came: a line stamped before its task's line
+// before (the node's clock stepped back) sorts as if stamped with that
+// line's time. Lines without a time count as their task's line before.
+func mergeLines(events []logEvent) []*workerv1.LogLine {
+	type keyed struct {
+		at   time.Time
+		line *workerv1.LogLine
+	}
+	var all []keyed
+	last := map[string]time.Time{}
+	sorted := true
+	for _, ev := range events {
+		for _, l := range ev.Lines {
+			at := last[l.GetTaskId()]
+			if ts := l.GetTime(); ts != nil {
+				if t := ts.AsTime(); t.After(at) {
+					at = t
+				}
+			}
+			last[l.GetTaskId()] = at
+			if len(all) > 0 && at.Before(all[len(all)-1].at) {
+				sorted = false
+			}
+			all = append(all, keyed{at, l})
+		}
+	}
+	if !sorted {
+		slices.SortStableFunc(all, func(a, b keyed) int { return a.at.Compare(b.at) })
+	}
+	out := make([]*workerv1.LogLine, len(all))
+	for i, k := range all {
+		out[i] = k.line
+	}
+	return out
 }
 
 // addLogParts asks each node for its tasks' logs, in a new part of sub.
@@ -237,7 +371,7 @@ func (d *Dispatcher) addLogParts(sub *logSub, tasks map[string][]string, follow 
 		if n.sess = d.session(nodeID); n.sess == nil {
 			n.done = true
 			sub.events = append(sub.events, logEvent{LogEvent: LogEvent{NodeID: nodeID,
-				Err: fmt.Errorf("node %s is not connected (down or reconnecting): %w", nodeID, sdk.ErrUnavailable)}})
+				Err: fmt.Errorf("node %s is not connected (down or reconnecting): %w", nodeID, sdk.ErrUnavailable)}, from: n})
 			continue
 		}
 		ok := n.sess.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_LogSubscription{LogSubscription: &workerv1.LogSubscription{
@@ -278,7 +412,7 @@ func (sub *logSub) failLocked(n *logNode, err error) {
 	if n.sess != nil {
 		n.sess.peer.send(logControl(n.id, 0, true))
 	}
-	sub.events = append(sub.events, logEvent{LogEvent: LogEvent{NodeID: n.nodeID, Err: err}})
+	sub.events = append(sub.events, logEvent{LogEvent: LogEvent{NodeID: n.nodeID, Err: err}, from: n})
 	sub.notify()
 }
 
@@ -369,7 +503,7 @@ func (d *Dispatcher) deliverLogs(s *session, b *workerv1.LogBatch) {
 	}
 	switch {
 	case len(b.GetLines()) > 0 || len(b.GetErrors()) > 0:
-		ev := logEvent{LogEvent: LogEvent{NodeID: n.nodeID, Lines: b.GetLines(), TaskErrors: b.GetErrors()}}
+		ev := logEvent{LogEvent: LogEvent{NodeID: n.nodeID, Lines: b.GetLines(), TaskErrors: b.GetErrors()}, from: n}
 		if !n.done {
 			ev.credit = n
 		}
@@ -398,7 +532,7 @@ func (d *Dispatcher) logSessionEnded(s *session) {
 			if n.sess == s && !n.done {
 				n.done = true
 				sub.events = append(sub.events, logEvent{LogEvent: LogEvent{NodeID: n.nodeID,
-					Err: fmt.Errorf("node %s: its session ended before all its logs were sent: %w", n.nodeID, sdk.ErrUnavailable)}})
+					Err: fmt.Errorf("node %s: its session ended before all its logs were sent: %w", n.nodeID, sdk.ErrUnavailable)}, from: n})
 				sub.notify()
 			}
 		}

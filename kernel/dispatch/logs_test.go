@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shoalhq/shoal/sdk"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -209,6 +211,127 @@ func TestLogsMoreTasks(t *testing.T) {
 	}
 }
 
+// stamped is a line of task at second sec (and nanosecond ns) of a fixed
+// minute.
+func stamped(task string, sec, ns int, data string) *workerv1.LogLine {
+	return &workerv1.LogLine{TaskId: task, Stream: workerv1.LogStream_LOG_STREAM_STDOUT, Data: []byte(data),
+		Time: timestamppb.New(time.Date(2026, 3, 1, 12, 0, sec, ns, time.UTC))}
+}
+
+func emittedLines(events []LogEvent) []string {
+	var out []string
+	for _, ev := range events {
+		for _, l := range ev.Lines {
+			out = append(out, l.GetTaskId()+":"+string(l.GetData()))
+		}
+	}
+	return out
+}
+
+// TestLogsFollowSendsAsLinesCome: a followed part's lines reach the
+// client while it still runs, and a node with nothing to say holds the
+// others back no longer than the merge window, however busy the machine
+// (the deadline is generous; what is checked is that they come at all
+// before the subscription ends).
+func TestLogsFollowSendsAsLinesCome(t *testing.T) {
+	e := newEnv(t)
+	s1, p1 := e.open("n1")
+	_, p2 := e.open("n2")
+	call := startLogs(e, LogQuery{Tasks: map[string][]string{"n1": {"t1"}, "n2": {"t2"}}, Follow: true, Tail: 1}, false)
+	id := subscription(t, p1).GetId()
+	subscription(t, p2) // n2 stays silent: not even its first answer
+	if err := s1.Handle(logMsg(&workerv1.LogBatch{SubscriptionId: id, Lines: lines("t1", 9, 9)})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the tail line emitted", func() bool { return len(emittedLines(call.snapshot())) == 1 })
+	eventually(t, "its credit back", func() bool { c, _ := controls(p1, id); return c == 1 })
+	if err := s1.Handle(logMsg(&workerv1.LogBatch{SubscriptionId: id, Lines: lines("t1", 10, 10)})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new line emitted", func() bool { return len(emittedLines(call.snapshot())) == 2 })
+	if got := strings.Join(emittedLines(call.snapshot()), ","); got != "t1:line 9,t1:line 10" {
+		t.Errorf("emitted %s, want t1:line 9,t1:line 10", got)
+	}
+	select {
+	case err := <-call.done:
+		t.Fatalf("a follow ended by itself: %v", err)
+	default:
+	}
+}
+
+// TestLogsMergedByTime: lines of tasks on several nodes go to the client
+// in time order, each task's lines in their order even when its node's
+// clock stepped back, then the task errors.
+func TestLogsMergedByTime(t *testing.T) {
+	e := newEnv(t)
+	// No window: the batches wait for each other whatever the machine's
+	// pace, and go together once both nodes sent theirs.
+	e.d.logs.mergeWindow = time.Hour
+	s1, p1 := e.open("n1")
+	s2, p2 := e.open("n2")
+	call := startLogs(e, LogQuery{Tasks: map[string][]string{"n1": {"a", "b"}, "n2": {"c"}}, Tail: -1}, false)
+	id1, id2 := subscription(t, p1).GetId(), subscription(t, p2).GetId()
+	// n1's batch holds a's lines, then b's, as its readers queued them;
+	// b's clock steps back between b2 and b3.
+	if err := s1.Handle(logMsg(&workerv1.LogBatch{SubscriptionId: id1, Lines: []*workerv1.LogLine{
+		stamped("a", 1, 0, "a1"), stamped("a", 4, 0, "a4"),
+		stamped("b", 2, 0, "b2"), stamped("b", 1, 500, "b3"), stamped("b", 5, 0, "b5"),
+	}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Handle(logMsg(&workerv1.LogBatch{SubscriptionId: id2, Lines: []*workerv1.LogLine{
+		stamped("c", 0, 0, "c0"), stamped("c", 3, 0, "c3"),
+	}, Errors: []*workerv1.TaskLogError{{TaskId: "c", Error: "rotated away"}}, Done: true})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s1.Handle(logMsg(&workerv1.LogBatch{SubscriptionId: id1, Done: true})); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-call.done; err != nil {
+		t.Fatalf("Logs = %v", err)
+	}
+	events := call.snapshot()
+	want := "c:c0,a:a1,b:b2,b:b3,c:c3,a:a4,b:b5"
+	if got := strings.Join(emittedLines(events), ","); got != want {
+		t.Errorf("lines in the order %s, want %s", got, want)
+	}
+	last := events[len(events)-1]
+	if len(last.TaskErrors) != 1 || last.NodeID != "n2" || len(last.Lines) != 0 {
+		t.Errorf("last event %+v, want c's error from n2 after every line", last)
+	}
+}
+
+func TestMergeLinesBoundsEvents(t *testing.T) {
+	var events []logEvent
+	for i := range 3 {
+		events = append(events, logEvent{LogEvent: LogEvent{NodeID: fmt.Sprint("n", i), Lines: lines(fmt.Sprint("t", i), 1, maxLogBatchLines)}})
+	}
+	big := logEvent{LogEvent: LogEvent{NodeID: "n9", Lines: []*workerv1.LogLine{
+		{TaskId: "big", Data: make([]byte, maxLogBatchBytes-10)}, {TaskId: "big", Data: make([]byte, 20)},
+	}}}
+	var got []LogEvent
+	if err := emitMerged(append(events, big), func(ev LogEvent) error { got = append(got, ev); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, ev := range got {
+		size := 0
+		for _, l := range ev.Lines {
+			size += len(l.GetData())
+		}
+		if len(ev.Lines) > maxLogBatchLines || size > maxLogBatchBytes {
+			t.Errorf("an event of %d lines, %d bytes", len(ev.Lines), size)
+		}
+		if ev.NodeID != "" {
+			t.Errorf("an event of several nodes' lines names node %s", ev.NodeID)
+		}
+		total += len(ev.Lines)
+	}
+	if total != 3*maxLogBatchLines+2 {
+		t.Errorf("%d lines emitted, want %d", total, 3*maxLogBatchLines+2)
+	}
+}
+
 func TestLogsRefuseWhatWasNotAsked(t *testing.T) {
 	e := newEnv(t)
 	s1, p1 := e.open("n1")
@@ -241,9 +364,8 @@ func TestLogsRefuseWhatWasNotAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range logCredit + 1 {
-		call.gate <- struct{}{}
-	}
+	// The client reads again: however the batches were grouped, all go.
+	close(call.gate)
 	if err := <-call.done; err != nil {
 		t.Fatalf("Logs = %v", err)
 	}
