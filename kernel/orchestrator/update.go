@@ -146,7 +146,13 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 	st.Failed = failed
 	if len(waiting) == 0 {
 		if st.GetState() == rollbackStarted {
-			st.State, st.Message = rollbackCompleted, "rollback completed"
+			// The message keeps why the update was rolled back ("update
+			// rolled back: task ... failed: exit code 1"): that is what
+			// whoever reads the status once it is over needs.
+			st.State = rollbackCompleted
+			if st.GetMessage() == "" {
+				st.Message = "rollback completed"
+			}
 		} else {
 			st.State, st.Message = updateCompleted, "update completed"
 		}

@@ -409,8 +409,8 @@ func TestRollingUpdateRollback(t *testing.T) {
 		}
 		e.drive("web", 2)
 		st = e.waitUpdateState("web", rollbackCompleted)
-		if st.GetMessage() != "rollback completed" || st.GetCompletedAt() == nil {
-			t.Errorf("status at the end = %v, want ROLLBACK_COMPLETED, \"rollback completed\"", st)
+		if want := "update rolled back: task " + failing.GetId() + " failed: exit code 1"; st.GetMessage() != want || st.GetCompletedAt() == nil {
+			t.Errorf("status at the end = %v, want ROLLBACK_COMPLETED, %q: why it rolled back", st, want)
 		}
 		for slot, imgs := range e.images("web") {
 			if len(imgs) != 1 || imgs[0] != image1 {
