@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/shoalhq/shoal/kernel/state"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -176,5 +177,37 @@ func TestCommitRefusesNodeNoLongerEligible(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// TestViewVersionsChainAcrossGlobalTasks: a batch of only global tasks
+// (which come with their node and need no plugin call) sends no request, so
+// it must not advance the view's version either: the next request builds on
+// the plugin's copy instead of being refused and sent again whole.
+func TestViewVersionsChainAcrossGlobalTasks(t *testing.T) {
+	e := newEnv(t)
+	// The plugin holds the view (sent while idle) before the global task.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.plugin.requests()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.write(func(tx *state.Tx) error {
+		return tx.CreateTask(&objectv1.Task{Id: "g1", ServiceId: "global", NodeId: "n3",
+			DesiredState: objectv1.TaskState_TASK_STATE_RUNNING,
+			Status:       &objectv1.TaskStatus{State: objectv1.TaskState_TASK_STATE_PENDING}})
+	})
+	e.waitFor("g1 assigned", func(tx *state.ReadTx) bool {
+		return tx.Task("g1").GetStatus().GetState() == objectv1.TaskState_TASK_STATE_ASSIGNED
+	})
+	e.createTasks(1, "r")
+	e.waitFor("r00000 placed", func(tx *state.ReadTx) bool { return tx.Task("r00000").GetNodeId() == "n2" })
+	reqs := e.plugin.requests()
+	for i, r := range reqs {
+		if i > 0 && r.GetViewBase() != reqs[i-1].GetViewVersion() {
+			t.Errorf("call %d: base %d, want the previous version %d", i, r.GetViewBase(), reqs[i-1].GetViewVersion())
+		}
+	}
+	if got := pluginView(reqs); !slices.Equal(got, []string{"n1", "n2", "n3"}) {
+		t.Errorf("plugin's view = %q, want n1, n2, n3", got)
 	}
 }

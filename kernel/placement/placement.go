@@ -418,10 +418,16 @@ func (p *Placer) mark(ev state.Event, queue, refused, deciding map[string]bool) 
 // batch is one set of decisions on its way to be committed.
 type batch struct {
 	decisions []*schedulerv1.Decision
-	// adds are the reservations and task counts the decisions put on each
-	// node: the node view sent to the plugin counts them until the commit
-	// is applied.
-	adds map[string]*schedulerv1.NodeInfo
+	// placing are the decisions that put a task on a node, with what the
+	// task weighs there: the node view sent to the plugin counts them
+	// until the commit is applied (see viewChanges).
+	placing []placing
+}
+
+// placing is one task on its way to a node.
+type placing struct {
+	nodeID string
+	task   *schedulerv1.TaskInfo
 }
 
 // decide offers up to batchSize of ids to the scheduler. It returns the
@@ -459,7 +465,13 @@ func (p *Placer) decide(ctx context.Context, ids []string) (b batch, placed []st
 				Placement: t.GetSpec().GetPlacement(), Reservations: t.GetSpec().GetResources().GetReservations(),
 			})
 		}
-		p.viewChanges(tx, req)
+		// A request goes out only with tasks: view changes made for none
+		// would advance the version past the plugin's copy, and the next
+		// request would be refused and sent again with the whole view.
+		// Unsent, the changes stay marked for the next request.
+		if len(req.Tasks) > 0 {
+			p.viewChanges(tx, req)
+		}
 	})
 	var decisions []*schedulerv1.Decision
 	for _, t := range global {
@@ -484,24 +496,16 @@ func (p *Placer) decide(ctx context.Context, ids []string) (b batch, placed []st
 		}
 	}
 	b.decisions = decisions
-	b.adds = map[string]*schedulerv1.NodeInfo{}
 	infos := make(map[string]*schedulerv1.TaskInfo, len(req.Tasks))
 	for _, t := range req.Tasks {
 		infos[t.GetId()] = t
 	}
 	for _, d := range decisions {
-		t, n := infos[d.GetTaskId()], d.GetNodeId()
-		if t == nil || n == "" {
-			continue
+		// A global task is counted on its node from its creation (see
+		// counted): only the plugin's placements are added.
+		if t, n := infos[d.GetTaskId()], d.GetNodeId(); t != nil && n != "" {
+			b.placing = append(b.placing, placing{nodeID: n, task: t})
 		}
-		a := b.adds[n]
-		if a == nil {
-			a = &schedulerv1.NodeInfo{Reserved: &objectv1.Resources{}, ServiceTasks: map[string]uint32{}}
-			b.adds[n] = a
-		}
-		a.Reserved.NanoCpus += t.GetReservations().GetNanoCpus()
-		a.Reserved.MemoryBytes += t.GetReservations().GetMemoryBytes()
-		a.ServiceTasks[t.GetServiceId()]++
 	}
 	return b, placed, nil
 }
@@ -636,6 +640,7 @@ func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest)
 		}
 	}
 	clear(p.dirty)
+	promised := p.promised(tx)
 	for _, id := range candidates {
 		n := tx.Node(id)
 		if n == nil || !eligible(n) {
@@ -646,17 +651,14 @@ func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest)
 			continue
 		}
 		info := nodeInfo(tx, n)
-		for b := range p.inflight {
-			if a := b.adds[id]; a != nil {
-				info.Reserved.NanoCpus += a.GetReserved().GetNanoCpus()
-				info.Reserved.MemoryBytes += a.GetReserved().GetMemoryBytes()
-				if info.ServiceTasks == nil {
-					info.ServiceTasks = map[string]uint32{}
-				}
-				for svc, n := range a.GetServiceTasks() {
-					info.ServiceTasks[svc] += n
-				}
+		for _, t := range promised[id] {
+			r := t.GetReservations()
+			info.Reserved.NanoCpus += r.GetNanoCpus()
+			info.Reserved.MemoryBytes += r.GetMemoryBytes()
+			if info.ServiceTasks == nil {
+				info.ServiceTasks = map[string]uint32{}
 			}
+			info.ServiceTasks[t.GetServiceId()]++
 		}
 		if old, ok := p.sent[id]; !ok || !sameInfo(old, info) {
 			req.UpsertNodes = append(req.UpsertNodes, info)
@@ -667,6 +669,29 @@ func (p *Placer) viewChanges(tx *state.ReadTx, req *schedulerv1.ScheduleRequest)
 	sort.Strings(req.RemovedNodes)
 	p.viewVersion++
 	req.ViewBase, req.ViewVersion = base, p.viewVersion
+}
+
+// promised returns, per node, the tasks that batches whose commit is under
+// way put there and that still wait in tx: the plugin must see them on their
+// node, or it would hand out capacity already promised. A task whose commit
+// is already applied is not among them: nodeInfo counts it from the store,
+// and counting it twice would show the node fuller than it is (a backlog's
+// batches are decided while the earlier ones commit, so this is the common
+// case, not a race).
+func (p *Placer) promised(tx *state.ReadTx) map[string][]*schedulerv1.TaskInfo {
+	var out map[string][]*schedulerv1.TaskInfo
+	for b := range p.inflight {
+		for _, pl := range b.placing {
+			if t := tx.Task(pl.task.GetId()); t == nil || !waiting(t) {
+				continue // placed (counted by nodeInfo), or gone
+			}
+			if out == nil {
+				out = map[string][]*schedulerv1.TaskInfo{}
+			}
+			out[pl.nodeID] = append(out[pl.nodeID], pl.task)
+		}
+	}
+	return out
 }
 
 // sameInfo reports whether two entries of the view, as nodeInfo makes them,

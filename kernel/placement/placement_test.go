@@ -167,18 +167,28 @@ func (e *env) waitFor(what string, cond func(tx *state.ReadTx) bool) {
 	e.t.Fatalf("not within 10s: %s", what)
 }
 
+// TestPlacesInBatchesWithViewChanges places a backlog of 2.5 batches. It
+// checks what the stage promises, however the watch happens to deliver the
+// events (it may hand over a burst in one go or a few at a time, so the
+// number of batches is not fixed): every task is offered to the plugin once
+// and placed once, no request carries more than batchSize tasks, the first
+// request carries the whole view and each later one only changes on top of
+// the plugin's last version, and every request's view counts on n2 the tasks
+// of the earlier batches, committed or not (the plugin never sees capacity
+// already promised, nor the same task twice).
 func TestPlacesInBatchesWithViewChanges(t *testing.T) {
+	const tasks = 2500
 	e := newEnv(t)
-	e.createTasks(2500, "t")
+	writes := e.watchTaskUpdates()
+	e.createTasks(tasks, "t")
 	e.waitFor("2500 assigned to n2", func(tx *state.ReadTx) bool {
-		return len(tx.TasksByNode("n2")) == 2500
+		return len(tx.TasksByNode("n2")) == tasks
 	})
 	all := e.plugin.requests()
-	var reqs []*schedulerv1.ScheduleRequest // those with tasks
+	view := map[string]*schedulerv1.NodeInfo{}
+	offered := map[string]int{}
+	batches := 0
 	for i, r := range all {
-		if len(r.GetTasks()) > 0 {
-			reqs = append(reqs, r)
-		}
 		if len(r.GetTasks()) > batchSize {
 			t.Errorf("call %d: %d tasks, want at most %d", i, len(r.GetTasks()), batchSize)
 		}
@@ -188,21 +198,89 @@ func TestPlacesInBatchesWithViewChanges(t *testing.T) {
 		if i > 0 && r.GetViewBase() != all[i-1].GetViewVersion() {
 			t.Errorf("call %d: base %d, want the previous version %d", i, r.GetViewBase(), all[i-1].GetViewVersion())
 		}
-	}
-	if len(reqs) != 3 {
-		t.Errorf("%d plugin calls with tasks for 2,500 tasks, want 3 batches", len(reqs))
-	}
-	// Later calls carry only n2, whose reservations and task count changed.
-	if last := reqs[len(reqs)-1]; len(last.GetUpsertNodes()) != 1 || last.GetUpsertNodes()[0].GetId() != "n2" {
-		t.Errorf("last call's node changes = %v, want only n2", last.GetUpsertNodes())
-	}
-	e.st.View(func(tx *state.ReadTx) {
-		for _, tk := range tx.TasksByNode("n2") {
-			if tk.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_ASSIGNED {
-				t.Fatalf("task %s is %v, want assigned", tk.Id, tk.GetStatus().GetState())
-			}
+		for _, n := range r.GetUpsertNodes() {
+			view[n.GetId()] = n
 		}
+		for _, id := range r.GetRemovedNodes() {
+			delete(view, id)
+		}
+		if len(r.GetTasks()) == 0 {
+			continue
+		}
+		batches++
+		// firstFit put every earlier task on n2.
+		if got, want := view["n2"].GetServiceTasks()["s1"], uint32(len(offered)); got != want {
+			t.Errorf("call %d: the plugin's view has %d tasks on n2, want the %d of earlier batches", i, got, want)
+		}
+		for _, tk := range r.GetTasks() {
+			offered[tk.GetId()]++
+		}
+	}
+	if min := (tasks + batchSize - 1) / batchSize; batches < min {
+		t.Errorf("%d plugin calls with tasks for %d tasks, want at least %d", batches, tasks, min)
+	}
+	if len(offered) != tasks {
+		t.Errorf("%d tasks offered to the plugin, want %d", len(offered), tasks)
+	}
+	for id, n := range offered {
+		if n != 1 {
+			t.Errorf("task %s offered %d times, want once", id, n)
+		}
+	}
+	// Each task is written once, pending to assigned on n2, and never again.
+	got := writes(tasks)
+	if len(got) != tasks {
+		t.Errorf("%d tasks written, want %d", len(got), tasks)
+	}
+	for id, ws := range got {
+		if len(ws) != 1 || ws[0].GetNodeId() != "n2" || ws[0].GetStatus().GetState() != objectv1.TaskState_TASK_STATE_ASSIGNED {
+			t.Errorf("task %s written %d times (%v), want once, assigned to n2", id, len(ws), ws)
+		}
+	}
+}
+
+// watchTaskUpdates records every update of a task from now on. The
+// returned function waits until at least n tasks were updated (or 10s),
+// then returns the updates so far, per task.
+func (e *env) watchTaskUpdates() func(n int) map[string][]*objectv1.Task {
+	events, cancel := e.st.Watch()
+	var mu sync.Mutex
+	updates := map[string][]*objectv1.Task{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range events {
+			if ev.Task == nil || ev.Kind != raftv1.ActionKind_ACTION_KIND_UPDATE {
+				continue
+			}
+			mu.Lock()
+			updates[ev.Task.Id] = append(updates[ev.Task.Id], ev.Task)
+			mu.Unlock()
+		}
+	}()
+	e.t.Cleanup(func() {
+		cancel()
+		<-done
 	})
+	return func(n int) map[string][]*objectv1.Task {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			got := len(updates)
+			mu.Unlock()
+			if got >= n || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		out := make(map[string][]*objectv1.Task, len(updates))
+		for id, ws := range updates {
+			out[id] = slices.Clone(ws)
+		}
+		return out
+	}
 }
 
 func TestRefusalIsShownAndRetriedWhenNodesChange(t *testing.T) {
@@ -271,7 +349,10 @@ func TestPluginOutageDelaysPlacement(t *testing.T) {
 	e.waitFor("all placed after the outage", func(tx *state.ReadTx) bool { return len(tx.TasksByNode("n2")) == 50 })
 	// After the outage the plugin got the whole view again.
 	reqs := e.plugin.requests()
-	if len(reqs) == 0 || reqs[0].GetViewBase() != 0 {
+	if len(reqs) == 0 {
+		t.Fatal("no request after the outage")
+	}
+	if reqs[0].GetViewBase() != 0 {
 		t.Errorf("first request after the outage has view base %d, want 0 (whole view)", reqs[0].GetViewBase())
 	}
 }
