@@ -61,16 +61,23 @@ func validLogsRequest(req *controlv1.TaskLogsRequest) error {
 	return fe.Err()
 }
 
-// logTask reports whether a service's task is read for its logs: placed,
-// started (before, its process wrote nothing), and not yet dropped from
-// its node (the dispatcher drops finished tasks that are no longer wanted,
-// and the executor drops their logs with them).
+// logTask reports whether a service's task is read for its logs: placed
+// and started (before, its process wrote nothing). A task that ended is
+// read as long as it is in the service's history, as docker does: its
+// node keeps its container, and so its logs, until the orchestrator
+// deletes the task (see dispatch.assigned). One that ended without a
+// container (it could not be prepared or started, or was shut down
+// before it started) wrote nothing: the agent records a task's container
+// in its status once it started.
 func logTask(t *objectv1.Task) bool {
-	st := t.GetStatus().GetState()
-	if t.GetNodeId() == "" || st < objectv1.TaskState_TASK_STATE_STARTING {
+	st := t.GetStatus()
+	switch {
+	case t.GetNodeId() == "" || st.GetState() < objectv1.TaskState_TASK_STATE_STARTING:
 		return false
+	case st.GetState() <= objectv1.TaskState_TASK_STATE_RUNNING:
+		return true
 	}
-	return !(t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING && st >= objectv1.TaskState_TASK_STATE_COMPLETE)
+	return st.GetContainerId() != ""
 }
 
 // logTasks are the tasks a TaskLogs call reads, as its client sees them.
@@ -123,10 +130,15 @@ func logNodeName(tx *state.ReadTx, id string) string {
 	return id
 }
 
-// TaskLogs streams the logs of a service's tasks or of the named tasks.
-// Following a service also reads the tasks it gets while the call runs (a
-// replica restarted, the service scaled or updated), until the caller
-// cancels or the service is removed and its last tasks ended.
+// TaskLogs streams the logs of a service's tasks or of the named tasks:
+// those still running and those that ended but are in the service's
+// history (see logTask). Following a service also reads the tasks it gets
+// while the call runs (a replica restarted, the service scaled or
+// updated), until the caller cancels or the service is removed and its
+// last tasks ended: as docker service logs -f, a follow does not end when
+// every task has ended, since the service may get new ones (scaled up,
+// updated, or restarted by its policy); following named tasks ends once
+// each of them ended and all its lines went.
 func (s *Server) TaskLogs(req *controlv1.TaskLogsRequest, stream controlv1.Control_TaskLogsServer) error {
 	ctx := stream.Context()
 	if fwd, err := s.forwardStream(ctx, controlv1.Control_TaskLogs_FullMethodName, req,
