@@ -97,8 +97,11 @@ func (c *cli) newTaskLogsCmd() *cobra.Command {
 var errLogsIncomplete = errors.New("some logs could not be read (see above)")
 
 // printLogs streams the logs req selects to stdout and stderr, as their
-// tasks wrote them. --timeout does not bound it: following runs until the
-// tasks end or the user interrupts, and a long log takes what it takes.
+// tasks wrote them, each response as it comes. --timeout does not bound
+// it: following a service runs until the user interrupts (or the service
+// is removed), following tasks until they ended, and a long log takes
+// what it takes. An interrupt ends it with no error: the user has seen
+// what they wanted.
 func (c *cli) printLogs(ctx context.Context, req *controlv1.TaskLogsRequest, f logsFlags) error {
 	client, closeConn, err := c.dial(ctx)
 	if err != nil {
@@ -107,6 +110,9 @@ func (c *cli) printLogs(ctx context.Context, req *controlv1.TaskLogsRequest, f l
 	defer closeConn()
 	stream, err := client.TaskLogs(ctx, req)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return c.streamErr(err)
 	}
 	p := newLogPrinter(c.out, c.errOut, f)
@@ -117,7 +123,7 @@ func (c *cli) printLogs(ctx context.Context, req *controlv1.TaskLogsRequest, f l
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil // interrupted: the user has seen what they wanted
+				return nil // interrupted
 			}
 			return c.streamErr(err)
 		}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +24,9 @@ type fakeLogs struct {
 	controlv1.UnimplementedControlServer
 	responses []*controlv1.TaskLogsResponse
 	err       error // ends the stream after the responses
+	// then, when set, brings more responses after the first ones, as a
+	// follow does, until the caller goes.
+	then chan *controlv1.TaskLogsResponse
 
 	mu   sync.Mutex
 	reqs []*controlv1.TaskLogsRequest
@@ -34,6 +39,16 @@ func (f *fakeLogs) TaskLogs(req *controlv1.TaskLogsRequest, stream controlv1.Con
 	for _, r := range f.responses {
 		if err := stream.Send(r); err != nil {
 			return err
+		}
+	}
+	for f.then != nil {
+		select {
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case r := <-f.then:
+			if err := stream.Send(r); err != nil {
+				return err
+			}
 		}
 	}
 	return f.err
@@ -183,4 +198,66 @@ func TestLogsErrors(t *testing.T) {
 			t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the CLI writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLogsFollowPrintsAsLinesCome: --follow prints each response as it
+// comes, the tail first, while the stream stays open, and an interrupt
+// (the context's end) exits 0.
+func TestLogsFollowPrintsAsLinesCome(t *testing.T) {
+	f := webLogs()
+	f.responses = f.responses[:1]
+	f.then = make(chan *controlv1.TaskLogsResponse)
+	host := f.serve(t)
+	c := newTestCLI()
+	var out, errOut syncBuffer
+	c.out, c.errOut = &out, &errOut
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- c.execute(ctx, []string{"--host", host, "service", "logs", "-f", "--tail", "3", "web"})
+	}()
+	waitFor := func(what, text string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), text) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not printed within 30s; stdout %q, stderr %q", what, out.String(), errOut.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the tail", "web.1.t1a9s8d7f6g5@node-1 | ready\n")
+	f.then <- &controlv1.TaskLogsResponse{Lines: []*controlv1.LogLine{logLine("t1a9s8d7f6g5h4j3k2l1z0x9c", stdout, "later")}}
+	waitFor("a line that came later", "web.1.t1a9s8d7f6g5@node-1 | later\n")
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 || errOut.String() != "web.1.t1a9s8d7f6g5@node-1 | warning: cold cache\n" {
+			t.Errorf("interrupted: exit %d, stderr %q; want 0 and only the task's stderr line", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still following 30s after the interrupt")
+	}
+	if reqs := f.requests(); len(reqs) != 1 || !reqs[0].GetFollow() || reqs[0].GetTail() != 3 {
+		t.Errorf("requests = %v, want one follow with tail 3", reqs)
+	}
 }
