@@ -290,3 +290,63 @@ func TestParseSignal(t *testing.T) {
 		}
 	}
 }
+
+// follower is an Executor whose Logs follows: it writes each line the
+// test hands it, then waits for its caller to go.
+type follower struct {
+	Executor
+	lines chan string
+}
+
+func (f *follower) Logs(ctx context.Context, _ string, _ LogOptions, emit func(LogEntry) error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case l := <-f.lines:
+			if err := emit(LogEntry{Stream: Stdout, Time: time.Now(), Line: []byte(l)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// TestLogsFollowThroughPlugin: a following Logs reaches the kernel line
+// by line while the plugin's Logs still runs, not once it returned, and
+// ends when the kernel's side goes.
+func TestLogsFollowThroughPlugin(t *testing.T) {
+	f := &follower{lines: make(chan string)}
+	c := serve(t, NewServer(f))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	got := make(chan string)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Logs(ctx, "t1", LogOptions{Tail: 1, Follow: true}, func(l LogEntry) error {
+			got <- string(l.Line)
+			return nil
+		})
+	}()
+	for _, want := range []string{"tail", "later"} {
+		f.lines <- want
+		select {
+		case l := <-got:
+			if l != want {
+				t.Fatalf("got %q, want %q", l, want)
+			}
+		case err := <-done:
+			t.Fatalf("Logs returned %v before %q came", err, want)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%q not delivered within 30s of its writing", want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, sdk.ErrUnavailable) {
+			t.Errorf("Logs after the caller went = %v, want it cancelled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Logs still running 30s after its caller went")
+	}
+}

@@ -208,6 +208,50 @@ func TestLogsFollowLiveTask(t *testing.T) {
 	}
 }
 
+// TestLogsFollowSendsLinesAsWritten: following a running task sends its
+// tail, then a line written after the follow started (the process writes
+// it only once the test signals it), while the task still runs: no line
+// waits for the process's end.
+func TestLogsFollowSendsLinesAsWritten(t *testing.T) {
+	e := newExecutor(t, "", "")
+	task := newTask(t, "out:one", "ignore-term", "out:ready", "sleep:inf")
+	run(t, e, task)
+	waitForLine(t, e, task.Id, "stdout: ready")
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Logs(ctx, task.Id, executor.LogOptions{Tail: 1, Follow: true}, func(en executor.LogEntry) error {
+			got <- en.Stream.String() + ": " + string(en.Line)
+			return nil
+		})
+	}()
+	next := func(want string) {
+		t.Helper()
+		select {
+		case l := <-got:
+			if l != want {
+				t.Fatalf("followed %q, want %q", l, want)
+			}
+		case err := <-done:
+			t.Fatalf("Logs returned %v before %q came", err, want)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%q not followed within 20s", want)
+		}
+	}
+	next("stdout: ready")
+	// SIGTERM, ignored: the process writes a line and runs on.
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.Stop(ctx, task.Id, "SIGTERM", time.Hour) }()
+	next("stderr: ignored SIGTERM")
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Logs after cancel = %v, want %v", err, context.Canceled)
+	}
+	<-stopped // ends with ctx; the task is removed with the test
+}
+
 func TestRecoverAfterExecutorRestart(t *testing.T) {
 	state := t.TempDir()
 	first := newExecutor(t, state, "")
