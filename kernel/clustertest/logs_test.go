@@ -337,6 +337,106 @@ func TestServiceLogs(t *testing.T) {
 		})
 	})
 
+	t.Run("ended tasks", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+		defer cancel()
+		spec := serviceSpec("batch")
+		spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 2}}
+		spec.Task.Container.Env = []string{simexec.EnvLogLines + "=3", simexec.EnvExitAfter + "=100ms"}
+		spec.Task.Restart = &objectv1.RestartPolicy{Condition: objectv1.RestartCondition_RESTART_CONDITION_NONE}
+		spec.Task.Placement = &objectv1.Placement{Constraints: []string{"node.role==worker"}}
+		created, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batchID := created.GetService().GetId()
+		c.eventually(t, 60*time.Second, func(ctx context.Context) error {
+			tasks, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{batchID}})
+			if err != nil {
+				return err
+			}
+			complete := 0
+			for _, tk := range tasks.GetTasks() {
+				if tk.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_COMPLETE {
+					complete++
+				}
+			}
+			if complete != 2 || len(tasks.GetTasks()) != 2 {
+				return fmt.Errorf("%d of %d tasks complete, want 2 of 2", complete, len(tasks.GetTasks()))
+			}
+			return nil
+		})
+
+		// Every task ended: their logs are still there, in the history.
+		stream, err := c.Managers[1].Client(t).TaskLogs(ctx, &controlv1.TaskLogsRequest{Service: "batch"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := readLogs(t, stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.tasks) != 2 || len(got.errors) > 0 {
+			t.Fatalf("logs of %d tasks, errors %v; want the 2 ended tasks, no errors", len(got.tasks), got.errors)
+		}
+		for tid := range got.tasks {
+			if !slices.Equal(got.stdout[tid], numbered(1, 3)) {
+				t.Errorf("ended task %s: stdout %q, want %q", tid, got.stdout[tid], numbered(1, 3))
+			}
+		}
+
+		// Following it prints what there is, then waits for the tasks the
+		// service may get, as docker service logs -f does.
+		fctx, stop := context.WithCancel(ctx)
+		defer stop()
+		follow, err := c.Managers[2].Client(t).TaskLogs(fctx, &controlv1.TaskLogsRequest{Service: "batch", Follow: true, Tail: proto.Int64(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tail []string
+		for len(tail) < 2 {
+			resp, err := follow.Recv()
+			if err != nil {
+				t.Fatalf("after the tail lines %q: %v", tail, err)
+			}
+			for _, l := range resp.GetLines() {
+				tail = append(tail, string(l.GetData()))
+			}
+			if len(resp.GetErrors()) > 0 {
+				t.Fatalf("errors %v", resp.GetErrors())
+			}
+		}
+		if !slices.Equal(tail, []string{"line 3", "line 3"}) {
+			t.Errorf("--tail 1 of the ended tasks: %q, want each task's last line", tail)
+		}
+		recv := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := follow.Recv(); err != nil {
+					recv <- err
+					return
+				}
+			}
+		}()
+		select {
+		case err := <-recv:
+			t.Fatalf("the follow of a service whose tasks ended ended by itself: %v", err)
+		case <-time.After(time.Second):
+		}
+		stop()
+		select {
+		case err := <-recv:
+			if status.Code(err) != codes.Canceled {
+				t.Errorf("after cancel: %v, want Canceled", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("follow stream still open 10s after cancel")
+		}
+		if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: batchID}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("stopped worker named, others complete", func(t *testing.T) {
 		var gone *Worker
 		tasks, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
