@@ -6,7 +6,9 @@
 // the key and its line, so a typo never silently falls back to a default.
 // Version = 1 is required. Validate checks every field and returns
 // sdk.FieldErrors naming each bad field by its TOML path
-// ("raft.heartbeat_timeout"), with the allowed bounds in the message.
+// ("raft.heartbeat_timeout"), with the allowed bounds in the message. A file
+// with several problems (unknown keys, values of the wrong type, malformed
+// durations, values out of range) gets them all named in one error.
 //
 // The tables under [plugins.<kind>.config] are the one exception to
 // strictness: they belong to the plugin, so the kernel keeps them as opaque

@@ -2,10 +2,15 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -33,143 +38,307 @@ func Load(path string) (Config, error) {
 // to check. Keys are case-sensitive (BurntSushi/toml alone would accept
 // "Data_Dir" for "data_dir"). A value of the wrong type or a malformed
 // duration is an error naming the key and its line; a syntax error names the
-// line, the column and the last key the parser read. Every other problem comes back as sdk.FieldErrors, one per bad field,
-// with the line where the field is set when the file sets it.
+// line, the column and the last key the parser read, and is the only error
+// reported (the parser cannot go on).
+//
+// Every other problem is reported at once, in one sdk.FieldErrors with one
+// entry per bad key or field, in the order of the file: BurntSushi/toml
+// stops at the first value it cannot decode, so Parse decodes the document
+// key by key (see decoder) and then validates what did decode, naming the
+// line where each field is set when the file sets it. A field whose value
+// did not decode keeps its default, and the checks of Validate on it (or
+// against it) are left out: they would only describe the default.
 func Parse(data []byte) (Config, error) {
 	c := Default()
-	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&c)
+	var top map[string]toml.Primitive
+	md, err := toml.NewDecoder(bytes.NewReader(data)).Decode(&top)
 	if err != nil {
-		return Config{}, decodeError(md, err)
+		return Config{}, syntaxError(err)
 	}
-	pos := newPositions(data, md.Keys())
-
-	var fe sdk.FieldErrors
-	unknownKeys(&fe, md, pos)
-	if !md.IsDefined("version") {
-		fe.Add("version", "missing; this shoal reads files that start with version = %d", Version)
-	}
+	d := &decoder{md: md, pos: newPositions(data, md.Keys())}
+	d.fields(nil, top, reflect.ValueOf(&c).Elem())
 	if err := c.Validate(); err != nil {
 		var vfe sdk.FieldErrors
 		if !errors.As(err, &vfe) {
 			return Config{}, err
 		}
 		for _, f := range vfe {
-			if line := pos.fieldLine(f.Field); line > 0 {
-				f.Message += fmt.Sprintf(" (line %d)", line)
+			if !d.involvesBad(f) {
+				d.add(f.Field, d.pos.fieldLine(f.Field), f.Message)
 			}
-			fe = append(fe, f)
 		}
 	}
+	var fe sdk.FieldErrors
+	if !md.IsDefined("version") {
+		fe.Add("version", "missing; this shoal reads files that start with version = %d", Version)
+	}
+	fe = append(fe, d.errs()...)
 	if err := fe.Err(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
 }
 
-// unknownKeys records each key of the file the kernel did not decode, and
-// each key decoded only thanks to BurntSushi/toml's case-insensitive match.
-// A key inside a reported key (the keys of an unknown table) is not reported
-// again.
-func unknownKeys(fe *sdk.FieldErrors, md toml.MetaData, pos *positions) {
-	var reported []toml.Key
+// syntaxError describes an error of the TOML parser: the line and column,
+// and the last key read before it (the parser knows no better).
+func syntaxError(err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return fmt.Errorf("toml: %w", err)
+	}
+	after := ""
+	if pe.LastKey != "" {
+		after = fmt.Sprintf(" (last key read: %s)", pe.LastKey)
+	}
+	return fmt.Errorf("toml syntax: line %d, column %d%s: %s", pe.Position.Line, pe.Position.Col, after, pe.Message)
+}
+
+// decoder decodes a parsed document into Config one key at a time, so that
+// one bad key does not hide the others: tables (structs, and the plugins
+// map) are walked key by key, and each leaf value is decoded on its own into
+// a fresh value, assigned only when it decodes. Every problem is recorded
+// with its key and line.
+type decoder struct {
+	md  toml.MetaData
+	pos *positions
+	// found are the problems, in no particular order (see errs).
+	found []problem
+	// bad are the keys whose value did not decode (not unknown keys).
+	bad []toml.Key
+	// reported are the keys reported unknown: the keys inside them are not
+	// reported again.
+	reported []toml.Key
+}
+
+type problem struct {
+	line int
+	err  sdk.FieldError
+}
+
+// add records a problem with field, naming its line when it is known.
+func (d *decoder) add(field string, line int, msg string) {
+	if line > 0 {
+		msg += fmt.Sprintf(" (line %d)", line)
+	}
+	d.found = append(d.found, problem{line: line, err: sdk.FieldError{Field: field, Message: msg}})
+}
+
+// errs returns the problems in the order of the file (those without a line
+// last), then by field; a field's own problems keep the order they were
+// found in.
+func (d *decoder) errs() sdk.FieldErrors {
+	sort.SliceStable(d.found, func(i, j int) bool {
+		a, b := d.found[i], d.found[j]
+		if (a.line == 0) != (b.line == 0) {
+			return b.line == 0
+		}
+		if a.line != b.line {
+			return a.line < b.line
+		}
+		return a.err.Field < b.err.Field
+	})
+	fe := make(sdk.FieldErrors, 0, len(d.found))
+	for _, p := range d.found {
+		fe = append(fe, p.err)
+	}
+	return fe
+}
+
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	tomlUnmarshaler = reflect.TypeFor[toml.Unmarshaler]()
+)
+
+// isTable reports whether values of t are decoded key by key: structs
+// other than those that decode themselves (Duration, Opaque), and maps of
+// them (the plugins).
+func isTable(t reflect.Type) bool {
+	decodesItself := func(t reflect.Type) bool {
+		p := reflect.PointerTo(t)
+		return p.Implements(textUnmarshaler) || p.Implements(tomlUnmarshaler)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return !decodesItself(t)
+	case reflect.Map:
+		return t.Key().Kind() == reflect.String && t.Elem().Kind() == reflect.Struct && !decodesItself(t.Elem())
+	}
+	return false
+}
+
+// fields decodes the keys of table into the struct rv, the table at key.
+func (d *decoder) fields(key toml.Key, table map[string]toml.Primitive, rv reflect.Value) {
+	byName := map[string]int{}
+	t := rv.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+		byName[name] = i
+	}
+	for _, name := range slices.Sorted(maps.Keys(table)) {
+		k := append(slices.Clip(key), name)
+		i, ok := byName[name]
+		if !ok {
+			d.unknown(k, byName)
+			continue
+		}
+		d.value(k, table[name], rv.Field(i))
+	}
+}
+
+// value decodes the value at key into rv.
+func (d *decoder) value(key toml.Key, prim toml.Primitive, rv reflect.Value) {
+	if !isTable(rv.Type()) {
+		v := reflect.New(rv.Type())
+		if err := d.md.PrimitiveDecode(prim, v.Interface()); err != nil {
+			d.bad = append(d.bad, key)
+			msg, line := decodeMessage(err)
+			if line == 0 {
+				line = d.pos.keyLine(key)
+			}
+			d.add(key.String(), line, msg)
+			return
+		}
+		rv.Set(v.Elem())
+		return
+	}
+	var raw any
+	if err := d.md.PrimitiveDecode(prim, &raw); err != nil {
+		// Decoding into an interface takes anything; this is not expected.
+		d.bad = append(d.bad, key)
+		d.add(key.String(), d.pos.keyLine(key), err.Error())
+		return
+	}
+	if _, ok := raw.(map[string]any); !ok {
+		d.bad = append(d.bad, key)
+		d.add(key.String(), d.pos.keyLine(key), "type mismatch: want a table, got "+tomlTypeName(raw))
+		return
+	}
+	var table map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &table); err != nil {
+		d.bad = append(d.bad, key)
+		d.add(key.String(), d.pos.keyLine(key), err.Error())
+		return
+	}
+	if rv.Kind() == reflect.Struct {
+		d.fields(key, table, rv)
+		return
+	}
+	// A map of tables: [plugins.<kind>]. Validate checks the kinds.
+	if rv.IsNil() {
+		rv.Set(reflect.MakeMap(rv.Type()))
+	}
+	for _, name := range slices.Sorted(maps.Keys(table)) {
+		mk := reflect.ValueOf(name).Convert(rv.Type().Key())
+		elem := reflect.New(rv.Type().Elem()).Elem()
+		if cur := rv.MapIndex(mk); cur.IsValid() {
+			elem.Set(cur)
+		}
+		d.value(append(slices.Clip(key), name), table[name], elem)
+		rv.SetMapIndex(mk, elem)
+	}
+}
+
+// unknown records key, which names no field of its table (byName). The keys
+// the file sets at or under it are reported, each once, as
+// BurntSushi/toml lists them: an unknown table is one error, and an unknown
+// dotted key is named in full ("node.x.y").
+func (d *decoder) unknown(key toml.Key, byName map[string]int) {
+	msg := "unknown key"
+	name := key[len(key)-1]
+	var fix string
+	for field := range byName {
+		if strings.EqualFold(field, name) {
+			fix = field
+		}
+	}
+	hint := func(k toml.Key) string {
+		if fix == "" {
+			return msg
+		}
+		want := slices.Clone(k)
+		want[len(key)-1] = fix
+		return msg + "; keys are case-sensitive: did you mean " + want.String() + "?"
+	}
 	within := func(k toml.Key) bool {
-		for _, r := range reported {
+		for _, r := range d.reported {
 			if hasPrefix(k, r) {
 				return true
 			}
 		}
 		return false
 	}
-	add := func(k toml.Key, format string, args ...any) {
-		reported = append(reported, k)
-		msg := fmt.Sprintf(format, args...)
-		if line := pos.line(k); line > 0 {
-			msg += fmt.Sprintf(" (line %d)", line)
-		}
-		fe.Add(k.String(), "%s", msg)
-	}
-
-	undecoded := map[string]bool{}
-	for _, k := range md.Undecoded() {
-		undecoded[k.String()] = true
-		if opaque(k) || within(k) {
+	found := false
+	for _, k := range d.md.Keys() {
+		if !hasPrefix(k, key) || within(k) {
 			continue
 		}
-		add(k, "unknown key")
+		found = true
+		d.reported = append(d.reported, k)
+		d.add(k.String(), d.pos.line(k), hint(k))
 	}
-	for _, k := range md.Keys() {
-		if undecoded[k.String()] || opaque(k) || within(k) {
-			continue
-		}
-		if want := lowerKey(k); want.String() != k.String() {
-			add(k, "unknown key; keys are case-sensitive: did you mean %s?", want)
-		}
+	if !found && !within(key) {
+		d.reported = append(d.reported, key)
+		d.add(key.String(), d.pos.keyLine(key), hint(key))
 	}
 }
 
-// opaque reports whether k lies inside a [plugins.<kind>.config] table.
-func opaque(k toml.Key) bool {
-	return len(k) > 3 && k[0] == "plugins" && k[2] == "config"
-}
-
-// lowerKey is k with the kernel's own key names lower-cased; plugin kinds
-// (map keys) are left alone, Validate names an unknown kind.
-func lowerKey(k toml.Key) toml.Key {
-	out := make(toml.Key, len(k))
-	for i, part := range k {
-		if i == 1 && strings.EqualFold(k[0], "plugins") {
-			out[i] = part
-			continue
+// involvesBad reports whether a Validate error is about a key whose value
+// did not decode, or compares with one: the field holds its default, and
+// the error would describe that default, not the file.
+func (d *decoder) involvesBad(f sdk.FieldError) bool {
+	for _, k := range d.bad {
+		b := k.String()
+		if f.Field == b || strings.HasPrefix(f.Field, b+".") || strings.HasPrefix(f.Field, b+"[") || mentions(f.Message, b) {
+			return true
 		}
-		out[i] = strings.ToLower(part)
 	}
-	return out
+	return false
 }
 
-func hasPrefix(k, prefix toml.Key) bool {
-	if len(k) < len(prefix) {
-		return false
-	}
-	for i := range prefix {
-		if k[i] != prefix[i] {
+// mentions reports whether msg names the key k, or a key inside it:
+// "raft.heartbeat_timeout" is named by "at least raft.heartbeat_timeout
+// (300ms)", not by "raft.heartbeat_timeout_x"; a top-level table "raft" only
+// by a key inside it ("raft.x"), so that a word of a message is not taken
+// for it.
+func mentions(msg, k string) bool {
+	for i := 0; ; {
+		j := strings.Index(msg[i:], k)
+		if j < 0 {
 			return false
 		}
+		at, end := i+j, i+j+len(k)
+		left := at == 0 || !isKeyChar(msg[at-1]) && msg[at-1] != '.'
+		under := end+1 < len(msg) && msg[end] == '.' && isKeyChar(msg[end+1])
+		whole := strings.Contains(k, ".") && (end == len(msg) || !isKeyChar(msg[end]))
+		if left && (under || whole) {
+			return true
+		}
+		i = at + 1
 	}
-	return true
+}
+
+// isKeyChar reports whether c may be part of a bare TOML key.
+func isKeyChar(c byte) bool {
+	return c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 // typeErrorRE matches the errors BurntSushi/toml returns as plain strings
-// for a value of the wrong type: `toml: line 5 (last key "raft.x"): ...`.
-var typeErrorRE = regexp.MustCompile(`^toml: line (\d+) \(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
+// for a value of the wrong type: `toml: line 5 (last key "raft.x"): ...`,
+// or without the line when it does not know it.
+var typeErrorRE = regexp.MustCompile(`^toml: (?:line (\d+) )?\(last key "(?:[^"\\]|\\.)*"\): (.*)$`)
 
-// decodeError rewrites a BurntSushi/toml error so that it names the key and
-// its line. A syntax error names the line and column, and the last key read
-// before it (the parser knows no better).
-func decodeError(md toml.MetaData, err error) error {
+// decodeMessage is what an error of BurntSushi/toml decoding one value says,
+// without the library's prefix, and the line it names (0 if none).
+func decodeMessage(err error) (string, int) {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		if md.Keys() == nil || pe.LastKey == "" {
-			// The parser failed before any key was decoded: a syntax error.
-			after := ""
-			if pe.LastKey != "" {
-				after = fmt.Sprintf(" (last key read: %s)", pe.LastKey)
-			}
-			return fmt.Errorf("toml syntax: line %d, column %d%s: %s", pe.Position.Line, pe.Position.Col, after, pe.Message)
-		}
-		// A value the decoder (or Duration, or Opaque) rejected.
-		return sdk.FieldErrors{{
-			Field:   pe.LastKey,
-			Message: fmt.Sprintf("%s (line %d)", pe.Message, pe.Position.Line),
-		}}
+		return pe.Message, pe.Position.Line
 	}
 	if m := typeErrorRE.FindStringSubmatch(err.Error()); m != nil {
-		key, uerr := strconv.Unquote(`"` + m[2] + `"`)
-		if uerr != nil {
-			key = m[2]
-		}
-		return sdk.FieldErrors{{Field: key, Message: fmt.Sprintf("%s (line %s)", m[3], m[1])}}
+		line, _ := strconv.Atoi(m[1])
+		return m[2], line
 	}
-	return fmt.Errorf("toml: %w", err)
+	return strings.TrimPrefix(err.Error(), "toml: "), 0
 }
 
 // positions finds where keys are set in a TOML document.
@@ -244,6 +413,22 @@ func (p *positions) fieldLine(field string) int {
 	return 0
 }
 
+// keyLine is the line of key, else of the first key set inside it (a table
+// made only by dotted keys has no line of its own), or 0.
+func (p *positions) keyLine(key toml.Key) int {
+	if line := p.line(key); line > 0 {
+		return line
+	}
+	for _, k := range p.keys {
+		if hasPrefix(k, key) {
+			if line := p.line(k); line > 0 {
+				return line
+			}
+		}
+	}
+	return 0
+}
+
 // lineProbe fails to decode anything, which makes BurntSushi/toml report
 // the position of the key being decoded.
 type lineProbe struct{}
@@ -294,4 +479,17 @@ func tomlTypeName(v any) string {
 		return "an array"
 	}
 	return "a date or time"
+}
+
+// hasPrefix reports whether key k is prefix or lies inside it.
+func hasPrefix(k, prefix toml.Key) bool {
+	if len(k) < len(prefix) {
+		return false
+	}
+	for i := range prefix {
+		if k[i] != prefix[i] {
+			return false
+		}
+	}
+	return true
 }

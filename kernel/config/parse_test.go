@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +300,150 @@ func TestLoad(t *testing.T) {
 	missing := filepath.Join(dir, "missing.toml")
 	if _, err := Load(missing); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want os.ErrNotExist", err)
+	}
+}
+
+// TestParseReportsEveryError gives files with several independent errors
+// of different kinds (BurntSushi/toml alone stops at the first value it
+// cannot decode): each must be named, with its key and line, in one error,
+// in the order of the file.
+func TestParseReportsEveryError(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		// want are the errors, in order, each "field: message start" and
+		// " (line N)" at its end.
+		want []string
+	}{
+		{
+			name: "unknown keys, bad values and out-of-range values",
+			in: `version = 1
+bogus = 1
+[node]
+Data_Dir = "/x"
+role = 5
+[raft]
+heartbeat_timeout = "5x"
+snapshot_threshold = "many"
+max_append_entries = 5000
+trailing_logs = -1
+x.y = 2
+[cluster]
+heartbeat_period = 5
+task_history_retention = 2000
+[log]
+level = "loud"
+[plugins.scheduler]
+path = "relative"
+extra = 1
+[plugins.ipam]
+config = 5
+[Gossip]
+listen_addr = "x"
+`,
+			want: []string{
+				"bogus: unknown key (line 2)",
+				"node.Data_Dir: unknown key; keys are case-sensitive: did you mean node.data_dir? (line 4)",
+				"node.role: incompatible types: TOML value has type int64; destination has type string (line 5)",
+				`raft.heartbeat_timeout: invalid duration "5x": want a number with a unit, like "500ms", "5s" or "2h" (line 7)`,
+				"raft.snapshot_threshold: incompatible types: TOML value has type string; destination has type integer (line 8)",
+				"raft.max_append_entries: must be between 1 and 1024, got 5000 (line 9)",
+				"raft.trailing_logs: must be at least 0, got -1 (line 10)",
+				"raft.x.y: unknown key (line 11)",
+				`cluster.heartbeat_period: invalid duration "5": want a number with a unit, like "500ms", "5s" or "2h" (line 13)`,
+				"cluster.task_history_retention: must be between 0 and 1000, got 2000 (line 14)",
+				`log.level: must be one of "debug", "info", "warn", "error", got "loud" (line 16)`,
+				`plugins.scheduler.path: must be an absolute path, got "relative" (line 18)`,
+				"plugins.scheduler.extra: unknown key (line 19)",
+				"plugins.ipam.config: must be a table, got an integer (line 21)",
+				"Gossip: unknown key; keys are case-sensitive: did you mean gossip? (line 22)",
+			},
+		},
+		{
+			// A value that does not decode keeps its default; the checks
+			// against it (election_timeout >= heartbeat_timeout, addrs with
+			// a token) would describe the default, not the file.
+			name: "no check against a value that did not decode",
+			in: `version = 1
+[raft]
+heartbeat_timeout = 1
+election_timeout = "200ms"
+[join]
+addrs = "10.0.0.1:4242"
+token = "t"
+`,
+			want: []string{
+				`raft.heartbeat_timeout: invalid duration "1"`,
+				"join.addrs: incompatible types: TOML value has type string; destination has type slice (line 6)",
+			},
+		},
+		{
+			name: "tables of the wrong type, and no version",
+			in:   "raft = 5\nnode = []\n[[cluster]]\n[log]\nformat = \"xml\"\n",
+			want: []string{
+				"version: missing",
+				"raft: type mismatch: want a table, got an integer (line 1)",
+				"node: type mismatch: want a table, got an array (line 2)",
+				"cluster: type mismatch: want a table, got an array (line 3)",
+				`log.format: must be one of "text", "json", got "xml" (line 5)`,
+			},
+		},
+		{
+			name: "a plugin that is not a table beside a bad one",
+			in:   "version = 1\n[plugins]\nscheduler = 1\n[plugins.ipam]\npath = 2\n",
+			want: []string{
+				"plugins.scheduler: type mismatch: want a table, got an integer (line 3)",
+				"plugins.ipam.path: incompatible types",
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in))
+			var fe sdk.FieldErrors
+			if !errors.As(err, &fe) {
+				t.Fatalf("Parse = %v, want sdk.FieldErrors", err)
+			}
+			got := make([]string, len(fe))
+			for i, f := range fe {
+				got[i] = f.Error()
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Parse = %d errors:\n  %s\nwant %d:\n  %s", len(got), strings.Join(got, "\n  "), len(tt.want), strings.Join(tt.want, "\n  "))
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("Parse: error %d = %q, want it to start with %q", i, got[i], w)
+				}
+				if strings.HasPrefix(got[i], "version: missing") {
+					continue
+				}
+				if !regexp.MustCompile(`\(line [1-9][0-9]*\)$`).MatchString(got[i]) {
+					t.Errorf("Parse: error %d = %q, want it to end with its line", i, got[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMentions(t *testing.T) {
+	tests := []struct {
+		msg, key string
+		want     bool
+	}{
+		{"must be at least raft.heartbeat_timeout (300ms), got 200ms", "raft.heartbeat_timeout", true},
+		{"must be at most raft.heartbeat_timeout", "raft.heartbeat_timeout", true},
+		{"must be at most raft.heartbeat_timeout.", "raft.heartbeat_timeout", true},
+		{"must be at least raft.heartbeat_timeout_x", "raft.heartbeat_timeout", false},
+		{"must be at least xraft.heartbeat_timeout", "raft.heartbeat_timeout", false},
+		{"must be at least raft.heartbeat_timeout (300ms)", "raft", true},
+		{"must not use the port of manager.listen_addr", "manager", true},
+		{"other nodes can reach the node", "node", false},
+		{"the raft timeouts", "raft", false},
+	}
+	for _, tt := range tests {
+		if got := mentions(tt.msg, tt.key); got != tt.want {
+			t.Errorf("mentions(%q, %q) = %t, want %t", tt.msg, tt.key, got, tt.want)
+		}
 	}
 }
