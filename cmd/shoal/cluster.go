@@ -22,7 +22,8 @@ func (c *cli) newClusterCmd() *cobra.Command {
 }
 
 func (c *cli) newClusterInspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:   "inspect",
 		Short: "Show the cluster's settings, as JSON",
 		Args:  cobra.NoArgs,
@@ -32,10 +33,12 @@ func (c *cli) newClusterInspectCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return writeJSON(c.out, redactCluster(resp.GetCluster()))
+				return writeOne(c.out, &format, redactCluster(resp.GetCluster()))
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "json")
+	return cmd
 }
 
 // redactCluster returns the cluster without its secrets. Join tokens admit
@@ -56,6 +59,7 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 		heartbeat   time.Duration
 		certExpiry  time.Duration
 		taskHistory int64
+		format      outputFormat
 	)
 	cmd := &cobra.Command{
 		Use:   "update [flags]",
@@ -67,6 +71,7 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 				return errors.New("nothing to update: give --heartbeat-period, --cert-expiry or --task-history-limit")
 			}
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
+				var updated *objectv1.Cluster
 				err := retryConflicts(func() error {
 					got, err := client.GetCluster(ctx, &controlv1.GetClusterRequest{})
 					if err != nil {
@@ -95,14 +100,18 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 						}
 						spec.Orchestration.TaskHistoryRetention = taskHistory
 					}
-					_, err = client.UpdateCluster(ctx, &controlv1.UpdateClusterRequest{
+					resp, err := client.UpdateCluster(ctx, &controlv1.UpdateClusterRequest{
 						Version: cl.GetMeta().GetVersion(),
 						Spec:    spec,
 					})
+					updated = resp.GetCluster()
 					return err
 				})
 				if err != nil {
 					return err
+				}
+				if format.structured() {
+					return writeOne(c.out, &format, redactCluster(updated))
 				}
 				fmt.Fprintln(c.out, "Cluster updated.")
 				return nil
@@ -113,5 +122,6 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "how often workers ping the leader")
 	fs.DurationVar(&certExpiry, "cert-expiry", 0, "lifetime of node certificates")
 	fs.Int64Var(&taskHistory, "task-history-limit", 0, "dead tasks kept per slot")
+	addOutputFlag(fs, &format, "")
 	return cmd
 }

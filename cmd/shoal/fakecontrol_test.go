@@ -42,6 +42,7 @@ type fakeControl struct {
 	nodes    map[string]*objectv1.Node
 	services map[string]*objectv1.Service
 	tasks    map[string]*objectv1.Task
+	networks map[string]*objectv1.Network
 	// afterUpdate, when set, changes a service after each update, as the
 	// orchestrator would.
 	afterUpdate func(*objectv1.Service)
@@ -81,6 +82,7 @@ func newFakeControl() *fakeControl {
 		nodes:    map[string]*objectv1.Node{},
 		services: map[string]*objectv1.Service{},
 		tasks:    map[string]*objectv1.Task{},
+		networks: map[string]*objectv1.Network{},
 	}
 }
 
@@ -315,6 +317,9 @@ func (f *fakeControl) UpdateService(_ context.Context, req *controlv1.UpdateServ
 	if err := f.conflict(s.Meta, req.GetVersion()); err != nil {
 		return nil, err
 	}
+	if !proto.Equal(s.Spec, req.Spec) {
+		s.PreviousSpec = s.Spec
+	}
 	s.Spec = req.Spec
 	s.SpecVersion++
 	s.Meta.Version = f.nextVersion()
@@ -355,6 +360,67 @@ func (f *fakeControl) ListTasks(_ context.Context, req *controlv1.ListTasksReque
 	}
 	slices.SortFunc(resp.Tasks, func(a, b *objectv1.Task) int { return strings.Compare(a.Id, b.Id) })
 	return resp, nil
+}
+
+func (f *fakeControl) GetTask(_ context.Context, req *controlv1.GetTaskRequest) (*controlv1.GetTaskResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("GetTask")
+	t, err := resolve("task", req.GetRef(), f.tasks, func(*objectv1.Task) string { return "" })
+	if err != nil {
+		return nil, err
+	}
+	return &controlv1.GetTaskResponse{Task: proto.CloneOf(t)}, nil
+}
+
+func networkName(n *objectv1.Network) string { return n.GetSpec().GetAnnotations().GetName() }
+
+func (f *fakeControl) CreateNetwork(_ context.Context, req *controlv1.CreateNetworkRequest) (*controlv1.CreateNetworkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("CreateNetwork")
+	n := &objectv1.Network{
+		Id:   fmt.Sprintf("net%022d", len(f.networks)+1),
+		Meta: &objectv1.Meta{Version: f.nextVersion()},
+		Spec: req.GetSpec(),
+	}
+	f.networks[n.Id] = n
+	return &controlv1.CreateNetworkResponse{Network: proto.CloneOf(n)}, nil
+}
+
+func (f *fakeControl) GetNetwork(_ context.Context, req *controlv1.GetNetworkRequest) (*controlv1.GetNetworkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("GetNetwork")
+	n, err := resolve("network", req.GetRef(), f.networks, networkName)
+	if err != nil {
+		return nil, err
+	}
+	return &controlv1.GetNetworkResponse{Network: proto.CloneOf(n)}, nil
+}
+
+func (f *fakeControl) ListNetworks(context.Context, *controlv1.ListNetworksRequest) (*controlv1.ListNetworksResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("ListNetworks")
+	resp := &controlv1.ListNetworksResponse{}
+	for _, n := range f.networks {
+		resp.Networks = append(resp.Networks, proto.CloneOf(n))
+	}
+	slices.SortFunc(resp.Networks, func(a, b *objectv1.Network) int { return strings.Compare(networkName(a), networkName(b)) })
+	return resp, nil
+}
+
+func (f *fakeControl) RemoveNetwork(_ context.Context, req *controlv1.RemoveNetworkRequest) (*controlv1.RemoveNetworkResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("RemoveNetwork")
+	n, err := resolve("network", req.GetRef(), f.networks, networkName)
+	if err != nil {
+		return nil, err
+	}
+	delete(f.networks, n.Id)
+	return &controlv1.RemoveNetworkResponse{}, nil
 }
 
 // callsOf returns how many calls of method f got.

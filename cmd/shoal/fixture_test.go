@@ -10,16 +10,18 @@ import (
 
 // IDs of the fixture's objects.
 const (
-	node1 = "n1q8r2c5x7v0b3m6k9j4h1g2f"
-	node2 = "n2w5e8r1t4y7u0i3o6p9a2s5d"
-	node3 = "n3z6x9c2v5b8n1m4l7k0j3h6g"
-	node4 = "n4t7y0u3i6o9p2a5s8d1f4g7h"
-	webID = "web7c3x9k2m5n8b1v4z7q0w3e"
-	dbID  = "db5h8j1k4l7z0x3c6v9b2n5m8"
+	node1   = "n1q8r2c5x7v0b3m6k9j4h1g2f"
+	node2   = "n2w5e8r1t4y7u0i3o6p9a2s5d"
+	node3   = "n3z6x9c2v5b8n1m4l7k0j3h6g"
+	node4   = "n4t7y0u3i6o9p2a5s8d1f4g7h"
+	webID   = "web7c3x9k2m5n8b1v4z7q0w3e"
+	dbID    = "db5h8j1k4l7z0x3c6v9b2n5m8"
+	frontID = "net4k7m0p3s6v9y2b5e8h1j4l"
 )
 
 // seed fills f with a small cluster: four nodes, a replicated service "web"
-// with a task history and a pending task, and a global service "db".
+// with a task history and a pending task, a global service "db", and a
+// network "front".
 func seed(f *fakeControl) {
 	f.leaderID = node1
 	node := func(id, host string, role objectv1.NodeRole, state objectv1.NodeState, avail objectv1.NodeAvailability, apiAddr string) *objectv1.Node {
@@ -90,6 +92,14 @@ func seed(f *fakeControl) {
 	}
 	f.addService(web)
 	f.addService(db)
+	f.networks[frontID] = &objectv1.Network{
+		Id:            frontID,
+		Meta:          &objectv1.Meta{Version: 4, CreatedAt: ts(time.Hour)},
+		Spec:          &objectv1.NetworkSpec{Annotations: &objectv1.Annotations{Name: "front"}},
+		Subnet:        "10.192.0.0/16",
+		NodePrefixLen: 24,
+		NodeSubnets:   map[string]string{node1: "10.192.1.0/24"},
+	}
 
 	task := func(id string, svc *objectv1.Service, slot uint64, nodeID string, desired objectv1.TaskState, status *objectv1.TaskStatus, created time.Duration) *objectv1.Task {
 		return &objectv1.Task{
@@ -101,6 +111,7 @@ func seed(f *fakeControl) {
 			Spec:               svc.Spec.Task,
 			SpecVersion:        svc.SpecVersion,
 			ServiceAnnotations: svc.Spec.Annotations,
+			Endpoint:           svc.Spec.Endpoint,
 			DesiredState:       desired,
 			Status:             status,
 		}

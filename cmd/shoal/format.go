@@ -13,40 +13,11 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 )
 
 // jsonOptions write the proto field names (snake_case, as in the .proto
 // files), which are as stable as the protos themselves.
 var jsonOptions = protojson.MarshalOptions{UseProtoNames: true}
-
-// writeJSONList prints msgs as an indented JSON array, as docker inspect
-// does, whatever their number, so a script reads every listing the same way.
-func writeJSONList[M proto.Message](w io.Writer, msgs []M) error {
-	var buf bytes.Buffer
-	buf.WriteByte('[')
-	for i, m := range msgs {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		b, err := jsonOptions.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("encode json: %w", err)
-		}
-		buf.Write(b)
-	}
-	buf.WriteByte(']')
-	return writeIndented(w, buf.Bytes())
-}
-
-// writeJSON prints one message as indented JSON.
-func writeJSON(w io.Writer, m proto.Message) error {
-	b, err := jsonOptions.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode json: %w", err)
-	}
-	return writeIndented(w, b)
-}
 
 // writeIndented re-indents compact JSON with encoding/json: protojson's own
 // multiline output varies its whitespace on purpose, and output that scripts

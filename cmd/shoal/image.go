@@ -85,10 +85,18 @@ func resolveImageTarget(configPath string, configNamed bool, flags imageTarget) 
 	return t, nil
 }
 
+// loadedImage is an image `shoal image import --format json` loaded.
+type loadedImage struct {
+	Name string `json:"name"`
+}
+
 // newImageImportCmd is `shoal image import FILE.tar`.
 func (c *cli) newImageImportCmd() *cobra.Command {
-	var configPath string
-	var flags imageTarget
+	var (
+		configPath string
+		flags      imageTarget
+		format     outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "import FILE.tar",
 		Short: "Load an image archive (OCI layout or docker save) into this node's containerd",
@@ -126,8 +134,18 @@ under its data_dir.`,
 			// No --timeout here: a large archive takes what it takes, and
 			// Ctrl-C ends the command's context.
 			names, err := containerd.Import(cmd.Context(), cl, t.namespace, t.snapshotter, in)
-			for _, n := range names {
-				fmt.Fprintf(c.out, "Loaded image: %s\n", n)
+			if format.structured() {
+				loaded := make([]loadedImage, len(names))
+				for i, n := range names {
+					loaded[i].Name = n
+				}
+				if werr := writeList(c.out, &format, loaded); werr != nil && err == nil {
+					return werr
+				}
+			} else {
+				for _, n := range names {
+					fmt.Fprintf(c.out, "Loaded image: %s\n", n)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
@@ -140,5 +158,6 @@ under its data_dir.`,
 	f.StringVar(&flags.address, "containerd-address", "", "containerd socket (default: from the node's config)")
 	f.StringVar(&flags.namespace, "namespace", "", `containerd namespace of the node's tasks (default: from the node's config, else "shoal")`)
 	f.StringVar(&flags.snapshotter, "snapshotter", "", `snapshotter to unpack for (default: from the node's config, else "overlayfs")`)
+	addOutputFlag(f, &format, "")
 	return cmd
 }

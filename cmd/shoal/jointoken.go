@@ -11,8 +11,20 @@ import (
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
+// joinToken is what `shoal join-token --format json` prints.
+type joinToken struct {
+	Role  string `json:"role"`
+	Token string `json:"token"`
+	// Addrs are the managers' API addresses, the [join] addrs.
+	Addrs   []string `json:"addrs"`
+	Rotated bool     `json:"rotated"`
+}
+
 func (c *cli) newJoinTokenCmd() *cobra.Command {
-	var rotate, quiet bool
+	var (
+		rotate, quiet bool
+		format        outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:       "join-token [flags] worker|manager",
 		Short:     "Show or rotate the token nodes join with",
@@ -25,7 +37,7 @@ func (c *cli) newJoinTokenCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if rotate && !quiet {
+				if rotate && !quiet && !format.structured() {
 					fmt.Fprintf(c.out, "Successfully rotated %s join token.\n\n", role)
 				}
 				token := cl.GetRootCa().GetJoinTokens().GetWorker()
@@ -43,6 +55,9 @@ func (c *cli) newJoinTokenCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if format.structured() {
+					return writeOne(c.out, &format, joinToken{Role: role, Token: token, Addrs: addrs, Rotated: rotate})
+				}
 				fmt.Fprintf(c.out, "To add a %s to this cluster, use this config on the new node:\n\n", role)
 				fmt.Fprint(c.out, joinConfig(addrs, token))
 				fmt.Fprintln(c.out)
@@ -52,6 +67,7 @@ func (c *cli) newJoinTokenCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&rotate, "rotate", false, "replace the token; nodes that already joined are not affected")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print the token only")
+	addOutputFlag(cmd.Flags(), &format, "")
 	return cmd
 }
 

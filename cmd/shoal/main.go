@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -64,12 +63,17 @@ const (
 type cli struct {
 	out    io.Writer
 	errOut io.Writer
-	// tty is true when out is a terminal: progress then rewrites one line.
+	// tty and errTTY are true when out and errOut are terminals: progress
+	// then rewrites one line.
 	tty    bool
+	errTTY bool
 	now    func() time.Time
 	getenv func(string) string
 	poll   time.Duration
 	settle time.Duration
+	// quiet, when set, replaces --timeout in how long waiting without
+	// --timeout goes on while nothing changes (see quietLimit).
+	quiet time.Duration
 
 	host    string
 	tlsCert string
@@ -84,6 +88,7 @@ func main() {
 		out:    os.Stdout,
 		errOut: os.Stderr,
 		tty:    isTerminal(os.Stdout),
+		errTTY: isTerminal(os.Stderr),
 		now:    time.Now,
 		getenv: os.Getenv,
 		poll:   pollInterval,
@@ -112,20 +117,23 @@ func (c *cli) newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "shoal",
 		Short:         "Run and manage a shoal cluster",
-		Args:          cobra.NoArgs,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          runGroup,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w\nSee '%s --help'.", err, cmd.CommandPath())
 	})
+	root.SetHelpCommand(newHelpCmd())
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.host, "host", c.env("SHOAL_HOST", defaultHost),
 		`control API address: "unix:///path" or "tcp://host:port" (env SHOAL_HOST)`)
 	pf.StringVar(&c.tlsCert, "tls-cert", c.env("SHOAL_TLS_CERT", ""), "client certificate file, for tcp:// (env SHOAL_TLS_CERT)")
 	pf.StringVar(&c.tlsKey, "tls-key", c.env("SHOAL_TLS_KEY", ""), "client key file, for tcp:// (env SHOAL_TLS_KEY)")
 	pf.StringVar(&c.tlsCA, "tls-ca", c.env("SHOAL_TLS_CA", ""), "cluster root CA file, for tcp:// (env SHOAL_TLS_CA)")
-	pf.DurationVar(&c.timeout, "timeout", defaultTimeout, "bound on each command, waiting included")
+	pf.DurationVar(&c.timeout, "timeout", defaultTimeout,
+		"bound on each call to the cluster; given, it also bounds the whole command, waiting for a service to converge included")
 
 	root.AddCommand(
 		newAgentCmd(),
@@ -138,6 +146,7 @@ func (c *cli) newRootCmd() *cobra.Command {
 		c.newImageCmd(),
 		c.newVersionCmd(),
 	)
+	c.addCompletions(root)
 	return root
 }
 
@@ -150,15 +159,89 @@ func (c *cli) env(key, def string) string {
 
 // group returns a command that only holds subcommands.
 func group(use, short string, subs ...*cobra.Command) *cobra.Command {
-	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+	cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ArbitraryArgs, RunE: runGroup}
 	cmd.AddCommand(subs...)
 	return cmd
+}
+
+// runGroup runs a command that only holds subcommands (the root too), which
+// cobra found with args left over: the first is a subcommand it does not
+// know, an error, so that a script does not take `shoal service rollbak web`
+// for done. With no args it prints the help and succeeds, as
+// `docker service` does: asking what a group holds is not a failure.
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	return unknownCommand(cmd, args[0])
+}
+
+// unknownCommand is cobra's error for an unknown subcommand, with its
+// suggestions.
+func unknownCommand(cmd *cobra.Command, name string) error {
+	msg := fmt.Sprintf("unknown command %q for %q", name, cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(name); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t") + "\n"
+	}
+	return fmt.Errorf("%s\nRun '%s --help' for usage.", msg, cmd.CommandPath())
+}
+
+// newHelpCmd is `shoal help [COMMAND]`, which fails on a command that does
+// not exist, where cobra's prints the root's usage and succeeds.
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if err != nil {
+				return err
+			}
+			if len(rest) > 0 {
+				return unknownCommand(target, rest[0])
+			}
+			return target.Help()
+		},
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			target, _, err := cmd.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var out []cobra.Completion
+			for _, sub := range target.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					out = append(out, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp
+		},
+	}
 }
 
 // call runs fn with a control client and a context bounded by --timeout.
 func (c *cli) call(cmd *cobra.Command, fn func(ctx context.Context, client controlv1.ControlClient) error) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
 	defer cancel()
+	return c.callCtx(ctx, fn)
+}
+
+// callWaiting is call for a command that waits for a service to converge,
+// which takes as long as its rollout: each call to the cluster is bounded
+// by --timeout, and the whole command only when --timeout was given. (An
+// update of 10 replicas one at a time, each watched for 5 s, takes longer
+// than the default bound; waiting gives up instead when nothing changes for
+// long, see waitConverged.)
+func (c *cli) callWaiting(cmd *cobra.Command, fn func(ctx context.Context, client controlv1.ControlClient) error) error {
+	if f := cmd.Flags().Lookup("timeout"); f != nil && f.Changed {
+		return c.call(cmd, fn)
+	}
+	return c.callCtx(cmd.Context(), fn)
+}
+
+func (c *cli) callCtx(ctx context.Context, fn func(ctx context.Context, client controlv1.ControlClient) error) error {
 	client, closeConn, err := c.dial(ctx)
 	if err != nil {
 		return err
@@ -178,7 +261,7 @@ func (c *cli) dial(_ context.Context) (controlv1.ControlClient, func() error, er
 	conn, err := grpc.NewClient(target,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)),
 		grpc.WithTransportCredentials(creds),
-		grpc.WithChainUnaryInterceptor(kindInterceptor(c.host)))
+		grpc.WithChainUnaryInterceptor(kindInterceptor(c.host), callTimeout(c.timeout)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--host %s: %w", c.host, err)
 	}
@@ -248,6 +331,16 @@ func kindInterceptor(host string) grpc.UnaryClientInterceptor {
 	}
 }
 
+// callTimeout bounds each call by --timeout, also when the command's
+// context is not (see callWaiting).
+func callTimeout(timeout time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
 // maxConflictRetries bounds how often a read-modify-write is retried when
 // another writer changed the object in between: enough to get through a
 // burst of concurrent updates, few enough to give up on a livelock.
@@ -272,16 +365,31 @@ func isVersionConflict(err error) bool {
 	return errors.Is(err, sdk.ErrFailedPrecondition) && strings.Contains(err.Error(), versionConflict)
 }
 
+// versionInfo is what `shoal version --format json` prints.
+type versionInfo struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+}
+
 func (c *cli) newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of this binary",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(c.out, "shoal %s %s %s/%s\n", binaryVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			v := versionInfo{Version: binaryVersion(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+			if format.structured() {
+				return writeOne(c.out, &format, v)
+			}
+			fmt.Fprintf(c.out, "shoal %s %s %s/%s\n", v.Version, v.GoVersion, v.OS, v.Arch)
 			return nil
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "")
+	return cmd
 }
 
 // binaryVersion is the version set at build time or, failing that, the
@@ -320,10 +428,4 @@ func printError(w io.Writer, err error) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// addFormatFlag adds --format table|json.
-func addFormatFlag(fs *pflag.FlagSet, format *string) {
-	*format = "table"
-	fs.Var(newChoiceValue(format, "table", "json"), "format", "output format: table or json")
 }

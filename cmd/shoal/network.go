@@ -27,6 +27,7 @@ func (c *cli) newNetworkCreateCmd() *cobra.Command {
 		subnet   string
 		nodeBits uint32
 		labels   []string
+		format   outputFormat
 	)
 	cmd := &cobra.Command{
 		Use:   "create [flags] NAME",
@@ -43,12 +44,16 @@ func (c *cli) newNetworkCreateCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if format.structured() {
+					return writeOne(c.out, &format, resp.GetNetwork())
+				}
 				fmt.Fprintln(c.out, resp.GetNetwork().GetId())
 				return nil
 			})
 		},
 	}
 	fs := cmd.Flags()
+	addOutputFlag(fs, &format, "")
 	fs.StringVar(&subnet, "subnet", "", "IPv4 subnet in `CIDR` form (default: one from the IPAM plugin's pool)")
 	fs.Uint32Var(&nodeBits, "node-prefix-len", 0, "prefix length of each node's slice of the subnet (default 24)")
 	fs.VarP(&kvValue{target: &labels, optionalValue: true}, "label", "l", "network label")
@@ -57,7 +62,7 @@ func (c *cli) newNetworkCreateCmd() *cobra.Command {
 
 func (c *cli) newNetworkLsCmd() *cobra.Command {
 	var (
-		format string
+		format outputFormat
 		quiet  bool
 	)
 	cmd := &cobra.Command{
@@ -77,14 +82,14 @@ func (c *cli) newNetworkLsCmd() *cobra.Command {
 						fmt.Fprintln(c.out, n.GetId())
 					}
 					return nil
-				case format == "json":
-					return writeJSONList(c.out, resp.GetNetworks())
+				case format.structured():
+					return writeList(c.out, &format, resp.GetNetworks())
 				}
 				return writeNetworkTable(c.out, resp.GetNetworks())
 			})
 		},
 	}
-	addFormatFlag(cmd.Flags(), &format)
+	addOutputFlag(cmd.Flags(), &format, "table")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
 	return cmd
 }
@@ -105,7 +110,8 @@ func writeNetworkTable(w io.Writer, nets []*objectv1.Network) error {
 }
 
 func (c *cli) newNetworkInspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:   "inspect NETWORK...",
 		Short: "Show networks in detail, as JSON",
 		Args:  cobra.MinimumNArgs(1),
@@ -123,33 +129,62 @@ func (c *cli) newNetworkInspectCmd() *cobra.Command {
 					}
 					found = append(found, resp.GetNetwork())
 				}
-				if err := writeJSONList(c.out, found); err != nil {
+				if err := writeList(c.out, &format, found); err != nil {
 					return err
 				}
 				return errors.Join(errs...)
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "json")
+	return cmd
 }
 
 func (c *cli) newNetworkRmCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:     "rm NETWORK...",
 		Aliases: []string{"remove"},
 		Short:   "Remove networks that no service uses",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				var errs []error
+				var (
+					removed []*objectv1.Network
+					errs    []error
+				)
 				for _, ref := range refs {
-					if _, err := client.RemoveNetwork(ctx, &controlv1.RemoveNetworkRequest{Ref: ref}); err != nil {
+					// For --format, the network as it was: read it, then
+					// remove that one by ID.
+					id := ref
+					var nw *objectv1.Network
+					if format.structured() {
+						got, err := client.GetNetwork(ctx, &controlv1.GetNetworkRequest{Ref: ref})
+						if err != nil {
+							errs = append(errs, err)
+							continue
+						}
+						nw, id = got.GetNetwork(), got.GetNetwork().GetId()
+					}
+					if _, err := client.RemoveNetwork(ctx, &controlv1.RemoveNetworkRequest{Ref: id}); err != nil {
 						errs = append(errs, err)
 						continue
 					}
-					fmt.Fprintln(c.out, ref)
+					if nw != nil {
+						removed = append(removed, nw)
+					} else {
+						fmt.Fprintln(c.out, ref)
+					}
+				}
+				if format.structured() {
+					if err := writeList(c.out, &format, removed); err != nil {
+						return err
+					}
 				}
 				return errors.Join(errs...)
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "")
+	return cmd
 }

@@ -25,7 +25,7 @@ func (c *cli) newNodeCmd() *cobra.Command {
 
 func (c *cli) newNodeLsCmd() *cobra.Command {
 	var (
-		format string
+		format outputFormat
 		quiet  bool
 	)
 	cmd := &cobra.Command{
@@ -45,20 +45,21 @@ func (c *cli) newNodeLsCmd() *cobra.Command {
 						fmt.Fprintln(c.out, n.GetId())
 					}
 					return nil
-				case format == "json":
-					return writeJSONList(c.out, resp.GetNodes())
+				case format.structured():
+					return writeList(c.out, &format, resp.GetNodes())
 				}
 				return writeNodeTable(c.out, resp.GetNodes(), resp.GetLeaderId())
 			})
 		},
 	}
-	addFormatFlag(cmd.Flags(), &format)
+	addOutputFlag(cmd.Flags(), &format, "table")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
 	return cmd
 }
 
 func (c *cli) newNodeInspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:   "inspect NODE...",
 		Short: "Show nodes in detail, as JSON",
 		Args:  cobra.MinimumNArgs(1),
@@ -76,13 +77,15 @@ func (c *cli) newNodeInspectCmd() *cobra.Command {
 					}
 					found = append(found, resp.GetNode())
 				}
-				if err := writeJSONList(c.out, found); err != nil {
+				if err := writeList(c.out, &format, found); err != nil {
 					return err
 				}
 				return errors.Join(errs...)
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "json")
+	return cmd
 }
 
 func (c *cli) newNodeUpdateCmd() *cobra.Command {
@@ -91,6 +94,7 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 		role         objectv1.NodeRole
 		labelAdd     []string
 		labelRm      []string
+		format       outputFormat
 	)
 	cmd := &cobra.Command{
 		Use:   "update [flags] NODE",
@@ -103,7 +107,7 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 			}
 			ref := args[0]
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				_, _, err := updateNode(ctx, client, ref, func(spec *objectv1.NodeSpec) {
+				node, _, err := updateNode(ctx, client, ref, func(spec *objectv1.NodeSpec) {
 					if set("availability") {
 						spec.Availability = availability
 					}
@@ -120,12 +124,16 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if format.structured() {
+					return writeOne(c.out, &format, node)
+				}
 				fmt.Fprintln(c.out, ref)
 				return nil
 			})
 		},
 	}
 	fs := cmd.Flags()
+	addOutputFlag(fs, &format, "")
 	fs.Var(newEnumValue(&availability, "NODE_AVAILABILITY_", objectv1.NodeAvailability_name),
 		"availability", "whether the scheduler may use the node")
 	fs.Var(newEnumValue(&role, "NODE_ROLE_", objectv1.NodeRole_name), "role", "role of the node")
@@ -137,34 +145,50 @@ func (c *cli) newNodeUpdateCmd() *cobra.Command {
 // newNodeRoleCmd returns node promote or node demote.
 func (c *cli) newNodeRoleCmd(verb string, role objectv1.NodeRole) *cobra.Command {
 	roleName := enumName(role.String(), "NODE_ROLE_")
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:   verb + " NODE...",
 		Short: fmt.Sprintf("Make nodes %ss", roleName),
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				var errs []error
+				var (
+					nodes []*objectv1.Node
+					errs  []error
+				)
 				for _, ref := range refs {
-					_, changed, err := updateNode(ctx, client, ref, func(spec *objectv1.NodeSpec) {
+					node, changed, err := updateNode(ctx, client, ref, func(spec *objectv1.NodeSpec) {
 						spec.DesiredRole = role
 					})
 					switch {
 					case err != nil:
 						errs = append(errs, err)
+					case format.structured():
+						nodes = append(nodes, node)
 					case changed:
 						fmt.Fprintf(c.out, "Node %s %sd to a %s in the cluster.\n", ref, verb, roleName)
 					default:
 						fmt.Fprintf(c.out, "Node %s is already a %s.\n", ref, roleName)
 					}
 				}
+				if format.structured() {
+					if err := writeList(c.out, &format, nodes); err != nil {
+						return err
+					}
+				}
 				return errors.Join(errs...)
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "")
+	return cmd
 }
 
 func (c *cli) newNodeRmCmd() *cobra.Command {
-	var force bool
+	var (
+		force  bool
+		format outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:     "rm [flags] NODE...",
 		Aliases: []string{"remove"},
@@ -172,19 +196,44 @@ func (c *cli) newNodeRmCmd() *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				var errs []error
+				var (
+					removed []*objectv1.Node
+					errs    []error
+				)
 				for _, ref := range refs {
-					if _, err := client.RemoveNode(ctx, &controlv1.RemoveNodeRequest{Ref: ref, Force: force}); err != nil {
+					// For --format, the node as it was: read it, then
+					// remove that one by ID.
+					id := ref
+					var node *objectv1.Node
+					if format.structured() {
+						got, err := client.GetNode(ctx, &controlv1.GetNodeRequest{Ref: ref})
+						if err != nil {
+							errs = append(errs, err)
+							continue
+						}
+						node, id = got.GetNode(), got.GetNode().GetId()
+					}
+					if _, err := client.RemoveNode(ctx, &controlv1.RemoveNodeRequest{Ref: id, Force: force}); err != nil {
 						errs = append(errs, err)
 						continue
 					}
-					fmt.Fprintln(c.out, ref)
+					if node != nil {
+						removed = append(removed, node)
+					} else {
+						fmt.Fprintln(c.out, ref)
+					}
+				}
+				if format.structured() {
+					if err := writeList(c.out, &format, removed); err != nil {
+						return err
+					}
 				}
 				return errors.Join(errs...)
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove a node that is not down")
+	addOutputFlag(cmd.Flags(), &format, "")
 	return cmd
 }
 

@@ -23,12 +23,16 @@ func (c *cli) newServiceCmd() *cobra.Command {
 		c.newServiceLogsCmd(),
 		c.newServiceScaleCmd(),
 		c.newServiceUpdateCmd(),
+		c.newServiceRollbackCmd(),
 		c.newServiceRmCmd(),
 	)
 }
 
 func (c *cli) newServiceCreateCmd() *cobra.Command {
-	var f serviceFlags
+	var (
+		f      serviceFlags
+		format outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "create [flags] IMAGE [ARG...]",
 		Short: "Create a service",
@@ -43,28 +47,33 @@ func (c *cli) newServiceCreateCmd() *cobra.Command {
 			if err := f.apply(cmd.Flags(), spec); err != nil {
 				return err
 			}
-			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
+			return c.callWaiting(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
 				resp, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
 				if err != nil {
 					return err
 				}
-				fmt.Fprintln(c.out, resp.GetService().GetId())
-				if f.detach {
-					return nil
+				if format.structured() {
+					err = writeOne(c.out, &format, resp.GetService())
+				} else {
+					fmt.Fprintln(c.out, resp.GetService().GetId())
 				}
-				return c.waitConverged(ctx, client, resp.GetService())
+				if err != nil || f.detach {
+					return err
+				}
+				return c.waitConverged(ctx, client, resp.GetService(), c.progress(&format))
 			})
 		},
 	}
 	// Flags after IMAGE belong to the container's command.
 	cmd.Flags().SetInterspersed(false)
 	f.addCreate(cmd.Flags())
+	addOutputFlag(cmd.Flags(), &format, "")
 	return cmd
 }
 
 func (c *cli) newServiceLsCmd() *cobra.Command {
 	var (
-		format string
+		format outputFormat
 		quiet  bool
 	)
 	cmd := &cobra.Command{
@@ -84,29 +93,49 @@ func (c *cli) newServiceLsCmd() *cobra.Command {
 						fmt.Fprintln(c.out, s.GetId())
 					}
 					return nil
-				case format == "json":
-					return writeJSONList(c.out, resp.GetServices())
+				case format.structured():
+					return writeList(c.out, &format, resp.GetServices())
 				}
 				rows := make([]serviceRow, len(resp.GetServices()))
 				for i, s := range resp.GetServices() {
-					rows[i] = serviceRow{svc: s, running: resp.GetRunning()[s.GetId()], desired: resp.GetDesired()[s.GetId()]}
+					rows[i] = serviceRow{svc: s, running: resp.GetRunning()[s.GetId()], desired: desiredTasks(s, resp.GetDesired())}
 				}
 				return writeServiceTable(c.out, rows)
 			})
 		},
 	}
-	addFormatFlag(cmd.Flags(), &format)
+	addOutputFlag(cmd.Flags(), &format, "table")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
 	return cmd
 }
 
+// desiredTasks is the REPLICAS column's desired count: a replicated
+// service's replicas, whatever its tasks (a task that ended and is not
+// replaced yet still counts: 0/1, not 0/0); for a global service, its tasks
+// desired running, which the server counts.
+func desiredTasks(svc *objectv1.Service, desired map[string]int64) int64 {
+	if r := svc.GetSpec().GetReplicated(); r != nil {
+		return r.GetReplicas()
+	}
+	return desired[svc.GetId()]
+}
+
 func (c *cli) newServiceInspectCmd() *cobra.Command {
-	var pretty bool
+	var (
+		pretty bool
+		format outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "inspect [flags] SERVICE...",
 		Short: "Show services in detail, as JSON",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
+			if pretty && cmd.Flags().Changed("format") && !format.is("pretty") {
+				return errors.New("--pretty and --format: give one")
+			}
+			if pretty {
+				format.name = "pretty"
+			}
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
 				var (
 					found []*objectv1.Service
@@ -120,8 +149,8 @@ func (c *cli) newServiceInspectCmd() *cobra.Command {
 					}
 					found = append(found, resp.GetService())
 				}
-				if !pretty {
-					if err := writeJSONList(c.out, found); err != nil {
+				if !format.is("pretty") {
+					if err := writeList(c.out, &format, found); err != nil {
 						return err
 					}
 					return errors.Join(errs...)
@@ -138,13 +167,14 @@ func (c *cli) newServiceInspectCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&pretty, "pretty", false, "print for people instead of JSON")
+	cmd.Flags().BoolVar(&pretty, "pretty", false, "print for people instead of JSON (--format pretty)")
+	addOutputFlag(cmd.Flags(), &format, "json", "pretty")
 	return cmd
 }
 
 func (c *cli) newServicePsCmd() *cobra.Command {
 	var (
-		format  string
+		format  outputFormat
 		quiet   bool
 		noTrunc bool
 		filters []string
@@ -182,8 +212,8 @@ func (c *cli) newServicePsCmd() *cobra.Command {
 						fmt.Fprintln(c.out, t.GetId())
 					}
 					return nil
-				case format == "json":
-					return writeJSONList(c.out, resp.GetTasks())
+				case format.structured():
+					return writeList(c.out, &format, resp.GetTasks())
 				}
 				nodes, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
 				if err != nil {
@@ -197,7 +227,7 @@ func (c *cli) newServicePsCmd() *cobra.Command {
 			})
 		},
 	}
-	addFormatFlag(cmd.Flags(), &format)
+	addOutputFlag(cmd.Flags(), &format, "table")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print task IDs only")
 	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "do not truncate IDs and errors")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "filter tasks by `desired-state=STATE`")
@@ -222,7 +252,10 @@ func parseTaskFilters(filters []string) ([]objectv1.TaskState, error) {
 }
 
 func (c *cli) newServiceScaleCmd() *cobra.Command {
-	var detach bool
+	var (
+		detach bool
+		format outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "scale SERVICE=REPLICAS...",
 		Short: "Set the number of replicas of services",
@@ -241,10 +274,16 @@ func (c *cli) newServiceScaleCmd() *cobra.Command {
 				}
 				scales[i] = scale{ref, replicas}
 			}
-			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				var errs []error
+			return c.callWaiting(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
+				// Every service is scaled first, then waited for, as
+				// docker does: one slow service does not hold the others'
+				// change back.
+				var (
+					scaled, toWait []*objectv1.Service
+					errs           []error
+				)
 				for _, s := range scales {
-					svc, _, err := updateService(ctx, client, s.ref, func(spec *objectv1.ServiceSpec) error {
+					svc, changed, err := updateService(ctx, client, s.ref, func(spec *objectv1.ServiceSpec) error {
 						if spec.GetGlobal() != nil {
 							return fmt.Errorf("%s: scale is only for replicated services", s.ref)
 						}
@@ -255,9 +294,24 @@ func (c *cli) newServiceScaleCmd() *cobra.Command {
 						errs = append(errs, err)
 						continue
 					}
-					fmt.Fprintf(c.out, "%s scaled to %d\n", s.ref, s.replicas)
-					if !detach {
-						if err := c.waitConverged(ctx, client, svc); err != nil {
+					scaled = append(scaled, svc)
+					if changed {
+						// Already at that scale, there is nothing to wait
+						// for (its tasks may have ended for good).
+						toWait = append(toWait, svc)
+					}
+					if !format.structured() {
+						fmt.Fprintf(c.out, "%s scaled to %d\n", s.ref, s.replicas)
+					}
+				}
+				if format.structured() {
+					if err := writeList(c.out, &format, scaled); err != nil {
+						return err
+					}
+				}
+				if !detach {
+					for _, svc := range toWait {
+						if err := c.waitConverged(ctx, client, svc, c.progress(&format)); err != nil {
 							errs = append(errs, err)
 						}
 					}
@@ -267,60 +321,162 @@ func (c *cli) newServiceScaleCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit at once instead of waiting for the services to converge")
+	addOutputFlag(cmd.Flags(), &format, "")
 	return cmd
 }
 
 func (c *cli) newServiceUpdateCmd() *cobra.Command {
-	var f serviceFlags
+	var (
+		f      serviceFlags
+		format outputFormat
+	)
 	cmd := &cobra.Command{
 		Use:   "update [flags] SERVICE",
-		Short: "Update a service",
-		Args:  cobra.ExactArgs(1),
+		Short: "Update a service, rolling its tasks over to the new spec",
+		Long: `Update a service. A change to its tasks' spec replaces them in a rolling
+update (--update-parallelism at a time, each batch watched for
+--update-monitor); the command waits until the update has completed, showing
+progress, and fails with the reason if the update pauses or rolls back.
+--detach returns at once.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
-			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
+			return c.callWaiting(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
 				svc, changed, err := updateService(ctx, client, ref, func(spec *objectv1.ServiceSpec) error {
 					return f.apply(cmd.Flags(), spec)
 				})
 				if err != nil {
 					return err
 				}
-				if !changed {
+				switch {
+				case format.structured():
+					if err := writeOne(c.out, &format, svc); err != nil {
+						return err
+					}
+				case !changed:
 					fmt.Fprintf(c.out, "%s: no change\n", ref)
+				default:
+					fmt.Fprintln(c.out, ref)
+				}
+				if !changed || f.detach {
 					return nil
 				}
-				fmt.Fprintln(c.out, ref)
-				if f.detach {
-					return nil
-				}
-				return c.waitConverged(ctx, client, svc)
+				return c.waitConverged(ctx, client, svc, c.progress(&format))
 			})
 		},
 	}
 	f.addUpdate(cmd.Flags())
+	addOutputFlag(cmd.Flags(), &format, "")
+	return cmd
+}
+
+// newServiceRollbackCmd is docker's `service rollback`: the service goes
+// back to the spec it had before its last update (previous_spec), rolled
+// out as an update is. Rolling back twice returns to the spec rolled back
+// from, as in docker.
+func (c *cli) newServiceRollbackCmd() *cobra.Command {
+	var (
+		detach bool
+		format outputFormat
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback [flags] SERVICE",
+		Short: "Revert a service to its spec before the last update",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := args[0]
+			return c.callWaiting(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
+				var svc *objectv1.Service
+				err := retryConflicts(func() error {
+					got, err := client.GetService(ctx, &controlv1.GetServiceRequest{Ref: ref})
+					if err != nil {
+						return err
+					}
+					cur := got.GetService()
+					prev := cur.GetPreviousSpec()
+					if prev == nil {
+						return fmt.Errorf("service %s has no previous spec to roll back to", ref)
+					}
+					resp, err := client.UpdateService(ctx, &controlv1.UpdateServiceRequest{
+						Ref:     cur.GetId(),
+						Version: cur.GetMeta().GetVersion(),
+						Spec:    prev,
+					})
+					if err != nil {
+						return err
+					}
+					svc = resp.GetService()
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				if format.structured() {
+					if err := writeOne(c.out, &format, svc); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintln(c.out, ref)
+				}
+				if detach {
+					return nil
+				}
+				return c.waitConverged(ctx, client, svc, c.progress(&format))
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "exit at once instead of waiting for the rollback to complete")
+	addOutputFlag(cmd.Flags(), &format, "")
 	return cmd
 }
 
 func (c *cli) newServiceRmCmd() *cobra.Command {
-	return &cobra.Command{
+	var format outputFormat
+	cmd := &cobra.Command{
 		Use:     "rm SERVICE...",
 		Aliases: []string{"remove"},
 		Short:   "Remove services",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, refs []string) error {
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
-				var errs []error
+				var (
+					removed []*objectv1.Service
+					errs    []error
+				)
 				for _, ref := range refs {
-					if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: ref}); err != nil {
+					// For --format, the service as it was: read it, then
+					// remove that one by ID.
+					id := ref
+					var svc *objectv1.Service
+					if format.structured() {
+						got, err := client.GetService(ctx, &controlv1.GetServiceRequest{Ref: ref})
+						if err != nil {
+							errs = append(errs, err)
+							continue
+						}
+						svc, id = got.GetService(), got.GetService().GetId()
+					}
+					if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: id}); err != nil {
 						errs = append(errs, err)
 						continue
 					}
-					fmt.Fprintln(c.out, ref)
+					if svc != nil {
+						removed = append(removed, svc)
+					} else {
+						fmt.Fprintln(c.out, ref)
+					}
+				}
+				if format.structured() {
+					if err := writeList(c.out, &format, removed); err != nil {
+						return err
+					}
 				}
 				return errors.Join(errs...)
 			})
 		},
 	}
+	addOutputFlag(cmd.Flags(), &format, "")
+	return cmd
 }
 
 // updateService reads a service, lets change modify its spec, and writes the

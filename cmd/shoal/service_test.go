@@ -570,8 +570,8 @@ func TestServiceUpdateStopsWhenPaused(t *testing.T) {
 	}
 	host := f.serve(t)
 	res := runCLI(host, "service", "update", "--timeout", "1m", "--image", "nginx:1.28", "web")
-	want := "web: paused (update paused: task abc failed: exit code 1)"
-	if res.code == 0 || !strings.Contains(res.stderr, want) {
-		t.Fatalf("update = exit %d, stderr %q; want an error containing %q", res.code, res.stderr, want)
+	want := "Error: service web: update paused: task abc failed: exit code 1; see 'shoal service ps web'\n"
+	if res.code != 1 || res.stderr != want {
+		t.Fatalf("update = exit %d, stderr %q; want exit 1, %q", res.code, res.stderr, want)
 	}
 }

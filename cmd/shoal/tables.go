@@ -294,7 +294,7 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 		field("Update max failure ratio", fmt.Sprint(u.GetMaxFailureRatio()))
 	}
 	if us := svc.GetUpdateStatus(); us != nil {
-		line := strings.ToLower(strings.TrimPrefix(us.GetState().String(), "UPDATE_STATE_"))
+		line := updateStateName(us.GetState())
 		if m := us.GetMessage(); m != "" {
 			line += ": " + m
 		}
