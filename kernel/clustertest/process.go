@@ -37,6 +37,12 @@ var (
 func Binary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
+		// SHOAL_TEST_BINARY runs the tests against a shoal built elsewhere
+		// (with its plugins beside it): to show a test fails on old code.
+		if bin := os.Getenv("SHOAL_TEST_BINARY"); bin != "" {
+			buildBin = bin
+			return
+		}
 		dir, err := os.MkdirTemp("", "shoal-bin-")
 		if err != nil {
 			buildErr = err
@@ -95,6 +101,9 @@ func FreePorts(tb testing.TB, n int) []int {
 // Manager is one manager process.
 type Manager struct {
 	Name string
+	// Host is the loopback address the manager listens on: 127.0.0.1, or
+	// its own with Options.OwnAddresses.
+	Host string
 	// MetricsAddr serves /metrics when Options.Metrics is set.
 	MetricsAddr string
 	Dir         string
@@ -140,6 +149,10 @@ type Options struct {
 	Raft string
 	// Metrics makes each manager serve /metrics on a free port.
 	Metrics bool
+	// OwnAddresses puts each manager on its own loopback address
+	// (127.0.0.10, .11, ...; Linux routes all of 127/8 to lo), so that a
+	// firewall rule can cut one off from the others (Partition).
+	OwnAddresses bool
 }
 
 // Start starts n managers: the first bootstraps the cluster, the others
@@ -152,15 +165,20 @@ func Start(tb testing.TB, n int, opts Options) *Cluster {
 	tb.Cleanup(c.Stop)
 	for i := range n {
 		ports := FreePorts(tb, 3)
+		host := "127.0.0.1"
+		if opts.OwnAddresses {
+			host = fmt.Sprintf("127.0.0.%d", 10+i)
+		}
 		m := &Manager{
 			Name:    fmt.Sprintf("m%d", i),
+			Host:    host,
 			Dir:     filepath.Join(base, fmt.Sprintf("m%d", i)),
-			APIAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+			APIAddr: fmt.Sprintf("%s:%d", host, ports[0]),
 			bin:     bin,
 		}
 		m.Socket = filepath.Join(m.Dir, "control.sock")
 		if opts.Metrics {
-			m.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+			m.MetricsAddr = fmt.Sprintf("%s:%d", host, ports[2])
 		}
 		if err := os.MkdirAll(m.Dir, 0o700); err != nil {
 			tb.Fatal(err)
@@ -176,7 +194,7 @@ hostname = %q
 data_dir = %q
 [manager]
 listen_addr = %q
-raft_listen_addr = "127.0.0.1:%d"
+raft_listen_addr = "%s:%d"
 control_socket = %q
 [raft]
 %s
@@ -188,7 +206,7 @@ level = "info"
 # killing a manager never takes tasks with it.
 [plugins.executor]
 path = "none"
-%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, ports[1], m.Socket, opts.Raft, m.MetricsAddr, join)
+%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, host, ports[1], m.Socket, opts.Raft, m.MetricsAddr, join)
 		m.config = filepath.Join(m.Dir, "node.toml")
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
 			tb.Fatal(err)
@@ -237,6 +255,8 @@ func (m *Manager) signal(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	// A paused process acts on no signal but SIGKILL until it continues.
+	cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
@@ -246,6 +266,21 @@ func (m *Manager) signal(sig syscall.Signal) {
 	m.mu.Lock()
 	m.cmd = nil
 	m.mu.Unlock()
+}
+
+// Pause stops the process with SIGSTOP, as a long GC pause or an
+// overloaded machine would; Resume continues it.
+func (m *Manager) Pause() { m.sendOnly(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (m *Manager) Resume() { m.sendOnly(syscall.SIGCONT) }
+
+func (m *Manager) sendOnly(sig syscall.Signal) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		m.cmd.Process.Signal(sig)
+	}
 }
 
 // Pid is the process ID, or 0 when it is not running.
