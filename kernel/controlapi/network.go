@@ -41,6 +41,7 @@ func ValidateNetworkSpec(spec *objectv1.NetworkSpec) error {
 		fe.Add("spec", "is required")
 		return fe.Err()
 	}
+	validateSpecSize(&fe, spec)
 	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), true)
 	nodeBits := int(spec.GetNodePrefixLen())
 	if nodeBits != 0 && (nodeBits < minNodePrefixLen || nodeBits > maxNodePrefixLen) {

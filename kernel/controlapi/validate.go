@@ -3,7 +3,6 @@ package controlapi
 import (
 	"fmt"
 	"maps"
-	"math"
 	"path"
 	"regexp"
 	"slices"
@@ -13,70 +12,12 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
-)
-
-// Bounds of the object model. Each says why it has its value.
-const (
-	// maxNameLen is the length of a DNS label: service and node names become
-	// host names (of tasks, in service discovery), which allow no more.
-	maxNameLen = 63
-	// maxLabelKeyLen keeps keys readable in `ls` tables and bounded in
-	// indexes; reverse-DNS keys ("com.example.team.rack") fit easily.
-	maxLabelKeyLen = 128
-	// maxLabelValueLen lets a label hold a short document (a URL, a JSON
-	// blob) while keeping a whole spec far below the gRPC message limit.
-	maxLabelValueLen = 4096
-	// maxReplicas bounds a replicated service. The orchestrator writes a
-	// service's tasks in batched Raft entries and keeps them all in memory;
-	// beyond this a typo (an extra zero or two) would swamp the cluster.
-	maxReplicas = 100000
-	// maxImageLen bounds the whole image reference: a 255-character
-	// repository name, a 128-character tag and a 71-character digest fit.
-	maxImageLen = 512
-	// maxImageNameLen is the registry protocol's limit on a repository name,
-	// registry host included (distribution/reference's NameTotalLengthMax).
-	maxImageNameLen = 255
-	// maxUserNameLen is the longest user or group name Linux tools accept.
-	maxUserNameLen = 32
-	// maxID is the largest usable uid or gid: uid_t is 32 bits and
-	// 4294967295 is (uid_t)-1, which the kernel reserves as "no change".
-	maxID = math.MaxUint32 - 1
-	// minMemoryLimit is about the smallest memory limit runc accepts; below
-	// it a container cannot even start, so the task would fail forever.
-	minMemoryLimit = 4 << 20
-	// maxConstraints bounds the work the scheduler does per node and task;
-	// real services use a handful.
-	maxConstraints = 64
-	// maxPreferences bounds nested spreading: each preference splits the
-	// nodes again, so a few levels already leave one node per group.
-	maxPreferences = 16
-	// maxPort is the largest TCP or UDP port.
-	maxPort = 65535
-	// minHeartbeatPeriod keeps the leader's presence work (a heap operation
-	// per ping) bounded for thousands of workers.
-	minHeartbeatPeriod = time.Second
-	// maxHeartbeatPeriod keeps failure detection useful: a dead node's tasks
-	// are rescheduled only after a few missed periods.
-	maxHeartbeatPeriod = time.Hour
-	// minNodeCertExpiry leaves room for renewal, which starts with about half
-	// of the lifetime left, and for clock skew between nodes.
-	minNodeCertExpiry = time.Hour
-	// maxNodeCertExpiry is ten years; longer-lived certificates defeat the
-	// point of rotation.
-	maxNodeCertExpiry = 87600 * time.Hour
-	// maxTaskHistoryRetention bounds the dead tasks kept per slot in memory
-	// and in every snapshot.
-	maxTaskHistoryRetention = 100
-	// maxFieldErrors caps one reply: errors travel in gRPC trailers, which
-	// proxies limit, and nobody reads past the first screen.
-	maxFieldErrors = 100
-	// maxQuoted is how much of a bad value a message echoes.
-	maxQuoted = 64
 )
 
 var (
@@ -113,6 +54,7 @@ func ValidateServiceSpec(spec *objectv1.ServiceSpec) error {
 		fe.Add("spec", "is required")
 		return fe.Err()
 	}
+	validateSpecSize(&fe, spec)
 	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), true)
 	validateMode(&fe, spec)
 	validateTask(&fe, "spec.task", spec.GetTask())
@@ -130,6 +72,7 @@ func ValidateNodeSpec(spec *objectv1.NodeSpec) error {
 		fe.Add("spec", "is required")
 		return fe.Err()
 	}
+	validateSpecSize(&fe, spec)
 	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), false)
 	validateEnum(&fe, "spec.desired_role", spec.GetDesiredRole(), true)
 	validateEnum(&fe, "spec.availability", spec.GetAvailability(), false)
@@ -144,6 +87,7 @@ func ValidateClusterSpec(spec *objectv1.ClusterSpec) error {
 		fe.Add("spec", "is required")
 		return fe.Err()
 	}
+	validateSpecSize(&fe, spec)
 	validateAnnotations(&fe, "spec.annotations", spec.GetAnnotations(), false)
 	validateDurationRange(&fe, "spec.dispatcher.heartbeat_period",
 		spec.GetDispatcher().GetHeartbeatPeriod(), minHeartbeatPeriod, maxHeartbeatPeriod)
@@ -153,6 +97,22 @@ func ValidateClusterSpec(spec *objectv1.ClusterSpec) error {
 		fe.Add("spec.orchestration.task_history_retention", "must be between 0 and %d, got %d", maxTaskHistoryRetention, r)
 	}
 	return capped(fe).Err()
+}
+
+// validateSpecSize refuses a spec larger than maxSpecBytes once serialized.
+// It comes first, so that a reply capped at maxFieldErrors still says it.
+func validateSpecSize(fe *sdk.FieldErrors, spec proto.Message) {
+	if n := proto.Size(spec); n > maxSpecBytes {
+		fe.Add("spec", "must be at most %d bytes serialized, got %d", maxSpecBytes, n)
+	}
+}
+
+// validateCount refuses a list of more than limit entries. The entries are
+// checked all the same, so that every bad one is named.
+func validateCount(fe *sdk.FieldErrors, field string, n, limit int) {
+	if n > limit {
+		fe.Add(field, "must have at most %d entries, got %d", limit, n)
+	}
 }
 
 // capped keeps the first maxFieldErrors errors and says how many were left
@@ -185,6 +145,7 @@ func validateAnnotations(fe *sdk.FieldErrors, field string, a *objectv1.Annotati
 // validateLabels checks keys in sorted order, so that the errors come out in
 // the same order every time.
 func validateLabels(fe *sdk.FieldErrors, field string, labels map[string]string) {
+	validateCount(fe, field, len(labels), maxLabels)
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		f := fmt.Sprintf("%s[%s]", field, quote(k))
 		switch {
@@ -228,27 +189,49 @@ func validateTask(fe *sdk.FieldErrors, field string, t *objectv1.TaskSpec) {
 	validateRestart(fe, field+".restart", t.GetRestart())
 	validatePlacement(fe, field+".placement", t.GetPlacement())
 	validateNetworks(fe, field+".networks", t.GetNetworks())
+	validateNetworkTargets(fe, field+".networks", t.GetNetworks())
+}
+
+// validateNetworkTargets bounds the network names of a task, which
+// validateNetworks only requires: a target is a name or an ID (shorter than
+// a name), so anything longer can be neither. Beyond maxNetworksPerTask
+// validateNetworks has named the list already.
+func validateNetworkTargets(fe *sdk.FieldErrors, field string, nets []*objectv1.NetworkAttachmentConfig) {
+	if len(nets) > maxNetworksPerTask {
+		return
+	}
+	for i, n := range nets {
+		if t := n.GetTarget(); len(t) > maxNameLen {
+			fe.Add(fmt.Sprintf("%s[%d].target", field, i), "must be at most %d characters (a network name or ID), got %d", maxNameLen, len(t))
+		}
+	}
 }
 
 func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerSpec) {
 	if reason := checkImage(c.GetImage()); reason != "" {
 		fe.Add(field+".image", "%s", reason)
 	}
-	validateStrings(fe, field+".command", c.GetCommand())
-	validateStrings(fe, field+".args", c.GetArgs())
+	validateStrings(fe, field+".command", c.GetCommand(), maxArgs)
+	validateStrings(fe, field+".args", c.GetArgs(), maxArgs)
+	validateCount(fe, field+".env", len(c.GetEnv()), maxEnv)
 	for i, e := range c.GetEnv() {
 		f := fmt.Sprintf("%s.env[%d]", field, i)
 		k, _, ok := strings.Cut(e, "=")
 		switch {
+		case len(e) > maxArgLen:
+			fe.Add(f, "must be at most %d bytes, got %d", maxArgLen, len(e))
 		case !ok || k == "":
 			fe.Add(f, "must be KEY=value with a non-empty KEY, got %s", quote(e))
 		case strings.ContainsRune(e, 0):
 			fe.Add(f, "must not contain NUL bytes")
 		}
 	}
-	if d := c.GetDir(); d != "" && !path.IsAbs(d) {
+	switch d := c.GetDir(); {
+	case len(d) > maxPathLen:
+		fe.Add(field+".dir", "must be at most %d bytes, got %d", maxPathLen, len(d))
+	case d != "" && !path.IsAbs(d):
 		fe.Add(field+".dir", "must be an absolute path, got %s", quote(d))
-	} else if strings.ContainsRune(d, 0) {
+	case strings.ContainsRune(d, 0):
 		fe.Add(field+".dir", "must not contain NUL bytes")
 	}
 	if u := c.GetUser(); u != "" {
@@ -264,23 +247,37 @@ func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerS
 	validateDuration(fe, field+".stop_grace_period", c.GetStopGracePeriod())
 }
 
-// validateStrings rejects NUL bytes, which cannot pass through execve.
-func validateStrings(fe *sdk.FieldErrors, field string, ss []string) {
+// validateStrings checks the words of a command line: at most limit of
+// them, each short enough for execve and without NUL bytes, which cannot
+// pass through it.
+func validateStrings(fe *sdk.FieldErrors, field string, ss []string, limit int) {
+	validateCount(fe, field, len(ss), limit)
 	for i, s := range ss {
-		if strings.ContainsRune(s, 0) {
+		switch {
+		case len(s) > maxArgLen:
+			fe.Add(fmt.Sprintf("%s[%d]", field, i), "must be at most %d bytes, got %d", maxArgLen, len(s))
+		case strings.ContainsRune(s, 0):
 			fe.Add(fmt.Sprintf("%s[%d]", field, i), "must not contain NUL bytes")
 		}
 	}
 }
 
 func validateMounts(fe *sdk.FieldErrors, field string, mounts []*objectv1.Mount) {
-	targets := make(map[string]int, len(mounts))
+	validateCount(fe, field, len(mounts), maxMounts)
+	targets := make(map[string]int, min(len(mounts), maxMounts))
 	for i, m := range mounts {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if s := m.GetSource(); !path.IsAbs(s) || strings.ContainsRune(s, 0) {
+		switch s := m.GetSource(); {
+		case len(s) > maxPathLen:
+			fe.Add(f+".source", "must be at most %d bytes, got %d", maxPathLen, len(s))
+		case !path.IsAbs(s) || strings.ContainsRune(s, 0):
 			fe.Add(f+".source", "must be an absolute path on the node, got %s", quote(s))
 		}
 		t := m.GetTarget()
+		if len(t) > maxPathLen {
+			fe.Add(f+".target", "must be at most %d bytes, got %d", maxPathLen, len(t))
+			continue
+		}
 		if !path.IsAbs(t) || strings.ContainsRune(t, 0) {
 			fe.Add(f+".target", "must be an absolute path in the container, got %s", quote(t))
 			continue
@@ -333,18 +330,17 @@ func validateRestart(fe *sdk.FieldErrors, field string, r *objectv1.RestartPolic
 
 func validatePlacement(fe *sdk.FieldErrors, field string, p *objectv1.Placement) {
 	cs := p.GetConstraints()
-	if len(cs) > maxConstraints {
-		fe.Add(field+".constraints", "must have at most %d entries, got %d", maxConstraints, len(cs))
-	}
+	validateCount(fe, field+".constraints", len(cs), maxConstraints)
 	for i, c := range cs {
-		if _, reason := checkConstraint(c); reason != "" {
-			fe.Add(fmt.Sprintf("%s.constraints[%d]", field, i), "%s, got %s", reason, quote(c))
+		f := fmt.Sprintf("%s.constraints[%d]", field, i)
+		if len(c) > maxConstraintLen {
+			fe.Add(f, "must be at most %d bytes, got %d", maxConstraintLen, len(c))
+		} else if _, reason := checkConstraint(c); reason != "" {
+			fe.Add(f, "%s, got %s", reason, quote(c))
 		}
 	}
 	ps := p.GetPreferences()
-	if len(ps) > maxPreferences {
-		fe.Add(field+".preferences", "must have at most %d entries, got %d", maxPreferences, len(ps))
-	}
+	validateCount(fe, field+".preferences", len(ps), maxPreferences)
 	for i, pref := range ps {
 		s := pref.GetSpread()
 		if reason := checkConstraintKey(s); reason != "" {
@@ -370,6 +366,7 @@ func validateEndpoint(fe *sdk.FieldErrors, field string, e *objectv1.EndpointSpe
 		port  uint32
 		proto string
 	}
+	validateCount(fe, field+".ports", len(e.GetPorts()), maxPorts)
 	seen := make(map[published]int)
 	for i, p := range e.GetPorts() {
 		f := fmt.Sprintf("%s.ports[%d]", field, i)
@@ -605,6 +602,9 @@ func ValidateConstraint(expr string) error {
 // parseConstraint splits expr at its first operator. It returns why expr is
 // invalid, or "".
 func parseConstraint(expr string) (Constraint, string) {
+	if len(expr) > maxConstraintLen {
+		return Constraint{}, fmt.Sprintf("must be at most %d bytes, got %d", maxConstraintLen, len(expr))
+	}
 	eq, ne := strings.Index(expr, OpEqual), strings.Index(expr, OpNotEqual)
 	i, op := eq, OpEqual
 	if ne >= 0 && (eq < 0 || ne < eq) {
