@@ -9,6 +9,11 @@ go test -run '^$' -bench . -benchmem -count 1 ./kernel/state/ ./kernel/presence/
 go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/raftstore/
 go test -run '^$' -bench Place -count 5 -timeout 30m ./plugins/scheduler-spread/
 SHOAL_BENCH_FAILOVER=20 go test -run '^$' -bench Failover -benchtime 1x -timeout 30m ./kernel/clustertest/
+# Linearizability under faults, longer than make test's run: 4 minutes,
+# about 22 leader kills, 11 pauses and 11 partitions; and what a
+# linearizable read costs.
+SHOAL_LIN_DURATION=4m go test -count 1 -run '^TestLinearizable$' -v -timeout 20m ./kernel/clustertest/ | grep -E '^(---|ok|FAIL)|linearizable:'
+go test -run '^$' -bench ReadLatency -benchtime 1x -count 3 -timeout 10m ./kernel/clustertest/ | grep -E 'Benchmark|read_bench'
 for i in 1 2 3 4 5; do go test -run "^$" -bench StatusFlood -benchtime 1x -timeout 10m ./kernel/clustertest/ | grep Benchmark; done
 go test -run '^$' -bench Scale -benchtime 1x -timeout 40m ./kernel/clustertest/
 go test -run '^$' -bench TaskLogs -benchtime 10x -count 3 -timeout 10m ./kernel/clustertest/
