@@ -2,10 +2,13 @@ package controlapi
 
 import (
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -24,6 +27,11 @@ func FuzzValidateServiceSpec(f *testing.F) {
 	bad.Task.Container.Env = []string{"x", "=y"}
 	bad.Endpoint.Ports[1].Protocol = "tcp"
 	seeds = append(seeds, bad)
+	over := validServiceSpec()
+	over.Annotations.Labels = labelsOf(maxLabels + 1)
+	over.Task.Container.Env = slices.Repeat([]string{"A=1"}, maxEnv+1)
+	over.Task.Container.Dir = "/" + strings.Repeat("d", maxPathLen)
+	seeds = append(seeds, over)
 	for _, s := range seeds {
 		b, err := proto.Marshal(s)
 		if err != nil {
@@ -75,6 +83,44 @@ func FuzzParseConstraint(f *testing.F) {
 		again, err := ParseConstraint(c.String())
 		if err != nil || again != c {
 			t.Fatalf("ParseConstraint(%q) = %+v, %v; want %+v", c.String(), again, err, c)
+		}
+	})
+}
+
+// FuzzInvalidUTF8 feeds arbitrary wire bytes, as a CreateServiceRequest, to
+// the walk utf8Codec makes on a decoding error. It must not panic; it must
+// blame no field of a request that decodes (a valid request is never
+// refused); and when the decoder refuses a request for invalid UTF-8, it
+// must name a field (or the request would be answered Internal).
+func FuzzInvalidUTF8(f *testing.F) {
+	spec := validServiceSpec()
+	spec.Annotations.Labels["k"] = badMark
+	spec.Task.Container.Env = []string{"A=" + badMark}
+	spec.Task.Networks = []*objectv1.NetworkAttachmentConfig{{Target: "front", Aliases: []string{badMark}}}
+	for _, m := range []proto.Message{
+		&controlv1.CreateServiceRequest{},
+		&controlv1.CreateServiceRequest{Spec: validServiceSpec()},
+		&controlv1.CreateServiceRequest{Spec: spec},
+	} {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add([]byte(strings.ReplaceAll(string(b), badMark, badBytes)))
+	}
+	md := (&controlv1.CreateServiceRequest{}).ProtoReflect().Descriptor()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fe := invalidUTF8(b, md)
+		err := proto.Unmarshal(b, &controlv1.CreateServiceRequest{})
+		if err == nil && fe != nil {
+			t.Fatalf("invalidUTF8 = %v for a request that decodes", fe)
+		}
+		if err != nil && strings.Contains(err.Error(), "invalid UTF-8") && fe == nil {
+			t.Fatalf("invalidUTF8 = nil, but the decoder says %v", err)
+		}
+		if len(fe) > maxFieldErrors+1 {
+			t.Fatalf("invalidUTF8 returned %d errors, more than %d", len(fe), maxFieldErrors+1)
 		}
 	})
 }

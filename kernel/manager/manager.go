@@ -143,12 +143,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
 
 	policy := apiPolicy()
-	m.api = grpc.NewServer(
+	m.api = grpc.NewServer(controlapi.ServerOptions(
 		grpc.Creds(credentials.NewTLS(ident.id.ServerTLS())),
 		grpc.ChainUnaryInterceptor(policy.UnaryInterceptor(), control.UnaryInterceptor()),
 		grpc.ChainStreamInterceptor(policy.StreamInterceptor()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	controlv1.RegisterControlServer(m.api, control)
 	cav1.RegisterNodeCAServer(m.api, caServer)
 	raftv1.RegisterMembershipServer(m.api, member)
@@ -157,7 +157,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 
 	// The unix socket is root's (0600): whoever can open it is the local
 	// administrator, so it serves the control API without certificates.
-	m.local = grpc.NewServer(grpc.ChainUnaryInterceptor(control.UnaryInterceptor()))
+	m.local = grpc.NewServer(controlapi.ServerOptions(grpc.ChainUnaryInterceptor(control.UnaryInterceptor()))...)
 	controlv1.RegisterControlServer(m.local, control)
 	return m, nil
 }
