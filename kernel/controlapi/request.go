@@ -3,12 +3,15 @@ package controlapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shoalhq/shoal/kernel/ids"
 	"github.com/shoalhq/shoal/sdk"
@@ -94,6 +97,9 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 		case len(id[0]) > maxRequestIDLen:
 			return nil, sdk.ToGRPC(sdk.FieldErrors{{Field: "metadata " + RequestIDKey, Message: "at most 128 bytes"}})
 		}
+		if err := checkRef(req); err != nil {
+			return nil, sdk.ToGRPC(err)
+		}
 		ctx = metadata.NewIncomingContext(ctx, md)
 		for attempt := 0; ; attempt++ {
 			cs := &callState{}
@@ -110,4 +116,26 @@ func (s *Server) UnaryInterceptor() grpc.UnaryServerInterceptor {
 			}
 		}
 	}
+}
+
+// maxRefLen bounds the ref of a Get, Update or Remove call: an ID, an ID
+// prefix or a name, which are all much shorter. A longer one would only be
+// echoed back in a NotFound error.
+const maxRefLen = 256
+
+// checkRef refuses a request whose ref field is longer than maxRefLen.
+func checkRef(req any) error {
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("ref")
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return nil
+	}
+	if n := len(r.Get(fd).String()); n > maxRefLen {
+		return sdk.FieldErrors{{Field: "ref", Message: fmt.Sprintf("must be at most %d bytes, got %d", maxRefLen, n)}}
+	}
+	return nil
 }

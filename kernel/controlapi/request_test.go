@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -101,5 +102,18 @@ func TestUpdateAnswersWhatItWrote(t *testing.T) {
 	}
 	if got.GetSpecVersion() != 2 || got.GetPreviousSpec() == nil {
 		t.Errorf("UpdateService answered spec_version %d (previous spec set: %v), want 2 with the previous spec", got.GetSpecVersion(), got.GetPreviousSpec() != nil)
+	}
+}
+
+func TestLongRefRefused(t *testing.T) {
+	s, _ := newTestServer(t)
+	ref := strings.Repeat("x", maxRefLen+1)
+	_, err := call(t, s, context.Background(), controlv1.Control_GetService_FullMethodName, &controlv1.GetServiceRequest{Ref: ref}, s.GetService)
+	if !errors.Is(sdk.FromGRPC(err), sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "ref: must be at most 256 bytes, got 257") {
+		t.Errorf("GetService(a 257-byte ref) = %v, want InvalidArgument naming ref and the limit", err)
+	}
+	_, err = call(t, s, context.Background(), controlv1.Control_GetService_FullMethodName, &controlv1.GetServiceRequest{Ref: ref[:maxRefLen]}, s.GetService)
+	if !errors.Is(sdk.FromGRPC(err), sdk.ErrNotFound) {
+		t.Errorf("GetService(a 256-byte ref) = %v, want NotFound", err)
 	}
 }
