@@ -130,7 +130,11 @@ func TestImageImport(t *testing.T) {
 			t.Errorf("%s: IsUnpacked = %v, %v; want unpacked for the executor", format, ok, err)
 		}
 	}
-	res := runCLI("unix:///nonexistent", "image", "import", "--containerd-address", sup.Address(), filepath.Join(dir, "missing.tar"))
+	res := runCLI("unix:///nonexistent", "image", "import", "--config", nodeConfig, "--format", "json", filepath.Join(dir, "oci.tar"))
+	if want := "[\n  {\n    \"name\": \"docker.io/shoaltest/oci:1\"\n  }\n]\n"; res.code != 0 || res.stdout != want {
+		t.Errorf("image import --format json = %d, %q, %q; want %q", res.code, res.stdout, res.stderr, want)
+	}
+	res = runCLI("unix:///nonexistent", "image", "import", "--containerd-address", sup.Address(), filepath.Join(dir, "missing.tar"))
 	if res.code == 0 || !strings.Contains(res.stderr, "missing.tar") {
 		t.Errorf("import of a missing file = %d, %q; want an error naming it", res.code, res.stderr)
 	}

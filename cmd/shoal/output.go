@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -75,8 +76,11 @@ func (f *outputFormat) Set(s string) error {
 		return fmt.Errorf("want one of %s, or a Go template such as '{{.id}}'", strings.Join(f.names, ", "))
 	}
 	if strings.HasPrefix(s, "table ") {
-		return fmt.Errorf(`"table TEMPLATE" is not supported: give the template alone, with \t between columns`)
+		return errors.New(`"table TEMPLATE" is not supported: give the template alone, with \t between columns`)
 	}
+	// As docker does, \t and \n written out in a shell's quotes are a tab
+	// and a newline.
+	s = strings.NewReplacer(`\t`, "\t", `\n`, "\n").Replace(s)
 	t, err := template.New("format").Funcs(templateFuncs).Option("missingkey=error").Parse(s)
 	if err != nil {
 		return err

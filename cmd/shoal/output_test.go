@@ -263,6 +263,7 @@ func TestTemplateData(t *testing.T) {
 		{"{{.spec.global}}", "<no value>"},
 		{"{{if .spec.global}}global{{else}}replicated{{end}}", "replicated"},
 		{"{{.spec.annotations.labels}} {{len .virtual_ips}}", "map[] 0"},
+		{`{{.id}}\t{{.spec.annotations.name}}\n`, "x\tweb\n"},
 		{"{{.update_status}}", "<no value>"},
 		{"{{json .spec.annotations}}", `{"labels":{},"name":"web"}`},
 		{"{{upper .spec.annotations.name}} {{title .id}} {{truncate \"abcdef\" 3}} {{join (split \"a:b\" \":\") \"-\"}}", "WEB X abc a-b"},

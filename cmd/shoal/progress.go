@@ -298,7 +298,9 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 			got, err = client.GetService(ctx, &controlv1.GetServiceRequest{Ref: svc.GetId()})
 		}
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+			// Unbounded, a call that timed out says so itself ("no answer
+			// from ... within --timeout").
+			if ctx.Err() != nil || bounded && errors.Is(err, context.DeadlineExceeded) {
 				return c.waitEnded(ctx, err, cv.name, pp.last)
 			}
 			return err
