@@ -413,7 +413,10 @@ func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) 
 	tasks := tx.TasksByService(id)
 	if svc == nil {
 		for _, t := range tasks {
-			if retired(t) {
+			// A task that ended is done with its node whatever its desired
+			// state: marking it SHUTDOWN would leave it for a pass that
+			// nothing triggers (the task will not change again).
+			if retired(t) || ended(t) {
 				// History of a removed service: nothing to keep it for.
 				stats.removed++
 				if err := tx.DeleteTask(t.Id); err != nil {

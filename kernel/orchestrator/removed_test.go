@@ -34,3 +34,23 @@ func TestRemovedServiceTasksDeletedOnceStopped(t *testing.T) {
 		e.waitFor("every task deleted", func(tx *state.ReadTx) bool { return len(tx.Tasks()) == 0 })
 	})
 }
+
+// TestRemovedServiceEndedTasksDeleted: a task that ended while still wanted
+// (completed under restart condition none, so desired COMPLETE) is deleted
+// with its service at once; nothing would revisit it later (found by
+// kernel/e2etest: such a task outlived `shoal service rm`).
+func TestRemovedServiceEndedTasksDeleted(t *testing.T) {
+	bubble(t, func(e *env) {
+		e.createService(replicatedService("job", 1, restartNone))
+		e.start()
+		e.waitFor("1 task", func(tx *state.ReadTx) bool { return len(tx.Tasks()) == 1 })
+		e.idle()
+		task := e.slotTask("job", 1)
+		e.report(task.GetId(), "n1", stateRunning)
+		e.idle()
+		e.report(task.GetId(), "", stateComplete)
+		e.idle()
+		e.removeService("job")
+		e.waitFor("the ended task deleted", func(tx *state.ReadTx) bool { return len(tx.Tasks()) == 0 })
+	})
+}
