@@ -76,7 +76,7 @@ func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.restartDelay, "restart-delay", 0, "delay between restart attempts")
 	fs.Uint64Var(&f.restartMaxAttempts, "restart-max-attempts", 0, "maximum restarts within the restart window (0: no bound)")
 	fs.DurationVar(&f.restartWindow, "restart-window", 0, "window over which restarts count (0: forever)")
-	fs.Uint64Var(&f.updateParallelism, "update-parallelism", 0, "tasks replaced at once by an update (0: all)")
+	fs.Uint64Var(&f.updateParallelism, "update-parallelism", 1, "tasks replaced at once by an update (0: all)")
 	fs.DurationVar(&f.updateDelay, "update-delay", 0, "delay between update batches")
 	fs.Var(newEnumValue(&f.updateFailureAction, "FAILURE_ACTION_", objectv1.FailureAction_name),
 		"update-failure-action", "what an update does when tasks fail")
@@ -401,9 +401,13 @@ func placementOf(s *objectv1.ServiceSpec) *objectv1.Placement {
 	return t.Placement
 }
 
+// updateOf returns s's update config, making one when s has none. A new
+// one replaces one task at a time, as the server's default would: 0 in a
+// config that was sent means all at once, so a create with only
+// --update-delay must not send 0.
 func updateOf(s *objectv1.ServiceSpec) *objectv1.UpdateConfig {
 	if s.Update == nil {
-		s.Update = &objectv1.UpdateConfig{}
+		s.Update = &objectv1.UpdateConfig{Parallelism: 1}
 	}
 	return s.Update
 }

@@ -56,6 +56,16 @@ func TestServiceCreateSpec(t *testing.T) {
 			},
 		},
 		{
+			// 0 sent means all at once: an update config made for another
+			// flag keeps the default of one at a time.
+			name: "update delay alone keeps one task at a time",
+			args: []string{"--update-delay", "10s", "img"},
+			want: &objectv1.ServiceSpec{
+				Task:   &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "img"}},
+				Update: &objectv1.UpdateConfig{Parallelism: 1, Delay: durationpb.New(10 * time.Second)},
+			},
+		},
+		{
 			name: "zero replicas is kept",
 			args: []string{"--replicas", "0", "img"},
 			want: &objectv1.ServiceSpec{
