@@ -161,7 +161,9 @@ func (a *Allocator) Run(ctx context.Context) error {
 			return err
 		}
 		// The watch closed (this stage fell behind, or the store was
-		// restored from a snapshot): start over from the store.
+		// restored from a snapshot): start over from the store, in place,
+		// as only this stage's picture is stale.
+		a.log.Warn("state watch closed (fell behind, or the state was restored); starting over from the store")
 	}
 }
 

@@ -61,6 +61,8 @@ type Manager struct {
 	// statusWritten counts worker status reports committed by this
 	// manager's dispatchers.
 	statusWritten atomic.Uint64
+	// stageRestarts counts leader stages restarted after a failure.
+	stageRestarts atomic.Uint64
 }
 
 // Version is the shoal version managers record on their node.
@@ -317,13 +319,30 @@ func serve(ctx context.Context, srv *grpc.Server, lis net.Listener) error {
 	return nil
 }
 
-// leadLoop runs the leader stages while this manager leads.
+// leadLoop runs the leader stages while this manager leads. Stages that
+// stop while it still leads (one failed: a state watch that overflowed, a
+// write that failed for good) are started again after a backoff that grows
+// with each failure in a row; after maxStageFailures in a row the manager
+// hands leadership to another manager if there is one, and keeps
+// restarting them if not. A leader never runs without its stages.
 func (m *Manager) leadLoop(ctx context.Context, leadership <-chan bool) error {
 	var (
-		stop  context.CancelFunc
-		done  chan error
-		leads bool
+		stop    context.CancelFunc
+		done    chan error
+		started time.Time
+		leads   bool
+		// failures counts stage runs in a row that failed soon after
+		// they started.
+		failures int
+		// restart fires when stopped stages are due to start again.
+		restart      <-chan time.Time
+		restartTimer *time.Timer
 	)
+	startStages := func() {
+		sctx, cancel := context.WithCancel(ctx)
+		stop, done, started = cancel, make(chan error, 1), time.Now()
+		go func() { done <- m.runLeaderStages(sctx) }()
+	}
 	stopStages := func() error {
 		if stop == nil {
 			return nil
@@ -333,7 +352,20 @@ func (m *Manager) leadLoop(ctx context.Context, leadership <-chan bool) error {
 		stop, done = nil, nil
 		return err
 	}
-	defer stopStages()
+	scheduleRestart := func(after time.Duration) {
+		restartTimer = time.NewTimer(after)
+		restart = restartTimer.C
+	}
+	cancelRestart := func() {
+		if restartTimer != nil {
+			restartTimer.Stop()
+			restartTimer, restart = nil, nil
+		}
+	}
+	defer func() {
+		cancelRestart()
+		stopStages()
+	}()
 	for {
 		var stageErr <-chan error = done
 		select {
@@ -343,28 +375,64 @@ func (m *Manager) leadLoop(ctx context.Context, leadership <-chan bool) error {
 			if !ok {
 				return nil
 			}
-			if l == leads {
-				continue
-			}
-			leads = l
-			if l {
+			switch {
+			case l && !leads:
 				m.log.Info("became leader; starting leader stages")
-				sctx, cancel := context.WithCancel(ctx)
-				stop, done = cancel, make(chan error, 1)
-				go func() { done <- m.runLeaderStages(sctx) }()
-			} else {
+				failures = 0
+				cancelRestart()
+				if stop == nil {
+					startStages()
+				}
+			case l && stop == nil && restart == nil:
+				// Still leading, as far as this channel tells, yet nothing
+				// runs: leadership flickered while the stages stopped.
+				startStages()
+			case !l && leads:
 				m.log.Info("lost leadership; stopping leader stages")
+				cancelRestart()
 				if err := stopStages(); err != nil && !isChurn(err) {
-					return err
+					m.log.Warn("leader stages failed while leadership was lost", "error", err)
 				}
 			}
+			leads = l
 		case err := <-stageErr:
 			stop, done = nil, nil
-			if err == nil || isChurn(err) {
-				m.log.Info("leader stages stopped", "reason", err)
+			if !leads || ctx.Err() != nil {
 				continue
 			}
-			return err
+			if err == nil {
+				err = errors.New("leader stages stopped on their own")
+			}
+			if !m.raft.IsLeader() {
+				// Leadership is going; the channel says so next. Look again
+				// shortly in case it came back unnoticed.
+				m.log.Info("leader stages stopped", "reason", err)
+				scheduleRestart(stageRecheck)
+				continue
+			}
+			if time.Since(started) >= stageHealthyRun {
+				failures = 0
+			}
+			failures++
+			m.stageRestarts.Add(1)
+			backoff := stageBackoff(failures)
+			if failures < maxStageFailures {
+				m.log.Warn("leader stage failed; restarting the leader stages", "error", err, "failures", failures, "restart_in", backoff)
+			} else if serr := m.raft.StepDown(stepDownWait); serr != nil {
+				m.log.Warn("leader stages keep failing and leadership could not be handed over; restarting them",
+					"error", err, "failures", failures, "step_down_error", serr, "restart_in", backoff)
+			} else {
+				m.log.Warn("leader stages keep failing; handed leadership to another manager", "error", err, "failures", failures)
+			}
+			scheduleRestart(backoff)
+		case <-restart:
+			restartTimer, restart = nil, nil
+			if !m.raft.IsLeader() {
+				scheduleRestart(stageRecheck)
+				continue
+			}
+			m.log.Info("restarting leader stages")
+			startStages()
 		}
 	}
 }

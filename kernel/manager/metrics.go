@@ -42,6 +42,8 @@ func (m *Manager) registerMetrics(reg *prometheus.Registry) {
 			stats(func() float64 { return float64(m.raft.Stats().Bytes) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_dispatch_status_updates_total", Help: "Task status reports from workers committed while this manager led."},
 			stats(func() float64 { return float64(m.statusWritten.Load()) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "shoal_leader_stage_restarts_total", Help: "Leader stage failures after which this manager, still leading, restarted its stages (or handed leadership over)."},
+			stats(func() float64 { return float64(m.stageRestarts.Load()) })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "shoal_dispatch_sessions", Help: "Worker sessions served by this manager's dispatcher (0 on followers)."},
 			stats(func() float64 { return float64(m.workers.Sessions()) })),
 	)

@@ -70,7 +70,10 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 			return err
 		}
 		// The watch closed (a snapshot was restored, or we fell behind):
-		// start again from a fresh view.
+		// start again from a fresh view. Only this stage's own picture is
+		// stale, so it rebuilds in place rather than failing the leader's
+		// other stages.
+		o.log.Warn("state watch closed (fell behind, or the state was restored); starting over from the store")
 	}
 }
 

@@ -132,6 +132,10 @@ func (p *Placer) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// The watch closed (this stage fell behind, or the store was
+		// restored from a snapshot): start over from the store, in place,
+		// as only this stage's picture is stale.
+		p.log.Warn("state watch closed (fell behind, or the state was restored); starting over from the store")
 	}
 }
 

@@ -1,0 +1,271 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/shoalhq/shoal/kernel/agent"
+	"github.com/shoalhq/shoal/kernel/ca"
+	"github.com/shoalhq/shoal/kernel/config"
+	"github.com/shoalhq/shoal/kernel/simexec"
+	"github.com/shoalhq/shoal/kernel/state"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// logBuffer collects a manager's logs, to show when a test fails.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startLogged is start with the manager's logs (Info and up) kept in logs.
+func startLogged(t *testing.T, cfg config.Config, logs *logBuffer) *running {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := New(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	r := &running{m: m, cfg: cfg, cancel: rcancel, done: make(chan error, 1)}
+	go func() { r.done <- m.Run(rctx) }()
+	t.Cleanup(r.stop)
+	r.waitReady(t)
+	return r
+}
+
+// simWorker is a real agent with a simulated executor, in this process.
+type simWorker struct {
+	nodeID string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startSimWorkers joins n simulated workers to m and runs them until the
+// test ends.
+func startSimWorkers(t *testing.T, m *running, n int) []*simWorker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := m.client(t).GetCluster(ctx, &controlv1.GetClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := cl.GetCluster().GetRootCa().GetJoinTokens().GetWorker()
+	addr := m.cfg.Manager.ListenAddr
+	dir := t.TempDir()
+	var ws []*simWorker
+	for i := range n {
+		name := fmt.Sprintf("w%02d", i)
+		id, err := ca.Join(ctx, []string{addr}, token, name, "linux/amd64", filepath.Join(dir, name))
+		if err != nil {
+			t.Fatalf("%s: join: %v", name, err)
+		}
+		a, err := agent.New(agent.Config{
+			Identity: id,
+			Managers: []string{addr},
+			Description: &objectv1.NodeDescription{
+				Hostname: name, Platform: "linux/amd64", Executor: "simulated", EngineVersion: "test",
+				Resources: &objectv1.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
+			},
+			Executor: simexec.New(simexec.Config{}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(context.Background())
+		w := &simWorker{nodeID: id.NodeID(), cancel: rcancel, done: make(chan error, 1)}
+		go func() { w.done <- a.Run(rctx) }()
+		ws = append(ws, w)
+	}
+	t.Cleanup(func() {
+		for _, w := range ws {
+			w.cancel()
+			<-w.done
+		}
+	})
+	return ws
+}
+
+// eventuallyStore polls m's store until cond holds, failing the test after
+// timeout with what cond last reported.
+func eventuallyStore(t *testing.T, m *running, logs *logBuffer, timeout time.Duration, what string, cond func(tx *state.ReadTx) (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		var ok bool
+		m.m.Store().View(func(tx *state.ReadTx) { ok, last = cond(tx) })
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("manager log (tail):\n%s", tail(logs.String(), 6000))
+			t.Fatalf("%s: not within %s: %s", what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// serviceTasks counts a service's tasks, and those of them running.
+func serviceTasks(tx *state.ReadTx, name string) (svc *objectv1.Service, total, running int) {
+	for _, s := range tx.Services() {
+		if s.GetSpec().GetAnnotations().GetName() == name {
+			svc = s
+		}
+	}
+	if svc == nil {
+		return nil, 0, 0
+	}
+	for _, tk := range tx.TasksByService(svc.Id) {
+		total++
+		if tk.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING {
+			running++
+		}
+	}
+	return svc, total, running
+}
+
+// TestStagesRecoverFromWatchOverflow lowers the leader's watch queue limit
+// below what one write of a 3,000-replica service produces, so that every
+// leader stage's state watch overflows. The stages must end and be
+// restarted from the store while the manager leads: the service's tasks
+// all run, a service created afterwards runs too, and no worker is ever
+// marked down (a dispatcher that wedged stopped serving sessions while
+// its presence tracker went on declaring their nodes down).
+func TestStagesRecoverFromWatchOverflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 3,000 simulated tasks")
+	}
+	const (
+		replicas = 3000
+		workers  = 6
+		// The orchestrator creates a service's tasks in one transaction:
+		// 3,000 events in one command, more than a watch may queue.
+		watchLimit = 1000
+	)
+	logs := &logBuffer{}
+	m := startLogged(t, testConfig(t, t.TempDir()), logs)
+	ws := startSimWorkers(t, m, workers)
+	workerIDs := map[string]bool{}
+	for _, w := range ws {
+		workerIDs[w.nodeID] = true
+	}
+	eventuallyStore(t, m, logs, 60*time.Second, "workers ready", func(tx *state.ReadTx) (bool, string) {
+		ready := 0
+		for id := range workerIDs {
+			if tx.Node(id).GetStatus().GetState() == objectv1.NodeState_NODE_STATE_READY {
+				ready++
+			}
+		}
+		return ready == workers, fmt.Sprintf("%d of %d workers ready", ready, workers)
+	})
+
+	// Watch for any worker marked down, for the rest of the test.
+	var (
+		downMu sync.Mutex
+		down   []string
+	)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-tick.C:
+			}
+			m.m.Store().View(func(tx *state.ReadTx) {
+				for id := range workerIDs {
+					if n := tx.Node(id); n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN {
+						downMu.Lock()
+						down = append(down, fmt.Sprintf("%s (%s)", n.GetDescription().GetHostname(), n.GetStatus().GetMessage()))
+						downMu.Unlock()
+					}
+				}
+			})
+		}
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+
+	m.m.Store().SetWatchLimit(watchLimit)
+	c := m.client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec("big", "example.local/big:1", replicas)}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyStore(t, m, logs, 4*time.Minute, "big's tasks running", func(tx *state.ReadTx) (bool, string) {
+		_, total, running := serviceTasks(tx, "big")
+		return running == replicas, fmt.Sprintf("%d tasks, %d running, want %d running", total, running, replicas)
+	})
+	if n := m.m.stageRestarts.Load(); n == 0 {
+		t.Fatal("the leader stages were never restarted: the watch did not overflow, and the test proved nothing")
+	} else {
+		t.Logf("leader stages restarted %d times:", n)
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "leader stage") || strings.Contains(line, "state watch closed") {
+				t.Log(line)
+			}
+		}
+	}
+
+	// A service created now runs too, the limit still low.
+	if _, err := c.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec("after", "example.local/after:1", 10)}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyStore(t, m, logs, 2*time.Minute, "the later service's tasks running", func(tx *state.ReadTx) (bool, string) {
+		_, total, running := serviceTasks(tx, "after")
+		return running == 10, fmt.Sprintf("%d tasks, %d running, want 10 running", total, running)
+	})
+
+	stopWatch()
+	<-watchDone
+	downMu.Lock()
+	defer downMu.Unlock()
+	if len(down) > 0 {
+		t.Errorf("workers marked down: %s", strings.Join(down[:min(len(down), 10)], ", "))
+	}
+	// No task was ever replaced: a worker marked down, even briefly,
+	// would have had its tasks rescheduled.
+	m.m.Store().View(func(tx *state.ReadTx) {
+		if _, total, _ := serviceTasks(tx, "big"); total != replicas {
+			t.Errorf("big has %d tasks, want %d: some were replaced", total, replicas)
+		}
+		if !m.m.raft.IsLeader() {
+			t.Error("the manager no longer leads")
+		}
+	})
+}
