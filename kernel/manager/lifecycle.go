@@ -30,3 +30,7 @@ func stageBackoff(n int) time.Duration {
 	}
 	return min(d, maxStageBackoff)
 }
+
+// partsStopWait bounds how long Run waits for its parts to stop before it
+// stops raft anyway: the API's drain (5 s) and a little more.
+const partsStopWait = 7 * time.Second

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,11 +247,23 @@ func (m *Manager) Run(ctx context.Context) error {
 	go func() { raftDone <- m.raft.Run(raftCtx) }()
 
 	errc := make(chan error, 8)
-	var wg sync.WaitGroup
+	var (
+		wg        sync.WaitGroup
+		runningMu sync.Mutex
+		running   = map[string]bool{} // the parts that have not returned
+	)
 	run := func(name string, fn func(context.Context) error) {
 		wg.Add(1)
+		runningMu.Lock()
+		running[name] = true
+		runningMu.Unlock()
 		go func() {
 			defer wg.Done()
+			defer func() {
+				runningMu.Lock()
+				delete(running, name)
+				runningMu.Unlock()
+			}()
 			if err := fn(partsCtx); err != nil && partsCtx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
@@ -281,19 +295,38 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.log.Info("manager started", "api_addr", m.apiAddr, "control_socket", m.cfg.Manager.ControlSocket)
 
 	var err error
+	raftStopped := false
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 		m.log.Error("manager part failed; stopping", "error", err)
 	case err = <-raftDone:
+		raftStopped = true
 		err = fmt.Errorf("raft stopped: %w", err)
 	}
+	// A manager stops in a bounded time whatever its peers do: the parts
+	// get partsStopWait (the API's drain is 5 s of it), and one that is
+	// still waiting then (on a peer that does not answer, say) is named
+	// and left behind; raft bounds its own shutdown (raftstore.Node.Run).
 	stopParts()
-	wg.Wait()
+	partsDone := make(chan struct{})
+	go func() { wg.Wait(); close(partsDone) }()
+	t := time.NewTimer(partsStopWait)
+	select {
+	case <-partsDone:
+	case <-t.C:
+		runningMu.Lock()
+		names := slices.Sorted(maps.Keys(running))
+		runningMu.Unlock()
+		m.log.Error("manager parts did not stop in time; stopping raft anyway", "parts", names, "waited", partsStopWait)
+	}
+	t.Stop()
 	m.leader.Close()
 	stopRaft()
-	if rerr := <-raftDone; err == nil && rerr != nil {
-		err = rerr
+	if !raftStopped {
+		if rerr := <-raftDone; err == nil && rerr != nil {
+			err = rerr
+		}
 	}
 	m.log.Info("manager stopped")
 	return err

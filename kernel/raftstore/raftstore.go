@@ -224,6 +224,15 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 // if this node leads a cluster of several voters, it hands leadership to
 // another first (so writers see a short pause rather than an election
 // timeout), shuts Raft down and closes the log.
+//
+// Stopping takes a bounded time whatever the peers do: the transfer waits
+// a few election timeouts (at most maxTransferWait), and the shutdown at
+// most shutdownWait. raft's
+// Shutdown waits for its goroutines, and one replicating to a peer that
+// stopped answering (paused, or cut off) waits out the transport's timeout
+// first; the proposer waits for futures that raft may never answer once it
+// is shut down. Past shutdownWait Run returns, and the log is closed in the
+// background if raft finishes later.
 func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	packCtx, stopPack := context.WithCancel(context.Background())
@@ -234,23 +243,45 @@ func (n *Node) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	if n.raft.State() == raft.Leader && n.voters() > 1 {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		wait := min(max(3*n.cfg.ElectionTimeout, time.Second), maxTransferWait)
+		if err := n.transferLeadership(wait); err != nil {
 			n.cfg.Logger.Warn("leadership transfer before shutdown", "error", err)
 		} else {
 			n.cfg.Logger.Info("leadership transferred before shutdown")
 		}
 	}
 	stopPack()
-	err := n.raft.Shutdown().Error()
-	wg.Wait()
-	if nt, ok := n.trans.(*raft.NetworkTransport); ok {
-		nt.Close()
+	stopped := make(chan error, 1)
+	go func() {
+		err := n.raft.Shutdown().Error()
+		wg.Wait()
+		stopped <- err
+	}()
+	closeLog := func(err error) error {
+		if nt, ok := n.trans.(*raft.NetworkTransport); ok {
+			nt.Close()
+		}
+		if cerr := n.wal.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.meta.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}
-	if cerr := n.wal.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := n.meta.Close(); err == nil {
-		err = cerr
+	var err error
+	t := time.NewTimer(shutdownWait)
+	defer t.Stop()
+	select {
+	case err = <-stopped:
+		err = closeLog(err)
+	case <-t.C:
+		n.cfg.Logger.Warn("raft shutdown unfinished; closing the log when it ends", "waited", shutdownWait)
+		go func() {
+			if err := closeLog(<-stopped); err != nil {
+				n.cfg.Logger.Warn("closing the raft log after a late shutdown", "error", err)
+			}
+		}()
 	}
 	n.leaderMu.Lock()
 	for _, c := range n.leaderSub {
