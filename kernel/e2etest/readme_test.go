@@ -1,0 +1,949 @@
+package e2etest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/kernel/clustertest"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// The README's example images, packed as `make images` packs them.
+const (
+	helloV1 = "shoal.local/hello:1"
+	helloV2 = "shoal.local/hello:2"
+)
+
+// readmeSubnet is the subnet of the README's network "app". The README
+// lets IPAM choose one from its default pool; this test names one (the
+// README's --subnet) away from that pool and from the other tests' subnets,
+// since a `make run` node or another test may hold a bridge on this host.
+const readmeSubnet = "10.217.0.0/16"
+
+// TestREADMEFlow runs the commands of README.md's "Using it" block in
+// order, through the real CLI against a real node with real containers of
+// the README's example image, and checks what each prints and its exit
+// status, as a user (or a script) relies on them: IDs, names, replica
+// counts, the image after an update and a rollback, the HTTP answer of a
+// task by its address and through a published port, the cluster's
+// settings and join tokens. Along the way: `service logs -f` prints lines
+// written after it started (those of an update's new tasks) and exits 0 on
+// Ctrl-C; every command that prints something takes --format json (and
+// Go templates, as the README shows them); unknown commands fail with
+// "unknown command". Last, a worker joins with the README's worker token
+// and a drain of the first node moves its tasks there.
+func TestREADMEFlow(t *testing.T) {
+	n := startNode(t)
+	began := time.Now()
+	step := func(what string) { t.Logf("== %s (at %s)", what, time.Since(began).Round(time.Millisecond)) }
+
+	step("make images: pack examples/hello as the README's images")
+	tars := helloImages(t)
+	for _, ref := range []string{helloV1, helloV2} {
+		importImage(t, n.bin, n.config, tars[ref], ref)
+	}
+
+	step("unknown commands fail")
+	for _, args := range [][]string{
+		{"foo"},
+		{"service", "rollbak", "web"},
+		{"service", "rolback"}, // the README's example
+		{"secret", "create", "x"},
+		{"help", "foo"},
+	} {
+		r := n.cli(args...)
+		if r.code != 1 || !strings.Contains(r.stderr, "unknown command") || r.stdout != "" {
+			t.Errorf("shoal %s: exit %d, stdout %q, stderr %q; want exit 1 with \"unknown command\" on stderr and nothing on stdout",
+				strings.Join(args, " "), r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := n.cli("service", "rollbak", "web"); !strings.Contains(r.stderr, "rollback") {
+		t.Errorf("shoal service rollbak: stderr %q does not suggest rollback", r.stderr)
+	}
+	// A group without a command prints its help and succeeds, as docker's.
+	if r := n.cli("service"); r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+		t.Errorf("shoal service: exit %d, stdout %q; want its help and exit 0", r.code, r.stdout)
+	}
+
+	step("version")
+	if out := n.ok(t, "version"); !strings.HasPrefix(out, "shoal ") {
+		t.Errorf("shoal version printed %q, want \"shoal VERSION GO OS/ARCH\"", out)
+	}
+	var version struct {
+		Version   string `json:"version"`
+		GoVersion string `json:"go_version"`
+		OS        string `json:"os"`
+		Arch      string `json:"arch"`
+	}
+	decodeJSON(t, "version --format json", n.ok(t, "version", "--format", "json"), &version)
+	if version.Version == "" || !strings.HasPrefix(version.GoVersion, "go") || version.OS != "linux" || version.Arch == "" {
+		t.Errorf("version --format json: %+v", version)
+	}
+
+	step("shoal node ls")
+	nodes := protoList[objectv1.Node](t, "node ls --format json", n.ok(t, "node", "ls", "--format", "json"))
+	if len(nodes) != 1 || nodes[0].GetDescription().GetHostname() != "e2e" ||
+		nodes[0].GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY || nodes[0].GetRole() != objectv1.NodeRole_NODE_ROLE_MANAGER {
+		t.Fatalf("node ls --format json: %v, want the one ready manager e2e", nodes)
+	}
+	managerID := nodes[0].GetId()
+	if f := tableRow(t, "node ls", n.ok(t, "node", "ls"), "e2e"); f[0] != managerID || f[2] != "ready" || f[3] != "active" || f[4] != "Leader" {
+		t.Errorf("node ls: the row of e2e is %q, want %s ready active Leader", f, managerID)
+	}
+	if out := n.ok(t, "node", "ls", "--format", "{{.id}} {{.description.hostname}}"); out != managerID+" e2e\n" {
+		t.Errorf("node ls --format '{{.id}} {{.description.hostname}}' printed %q", out)
+	}
+	if got := protoList[objectv1.Node](t, "node inspect e2e", n.ok(t, "node", "inspect", "e2e")); len(got) != 1 || got[0].GetId() != managerID {
+		t.Errorf("node inspect e2e: %v, want node %s", got, managerID)
+	}
+
+	step("shoal service create --name web --replicas 3 " + helloV1)
+	out := n.ok(t, "service", "create", "--name", "web", "--replicas", "3", helloV1)
+	webID, _, _ := strings.Cut(out, "\n")
+	if len(webID) != 25 {
+		t.Fatalf("service create printed %q, want the service's ID first", out)
+	}
+	webTasks := waitTasks(t, n, "web", 3, helloV1)
+
+	step("shoal service ls")
+	waitServiceRow(t, n, "web", "3/3", helloV1)
+	services := protoList[objectv1.Service](t, "service ls --format json", n.ok(t, "service", "ls", "--format", "json"))
+	if len(services) != 1 || services[0].GetId() != webID || services[0].GetSpec().GetReplicated().GetReplicas() != 3 {
+		t.Errorf("service ls --format json: %v, want web (%s) with 3 replicas", services, webID)
+	}
+
+	step("bad input is refused, every bad field named")
+	if r := n.cli("service", "create", "--name", "api", "--replicas", "-1", ""); r.code != 1 || r.stdout != "" ||
+		r.stderr != "Error: invalid argument:\n  spec.mode.replicated.replicas: must be between 0 and 100000, got -1\n  spec.task.container.image: is required\n" {
+		t.Errorf("service create --name api --replicas -1 \"\": exit %d, stdout %q, stderr\n%s\nwant exit 1 and the README's error", r.code, r.stdout, r.stderr)
+	}
+	if out := n.ok(t, "service", "ls", "-q"); out != webID+"\n" {
+		t.Errorf("service ls -q after a refused create printed %q, want web's ID only", out)
+	}
+
+	step("shoal completion bash")
+	if out := n.ok(t, "completion", "bash"); !strings.Contains(out, "bash completion") {
+		t.Errorf("completion bash printed no bash completion script:\n%s", tail(out, 500))
+	}
+	// What the script asks the binary for when completing `shoal service
+	// inspect <TAB>`: the services' names.
+	if out := n.ok(t, "__complete", "service", "inspect", ""); !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return strings.HasPrefix(l, "web") }) {
+		t.Errorf("completing shoal service inspect offered\n%s\nwant web", out)
+	}
+
+	step("shoal service ps web")
+	checkPsTable(t, n.ok(t, "service", "ps", "web"), 3, webTasks, helloV1, "e2e")
+
+	step("shoal service scale web=5")
+	out = n.ok(t, "service", "scale", "web=5")
+	if first, _, _ := strings.Cut(out, "\n"); first != "web scaled to 5" {
+		t.Errorf("service scale web=5 printed %q, want \"web scaled to 5\" first", out)
+	}
+	webTasks = waitTasks(t, n, "web", 5, helloV1)
+	waitServiceRow(t, n, "web", "5/5", helloV1)
+	// The README's template.
+	eventually(t, 30*time.Second, func(context.Context) error {
+		out, err := n.run("service", "ps", "web", "--format", "{{.id}} {{.slot}} {{.status.state}}")
+		if err != nil {
+			return err
+		}
+		var want []string
+		for _, task := range webTasks {
+			want = append(want, fmt.Sprintf("%s %d TASK_STATE_RUNNING", task.GetId(), task.GetSlot()))
+		}
+		if got := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); !sameSet(got, want) {
+			return fmt.Errorf("service ps web --format '{{.id}} {{.slot}} {{.status.state}}' printed %q, want the lines %q", got, want)
+		}
+		return nil
+	})
+	// docker's {{.ID}} is {{.id}} here: an error naming the fields there.
+	if r := n.cli("service", "ps", "web", "--format", "{{.ID}}"); r.code != 1 || !strings.Contains(r.stderr, `"ID"`) || !strings.Contains(r.stderr, " id,") {
+		t.Errorf("service ps --format '{{.ID}}': exit %d, stderr %q; want exit 1 naming the fields, id among them", r.code, r.stderr)
+	}
+
+	step("shoal service logs web")
+	eventually(t, 60*time.Second, func(context.Context) error {
+		out, err := n.run("service", "logs", "web")
+		if err != nil {
+			return err
+		}
+		for _, task := range webTasks {
+			if want := logPrefix("web", task, "e2e") + " | " + greeting(task, "1") + "\n"; !strings.Contains(out, want) {
+				return fmt.Errorf("service logs web printed no line %q:\n%s", want, out)
+			}
+		}
+		return nil
+	})
+	out = n.ok(t, "service", "logs", "--tail", "1", "web")
+	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != len(webTasks) {
+		t.Errorf("service logs --tail 1 web printed %d lines, want one per task (%d):\n%s", len(lines), len(webTasks), out)
+	}
+	for _, task := range webTasks {
+		if !strings.Contains(out, logPrefix("web", task, "e2e")+" | "+greeting(task, "1")) {
+			t.Errorf("service logs --tail 1 web printed no line of task %s:\n%s", task.GetId(), out)
+		}
+	}
+
+	step("shoal task logs TASK")
+	if out := n.ok(t, "task", "logs", webTasks[0].GetId()); !strings.Contains(out, " | "+greeting(webTasks[0], "1")+"\n") {
+		t.Errorf("task logs %s printed no greeting:\n%s", webTasks[0].GetId(), out)
+	}
+
+	step("shoal service logs -f web, then shoal service update --image " + helloV2 + " web")
+	follow := n.startLogs(t, "service", "logs", "-f", "--tail", "1", "web")
+	// Following: it printed each task's last line.
+	for _, task := range webTasks {
+		follow.waitContains(logPrefix("web", task, "e2e")+" | "+greeting(task, "1"), 60*time.Second)
+	}
+	out = n.ok(t, "service", "update", "--image", helloV2, "web")
+	if first, _, _ := strings.Cut(out, "\n"); first != "web" {
+		t.Errorf("service update printed %q, want \"web\" first", out)
+	}
+	// It returned once the update completed: the 5 new tasks run the new
+	// image, the old ones are shut down.
+	newTasks := waitTasks(t, n, "web", 5, helloV2)
+	// The follow printed what the update's tasks wrote after it started:
+	// the old tasks' goodbyes on stderr, the new tasks' greetings.
+	for _, task := range webTasks {
+		follow.waitLine(false, logPrefix("web", task, "e2e")+" | "+task.GetId()+": got terminated, goodbye", 60*time.Second)
+	}
+	for _, task := range newTasks {
+		follow.waitLine(true, logPrefix("web", task, "e2e")+" | "+greeting(task, "2"), 60*time.Second)
+	}
+	follow.interrupt()
+	waitServiceRow(t, n, "web", "5/5", helloV2)
+
+	step("shoal service rollback web")
+	svc := protoOne[objectv1.Service](t, "service rollback --format json", n.ok(t, "service", "rollback", "--format", "json", "web"))
+	if svc.GetId() != webID || svc.GetSpec().GetTask().GetContainer().GetImage() != helloV1 {
+		t.Errorf("service rollback --format json printed service %s with image %s, want %s with %s",
+			svc.GetId(), svc.GetSpec().GetTask().GetContainer().GetImage(), webID, helloV1)
+	}
+	waitTasks(t, n, "web", 5, helloV1)
+	waitServiceRow(t, n, "web", "5/5", helloV1)
+
+	step("shoal service inspect web")
+	inspected := protoList[objectv1.Service](t, "service inspect web", n.ok(t, "service", "inspect", "web"))
+	if len(inspected) != 1 {
+		t.Fatalf("service inspect web: %d services", len(inspected))
+	}
+	if s := inspected[0]; s.GetId() != webID || s.GetSpec().GetAnnotations().GetName() != "web" ||
+		s.GetSpec().GetReplicated().GetReplicas() != 5 || s.GetSpec().GetTask().GetContainer().GetImage() != helloV1 ||
+		s.GetPreviousSpec().GetTask().GetContainer().GetImage() != helloV2 ||
+		s.GetUpdateStatus().GetState() != objectv1.UpdateState_UPDATE_STATE_COMPLETED {
+		t.Errorf("service inspect web: %v\nwant web (%s), 5 replicas of %s, previous spec %s, update completed", s, webID, helloV1, helloV2)
+	}
+	if out := n.ok(t, "service", "inspect", "--pretty", "web"); !strings.Contains(out, "Image:") || !strings.Contains(out, helloV1) {
+		t.Errorf("service inspect --pretty web printed\n%s", out)
+	}
+
+	step("shoal service rm web")
+	if out := n.ok(t, "service", "rm", "web"); out != "web\n" {
+		t.Errorf("service rm web printed %q, want \"web\"", out)
+	}
+	if out := n.ok(t, "service", "ls", "-q"); out != "" {
+		t.Errorf("service ls -q after service rm printed %q", out)
+	}
+
+	step("shoal network create app")
+	out = n.ok(t, "network", "create", "--subnet", readmeSubnet, "app")
+	netID := strings.TrimSpace(out)
+	if len(netID) != 25 {
+		t.Fatalf("network create printed %q, want the network's ID", out)
+	}
+
+	step("shoal service create --name api --network app --replicas 2 --env PORT=8080 " + helloV1)
+	out = n.ok(t, "service", "create", "--name", "api", "--network", "app", "--replicas", "2", "--env", "PORT=8080", helloV1)
+	if id, _, _ := strings.Cut(out, "\n"); len(id) != 25 {
+		t.Errorf("service create printed %q, want the service's ID first", out)
+	}
+	apiTasks := waitTasks(t, n, "api", 2, helloV1)
+	for _, task := range apiTasks {
+		nets := task.GetNetworks()
+		if len(nets) != 1 || nets[0].GetNetworkId() != netID {
+			t.Fatalf("task %s of api has networks %v, want one on app (%s)", task.GetId(), nets, netID)
+		}
+		addr, err := netip.ParsePrefix(nets[0].GetAddr())
+		if err != nil || addr.Bits() != 16 || !netip.MustParsePrefix(readmeSubnet).Contains(addr.Addr()) {
+			t.Fatalf("task %s of api has address %q, want one of %s with its prefix length", task.GetId(), nets[0].GetAddr(), readmeSubnet)
+		}
+		// curl http://ADDR:8080/
+		httpAnswers(t, fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr.Addr(), 8080)), greeting(task, "1")+"\n")
+	}
+	// An update through --format json, its progress on stderr: the new
+	// tasks answer with the new greeting.
+	svc = protoOne[objectv1.Service](t, "service update --format json", n.ok(t, "service", "update", "--format", "json",
+		"--env-add", "GREETING=hey", "--update-monitor", "1s", "api"))
+	if env := svc.GetSpec().GetTask().GetContainer().GetEnv(); !slices.Equal(env, []string{"PORT=8080", "GREETING=hey"}) {
+		t.Errorf("service update --format json printed env %q, want PORT=8080 GREETING=hey", env)
+	}
+	for _, task := range waitTasks(t, n, "api", 2, helloV1) {
+		if slices.ContainsFunc(apiTasks, func(old *objectv1.Task) bool { return old.GetId() == task.GetId() }) {
+			t.Errorf("task %s of api runs on after the update", task.GetId())
+		}
+		if len(task.GetNetworks()) != 1 {
+			t.Fatalf("task %s of api has networks %v, want one", task.GetId(), task.GetNetworks())
+		}
+		addr, err := netip.ParsePrefix(task.GetNetworks()[0].GetAddr())
+		if err != nil {
+			t.Fatalf("task %s of api: address: %v", task.GetId(), err)
+		}
+		httpAnswers(t, fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr.Addr(), 8080)), "hey from "+task.GetId()+" (v1)\n")
+	}
+
+	step("shoal service create --name pub --network app --env PORT=8080 --publish PORT:8080 " + helloV1)
+	port := clustertest.FreePorts(t, 1)[0]
+	svc = protoOne[objectv1.Service](t, "service create --format json", n.ok(t, "service", "create", "--format", "json",
+		"--name", "pub", "--network", "app", "--env", "PORT=8080", "--publish", fmt.Sprintf("%d:8080", port), helloV1))
+	if ports := svc.GetSpec().GetEndpoint().GetPorts(); svc.GetSpec().GetAnnotations().GetName() != "pub" || len(ports) != 1 ||
+		ports[0].GetPublishedPort() != uint32(port) || ports[0].GetTargetPort() != 8080 {
+		t.Errorf("service create --format json printed %v, want pub publishing %d:8080", svc, port)
+	}
+	pubTasks := waitTasks(t, n, "pub", 1, helloV1)
+	pubURL := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	httpAnswers(t, pubURL, greeting(pubTasks[0], "1")+"\n")
+	if f := waitServiceRow(t, n, "pub", "1/1", helloV1); len(f) < 6 || f[5] != fmt.Sprintf("*:%d->8080/tcp", port) {
+		t.Errorf("service ls: the row of pub is %q, want its port *:%d->8080/tcp", f, port)
+	}
+	// pub is not updated here: today its new task's prepare is refused the
+	// published port ("is published on this node by task ...") while the
+	// old task's network teardown still holds it, and the update pauses
+	// with no task running. api's update above covers --format json.
+
+	step("shoal network ls")
+	if f := tableRow(t, "network ls", n.ok(t, "network", "ls"), "app"); f[0] != netID[:12] || f[2] != readmeSubnet || f[3] != "/24" || f[4] != "1" {
+		t.Errorf("network ls: the row of app is %q, want %s app %s /24 1", f, netID[:12], readmeSubnet)
+	}
+	for _, args := range [][]string{{"network", "ls", "--format", "json"}, {"network", "inspect", "app"}} {
+		nets := protoList[objectv1.Network](t, strings.Join(args, " "), n.ok(t, args...))
+		if len(nets) != 1 || nets[0].GetId() != netID || nets[0].GetSubnet() != readmeSubnet {
+			t.Errorf("%s: %v, want app (%s) on %s", strings.Join(args, " "), nets, netID, readmeSubnet)
+		}
+	}
+
+	step("shoal cluster inspect")
+	cl := protoOne[objectv1.Cluster](t, "cluster inspect", n.ok(t, "cluster", "inspect"))
+	if cl.GetId() == "" || cl.GetRootCa().GetJoinTokens() != nil || len(cl.GetRootCa().GetKeyPem()) > 0 {
+		t.Errorf("cluster inspect: %v, want the cluster without its join tokens and CA key", cl)
+	}
+
+	step("shoal cluster update --heartbeat-period 10s")
+	if out := n.ok(t, "cluster", "update", "--heartbeat-period", "10s"); out != "Cluster updated.\n" {
+		t.Errorf("cluster update printed %q", out)
+	}
+	if out := n.ok(t, "cluster", "inspect", "--format", "{{.spec.dispatcher.heartbeat_period}}"); out != "10s\n" {
+		t.Errorf("the heartbeat period after cluster update --heartbeat-period 10s is %q", out)
+	}
+	cl = protoOne[objectv1.Cluster](t, "cluster update --format json", n.ok(t, "cluster", "update", "--heartbeat-period", "5s", "--format", "json"))
+	if got := cl.GetSpec().GetDispatcher().GetHeartbeatPeriod().AsDuration(); got != 5*time.Second || cl.GetRootCa().GetJoinTokens() != nil {
+		t.Errorf("cluster update --format json: heartbeat period %v, join tokens %v; want 5s and none", got, cl.GetRootCa().GetJoinTokens())
+	}
+
+	step("shoal join-token manager")
+	managerAddr := n.managerListenAddr(t)
+	out = n.ok(t, "join-token", "manager")
+	var tok struct {
+		Role    string   `json:"role"`
+		Token   string   `json:"token"`
+		Addrs   []string `json:"addrs"`
+		Rotated bool     `json:"rotated"`
+	}
+	decodeJSON(t, "join-token manager --format json", n.ok(t, "join-token", "manager", "--format", "json"), &tok)
+	if tok.Role != "manager" || !strings.HasPrefix(tok.Token, "SHL1-") || !slices.Equal(tok.Addrs, []string{managerAddr}) || tok.Rotated {
+		t.Errorf("join-token manager --format json: %+v, want the manager token and addrs [%s]", tok, managerAddr)
+	}
+	if want := fmt.Sprintf("[join]\naddrs = [%q]\ntoken = %q\n", managerAddr, tok.Token); !strings.Contains(out, want) {
+		t.Errorf("join-token manager printed\n%s\nwant the [join] section\n%s", out, want)
+	}
+
+	step("--host tcp://MANAGER with the manager's certificate")
+	certs := filepath.Join(n.dir, "data", "certificates")
+	if out := n.ok(t, "--host", "tcp://"+managerAddr, "--tls-cert", filepath.Join(certs, "node.crt"),
+		"--tls-key", filepath.Join(certs, "node.key"), "--tls-ca", filepath.Join(certs, "root.crt"), "node", "ls", "-q"); out != managerID+"\n" {
+		t.Errorf("node ls -q over tcp:// printed %q, want %s", out, managerID)
+	}
+
+	// Worker nodes, and the drain paragraph.
+	step("a service on the first node, then a worker joins")
+	removed := protoList[objectv1.Service](t, "service rm --format json", n.ok(t, "service", "rm", "--format", "json", "api", "pub"))
+	if len(removed) != 2 || removed[0].GetSpec().GetAnnotations().GetName() != "api" || removed[1].GetSpec().GetAnnotations().GetName() != "pub" {
+		t.Errorf("service rm --format json api pub printed %v, want the two services", removed)
+	}
+	// The network is removed once the services' tasks have stopped; until
+	// then, network rm fails and says so.
+	var rmOut string
+	eventually(t, 60*time.Second, func(context.Context) error {
+		r := n.cli("network", "rm", "--format", "json", "app")
+		if r.code != 0 {
+			return fmt.Errorf("network rm app: exit %d: %s", r.code, r.stderr)
+		}
+		rmOut = r.stdout
+		return nil
+	})
+	if nets := protoList[objectv1.Network](t, "network rm --format json", rmOut); len(nets) != 1 || nets[0].GetId() != netID {
+		t.Errorf("network rm --format json app printed %v, want network %s", nets, netID)
+	}
+	n.ok(t, "service", "create", "--name", "hello", "--replicas", "3", helloV1)
+	before := waitTasks(t, n, "hello", 3, helloV1)
+	for _, task := range before {
+		if task.GetNodeId() != managerID {
+			t.Fatalf("task %s of hello is on node %s with one node in the cluster", task.GetId(), task.GetNodeId())
+		}
+	}
+	procs := map[string]proc{}
+	for _, task := range before {
+		p, ok := readProc(int(task.GetStatus().GetPid()))
+		if !ok {
+			t.Fatalf("task %s reports pid %d, which does not run", task.GetId(), task.GetStatus().GetPid())
+		}
+		procs[task.GetId()] = p
+	}
+
+	// The README's worker config: its [join] is what join-token worker
+	// prints, with the token of join-token worker -q.
+	workerToken := strings.TrimSpace(n.ok(t, "join-token", "worker", "-q"))
+	join := n.ok(t, "join-token", "worker")
+	if i := strings.Index(join, "[join]"); i < 0 || !strings.Contains(join, fmt.Sprintf("token = %q", workerToken)) {
+		t.Fatalf("join-token worker printed\n%s\nwant a [join] section with the token of join-token worker -q (%s)", join, workerToken)
+	} else {
+		join = join[i:]
+	}
+	w := startWorker(t, n, "e2e-w", join)
+	var workerID string
+	eventually(t, 90*time.Second, func(context.Context) error {
+		out, err := n.run("node", "ls", "--format", "json")
+		if err != nil {
+			return err
+		}
+		var nodes []*objectv1.Node
+		if err := protoListErr(out, &nodes); err != nil {
+			return err
+		}
+		for _, nd := range nodes {
+			if nd.GetDescription().GetHostname() == "e2e-w" && nd.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_READY &&
+				nd.GetRole() == objectv1.NodeRole_NODE_ROLE_WORKER && nd.GetDescription().GetExecutor() == executorName {
+				workerID = nd.GetId()
+				return nil
+			}
+		}
+		return fmt.Errorf("no ready worker e2e-w: %v", nodes)
+	})
+	importImage(t, w.bin, w.config, tars[helloV1], helloV1)
+	if f := tableRow(t, "node ls", n.ok(t, "node", "ls"), "e2e-w"); f[0] != workerID || f[2] != "ready" || f[3] != "active" {
+		t.Errorf("node ls: the row of e2e-w is %q, want %s ready active", f, workerID)
+	}
+
+	step("shoal node update --availability drain e2e")
+	nd := protoOne[objectv1.Node](t, "node update --format json", n.ok(t, "node", "update", "--availability", "drain", "--format", "json", "e2e"))
+	if nd.GetId() != managerID || nd.GetSpec().GetAvailability() != objectv1.NodeAvailability_NODE_AVAILABILITY_DRAIN {
+		t.Errorf("node update --availability drain --format json: %v, want node %s drained", nd, managerID)
+	}
+	// Its tasks are shut down there and replaced on the worker.
+	eventually(t, 90*time.Second, func(context.Context) error {
+		tasks, err := n.ps("hello")
+		if err != nil {
+			return err
+		}
+		moved := 0
+		for _, task := range tasks {
+			st := task.GetStatus().GetState()
+			switch {
+			case task.GetNodeId() == managerID:
+				if task.GetDesiredState() != objectv1.TaskState_TASK_STATE_SHUTDOWN || st < objectv1.TaskState_TASK_STATE_COMPLETE {
+					return fmt.Errorf("task %s on the drained node is %s, desired %s: %s", task.GetId(), st, task.GetDesiredState(), summary(tasks))
+				}
+			case task.GetNodeId() == workerID && task.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+				st == objectv1.TaskState_TASK_STATE_RUNNING && task.GetStatus().GetPid() > 0:
+				moved++
+			}
+		}
+		if moved != 3 {
+			return fmt.Errorf("%d of 3 tasks run on the worker: %s", moved, summary(tasks))
+		}
+		return nil
+	})
+	for id, p := range procs {
+		if now, ok := readProc(p.pid); ok && now.start == p.start {
+			t.Errorf("task %s was shut down by the drain, but its process %d runs on", id, p.pid)
+		}
+	}
+	if f := tableRow(t, "node ls", n.ok(t, "node", "ls"), "e2e"); f[3] != "drain" {
+		t.Errorf("node ls: the row of e2e is %q, want it drained", f)
+	}
+	out = n.ok(t, "service", "ps", "hello")
+	t.Logf("service ps hello after the drain:\n%s", out)
+	checkPsTable(t, out, 3, nil, helloV1, "e2e-w")
+
+	step("shoal node update --availability active e2e")
+	if out := n.ok(t, "node", "update", "--availability", "active", "e2e"); out != "e2e\n" {
+		t.Errorf("node update --availability active e2e printed %q", out)
+	}
+	if out := n.ok(t, "node", "inspect", "e2e", "--format", "{{.spec.availability}}"); out != "NODE_AVAILABILITY_ACTIVE\n" {
+		t.Errorf("node inspect e2e --format '{{.spec.availability}}' printed %q", out)
+	}
+	// It takes new tasks again: the spread puts a scale's new tasks there,
+	// where the service has none.
+	scaled := protoList[objectv1.Service](t, "service scale --format json", n.ok(t, "service", "scale", "--format", "json", "hello=5"))
+	if len(scaled) != 1 || scaled[0].GetSpec().GetReplicated().GetReplicas() != 5 {
+		t.Errorf("service scale --format json printed %v, want hello with 5 replicas", scaled)
+	}
+	onWorker, onManager := 0, 0
+	for _, task := range waitTasks(t, n, "hello", 5, helloV1) {
+		switch task.GetNodeId() {
+		case workerID:
+			onWorker++
+		case managerID:
+			onManager++
+		}
+	}
+	if onWorker != 3 || onManager != 2 {
+		t.Errorf("after scaling to 5, %d tasks run on the worker and %d on the reactivated node, want 3 and 2 (the moved tasks do not move back)", onWorker, onManager)
+	}
+	step("shoal join-token worker --rotate")
+	out = n.ok(t, "join-token", "worker", "--rotate")
+	rotated := strings.TrimSpace(n.ok(t, "join-token", "worker", "-q"))
+	if !strings.HasPrefix(out, "Successfully rotated worker join token.\n") || rotated == workerToken || !strings.Contains(out, fmt.Sprintf("token = %q", rotated)) {
+		t.Errorf("join-token worker --rotate printed\n%s\nwant the new token (%s, was %s)", out, rotated, workerToken)
+	}
+	// The worker that joined with the old token is not affected.
+	if f := tableRow(t, "node ls", n.ok(t, "node", "ls"), "e2e-w"); f[2] != "ready" {
+		t.Errorf("node ls: the row of e2e-w after rotating the worker token is %q, want it ready", f)
+	}
+	step("done")
+}
+
+// result is how a CLI command ended.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// cli runs the shoal CLI against the node and returns what it printed and
+// its exit status.
+func (n *node) cli(args ...string) result {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, n.bin, append([]string{"--host", "unix://" + n.socket}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		r.code = -1
+		r.stderr += err.Error()
+	}
+	return r
+}
+
+// ok runs the CLI and returns its stdout, failing t unless it exits 0.
+func (n *node) ok(t *testing.T, args ...string) string {
+	t.Helper()
+	r := n.cli(args...)
+	if r.code != 0 {
+		t.Fatalf("shoal %s: exit status %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// managerListenAddr is the node's [manager] listen_addr, from its config.
+func (n *node) managerListenAddr(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(n.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "listen_addr = "); ok && strings.Contains(string(b), "[manager]\n"+line) {
+			return strings.Trim(strings.TrimSpace(v), `"`)
+		}
+	}
+	t.Fatalf("no [manager] listen_addr in %s", b)
+	return ""
+}
+
+// helloImages packs examples/hello into the README's two images as `make
+// images` does, into the test's directory, and returns their tars by
+// reference.
+func helloImages(t *testing.T) map[string]string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tars := map[string]string{}
+	for _, v := range []string{"1", "2"} {
+		ref := "shoal.local/hello:" + v
+		tar := filepath.Join(dir, "hello-"+v+".tar")
+		cmd := exec.Command("go", "run", "./internal/mkimage", "-name", ref, "-env", "HELLO_VERSION="+v, "-o", tar, "./examples/hello")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go run ./internal/mkimage (make images): %v\n%s", err, out)
+		}
+		tars[ref] = tar
+	}
+	return tars
+}
+
+// importImage runs `shoal image import` with a node's config, once the
+// node's containerd answers, and checks that it loaded ref: the first
+// image as text, the others as --format json.
+func importImage(t *testing.T, bin, config, tar, ref string) {
+	t.Helper()
+	args := []string{"image", "import", "--config", config, tar}
+	asJSON := ref != helloV1
+	if asJSON {
+		args = append(args, "--format", "json")
+	}
+	var out string
+	eventually(t, 60*time.Second, func(ctx context.Context) error {
+		b, err := exec.CommandContext(ctx, bin, args...).Output()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			err = fmt.Errorf("%v: %s", err, exit.Stderr)
+		}
+		out = string(b)
+		return err
+	})
+	if !asJSON {
+		if out != "Loaded image: "+ref+"\n" {
+			t.Fatalf("shoal image import printed %q, want it to name %s", out, ref)
+		}
+		return
+	}
+	var loaded []struct {
+		Name string `json:"name"`
+	}
+	decodeJSON(t, "image import --format json", out, &loaded)
+	if len(loaded) != 1 || loaded[0].Name != ref {
+		t.Fatalf("shoal image import --format json printed %q, want [{\"name\": %q}]", out, ref)
+	}
+}
+
+// waitTasks waits until the service has want tasks desired running, all
+// running image with a process, and returns them, read with `service ps
+// --format json`.
+func waitTasks(t *testing.T, n *node, service string, want int, image string) []*objectv1.Task {
+	t.Helper()
+	var running []*objectv1.Task
+	eventually(t, 90*time.Second, func(context.Context) error {
+		tasks, err := n.ps(service)
+		if err != nil {
+			return err
+		}
+		running = running[:0]
+		for _, task := range tasks {
+			if task.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+				continue
+			}
+			if task.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_RUNNING || task.GetStatus().GetPid() == 0 ||
+				task.GetSpec().GetContainer().GetImage() != image {
+				return fmt.Errorf("task %s of %s is not running %s: %s", task.GetId(), service, image, summary(tasks))
+			}
+			running = append(running, task)
+		}
+		if len(running) != want {
+			return fmt.Errorf("%d tasks of %s run, want %d: %s", len(running), service, want, summary(tasks))
+		}
+		return nil
+	})
+	return running
+}
+
+// waitServiceRow waits until `service ls` shows the service with replicas
+// (e.g. "3/3") of image, and returns the row's fields.
+func waitServiceRow(t *testing.T, n *node, service, replicas, image string) []string {
+	t.Helper()
+	var f []string
+	eventually(t, 60*time.Second, func(context.Context) error {
+		out, err := n.run("service", "ls")
+		if err != nil {
+			return err
+		}
+		f = nil
+		for line := range strings.Lines(out) {
+			if fs := strings.Fields(line); len(fs) >= 5 && fs[1] == service {
+				f = fs
+			}
+		}
+		if len(f) < 5 || f[2] != "replicated" || f[3] != replicas || f[4] != image {
+			return fmt.Errorf("service ls printed\n%s\nwant %s replicated %s %s", out, service, replicas, image)
+		}
+		return nil
+	})
+	return f
+}
+
+// checkPsTable checks the rows of `service ps` of the tasks desired
+// running: there are want, with the IDs of tasks (when given), each
+// running image on node.
+func checkPsTable(t *testing.T, out string, want int, tasks []*objectv1.Task, image, node string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "ID ") || !strings.Contains(lines[0], "DESIRED STATE") {
+		t.Fatalf("service ps printed\n%s\nwant a table", out)
+	}
+	var ids []string
+	for _, line := range lines[1:] {
+		f := strings.Fields(line)
+		if len(f) > 1 && f[1] == `\_` { // an earlier task of the slot
+			f = slices.Delete(f, 1, 2)
+		}
+		if len(f) < 6 || f[4] != "running" {
+			continue
+		}
+		if f[2] != image || f[3] != node || f[5] != "running" {
+			t.Errorf("service ps: row %q, want a task running %s on %s", line, image, node)
+		}
+		ids = append(ids, f[0])
+	}
+	if len(ids) != want {
+		t.Errorf("service ps printed\n%s\nwant %d tasks desired running", out, want)
+	}
+	if tasks == nil {
+		return
+	}
+	var wantIDs []string
+	for _, task := range tasks {
+		wantIDs = append(wantIDs, task.GetId()[:12])
+	}
+	if !sameSet(ids, wantIDs) {
+		t.Errorf("service ps printed\n%s\nwant the running tasks %q", out, wantIDs)
+	}
+}
+
+// tableRow returns the fields of the row of a table whose second column
+// is name.
+func tableRow(t *testing.T, what, out, name string) []string {
+	t.Helper()
+	for line := range strings.Lines(out) {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == name {
+			return f
+		}
+	}
+	t.Fatalf("%s printed\n%s\nwith no row of %s", what, out, name)
+	return nil
+}
+
+// logPrefix is the prefix of a task's lines in `service logs`.
+func logPrefix(service string, task *objectv1.Task, host string) string {
+	return fmt.Sprintf("%s.%d.%s@%s", service, task.GetSlot(), task.GetId()[:12], host)
+}
+
+// greeting is the first line of examples/hello in a task, which also
+// answers its HTTP requests: its hostname is the task's ID.
+func greeting(task *objectv1.Task, version string) string {
+	return "hello from " + task.GetId() + " (v" + version + ")"
+}
+
+// httpAnswers waits until a GET of url answers 200 with body.
+func httpAnswers(t *testing.T, url, body string) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	eventually(t, 60*time.Second, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || string(b) != body {
+			return fmt.Errorf("GET %s: %s %q, want 200 %q", url, resp.Status, b, body)
+		}
+		return nil
+	})
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+// decodeJSON decodes out, a command's --format json output, into v,
+// refusing fields v does not have.
+func decodeJSON(t *testing.T, what, out string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v:\n%s", what, err, out)
+	}
+	if dec.More() {
+		t.Fatalf("%s: more than one JSON value:\n%s", what, out)
+	}
+}
+
+// protoListErr decodes a JSON array of T (proto messages, with the
+// proto's field names) into list.
+func protoListErr[T any, P interface {
+	*T
+	proto.Message
+}](out string, list *[]P) error {
+	var raw []json.RawMessage
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		return fmt.Errorf("want a JSON array: %v: %q", err, out)
+	}
+	*list = make([]P, len(raw))
+	for i, r := range raw {
+		(*list)[i] = new(T)
+		if err := protojson.Unmarshal(r, (*list)[i]); err != nil {
+			return fmt.Errorf("item %d: %v: %s", i, err, r)
+		}
+	}
+	return nil
+}
+
+// protoList decodes a command's JSON array of T, failing t unless it is
+// one.
+func protoList[T any, P interface {
+	*T
+	proto.Message
+}](t *testing.T, what, out string) []P {
+	t.Helper()
+	var list []P
+	if err := protoListErr(out, &list); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return list
+}
+
+// protoOne decodes a command's JSON object, a T, failing t unless it is
+// one.
+func protoOne[T any, P interface {
+	*T
+	proto.Message
+}](t *testing.T, what, out string) P {
+	t.Helper()
+	var m P = new(T)
+	if err := protojson.Unmarshal([]byte(out), m); err != nil {
+		t.Fatalf("%s: want a JSON object: %v:\n%s", what, err, out)
+	}
+	return m
+}
+
+// startWorker starts a second `shoal agent` on this machine, a worker of
+// m's cluster named hostname, with its own data directory and its own
+// containerd under it, joining with join (a [join] section, as `shoal
+// join-token worker` prints it). Its tasks run on the host's network (the
+// test gives it no networks: the two nodes would share one network
+// namespace). When the test ends, every service is removed, the worker's
+// containers are waited for, and it stops, before m does.
+func startWorker(t *testing.T, m *node, hostname, join string) *node {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "shoal-e2e-w-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &node{tb: t, bin: m.bin, dir: dir, config: filepath.Join(dir, "node.toml")}
+	cfg := fmt.Sprintf(`version = 1
+[node]
+hostname = %q
+data_dir = %q
+role = "worker"
+[metrics]
+listen_addr = ""
+[log]
+level = "info"
+[gossip]
+listen_addr = "127.0.0.1:0"
+`, hostname, filepath.Join(dir, "data")) + join
+	if err := os.WriteFile(w.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.stopWorker(m) })
+	w.start()
+	return w
+}
+
+// stopWorker removes every service of the cluster, waits until the worker
+// holds no container, stops it and deletes its directory.
+func (w *node) stopWorker(m *node) {
+	err := m.removeAllServices(60 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
+	for err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, cerr := w.containers(ctx)
+		cancel()
+		ns, _ := os.ReadDir(filepath.Join(w.dir, "data", "plugins", "executor", "net", "netns"))
+		if cerr == nil && c == 0 && len(ns) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			err = fmt.Errorf("the worker still holds %d containers (%v) and %d network namespaces", c, cerr, len(ns))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		w.tb.Errorf("cleanup of the worker: %v", err)
+	}
+	w.signal(syscall.SIGTERM)
+	w.killShims()
+	if w.tb.Failed() || err != nil {
+		w.tb.Logf("---- worker log (tail) ----\n%s", tail(w.output(), 12000))
+	}
+	if dir := os.Getenv("SHOAL_TEST_LOGDIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, strings.ReplaceAll(w.tb.Name(), "/", "_")+"-worker.log"), []byte(w.output()), 0o644)
+	}
+	if err == nil {
+		if rerr := os.RemoveAll(w.dir); rerr != nil {
+			w.tb.Errorf("cleanup of the worker: %v", rerr)
+		}
+	}
+}
+
+// waitContains waits until a line of stdout contains s and returns it,
+// failing after timeout or if the command exits first.
+func (l *logsCmd) waitContains(s string, timeout time.Duration) string {
+	l.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		l.mu.Lock()
+		for _, line := range l.stdout {
+			if strings.Contains(line, s) {
+				l.mu.Unlock()
+				return line
+			}
+		}
+		seen := l.seen
+		l.mu.Unlock()
+		select {
+		case <-seen:
+		case err := <-l.done:
+			l.done <- err
+			l.t.Fatalf("shoal logs exited (%v) before printing a line with %q; it printed\n%s", err, s, l.output())
+		case <-deadline:
+			l.t.Fatalf("shoal logs printed no line with %q within %s; it printed\n%s", s, timeout, l.output())
+		}
+	}
+}
