@@ -269,3 +269,109 @@ func TestStagesRecoverFromWatchOverflow(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaderStepsDownWhenStagesKeepFailing: a leader whose stages fail
+// again and again (its dispatcher's watch overflows at every write) hands
+// leadership to another manager, where they run.
+func TestLeaderStepsDownWhenStagesKeepFailing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three managers")
+	}
+	dir := t.TempDir()
+	all := map[string]*running{} // by node ID
+	logs := map[*running]*logBuffer{}
+	firstLogs := &logBuffer{}
+	first := startLogged(t, testConfig(t, filepath.Join(dir, "m1")), firstLogs)
+	all[first.m.NodeID()], logs[first] = first, firstLogs
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := first.client(t).GetCluster(ctx, &controlv1.GetClusterRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := cl.GetCluster().GetRootCa().GetJoinTokens().GetManager()
+	for _, name := range []string{"m2", "m3"} {
+		cfg := testConfig(t, filepath.Join(dir, name))
+		cfg.Join = config.Join{Addrs: []string{first.cfg.Manager.ListenAddr}, Token: token}
+		lb := &logBuffer{}
+		m := startLogged(t, cfg, lb)
+		all[m.m.NodeID()], logs[m] = m, lb
+	}
+	// The leader's view: three voters.
+	var leader *running
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader with three voters within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		id, _ := first.m.Raft().Leader()
+		l := all[id]
+		if l == nil || !l.m.Raft().IsLeader() {
+			continue
+		}
+		ms, err := l.m.Raft().Members()
+		voters := 0
+		for _, mb := range ms {
+			if mb.Voter {
+				voters++
+			}
+		}
+		if err == nil && voters == 3 {
+			leader = l
+			break
+		}
+	}
+
+	// Every write of more than one object now overflows the leader's
+	// watches.
+	leader.m.Store().SetWatchLimit(1)
+	c := leader.client(t)
+	writeCtx, stopWrites := context.WithCancel(context.Background())
+	writesDone := make(chan struct{})
+	go func() {
+		defer close(writesDone)
+		for i := 0; writeCtx.Err() == nil; i++ {
+			wctx, cancel := context.WithTimeout(writeCtx, 5*time.Second)
+			c.CreateService(wctx, &controlv1.CreateServiceRequest{Spec: spec(fmt.Sprintf("s%03d", i), "example.local/app:1", 3)})
+			cancel()
+			select {
+			case <-writeCtx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { stopWrites(); <-writesDone }()
+
+	var next *running
+	deadline = time.Now().Add(2 * time.Minute)
+	for next == nil {
+		if time.Now().After(deadline) {
+			t.Logf("the leader's log (tail):\n%s", tail(logs[leader].String(), 6000))
+			t.Fatal("the leader still leads 2 minutes after its stages started failing")
+		}
+		time.Sleep(100 * time.Millisecond)
+		if id, _ := leader.m.Raft().Leader(); all[id] != nil && all[id] != leader && all[id].m.Raft().IsLeader() {
+			next = all[id]
+		}
+	}
+	stopWrites()
+	<-writesDone
+	for _, line := range strings.Split(logs[leader].String(), "\n") {
+		if strings.Contains(line, "leader stage") {
+			t.Log(line)
+		}
+	}
+	if !strings.Contains(logs[leader].String(), "handed leadership to another manager") {
+		t.Error("leadership moved, but the failing leader did not say it handed it over")
+	}
+
+	// The new leader's stages run: a new service gets its tasks.
+	if _, err := next.client(t).CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec("after", "example.local/app:1", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyStore(t, next, logs[next], time.Minute, "the new leader creates the later service's tasks", func(tx *state.ReadTx) (bool, string) {
+		_, total, _ := serviceTasks(tx, "after")
+		return total == 2, fmt.Sprintf("%d tasks, want 2", total)
+	})
+}
