@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -583,5 +585,30 @@ func TestServiceUpdateStopsWhenPaused(t *testing.T) {
 	want := "Error: service web: update paused: task abc failed: exit code 1; see 'shoal service ps web'\n"
 	if res.code != 1 || res.stderr != want {
 		t.Fatalf("update = exit %d, stderr %q; want exit 1, %q", res.code, res.stderr, want)
+	}
+}
+
+// TestServicePsNewestFirstAcrossNodes: a replicated slot's tasks are listed
+// newest first whatever nodes they ran on (a drain moves a slot to a node
+// whose ID may sort either way).
+func TestServicePsNewestFirstAcrossNodes(t *testing.T) {
+	now := time.Now()
+	task := func(id, node string, age time.Duration) *objectv1.Task {
+		return &objectv1.Task{
+			Id: id, ServiceId: "s", Slot: 1, NodeId: node,
+			ServiceAnnotations: &objectv1.Annotations{Name: "web"},
+			Meta:               &objectv1.Meta{CreatedAt: timestamppb.New(now.Add(-age))},
+		}
+	}
+	for _, nodes := range [][2]string{{"aaa", "zzz"}, {"zzz", "aaa"}} {
+		var buf bytes.Buffer
+		old, cur := task("oldtask00000", nodes[0], time.Hour), task("newtask00000", nodes[1], time.Minute)
+		if err := (taskTable{now: now}).write(&buf, []*objectv1.Task{old, cur}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 3 || !strings.HasPrefix(lines[1], "newtask") || !strings.Contains(lines[2], `\_ web.1`) {
+			t.Errorf("old task on %s, new one on %s: service ps =\n%s\nwant the new task first, the old one under it", nodes[0], nodes[1], buf.String())
+		}
 	}
 }

@@ -110,7 +110,9 @@ func (tt taskTable) write(w io.Writer, tasks []*objectv1.Task) error {
 			cmp.Compare(a.GetServiceAnnotations().GetName(), b.GetServiceAnnotations().GetName()),
 			cmp.Compare(a.GetServiceId(), b.GetServiceId()),
 			cmp.Compare(a.GetSlot(), b.GetSlot()),
-			cmp.Compare(a.GetNodeId(), b.GetNodeId()),
+			// A global task's slot is its node; a replicated slot's tasks
+			// may have run on several nodes and go newest first.
+			cmp.Compare(globalNode(a), globalNode(b)),
 			b.GetMeta().GetCreatedAt().AsTime().Compare(a.GetMeta().GetCreatedAt().AsTime()),
 			cmp.Compare(a.GetId(), b.GetId()),
 		)
@@ -126,6 +128,15 @@ func (tt taskTable) write(w io.Writer, tasks []*objectv1.Task) error {
 			taskStateName(t.GetDesiredState()), tt.currentState(t), tt.taskError(t))
 	}
 	return tw.Flush()
+}
+
+// globalNode is a global task's node ID (its slot), empty for a replicated
+// task.
+func globalNode(t *objectv1.Task) string {
+	if t.GetSlot() != 0 {
+		return ""
+	}
+	return t.GetNodeId()
 }
 
 func sameSlot(a, b *objectv1.Task) bool {

@@ -281,7 +281,9 @@ func (s *Server) ListTasks(ctx context.Context, req *controlv1.ListTasksRequest)
 		if a.GetSlot() != b.GetSlot() {
 			return a.GetSlot() < b.GetSlot()
 		}
-		if a.GetNodeId() != b.GetNodeId() {
+		// A global task's slot is its node; a replicated slot's tasks may
+		// have run on several nodes and go newest first.
+		if a.GetSlot() == 0 && a.GetNodeId() != b.GetNodeId() {
 			return a.GetNodeId() < b.GetNodeId()
 		}
 		at, bt := a.GetMeta().GetCreatedAt().AsTime(), b.GetMeta().GetCreatedAt().AsTime()
