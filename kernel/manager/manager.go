@@ -479,8 +479,17 @@ func isChurn(err error) bool {
 // runLeaderStages makes sure the cluster object and this manager's record
 // exist, then runs every leader-only stage until ctx ends or one fails.
 func (m *Manager) runLeaderStages(ctx context.Context) error {
-	if err := m.raft.Barrier(ctx); err != nil {
-		return fmt.Errorf("barrier: %w: %w", err, sdk.ErrUnavailable)
+	// raft's barrier takes a timeout, not ctx: stopping the stages must
+	// not wait for it.
+	barrier := make(chan error, 1)
+	go func() { barrier <- m.raft.Barrier(ctx) }()
+	select {
+	case err := <-barrier:
+		if err != nil {
+			return fmt.Errorf("barrier: %w: %w", err, sdk.ErrUnavailable)
+		}
+	case <-ctx.Done():
+		return nil
 	}
 	if err := m.ensureCluster(ctx); err != nil {
 		return err
