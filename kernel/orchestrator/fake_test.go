@@ -220,6 +220,7 @@ const (
 	stateNew       = objectv1.TaskState_TASK_STATE_NEW
 	statePending   = objectv1.TaskState_TASK_STATE_PENDING
 	stateAssigned  = objectv1.TaskState_TASK_STATE_ASSIGNED
+	stateReady     = objectv1.TaskState_TASK_STATE_READY
 	stateRunning   = objectv1.TaskState_TASK_STATE_RUNNING
 	stateComplete  = objectv1.TaskState_TASK_STATE_COMPLETE
 	stateShutdown  = objectv1.TaskState_TASK_STATE_SHUTDOWN
@@ -378,6 +379,17 @@ func desired(ts []*objectv1.Task, st objectv1.TaskState) []*objectv1.Task {
 	return out
 }
 
+// wantedIn returns the tasks desired running or held (desired READY).
+func wantedIn(ts []*objectv1.Task) []*objectv1.Task {
+	var out []*objectv1.Task
+	for _, t := range ts {
+		if wanted(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // countDesired returns how many of a service's tasks are desired in st.
 func countDesired(tx *state.ReadTx, serviceID string, st objectv1.TaskState) int {
 	return len(desired(tx.TasksByService(serviceID), st))
@@ -426,6 +438,18 @@ func (e *env) slotTask(serviceID string, slot uint64) *objectv1.Task {
 	e.st.View(func(tx *state.ReadTx) { ts = desired(inSlot(tx, serviceID, slot), stateRunning) })
 	if len(ts) != 1 {
 		e.t.Fatalf("service %s slot %d has %d tasks desired running, want 1", serviceID, slot, len(ts))
+	}
+	return ts[0]
+}
+
+// heldTask returns the one task of a service's slot that is held (desired
+// READY), failing if there is not exactly one.
+func (e *env) heldTask(serviceID string, slot uint64) *objectv1.Task {
+	e.t.Helper()
+	var ts []*objectv1.Task
+	e.st.View(func(tx *state.ReadTx) { ts = desired(inSlot(tx, serviceID, slot), stateReady) })
+	if len(ts) != 1 {
+		e.t.Fatalf("service %s slot %d has %d tasks held, want 1", serviceID, slot, len(ts))
 	}
 	return ts[0]
 }

@@ -37,7 +37,7 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	}
 	var over []*objectv1.Task
 	for _, t := range tasks {
-		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+		if !wanted(t) {
 			continue
 		}
 		switch id := t.GetNodeId(); {
@@ -65,6 +65,7 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	}
 	covered := map[string]bool{}
 	var stale []staleSlot
+	var held []*objectv1.Task
 	for _, id := range sortedKeys(nodes) {
 		cur, err := keepOne(tx, nodes[id].cur, stats)
 		if err != nil {
@@ -75,6 +76,9 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 			return err
 		}
 		covered[id] = true
+		if cur != nil && isHeld(cur) {
+			held = append(held, cur)
+		}
 		if old != nil {
 			stale = append(stale, staleSlot{old: old, repl: cur})
 		}
@@ -103,8 +107,21 @@ func reconcileGlobal(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task
 	if err != nil || p.respec {
 		return err
 	}
+	st := &stopping{tx: tx, svcID: svc.Id}
+	if err := release(tx, svc, held, now, st, stats); err != nil {
+		return err
+	}
 	for _, t := range p.stopped {
-		covered[t.GetNodeId()] = false // a new task with the new spec below
+		// A new task with the new spec, once the old one has stopped; a
+		// node that takes no new task gets none.
+		if !accepts[t.GetNodeId()] {
+			covered[t.GetNodeId()] = false
+			continue
+		}
+		if err := tx.CreateTask(newHeld(svc, 0, t.GetNodeId(), now, st, stats)); err != nil {
+			return err
+		}
+		stats.created++
 	}
 	for _, t := range p.started {
 		if !accepts[t.GetNodeId()] {

@@ -88,7 +88,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			dirty[s.Id] = true
 		}
 		// Tasks of services that no longer exist.
-		for _, st := range []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING, objectv1.TaskState_TASK_STATE_COMPLETE} {
+		for _, st := range []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING, objectv1.TaskState_TASK_STATE_READY, objectv1.TaskState_TASK_STATE_COMPLETE} {
 			for _, t := range tx.TasksByDesiredState(st) {
 				if tx.Service(t.GetServiceId()) == nil {
 					dirty[t.GetServiceId()] = true
@@ -127,11 +127,15 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			if len(nodes) > 0 {
 				o.st.View(func(tx *state.ReadTx) {
 					for id := range nodes {
-						if !nodeLost(tx, id) && !nodeDrained(tx, id) {
+						lost := nodeLost(tx, id)
+						if !lost && !nodeDrained(tx, id) {
 							continue
 						}
 						for _, t := range tx.TasksByNode(id) {
-							if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING {
+							// A task still stopping on a lost node no
+							// longer holds its slot's replacement
+							// (hold.go).
+							if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING || (lost && !ended(t)) {
 								dirty[t.GetServiceId()] = true
 							}
 						}
@@ -319,10 +323,14 @@ func (o *Orchestrator) reconcile(ctx context.Context, dirty map[string]bool, wak
 			wakes[id] = at
 		}
 	}
-	if stats.created+stats.removed+stats.stopped+stats.orphaned > 0 {
+	if stats.created+stats.removed+stats.stopped+stats.orphaned+stats.released > 0 {
 		o.log.Info("services reconciled", "services", len(ids), "tasks_created", stats.created,
 			"tasks_removed", stats.removed, "tasks_stopped", stats.stopped, "tasks_orphaned", stats.orphaned,
-			"tasks_drained", stats.drained)
+			"tasks_drained", stats.drained, "tasks_held", stats.held, "tasks_released", stats.released)
+	}
+	if stats.unconfirmed > 0 {
+		o.log.Warn("started stop-first replacements whose old tasks were not reported stopped in time",
+			"tasks", stats.unconfirmed, "waited", holdTimeout.String()+" beyond the stop grace period")
 	}
 	for _, n := range stats.updates {
 		o.log.Info("rolling update", "service_id", n.serviceID, "state", n.state, "message", n.message)
@@ -335,6 +343,11 @@ type passStats struct {
 	// drained counts the tasks of drained nodes asked to shut down (also
 	// counted in stopped).
 	drained int
+	// held counts the new tasks created held (desired READY, also counted
+	// in created), released those moved to RUNNING, and unconfirmed those
+	// released before the tasks they replace were reported stopped
+	// (hold.go).
+	held, released, unconfirmed int
 	// wakes holds, per service, when a delayed restart, an update's monitor
 	// period or its delay is due.
 	wakes map[string]time.Time
@@ -448,8 +461,7 @@ func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) 
 // retired reports whether a task is only history: not wanted, and its node
 // (if it had one) is done with it.
 func retired(t *objectv1.Task) bool {
-	d := t.GetDesiredState()
-	return d != objectv1.TaskState_TASK_STATE_RUNNING && d != objectv1.TaskState_TASK_STATE_COMPLETE && (ended(t) || !placed(t))
+	return !wanted(t) && !finished(t) && (ended(t) || !placed(t))
 }
 
 // defaultHistory is the number of retired tasks kept per slot when the
@@ -538,7 +550,9 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	}
 	var over []*objectv1.Task // ended tasks still desired running
 	for _, t := range tasks {
-		if t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING {
+		// Held tasks (desired READY, never placed) are their slots' new
+		// tasks too.
+		if !wanted(t) {
 			continue
 		}
 		switch {
@@ -579,6 +593,7 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	}
 	live := map[uint64]bool{}
 	var stale []staleSlot
+	var held []*objectv1.Task
 	for _, slot := range sortedKeys(slots) {
 		cur, err := keepOne(tx, slots[slot].cur, stats)
 		if err != nil {
@@ -589,6 +604,9 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 			return err
 		}
 		live[slot] = true
+		if cur != nil && isHeld(cur) {
+			held = append(held, cur)
+		}
 		if old != nil {
 			// With a current task beside it, that is its start-first
 			// replacement.
@@ -625,8 +643,18 @@ func reconcileReplicated(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.
 	if err != nil || p.respec {
 		return err
 	}
+	// The pass's retirements are done: a slot's tasks still stopping hold
+	// its stop-first replacement.
+	st := &stopping{tx: tx, svcID: svc.Id}
+	if err := release(tx, svc, held, now, st, stats); err != nil {
+		return err
+	}
 	for _, t := range p.stopped {
-		live[t.GetSlot()] = false // refilled below with the new spec
+		// Its new task, with the new spec, waits for it to stop.
+		if err := tx.CreateTask(newHeld(svc, t.GetSlot(), "", now, st, stats)); err != nil {
+			return err
+		}
+		stats.created++
 	}
 	for _, t := range p.started {
 		if err := tx.CreateTask(newTask(svc, t.GetSlot(), "", now)); err != nil {

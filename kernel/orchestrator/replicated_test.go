@@ -226,7 +226,8 @@ func TestReplicatedSpecUpdateRefreshesPendingTasks(t *testing.T) {
 		if got := e.task(placed.GetId()); got.GetDesiredState() != objectv1.TaskState_TASK_STATE_SHUTDOWN || got.GetSpecVersion() != placed.GetSpecVersion() {
 			t.Errorf("placed task after spec update = %v, want its old spec, desired shutdown", got)
 		}
-		if got := e.slotTask("web", 1); !proto.Equal(got.GetSpec(), svc.GetSpec().GetTask()) || got.GetId() == placed.GetId() {
+		// Stop-first, that new task is held until the old one stopped.
+		if got := e.heldTask("web", 1); !proto.Equal(got.GetSpec(), svc.GetSpec().GetTask()) || got.GetId() == placed.GetId() {
 			t.Errorf("slot 1 after the update = %v, want a new task with the new spec", got)
 		}
 		if got := len(e.tasks()); got != 4 {
@@ -254,7 +255,7 @@ func TestRollingUpdateParallelism(t *testing.T) {
 		newImage := func(tx *state.ReadTx) int {
 			n := 0
 			for _, tk := range tx.TasksByService("web") {
-				if tk.GetDesiredState() == stateRunning && tk.GetSpec().GetContainer().GetImage() == "registry.local:5000/web:2" {
+				if wanted(tk) && tk.GetSpec().GetContainer().GetImage() == "registry.local:5000/web:2" {
 					n++
 				}
 			}
@@ -265,18 +266,9 @@ func TestRollingUpdateParallelism(t *testing.T) {
 		if first != 2 {
 			t.Fatalf("first batch replaced %d tasks, want 2 (parallelism)", first)
 		}
-		// The first batch runs: the second batch follows.
-		var batch []string
-		e.st.View(func(tx *state.ReadTx) {
-			for _, tk := range tx.TasksByService("web") {
-				if tk.GetDesiredState() == stateRunning && tk.GetSpec().GetContainer().GetImage() == "registry.local:5000/web:2" {
-					batch = append(batch, tk.GetId())
-				}
-			}
-		})
-		for _, id := range batch {
-			e.report(id, "n1", stateRunning)
-		}
+		// The first batch runs (once its old tasks have stopped): the
+		// second batch follows.
+		e.runAll("web")
 		e.waitFor("all 4 on the new image", func(tx *state.ReadTx) bool { return newImage(tx) == 4 })
 	})
 }

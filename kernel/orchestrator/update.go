@@ -19,9 +19,10 @@ import (
 //
 //   - A batch is at most parallelism slots (nodes, for global services; 0:
 //     all of them). Stop-first (the default), a slot's old task is told to
-//     stop in the write that creates its replacement; start-first, the
-//     replacement is created beside the old task, which is told to stop once
-//     the replacement is RUNNING.
+//     stop in the write that creates its replacement, which is held
+//     (desired READY) until the old task has stopped (hold.go); start-first,
+//     the replacement is created beside the old task, which is told to stop
+//     once the replacement is RUNNING.
 //   - Once every new task of the batch is RUNNING, the batch is watched for
 //     monitor; the next batch starts delay after that.
 //   - A new task of the batch that fails (FAILED, REJECTED) before the next
@@ -228,9 +229,9 @@ func watchBatch(svc *objectv1.Service, st *objectv1.UpdateStatus, tasks []*objec
 			if b.lastFailure == nil || laterStatus(t, b.lastFailure) {
 				b.lastFailure = t
 			}
-		case t.GetDesiredState() != objectv1.TaskState_TASK_STATE_RUNNING || ended(t):
+		case !wanted(t) || ended(t):
 			// Not wanted any more, or ended without failing: nothing to
-			// wait for.
+			// wait for. A held task is waited for: it has not run yet.
 		case s < objectv1.TaskState_TASK_STATE_RUNNING:
 			b.settling++
 		default:

@@ -55,10 +55,15 @@ func (e *env) setImage(id, image string) {
 	})
 }
 
-// runAll reports every task of a service desired running and not running
-// yet as RUNNING on node n1, and returns their IDs.
+// runAll does what a worker would with a service's tasks: it reports every
+// task told to stop that has not ended as SHUTDOWN, lets the orchestrator
+// act on that (a stop-first replacement is held until then), then reports
+// every task desired running and not running yet as RUNNING on node n1,
+// and returns their IDs.
 func (e *env) runAll(serviceID string) []string {
 	e.t.Helper()
+	e.stopRetired(serviceID)
+	e.idle()
 	var ids []string
 	e.st.View(func(tx *state.ReadTx) {
 		for _, t := range desired(tasksOf(tx, serviceID), stateRunning) {
@@ -73,6 +78,25 @@ func (e *env) runAll(serviceID string) []string {
 			nodeID = "" // a global service's task, on its node
 		}
 		e.report(id, nodeID, stateRunning)
+	}
+	return ids
+}
+
+// stopRetired reports every placed task of a service that was told to stop
+// (desired SHUTDOWN) and has not ended as SHUTDOWN, as its worker would once
+// it has stopped it, and returns their IDs.
+func (e *env) stopRetired(serviceID string) []string {
+	e.t.Helper()
+	var ids []string
+	e.st.View(func(tx *state.ReadTx) {
+		for _, t := range desired(tasksOf(tx, serviceID), stateShutdown) {
+			if placed(t) && !ended(t) {
+				ids = append(ids, t.GetId())
+			}
+		}
+	})
+	for _, id := range ids {
+		e.report(id, "", stateShutdown)
 	}
 	return ids
 }
@@ -107,22 +131,24 @@ func (e *env) service(id string) *objectv1.Service {
 	return out
 }
 
-// images returns, per slot, the images of the tasks desired running.
+// images returns, per slot, the images of the tasks desired running or
+// held (a stop-first replacement waiting for its old task to stop).
 func (e *env) images(serviceID string) map[uint64][]string {
 	out := map[uint64][]string{}
 	e.st.View(func(tx *state.ReadTx) {
-		for _, t := range desired(tasksOf(tx, serviceID), stateRunning) {
+		for _, t := range wantedIn(tasksOf(tx, serviceID)) {
 			out[t.GetSlot()] = append(out[t.GetSlot()], t.GetSpec().GetContainer().GetImage())
 		}
 	})
 	return out
 }
 
-// withImage returns the tasks desired running with image, by slot.
+// withImage returns the tasks desired running or held with image, by
+// slot.
 func (e *env) withImage(serviceID, image string) map[uint64]*objectv1.Task {
 	out := map[uint64]*objectv1.Task{}
 	e.st.View(func(tx *state.ReadTx) {
-		for _, t := range desired(tasksOf(tx, serviceID), stateRunning) {
+		for _, t := range wantedIn(tasksOf(tx, serviceID)) {
 			if t.GetSpec().GetContainer().GetImage() == image {
 				out[t.GetSlot()] = t
 			}
