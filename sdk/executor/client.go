@@ -238,6 +238,12 @@ func checkTaskInfo(fe *sdk.FieldErrors, field string, t *executorv1.TaskInfo) {
 	if t.GetPid() < 0 || t.GetPid() > 1<<31-1 {
 		fe.Add(field+".pid", "must be 0 to %d, got %d", 1<<31-1, t.GetPid())
 	}
+	if _, ok := objectv1.TaskHealth_name[int32(t.GetHealth())]; !ok {
+		fe.Add(field+".health", "must be a TaskHealth, got %d", t.GetHealth())
+	}
+	if len(t.GetHealthOutput()) > MaxHealthOutput+64 {
+		fe.Add(field+".health_output", "must be at most %d bytes, got %d", MaxHealthOutput+64, len(t.GetHealthOutput()))
+	}
 }
 
 func checkExitCode(fe *sdk.FieldErrors, field string, code int32) {
@@ -248,12 +254,14 @@ func checkExitCode(fe *sdk.FieldErrors, field string, code int32) {
 
 func taskInfoFromProto(t *executorv1.TaskInfo) TaskInfo {
 	return TaskInfo{
-		TaskID:      t.GetTaskId(),
-		Running:     t.GetRunning(),
-		Exited:      t.GetExited(),
-		ExitCode:    int(t.GetExitCode()),
-		ContainerID: t.GetContainerId(),
-		Pid:         int(t.GetPid()),
+		TaskID:       t.GetTaskId(),
+		Running:      t.GetRunning(),
+		Exited:       t.GetExited(),
+		ExitCode:     int(t.GetExitCode()),
+		ContainerID:  t.GetContainerId(),
+		Pid:          int(t.GetPid()),
+		Health:       t.GetHealth(),
+		HealthOutput: t.GetHealthOutput(),
 	}
 }
 

@@ -138,7 +138,20 @@ type TaskInfo struct {
 	// ContainerID and Pid identify the container and its process.
 	ContainerID string
 	Pid         int
+	// Health is what the task's health check says while its process runs
+	// (objectv1.TaskHealth_TASK_HEALTH_UNSPECIFIED: it has none). The
+	// executor runs the check, the spec's (ContainerSpec.healthcheck) or
+	// else the image's; once it says UNHEALTHY the kernel stops the task
+	// and fails it with HealthOutput. The kernel learns it through Inspect.
+	Health objectv1.TaskHealth
+	// HealthOutput is the last check's output, at most MaxHealthOutput
+	// bytes, and how it ended, for people.
+	HealthOutput string
 }
+
+// MaxHealthOutput bounds TaskInfo.HealthOutput, as docker bounds a health
+// check's output (4 KiB).
+const MaxHealthOutput = 4096
 
 // LogStream names a task's output stream.
 type LogStream int

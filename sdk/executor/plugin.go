@@ -313,11 +313,13 @@ func exitStatusToProto(es ExitStatus) *executorv1.ExitStatus {
 
 func taskInfoToProto(t TaskInfo) *executorv1.TaskInfo {
 	return &executorv1.TaskInfo{
-		TaskId:      t.TaskID,
-		Running:     t.Running,
-		Exited:      t.Exited,
-		ExitCode:    int32(t.ExitCode),
-		ContainerId: t.ContainerID,
-		Pid:         int64(t.Pid),
+		TaskId:       t.TaskID,
+		Running:      t.Running,
+		Exited:       t.Exited,
+		ExitCode:     int32(t.ExitCode),
+		ContainerId:  t.ContainerID,
+		Pid:          int64(t.Pid),
+		Health:       t.Health,
+		HealthOutput: t.HealthOutput,
 	}
 }

@@ -923,8 +923,16 @@ type TaskInfo struct {
 	Exited   bool  `protobuf:"varint,3,opt,name=exited,proto3" json:"exited,omitempty"`
 	ExitCode int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// container_id and pid identify its container and process, when known.
-	ContainerId   string `protobuf:"bytes,5,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	Pid           int64  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	ContainerId string `protobuf:"bytes,5,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	Pid         int64  `protobuf:"varint,6,opt,name=pid,proto3" json:"pid,omitempty"`
+	// health is what the task's health check says while its process runs
+	// (UNSPECIFIED: it has no check). The executor runs the check (the spec's
+	// healthcheck, else the image's) and, once it says UNHEALTHY, the kernel
+	// stops the task and fails it with health_output.
+	Health v1.TaskHealth `protobuf:"varint,7,opt,name=health,proto3,enum=shoal.object.v1.TaskHealth" json:"health,omitempty"`
+	// health_output is the last check's output (at most 4 KiB) and how it
+	// ended, for people.
+	HealthOutput  string `protobuf:"bytes,8,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -999,6 +1007,20 @@ func (x *TaskInfo) GetPid() int64 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *TaskInfo) GetHealth() v1.TaskHealth {
+	if x != nil {
+		return x.Health
+	}
+	return v1.TaskHealth(0)
+}
+
+func (x *TaskInfo) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
+	}
+	return ""
 }
 
 // InspectRequest names a task.
@@ -1425,14 +1447,16 @@ const file_shoal_executor_v1_executor_proto_rawDesc = "" +
 	"\x0eRemoveResponse\"\r\n" +
 	"\vListRequest\"A\n" +
 	"\fListResponse\x121\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x1b.shoal.executor.v1.TaskInfoR\x05tasks\"\xa7\x01\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x1b.shoal.executor.v1.TaskInfoR\x05tasks\"\x81\x02\n" +
 	"\bTaskInfo\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x18\n" +
 	"\arunning\x18\x02 \x01(\bR\arunning\x12\x16\n" +
 	"\x06exited\x18\x03 \x01(\bR\x06exited\x12\x1b\n" +
 	"\texit_code\x18\x04 \x01(\x05R\bexitCode\x12!\n" +
 	"\fcontainer_id\x18\x05 \x01(\tR\vcontainerId\x12\x10\n" +
-	"\x03pid\x18\x06 \x01(\x03R\x03pid\")\n" +
+	"\x03pid\x18\x06 \x01(\x03R\x03pid\x123\n" +
+	"\x06health\x18\a \x01(\x0e2\x1b.shoal.object.v1.TaskHealthR\x06health\x12#\n" +
+	"\rhealth_output\x18\b \x01(\tR\fhealthOutput\")\n" +
 	"\x0eInspectRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\"B\n" +
 	"\x0fInspectResponse\x12/\n" +
@@ -1514,6 +1538,7 @@ var file_shoal_executor_v1_executor_proto_goTypes = []any{
 	(*v1.Task)(nil),               // 26: shoal.object.v1.Task
 	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
 	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
+	(v1.TaskHealth)(0),            // 29: shoal.object.v1.TaskHealth
 }
 var file_shoal_executor_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: shoal.executor.v1.ConfigureRequest.node:type_name -> shoal.executor.v1.NodeInfo
@@ -1523,36 +1548,37 @@ var file_shoal_executor_v1_executor_proto_depIdxs = []int32{
 	27, // 4: shoal.executor.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
 	28, // 5: shoal.executor.v1.StopRequest.grace:type_name -> google.protobuf.Duration
 	18, // 6: shoal.executor.v1.ListResponse.tasks:type_name -> shoal.executor.v1.TaskInfo
-	18, // 7: shoal.executor.v1.InspectResponse.task:type_name -> shoal.executor.v1.TaskInfo
-	23, // 8: shoal.executor.v1.LogsResponse.entries:type_name -> shoal.executor.v1.LogEntry
-	0,  // 9: shoal.executor.v1.LogEntry.stream:type_name -> shoal.executor.v1.LogStream
-	27, // 10: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 11: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
-	2,  // 12: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
-	4,  // 13: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
-	7,  // 14: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
-	9,  // 15: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
-	12, // 16: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
-	14, // 17: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
-	16, // 18: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
-	19, // 19: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
-	21, // 20: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
-	24, // 21: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
-	3,  // 22: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
-	5,  // 23: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
-	8,  // 24: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
-	10, // 25: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
-	13, // 26: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
-	15, // 27: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
-	17, // 28: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
-	20, // 29: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
-	22, // 30: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
-	25, // 31: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
-	22, // [22:32] is the sub-list for method output_type
-	12, // [12:22] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	29, // 7: shoal.executor.v1.TaskInfo.health:type_name -> shoal.object.v1.TaskHealth
+	18, // 8: shoal.executor.v1.InspectResponse.task:type_name -> shoal.executor.v1.TaskInfo
+	23, // 9: shoal.executor.v1.LogsResponse.entries:type_name -> shoal.executor.v1.LogEntry
+	0,  // 10: shoal.executor.v1.LogEntry.stream:type_name -> shoal.executor.v1.LogStream
+	27, // 11: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	27, // 12: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
+	2,  // 13: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
+	4,  // 14: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
+	7,  // 15: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
+	9,  // 16: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
+	12, // 17: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
+	14, // 18: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
+	16, // 19: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
+	19, // 20: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
+	21, // 21: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
+	24, // 22: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
+	3,  // 23: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
+	5,  // 24: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
+	8,  // 25: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
+	10, // 26: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
+	13, // 27: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
+	15, // 28: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
+	17, // 29: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
+	20, // 30: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
+	22, // 31: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
+	25, // 32: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_shoal_executor_v1_executor_proto_init() }

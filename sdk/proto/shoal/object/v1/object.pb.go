@@ -583,6 +583,65 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
 }
 
+// TaskHealth is what a running task's health check says.
+type TaskHealth int32
+
+const (
+	// TASK_HEALTH_UNSPECIFIED: the task has no health check.
+	TaskHealth_TASK_HEALTH_UNSPECIFIED TaskHealth = 0
+	// TASK_HEALTH_STARTING: no check has passed yet.
+	TaskHealth_TASK_HEALTH_STARTING TaskHealth = 1
+	// TASK_HEALTH_HEALTHY: the last check passed (or failed fewer than
+	// retries times in a row since one did).
+	TaskHealth_TASK_HEALTH_HEALTHY TaskHealth = 2
+	// TASK_HEALTH_UNHEALTHY: retries checks failed in a row; the task is
+	// being stopped.
+	TaskHealth_TASK_HEALTH_UNHEALTHY TaskHealth = 3
+)
+
+// Enum value maps for TaskHealth.
+var (
+	TaskHealth_name = map[int32]string{
+		0: "TASK_HEALTH_UNSPECIFIED",
+		1: "TASK_HEALTH_STARTING",
+		2: "TASK_HEALTH_HEALTHY",
+		3: "TASK_HEALTH_UNHEALTHY",
+	}
+	TaskHealth_value = map[string]int32{
+		"TASK_HEALTH_UNSPECIFIED": 0,
+		"TASK_HEALTH_STARTING":    1,
+		"TASK_HEALTH_HEALTHY":     2,
+		"TASK_HEALTH_UNHEALTHY":   3,
+	}
+)
+
+func (x TaskHealth) Enum() *TaskHealth {
+	p := new(TaskHealth)
+	*p = x
+	return p
+}
+
+func (x TaskHealth) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskHealth) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_object_v1_object_proto_enumTypes[9].Descriptor()
+}
+
+func (TaskHealth) Type() protoreflect.EnumType {
+	return &file_shoal_object_v1_object_proto_enumTypes[9]
+}
+
+func (x TaskHealth) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskHealth.Descriptor instead.
+func (TaskHealth) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{9}
+}
+
 // Meta is the bookkeeping every stored object carries.
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2191,8 +2250,11 @@ type ContainerSpec struct {
 	StopSignal string `protobuf:"bytes,8,opt,name=stop_signal,json=stopSignal,proto3" json:"stop_signal,omitempty"`
 	// stop_grace_period is how long to wait before SIGKILL. Default 10s.
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,9,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// healthcheck is the task's health check; unset means the image's own
+	// HEALTHCHECK, if it has one.
+	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -2288,6 +2350,103 @@ func (x *ContainerSpec) GetStopGracePeriod() *durationpb.Duration {
 	return nil
 }
 
+func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
+	if x != nil {
+		return x.Healthcheck
+	}
+	return nil
+}
+
+// HealthConfig is a task's health check, as docker's HEALTHCHECK: test runs
+// in the task's container every interval; a run that exits 0 within timeout
+// passes. The task is STARTING until the first pass, HEALTHY then, and
+// UNHEALTHY after retries failures in a row (failures during start_period
+// do not count), at which point it is stopped and fails. Unset fields take
+// the image's values, then docker's defaults (30s, 30s, 3, 0).
+type HealthConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// test is ["CMD", arg...] (run as is), ["CMD-SHELL", command] (run with
+	// /bin/sh -c), or ["NONE"] (no check, not even the image's); empty means
+	// the image's check.
+	Test []string `protobuf:"bytes,1,rep,name=test,proto3" json:"test,omitempty"`
+	// interval is the time between the end of one run and the next.
+	Interval *durationpb.Duration `protobuf:"bytes,2,opt,name=interval,proto3" json:"interval,omitempty"`
+	// timeout bounds one run; a run that takes longer fails.
+	Timeout *durationpb.Duration `protobuf:"bytes,3,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// retries is how many failures in a row make the task unhealthy.
+	Retries int32 `protobuf:"varint,4,opt,name=retries,proto3" json:"retries,omitempty"`
+	// start_period is how long after start failures do not count (a pass
+	// still makes the task healthy).
+	StartPeriod   *durationpb.Duration `protobuf:"bytes,5,opt,name=start_period,json=startPeriod,proto3" json:"start_period,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HealthConfig) Reset() {
+	*x = HealthConfig{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthConfig) ProtoMessage() {}
+
+func (x *HealthConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
+func (*HealthConfig) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *HealthConfig) GetTest() []string {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HealthConfig) GetRetries() int32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *HealthConfig) GetStartPeriod() *durationpb.Duration {
+	if x != nil {
+		return x.StartPeriod
+	}
+	return nil
+}
+
 // Mount binds a host path into the container.
 type Mount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2300,7 +2459,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2471,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2484,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Mount) GetSource() string {
@@ -2362,7 +2521,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2533,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2546,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2420,7 +2579,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2591,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2604,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2493,7 +2652,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2664,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2677,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2553,7 +2712,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2724,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2737,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -2607,7 +2766,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2619,7 +2778,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2632,7 +2791,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2693,7 +2852,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2864,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2877,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -2759,7 +2918,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +2930,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +2943,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -2833,7 +2992,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2845,7 +3004,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2858,7 +3017,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Task) GetId() string {
@@ -2970,7 +3129,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3141,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3154,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *NetworkAttachment) GetNetworkId() string {
@@ -3067,7 +3226,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3079,7 +3238,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3092,7 +3251,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Network) GetId() string {
@@ -3153,7 +3312,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3165,7 +3324,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3178,7 +3337,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -3216,14 +3375,17 @@ type TaskStatus struct {
 	// container_id names the container in the executor.
 	ContainerId string `protobuf:"bytes,6,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// pid is the process ID on its node while running.
-	Pid           int32 `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	Pid int32 `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	// health is the task's health while it runs a health check (UNSPECIFIED
+	// when it has none): DNS and VIP backends, and rolling updates, follow it.
+	Health        TaskHealth `protobuf:"varint,8,opt,name=health,proto3,enum=shoal.object.v1.TaskHealth" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3397,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3410,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -3298,6 +3460,13 @@ func (x *TaskStatus) GetPid() int32 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *TaskStatus) GetHealth() TaskHealth {
+	if x != nil {
+		return x.Health
+	}
+	return TaskHealth_TASK_HEALTH_UNSPECIFIED
 }
 
 var File_shoal_object_v1_object_proto protoreflect.FileDescriptor
@@ -3423,7 +3592,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\bnetworks\x18\x05 \x03(\v2(.shoal.object.v1.NetworkAttachmentConfigR\bnetworks\"K\n" +
 	"\x17NetworkAttachmentConfig\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
-	"\aaliases\x18\x02 \x03(\tR\aaliases\"\xa3\x02\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"\xe4\x02\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3434,7 +3603,15 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x06mounts\x18\a \x03(\v2\x16.shoal.object.v1.MountR\x06mounts\x12\x1f\n" +
 	"\vstop_signal\x18\b \x01(\tR\n" +
 	"stopSignal\x12E\n" +
-	"\x11stop_grace_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\"T\n" +
+	"\x11stop_grace_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12?\n" +
+	"\vhealthcheck\x18\n" +
+	" \x01(\v2\x1d.shoal.object.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	"\fHealthConfig\x12\x12\n" +
+	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
+	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
+	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
+	"\aretries\x18\x04 \x01(\x05R\aretries\x12<\n" +
+	"\fstart_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"T\n" +
 	"\x05Mount\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x1b\n" +
@@ -3507,7 +3684,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vNetworkSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12\x16\n" +
 	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12&\n" +
-	"\x0fnode_prefix_len\x18\x03 \x01(\rR\rnodePrefixLen\"\xf6\x01\n" +
+	"\x0fnode_prefix_len\x18\x03 \x01(\rR\rnodePrefixLen\"\xab\x02\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x120\n" +
@@ -3516,7 +3693,8 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x03err\x18\x04 \x01(\tR\x03err\x12\x1b\n" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12!\n" +
 	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\x12\x10\n" +
-	"\x03pid\x18\a \x01(\x05R\x03pid*R\n" +
+	"\x03pid\x18\a \x01(\x05R\x03pid\x123\n" +
+	"\x06health\x18\b \x01(\x0e2\x1b.shoal.object.v1.TaskHealthR\x06health*R\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x01\x12\x15\n" +
@@ -3573,7 +3751,13 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x11TASK_STATE_FAILED\x10\v\x12\x17\n" +
 	"\x13TASK_STATE_REJECTED\x10\f\x12\x15\n" +
 	"\x11TASK_STATE_REMOVE\x10\r\x12\x17\n" +
-	"\x13TASK_STATE_ORPHANED\x10\x0eB=Z;github.com/shoalhq/shoal/sdk/proto/shoal/object/v1;objectv1b\x06proto3"
+	"\x13TASK_STATE_ORPHANED\x10\x0e*w\n" +
+	"\n" +
+	"TaskHealth\x12\x1b\n" +
+	"\x17TASK_HEALTH_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14TASK_HEALTH_STARTING\x10\x01\x12\x17\n" +
+	"\x13TASK_HEALTH_HEALTHY\x10\x02\x12\x19\n" +
+	"\x15TASK_HEALTH_UNHEALTHY\x10\x03B=Z;github.com/shoalhq/shoal/sdk/proto/shoal/object/v1;objectv1b\x06proto3"
 
 var (
 	file_shoal_object_v1_object_proto_rawDescOnce sync.Once
@@ -3587,8 +3771,8 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 	return file_shoal_object_v1_object_proto_rawDescData
 }
 
-var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
 	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
@@ -3599,125 +3783,132 @@ var file_shoal_object_v1_object_proto_goTypes = []any{
 	(UpdateOrder)(0),                // 6: shoal.object.v1.UpdateOrder
 	(PublishMode)(0),                // 7: shoal.object.v1.PublishMode
 	(TaskState)(0),                  // 8: shoal.object.v1.TaskState
-	(*Meta)(nil),                    // 9: shoal.object.v1.Meta
-	(*Annotations)(nil),             // 10: shoal.object.v1.Annotations
-	(*Resources)(nil),               // 11: shoal.object.v1.Resources
-	(*Cluster)(nil),                 // 12: shoal.object.v1.Cluster
-	(*ClusterSpec)(nil),             // 13: shoal.object.v1.ClusterSpec
-	(*DispatcherConfig)(nil),        // 14: shoal.object.v1.DispatcherConfig
-	(*CAConfig)(nil),                // 15: shoal.object.v1.CAConfig
-	(*OrchestrationConfig)(nil),     // 16: shoal.object.v1.OrchestrationConfig
-	(*RootCA)(nil),                  // 17: shoal.object.v1.RootCA
-	(*JoinTokens)(nil),              // 18: shoal.object.v1.JoinTokens
-	(*Node)(nil),                    // 19: shoal.object.v1.Node
-	(*NodeSpec)(nil),                // 20: shoal.object.v1.NodeSpec
-	(*NodeDescription)(nil),         // 21: shoal.object.v1.NodeDescription
-	(*NodeStatus)(nil),              // 22: shoal.object.v1.NodeStatus
-	(*ManagerStatus)(nil),           // 23: shoal.object.v1.ManagerStatus
-	(*Service)(nil),                 // 24: shoal.object.v1.Service
-	(*UpdateStatus)(nil),            // 25: shoal.object.v1.UpdateStatus
-	(*VirtualIP)(nil),               // 26: shoal.object.v1.VirtualIP
-	(*ServiceSpec)(nil),             // 27: shoal.object.v1.ServiceSpec
-	(*ReplicatedService)(nil),       // 28: shoal.object.v1.ReplicatedService
-	(*GlobalService)(nil),           // 29: shoal.object.v1.GlobalService
-	(*TaskSpec)(nil),                // 30: shoal.object.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 31: shoal.object.v1.NetworkAttachmentConfig
-	(*ContainerSpec)(nil),           // 32: shoal.object.v1.ContainerSpec
-	(*Mount)(nil),                   // 33: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),    // 34: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),           // 35: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),               // 36: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),     // 37: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 38: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),              // 39: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),            // 40: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                    // 41: shoal.object.v1.Task
-	(*NetworkAttachment)(nil),       // 42: shoal.object.v1.NetworkAttachment
-	(*Network)(nil),                 // 43: shoal.object.v1.Network
-	(*NetworkSpec)(nil),             // 44: shoal.object.v1.NetworkSpec
-	(*TaskStatus)(nil),              // 45: shoal.object.v1.TaskStatus
-	nil,                             // 46: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 47: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 48: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 49: google.protobuf.Duration
+	(TaskHealth)(0),                 // 9: shoal.object.v1.TaskHealth
+	(*Meta)(nil),                    // 10: shoal.object.v1.Meta
+	(*Annotations)(nil),             // 11: shoal.object.v1.Annotations
+	(*Resources)(nil),               // 12: shoal.object.v1.Resources
+	(*Cluster)(nil),                 // 13: shoal.object.v1.Cluster
+	(*ClusterSpec)(nil),             // 14: shoal.object.v1.ClusterSpec
+	(*DispatcherConfig)(nil),        // 15: shoal.object.v1.DispatcherConfig
+	(*CAConfig)(nil),                // 16: shoal.object.v1.CAConfig
+	(*OrchestrationConfig)(nil),     // 17: shoal.object.v1.OrchestrationConfig
+	(*RootCA)(nil),                  // 18: shoal.object.v1.RootCA
+	(*JoinTokens)(nil),              // 19: shoal.object.v1.JoinTokens
+	(*Node)(nil),                    // 20: shoal.object.v1.Node
+	(*NodeSpec)(nil),                // 21: shoal.object.v1.NodeSpec
+	(*NodeDescription)(nil),         // 22: shoal.object.v1.NodeDescription
+	(*NodeStatus)(nil),              // 23: shoal.object.v1.NodeStatus
+	(*ManagerStatus)(nil),           // 24: shoal.object.v1.ManagerStatus
+	(*Service)(nil),                 // 25: shoal.object.v1.Service
+	(*UpdateStatus)(nil),            // 26: shoal.object.v1.UpdateStatus
+	(*VirtualIP)(nil),               // 27: shoal.object.v1.VirtualIP
+	(*ServiceSpec)(nil),             // 28: shoal.object.v1.ServiceSpec
+	(*ReplicatedService)(nil),       // 29: shoal.object.v1.ReplicatedService
+	(*GlobalService)(nil),           // 30: shoal.object.v1.GlobalService
+	(*TaskSpec)(nil),                // 31: shoal.object.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 32: shoal.object.v1.NetworkAttachmentConfig
+	(*ContainerSpec)(nil),           // 33: shoal.object.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 34: shoal.object.v1.HealthConfig
+	(*Mount)(nil),                   // 35: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 36: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 37: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 38: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 39: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 40: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 41: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 42: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 43: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 44: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 45: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 46: shoal.object.v1.NetworkSpec
+	(*TaskStatus)(nil),              // 47: shoal.object.v1.TaskStatus
+	nil,                             // 48: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 49: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	48, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	48, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	46, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
-	9,  // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
-	13, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
-	17, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
-	10, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
-	14, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
-	15, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
-	16, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	49, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	49, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
-	18, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
-	9,  // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
-	20, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
+	50, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	50, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	48, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	10, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
+	14, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
+	18, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
+	11, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
+	15, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
+	16, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
+	17, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
+	51, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	51, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	19, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
+	10, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
+	21, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
 	0,  // 15: shoal.object.v1.Node.role:type_name -> shoal.object.v1.NodeRole
-	21, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
-	22, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
-	23, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
-	10, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
+	22, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
+	23, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
+	24, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
+	11, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
 	0,  // 20: shoal.object.v1.NodeSpec.desired_role:type_name -> shoal.object.v1.NodeRole
 	1,  // 21: shoal.object.v1.NodeSpec.availability:type_name -> shoal.object.v1.NodeAvailability
-	11, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
+	12, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
 	2,  // 23: shoal.object.v1.NodeStatus.state:type_name -> shoal.object.v1.NodeState
-	9,  // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
-	27, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
-	27, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
-	26, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
-	25, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
+	10, // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
+	28, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
+	28, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
+	27, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
+	26, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
 	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
-	48, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	48, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	48, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
-	10, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
-	30, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
-	28, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
-	29, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
-	38, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	40, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	32, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	34, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	35, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	36, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	31, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
-	33, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	49, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	11, // 46: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	11, // 47: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
-	4,  // 48: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	49, // 49: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	49, // 50: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	37, // 51: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	49, // 52: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	5,  // 53: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	49, // 54: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	6,  // 55: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
-	7,  // 56: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	39, // 57: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	9,  // 58: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	30, // 59: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	10, // 60: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	8,  // 61: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	45, // 62: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	42, // 63: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	40, // 64: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	9,  // 65: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	44, // 66: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	47, // 67: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	10, // 68: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	48, // 69: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 70: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	50, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	50, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	50, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	11, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
+	31, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
+	29, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
+	30, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
+	40, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	42, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	33, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	36, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	37, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	38, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	32, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	35, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	51, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	34, // 46: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
+	51, // 47: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	51, // 48: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	51, // 49: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	12, // 50: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	12, // 51: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	4,  // 52: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
+	51, // 53: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	51, // 54: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	39, // 55: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	51, // 56: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	5,  // 57: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
+	51, // 58: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	6,  // 59: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
+	7,  // 60: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
+	41, // 61: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	10, // 62: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	31, // 63: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	11, // 64: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	8,  // 65: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	47, // 66: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	44, // 67: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	42, // 68: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	10, // 69: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	46, // 70: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	49, // 71: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	11, // 72: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	50, // 73: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	8,  // 74: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	9,  // 75: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
+	76, // [76:76] is the sub-list for method output_type
+	76, // [76:76] is the sub-list for method input_type
+	76, // [76:76] is the sub-list for extension type_name
+	76, // [76:76] is the sub-list for extension extendee
+	0,  // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -3734,8 +3925,8 @@ func file_shoal_object_v1_object_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   39,
+			NumEnums:      10,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
