@@ -34,6 +34,9 @@ func (s *Server) CreateService(ctx context.Context, req *controlv1.CreateService
 		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
 			return err
 		}
+		if err := checkPortConflicts(tx.ReadTx, spec, nil); err != nil {
+			return err
+		}
 		return tx.CreateService(svc)
 	})
 	if err != nil {
@@ -154,6 +157,9 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 			return fmt.Errorf("service %q: %w", name, sdk.ErrAlreadyExists)
 		}
 		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
+			return err
+		}
+		if err := checkPortConflicts(tx.ReadTx, spec, cur); err != nil {
 			return err
 		}
 		next = proto.Clone(cur).(*objectv1.Service)
