@@ -311,8 +311,22 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 		}
 		field("Update status", line)
 	}
-	field("Ports", formatPorts(spec.GetEndpoint().GetPorts()))
+	field("Ports", formatPortsWithMode(spec.GetEndpoint().GetPorts()))
 	return tw.Flush()
+}
+
+// formatPortsWithMode is formatPorts with each published port's mode, as
+// docker's inspect --pretty shows its PublishMode: "*:8080->80/tcp (host)".
+// The mode is left out when unset, which the server never stores.
+func formatPortsWithMode(ports []*objectv1.PortConfig) string {
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		parts[i] = formatPort(p)
+		if p.GetPublishedPort() != 0 && p.GetMode() != objectv1.PublishMode_PUBLISH_MODE_UNSPECIFIED {
+			parts[i] += " (" + enumName(p.GetMode().String(), "PUBLISH_MODE_") + ")"
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // shellJoin joins args into a command line that splitArgs (and a shell)
