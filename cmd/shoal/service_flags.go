@@ -63,6 +63,7 @@ type serviceFlags struct {
 	stopGracePeriod     time.Duration
 	maxReplicasPerNode  uint64
 	detach              bool
+	health              healthFlags
 }
 
 func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
@@ -90,6 +91,7 @@ func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.stopGracePeriod, "stop-grace-period", 0, "time to wait before killing the container")
 	fs.Uint64Var(&f.maxReplicasPerNode, "max-replicas-per-node", 0, "maximum tasks of the service on one node (0: no bound)")
 	fs.BoolVarP(&f.detach, "detach", "d", false, "exit at once instead of waiting for the service to converge")
+	f.health.add(fs)
 }
 
 func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
@@ -134,6 +136,9 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 		a.Labels = applyLabels(a.Labels, f.labelRm, slices.Concat(f.labels, f.labelAdd))
 	}
 	f.applyContainer(set, spec)
+	if err := f.health.apply(set, spec); err != nil {
+		return err
+	}
 	f.applyResources(set, spec)
 	f.applyRestart(set, spec)
 	f.applyPlacement(set, spec)

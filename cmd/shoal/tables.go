@@ -159,9 +159,14 @@ func (tt taskTable) nodeName(id string) string {
 	return shortID(id, tt.noTrunc)
 }
 
-// currentState is "running 5 seconds ago".
+// currentState is "running 5 seconds ago", with the task's health when it
+// has a health check and runs, as docker ps shows it: "running (healthy) 5
+// seconds ago".
 func (tt taskTable) currentState(t *objectv1.Task) string {
 	state := taskStateName(t.GetStatus().GetState())
+	if h := t.GetStatus().GetHealth(); h != objectv1.TaskHealth_TASK_HEALTH_UNSPECIFIED && t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING {
+		state += " (" + enumName(h.String(), "TASK_HEALTH_") + ")"
+	}
 	if ts := t.GetStatus().GetTimestamp(); ts != nil {
 		state += " " + humanDuration(tt.now.Sub(ts.AsTime())) + " ago"
 	}

@@ -80,6 +80,22 @@ const (
 	// less the terminating NUL. A system call refuses a longer path with
 	// ENAMETOOLONG.
 	maxPathLen = 4096 - 1
+	// maxHealthTestWords and maxHealthTestLen bound a health check's
+	// command (ContainerSpec.healthcheck.test). It runs in every task every
+	// interval and travels in every task's spec: a command line (or a small
+	// script for CMD-SHELL) fits in 16 KiB; a longer one belongs in the
+	// image.
+	maxHealthTestWords = 100
+	maxHealthTestLen   = 16 << 10
+	// minHealthDuration is docker's minimum for a health check's interval,
+	// timeout and start period when set: below it a check would run back
+	// to back. maxHealthDuration keeps a typo (an hour meant as a second,
+	// times a thousand) from silencing a check: a day is beyond any check.
+	minHealthDuration = time.Millisecond
+	maxHealthDuration = 24 * time.Hour
+	// maxHealthRetries bounds retries; a check needing more failures in a
+	// row than this before it counts is not checking anything.
+	maxHealthRetries = 10000
 	// maxMounts bounds a task's bind mounts, each a mount in the
 	// container's namespace when it starts; far beyond the dozen the
 	// largest compose files bind.

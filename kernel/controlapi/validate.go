@@ -245,6 +245,62 @@ func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerS
 			strings.Join(stopSignals, ", SIG"), quote(s))
 	}
 	validateDuration(fe, field+".stop_grace_period", c.GetStopGracePeriod())
+	validateHealth(fe, field+".healthcheck", c.GetHealthcheck())
+}
+
+// validateHealth checks a health check as docker's API does: test is CMD
+// with a command, CMD-SHELL with one non-empty command line, NONE alone, or
+// empty (the image's); durations are at least 1ms when set (docker's
+// minimum: a shorter interval would run the check back to back); retries
+// is not negative.
+func validateHealth(fe *sdk.FieldErrors, field string, h *objectv1.HealthConfig) {
+	if h == nil {
+		return
+	}
+	test := h.GetTest()
+	validateStrings(fe, field+".test", test, maxHealthTestWords)
+	if n := sumLen(test); n > maxHealthTestLen {
+		fe.Add(field+".test", "must be at most %d bytes in all, got %d", maxHealthTestLen, n)
+	}
+	if len(test) > 0 {
+		switch test[0] {
+		case "NONE":
+			if len(test) > 1 {
+				fe.Add(field+".test", "NONE (--no-healthcheck) must come alone, got a command too")
+			}
+		case "CMD":
+			if len(test) < 2 || test[1] == "" {
+				fe.Add(field+".test", "CMD needs a command")
+			}
+		case "CMD-SHELL":
+			if len(test) != 2 || strings.TrimSpace(test[1]) == "" {
+				fe.Add(field+".test", "CMD-SHELL needs exactly one non-empty command line, got %d words", len(test)-1)
+			}
+		default:
+			fe.Add(field+".test[0]", "must be CMD, CMD-SHELL or NONE, got %s", quote(test[0]))
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *durationpb.Duration
+	}{{"interval", h.GetInterval()}, {"timeout", h.GetTimeout()}, {"start_period", h.GetStartPeriod()}} {
+		if d.v == nil || d.v.CheckValid() != nil || d.v.AsDuration() <= 0 {
+			validateDuration(fe, field+"."+d.name, d.v)
+			continue
+		}
+		validateDurationRange(fe, field+"."+d.name, d.v, minHealthDuration, maxHealthDuration)
+	}
+	if r := h.GetRetries(); r < 0 || r > maxHealthRetries {
+		fe.Add(field+".retries", "must be between 0 and %d, got %d", maxHealthRetries, r)
+	}
+}
+
+func sumLen(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n += len(s)
+	}
+	return n
 }
 
 // validateStrings checks the words of a command line: at most limit of
