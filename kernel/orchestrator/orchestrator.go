@@ -241,9 +241,12 @@ func mark(ev state.Event, dirty, nodes, started map[string]bool) bool {
 			t.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_ORPHANED {
 			dirty[t.GetServiceId()] = true
 		}
-		// A task that starts running may let a rolling update move on.
-		if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
-			ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil && started != nil {
+		// A task that starts running, or whose health changes while it
+		// runs (healthy: it counts as started; unhealthy: it failed), may
+		// let a rolling update move on.
+		if t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING && ev.OldTask != nil && started != nil &&
+			(ev.OldTask.GetStatus().GetState() < objectv1.TaskState_TASK_STATE_RUNNING ||
+				ev.OldTask.GetStatus().GetHealth() != t.GetStatus().GetHealth()) {
 			started[t.GetServiceId()] = true
 		}
 	case ev.Node != nil:

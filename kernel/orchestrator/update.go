@@ -23,9 +23,13 @@ import (
 //     (desired READY) until the old task has stopped (hold.go); start-first,
 //     the replacement is created beside the old task, which is told to stop
 //     once the replacement is RUNNING.
-//   - Once every new task of the batch is RUNNING, the batch is watched for
-//     monitor; the next batch starts delay after that.
-//   - A new task of the batch that fails (FAILED, REJECTED) before the next
+//   - Once every new task of the batch is up (RUNNING, and healthy when it
+//     has a health check: its status says TaskHealth STARTING until its
+//     first check passes), the batch is watched for monitor from then (the
+//     agent stamps the status when the health changes); the next batch
+//     starts delay after that.
+//   - A new task of the batch that fails (FAILED, REJECTED, or RUNNING but
+//     UNHEALTHY, which its node is about to stop and fail) before the next
 //     batch starts is an update failure. Once the failures exceed
 //     max_failure_ratio of the tasks replaced so far (0: any failure), the
 //     failure action applies: PAUSE (the default) replaces no more tasks
@@ -83,7 +87,7 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 		switch {
 		case s.repl == nil:
 			waiting = append(waiting, s.old)
-		case s.repl.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING:
+		case up(s.repl):
 			if err := retire(tx, s.old, stats); err != nil {
 				return p, err
 			}
@@ -224,7 +228,7 @@ func watchBatch(svc *objectv1.Service, st *objectv1.UpdateStatus, tasks []*objec
 			continue
 		}
 		switch s := t.GetStatus().GetState(); {
-		case s == objectv1.TaskState_TASK_STATE_FAILED || s == objectv1.TaskState_TASK_STATE_REJECTED:
+		case s == objectv1.TaskState_TASK_STATE_FAILED || s == objectv1.TaskState_TASK_STATE_REJECTED || unhealthy(t):
 			b.failed[slotKey(t)] = t
 			if b.lastFailure == nil || laterStatus(t, b.lastFailure) {
 				b.lastFailure = t
@@ -232,7 +236,9 @@ func watchBatch(svc *objectv1.Service, st *objectv1.UpdateStatus, tasks []*objec
 		case !wanted(t) || ended(t):
 			// Not wanted any more, or ended without failing: nothing to
 			// wait for. A held task is waited for: it has not run yet.
-		case s < objectv1.TaskState_TASK_STATE_RUNNING:
+		case s < objectv1.TaskState_TASK_STATE_RUNNING || !up(t):
+			// Not running yet, or running without a passed health check:
+			// its status changes when it does, which wakes the pass.
 			b.settling++
 		default:
 			up := t.GetStatus().GetTimestamp().AsTime()
@@ -248,6 +254,22 @@ func watchBatch(svc *objectv1.Service, st *objectv1.UpdateStatus, tasks []*objec
 		}
 	}
 	return b
+}
+
+// up reports whether a task counts as started for a rolling update: it
+// runs and, when it has a health check, the check has passed (as swarm
+// waits for a container's health before the update's monitor starts).
+func up(t *objectv1.Task) bool {
+	return t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+		t.GetStatus().GetHealth() != objectv1.TaskHealth_TASK_HEALTH_STARTING && !unhealthy(t)
+}
+
+// unhealthy reports whether a task runs but its health check failed: its
+// node stops it and reports it FAILED; the orchestrator counts it failed
+// at once.
+func unhealthy(t *objectv1.Task) bool {
+	return t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+		t.GetStatus().GetHealth() == objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY
 }
 
 // slotKey names a task's slot, or its node for a global service's task.
@@ -309,8 +331,11 @@ func failUpdate(tx *state.Tx, svc *objectv1.Service, st *objectv1.UpdateStatus, 
 func failureCause(t *objectv1.Task) string {
 	s := t.GetStatus()
 	verb := "failed"
-	if s.GetState() == objectv1.TaskState_TASK_STATE_REJECTED {
+	switch {
+	case s.GetState() == objectv1.TaskState_TASK_STATE_REJECTED:
 		verb = "was rejected"
+	case unhealthy(t):
+		verb = "is unhealthy"
 	}
 	why := s.GetErr()
 	switch {
