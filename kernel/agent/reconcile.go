@@ -83,6 +83,12 @@ type taskWorker struct {
 	containerID string
 	pid         int32
 	failures    int // consecutive transient executor failures
+	// health is what the task's health check says while it runs
+	// (UNSPECIFIED: no check), reported in its RUNNING status; unhealthy
+	// is the check's output once it said UNHEALTHY: the task is to be
+	// stopped and failed (health.go).
+	health    objectv1.TaskHealth
+	unhealthy string
 }
 
 // mustNotRun reports whether the task must not run (any desired state but
@@ -96,6 +102,9 @@ func (w *taskWorker) mustNotRun() bool {
 func (w *taskWorker) adopt(et executor.TaskInfo) {
 	w.facts = facts{held: true, prepared: true, running: et.Running, exited: et.Exited && !et.Running, exit: executor.ExitStatus{ExitCode: et.ExitCode}}
 	w.containerID, w.pid = et.ContainerID, int32(et.Pid)
+	if et.Running {
+		w.health = et.Health
+	}
 }
 
 // step makes one transition of the task, or waits for its process while it
@@ -144,10 +153,15 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		w.finish(w.facts.exit)
 		return stepIdle
 
+	case w.facts.running && w.unhealthy != "":
+		return w.failUnhealthy(ctx, ictx, t)
+
 	case w.facts.running:
 		w.advance(stateRunning, "started", "")
-		es, err := exec.Wait(ictx, w.id)
+		es, err := w.waitWatchingHealth(ictx)
 		switch {
+		case errors.Is(err, errUnhealthy):
+			return stepMore
 		case ictx.Err() != nil:
 			return stepMore // interrupted, or the agent stops
 		case errors.Is(err, sdk.ErrNotFound):
@@ -331,6 +345,7 @@ func (w *taskWorker) inspect(ctx context.Context) {
 		w.containerID = et.ContainerID
 	}
 	w.pid = int32(et.Pid)
+	w.health = et.Health
 }
 
 // catchUp takes the manager's view of the task's status when it is further
@@ -365,8 +380,12 @@ func (w *taskWorker) advanceExit(state objectv1.TaskState, msg, errText string, 
 		ExitCode:    int32(exitCode),
 		ContainerId: w.containerID,
 	}
-	if state == stateRunning {
+	switch {
+	case state == stateRunning:
 		st.Pid = w.pid
+		st.Health = w.health
+	case state == stateFailed && w.unhealthy != "":
+		st.Health = objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY
 	}
 	w.status = st
 	w.set.rep.report(w.id, st)

@@ -16,6 +16,10 @@
 //	SHOAL_SIM_STDERR=<lines>          by newlines) to stdout and stderr when it
 //	                                  starts, stdout's first
 //	SHOAL_SIM_LOG_LINES=<n>           ... and then "line 1" to "line n" to stdout
+//	SHOAL_SIM_HEALTHY_AFTER=<duration>   with a health check (the spec's):
+//	SHOAL_SIM_UNHEALTHY_AFTER=<duration> the task is STARTING from its start,
+//	                                  HEALTHY after the first, UNHEALTHY after
+//	                                  the second (health.go)
 //
 // A process that honours the stop signal exits at once with code 0; one
 // sent SIGKILL exits at once with code 137.
@@ -55,6 +59,9 @@ const (
 	EnvStdout      = "SHOAL_SIM_STDOUT"
 	EnvStderr      = "SHOAL_SIM_STDERR"
 	EnvLogLines    = "SHOAL_SIM_LOG_LINES"
+	// EnvHealthyAfter and EnvUnhealthyAfter: see health.go.
+	EnvHealthyAfter   = "SHOAL_SIM_HEALTHY_AFTER"
+	EnvUnhealthyAfter = "SHOAL_SIM_UNHEALTHY_AFTER"
 )
 
 // KilledExitCode is the exit code of a process killed after its grace
@@ -106,6 +113,7 @@ type task struct {
 	stopSignal  string
 	prepareTime time.Duration
 	output      []executor.LogEntry // written at start; Time is set then
+	health      simHealth
 
 	phase    phase
 	status   executor.ExitStatus // once exited
@@ -177,6 +185,7 @@ func parseSpec(t *objectv1.Task) (*task, error) {
 	if _, err := executor.ParseSignal(st.stopSignal); err != nil {
 		return nil, fmt.Errorf("prepare %s: spec.container.stop_signal: %w", id, err)
 	}
+	st.health.checked = hasHealthcheck(c.GetHealthcheck())
 	var stdout, stderr []string
 	lines := 0
 	for _, kv := range c.GetEnv() {
@@ -199,6 +208,10 @@ func parseSpec(t *objectv1.Task) (*task, error) {
 			}
 		case EnvIgnoreStop:
 			st.ignoreStop, err = strconv.ParseBool(v)
+		case EnvHealthyAfter:
+			st.health.healthyAfter, err = positive(v)
+		case EnvUnhealthyAfter:
+			st.health.unhealthyAfter, err = positive(v)
 		case EnvStdout:
 			stdout = strings.Split(v, "\n")
 		case EnvStderr:
@@ -264,6 +277,7 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 	}
 	e.lastPid++
 	t.phase, t.pid, t.done = running, e.lastPid, make(chan struct{})
+	t.health.startedAt = time.Now()
 	e.starts[taskID]++
 	if len(t.output) > 0 {
 		now := time.Now()
@@ -490,6 +504,7 @@ func (t *task) describe() executor.TaskInfo {
 	switch t.phase {
 	case running:
 		et.Running = true
+		et.Health, et.HealthOutput = t.health.now()
 	case exited:
 		et.Exited, et.ExitCode = true, t.status.ExitCode
 	}
