@@ -153,3 +153,11 @@ func (x hosted) Stats(ctx context.Context, taskID string) (executor.Stats, error
 	}
 	return c.Stats(ctx, taskID)
 }
+
+func (x hosted) Exec(ctx context.Context, taskID string, spec executor.ExecSpec, stdio executor.ExecIO) (int, error) {
+	c, err := x.h.Get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return c.Exec(ctx, taskID, spec, stdio)
+}

@@ -32,7 +32,8 @@ const maxExitCode = 255
 // validated, and one that breaks the contract is an error of kind
 // ErrBadReply.
 type Client struct {
-	rpc executorv1.ExecutorClient
+	rpc  executorv1.ExecutorClient
+	exec executorv1.ExecClient
 }
 
 var (
@@ -42,7 +43,7 @@ var (
 
 // NewClient returns an Executor over conn.
 func NewClient(conn grpc.ClientConnInterface) *Client {
-	return &Client{rpc: executorv1.NewExecutorClient(conn)}
+	return &Client{rpc: executorv1.NewExecutorClient(conn), exec: executorv1.NewExecClient(conn)}
 }
 
 // Configure calls the plugin's Configure.

@@ -18,7 +18,7 @@
 // the agent restarts, and a new plugin process finds them again (List,
 // Inspect). The kernel makes at most one of Prepare, Start, Stop and Remove
 // at a time for one task; Wait, Logs, Stats, Inspect and List may overlap
-// anything, and calls for different tasks run concurrently. Errors carry sdk kinds
+// anything (Exec too), and calls for different tasks run concurrently. Errors carry sdk kinds
 // (sdk.ErrNotFound for a task the executor does not hold,
 // sdk.ErrInvalidArgument for a task spec it cannot run) so the kernel can
 // tell a task's fault from a transient one.
@@ -94,6 +94,9 @@ type Executor interface {
 
 	// Stats returns the task's resource use now, or sdk.ErrNotFound.
 	Stats(ctx context.Context, taskID string) (Stats, error)
+
+	// Execer runs a command in a running task (exec.go).
+	Execer
 }
 
 // Configurer is implemented by executors that take settings from

@@ -47,6 +47,7 @@ var _ plugin.GRPCPlugin = (*Plugin)(nil)
 // GRPCServer registers Impl on the plugin's gRPC server.
 func (p *Plugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	executorv1.RegisterExecutorServer(s, NewServer(p.Impl))
+	executorv1.RegisterExecServer(s, NewExecServer(p.Impl))
 	return nil
 }
 

@@ -20,6 +20,7 @@ func TestConformance(t *testing.T) {
 			return e
 		},
 		Task: progTask,
+		Exec: progExec,
 		// An image of a registry that does not exist: 127.0.0.1:1 refuses
 		// connections at once.
 		Unpreparable: func(id string) *objectv1.Task {

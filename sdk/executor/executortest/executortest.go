@@ -51,6 +51,11 @@
 //   - Concurrent: tasks prepared, started and waited for at once each get
 //     their own exit code and their own lines.
 //   - Stats: a running task's stats carry the time they were read.
+//   - Exec: a command run in a running task (Config.Exec) gets its stdout,
+//     stderr and exit code through, reads its stdin (an empty one without
+//     it) and leaves the task running; Exec of an unknown task is
+//     sdk.ErrNotFound, of one that exited sdk.ErrFailedPrecondition, and
+//     without a command sdk.ErrInvalidArgument.
 //
 // Every task a check makes has an ID unique to the run, and is removed when
 // the check ends: an executor whose state outlives the test (a containerd
@@ -99,6 +104,9 @@ type Config struct {
 	// Image, when Task is nil, is an image with a POSIX shell; the tasks
 	// are ShellTask(Image)'s.
 	Image string
+	// Exec returns the command of an Exec that behaves as b says, for the
+	// tasks of Task. Default: ShellExec, for tasks with a POSIX shell.
+	Exec func(b ExecBehaviour) []string
 	// Unpreparable, when set, returns a task of this ID that Prepare
 	// cannot prepare: one whose image does not exist, say. The
 	// PrepareFails check runs only with it.
@@ -131,6 +139,9 @@ func Run(t *testing.T, cfg Config) {
 			t.Fatal("executortest.Config needs Task or Image")
 		}
 		cfg.Task = ShellTask(cfg.Image)
+	}
+	if cfg.Exec == nil {
+		cfg.Exec = ShellExec
 	}
 	if cfg.Node.NodeID == "" {
 		cfg.Node.NodeID = "executortest"
@@ -189,6 +200,7 @@ var checks = []struct {
 	{"Cancellation", checkCancellation},
 	{"Concurrent", checkConcurrent},
 	{"Stats", checkStats},
+	{"Exec", checkExec},
 }
 
 // harness opens executors for one check, in process or over gRPC, and

@@ -2096,6 +2096,460 @@ func (x *LogError) GetError() string {
 	return ""
 }
 
+// TaskExecStart names a task and the command to run in it.
+type TaskExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// task is a task's ID, ID prefix or name (web.1).
+	Task string `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// cmd is the command and its arguments; required, at most 1,000 words of
+	// at most 131,071 bytes each.
+	Cmd []string `protobuf:"bytes,2,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	// env is added to the task's environment, "NAME=value" each.
+	Env []string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty"`
+	// tty gives the command a terminal: its output comes as stdout alone.
+	Tty bool `protobuf:"varint,4,opt,name=tty,proto3" json:"tty,omitempty"`
+	// working_dir is the command's directory; empty: the task's.
+	WorkingDir string `protobuf:"bytes,5,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// user is "user", "uid", "user:group" or "uid:gid"; empty: the task's.
+	User string `protobuf:"bytes,6,opt,name=user,proto3" json:"user,omitempty"`
+	// stdin says the command reads the client's stdin (TaskExecRequest.stdin);
+	// without it the command's stdin is empty.
+	Stdin bool `protobuf:"varint,7,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	// size is the terminal's first size, with tty.
+	Size          *TerminalSize `protobuf:"bytes,8,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecStart) Reset() {
+	*x = TaskExecStart{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecStart) ProtoMessage() {}
+
+func (x *TaskExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecStart.ProtoReflect.Descriptor instead.
+func (*TaskExecStart) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *TaskExecStart) GetTask() string {
+	if x != nil {
+		return x.Task
+	}
+	return ""
+}
+
+func (x *TaskExecStart) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *TaskExecStart) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *TaskExecStart) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *TaskExecStart) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *TaskExecStart) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *TaskExecStart) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+func (x *TaskExecStart) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TerminalSize) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+// TaskExecRequest is one message from the client of TaskExec.
+type TaskExecRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*TaskExecRequest_Start
+	//	*TaskExecRequest_Stdin
+	//	*TaskExecRequest_StdinClosed
+	//	*TaskExecRequest_Resize
+	Msg           isTaskExecRequest_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecRequest) Reset() {
+	*x = TaskExecRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecRequest) ProtoMessage() {}
+
+func (x *TaskExecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecRequest.ProtoReflect.Descriptor instead.
+func (*TaskExecRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *TaskExecRequest) GetMsg() isTaskExecRequest_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *TaskExecRequest) GetStart() *TaskExecStart {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecRequest_Start); ok {
+			return x.Start
+		}
+	}
+	return nil
+}
+
+func (x *TaskExecRequest) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecRequest_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *TaskExecRequest) GetStdinClosed() bool {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecRequest_StdinClosed); ok {
+			return x.StdinClosed
+		}
+	}
+	return false
+}
+
+func (x *TaskExecRequest) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecRequest_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isTaskExecRequest_Msg interface {
+	isTaskExecRequest_Msg()
+}
+
+type TaskExecRequest_Start struct {
+	// start comes first, once.
+	Start *TaskExecStart `protobuf:"bytes,1,opt,name=start,proto3,oneof"`
+}
+
+type TaskExecRequest_Stdin struct {
+	// stdin is a piece of the command's stdin, at most 32 KiB.
+	Stdin []byte `protobuf:"bytes,2,opt,name=stdin,proto3,oneof"`
+}
+
+type TaskExecRequest_StdinClosed struct {
+	// stdin_closed ends the command's stdin (EOF).
+	StdinClosed bool `protobuf:"varint,3,opt,name=stdin_closed,json=stdinClosed,proto3,oneof"`
+}
+
+type TaskExecRequest_Resize struct {
+	// resize changes the terminal's size.
+	Resize *TerminalSize `protobuf:"bytes,4,opt,name=resize,proto3,oneof"`
+}
+
+func (*TaskExecRequest_Start) isTaskExecRequest_Msg() {}
+
+func (*TaskExecRequest_Stdin) isTaskExecRequest_Msg() {}
+
+func (*TaskExecRequest_StdinClosed) isTaskExecRequest_Msg() {}
+
+func (*TaskExecRequest_Resize) isTaskExecRequest_Msg() {}
+
+// TaskExecStarted says the command runs.
+type TaskExecStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecStarted) Reset() {
+	*x = TaskExecStarted{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecStarted) ProtoMessage() {}
+
+func (x *TaskExecStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecStarted.ProtoReflect.Descriptor instead.
+func (*TaskExecStarted) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TaskExecStarted) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskExecStarted) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// TaskExecResponse is one message from the server of TaskExec.
+type TaskExecResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*TaskExecResponse_Started
+	//	*TaskExecResponse_Stdout
+	//	*TaskExecResponse_Stderr
+	//	*TaskExecResponse_ExitCode
+	Msg           isTaskExecResponse_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskExecResponse) Reset() {
+	*x = TaskExecResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskExecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskExecResponse) ProtoMessage() {}
+
+func (x *TaskExecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskExecResponse.ProtoReflect.Descriptor instead.
+func (*TaskExecResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TaskExecResponse) GetMsg() isTaskExecResponse_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *TaskExecResponse) GetStarted() *TaskExecStarted {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecResponse_Started); ok {
+			return x.Started
+		}
+	}
+	return nil
+}
+
+func (x *TaskExecResponse) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecResponse_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *TaskExecResponse) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecResponse_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *TaskExecResponse) GetExitCode() int32 {
+	if x != nil {
+		if x, ok := x.Msg.(*TaskExecResponse_ExitCode); ok {
+			return x.ExitCode
+		}
+	}
+	return 0
+}
+
+type isTaskExecResponse_Msg interface {
+	isTaskExecResponse_Msg()
+}
+
+type TaskExecResponse_Started struct {
+	// started comes first.
+	Started *TaskExecStarted `protobuf:"bytes,1,opt,name=started,proto3,oneof"`
+}
+
+type TaskExecResponse_Stdout struct {
+	// stdout and stderr are pieces of the command's output.
+	Stdout []byte `protobuf:"bytes,2,opt,name=stdout,proto3,oneof"`
+}
+
+type TaskExecResponse_Stderr struct {
+	Stderr []byte `protobuf:"bytes,3,opt,name=stderr,proto3,oneof"`
+}
+
+type TaskExecResponse_ExitCode struct {
+	// exit_code is the command's exit code, the last message.
+	ExitCode int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3,oneof"`
+}
+
+func (*TaskExecResponse_Started) isTaskExecResponse_Msg() {}
+
+func (*TaskExecResponse_Stdout) isTaskExecResponse_Msg() {}
+
+func (*TaskExecResponse_Stderr) isTaskExecResponse_Msg() {}
+
+func (*TaskExecResponse_ExitCode) isTaskExecResponse_Msg() {}
+
 var File_shoal_control_v1_control_proto protoreflect.FileDescriptor
 
 const file_shoal_control_v1_control_proto_rawDesc = "" +
@@ -2218,11 +2672,39 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\bLogError\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error*U\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xd8\x01\n" +
+	"\rTaskExecStart\x12\x12\n" +
+	"\x04task\x18\x01 \x01(\tR\x04task\x12\x10\n" +
+	"\x03cmd\x18\x02 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x03 \x03(\tR\x03env\x12\x10\n" +
+	"\x03tty\x18\x04 \x01(\bR\x03tty\x12\x1f\n" +
+	"\vworking_dir\x18\x05 \x01(\tR\n" +
+	"workingDir\x12\x12\n" +
+	"\x04user\x18\x06 \x01(\tR\x04user\x12\x14\n" +
+	"\x05stdin\x18\a \x01(\bR\x05stdin\x122\n" +
+	"\x04size\x18\b \x01(\v2\x1e.shoal.control.v1.TerminalSizeR\x04size\"<\n" +
+	"\fTerminalSize\x12\x14\n" +
+	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xc8\x01\n" +
+	"\x0fTaskExecRequest\x127\n" +
+	"\x05start\x18\x01 \x01(\v2\x1f.shoal.control.v1.TaskExecStartH\x00R\x05start\x12\x16\n" +
+	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12#\n" +
+	"\fstdin_closed\x18\x03 \x01(\bH\x00R\vstdinClosed\x128\n" +
+	"\x06resize\x18\x04 \x01(\v2\x1e.shoal.control.v1.TerminalSizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg\"C\n" +
+	"\x0fTaskExecStarted\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xab\x01\n" +
+	"\x10TaskExecResponse\x12=\n" +
+	"\astarted\x18\x01 \x01(\v2!.shoal.control.v1.TaskExecStartedH\x00R\astarted\x12\x18\n" +
+	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x03 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
+	"\texit_code\x18\x04 \x01(\x05H\x00R\bexitCodeB\x05\n" +
+	"\x03msg*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xf1\f\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xc8\r\n" +
 	"\aControl\x12W\n" +
 	"\n" +
 	"GetCluster\x12#.shoal.control.v1.GetClusterRequest\x1a$.shoal.control.v1.GetClusterResponse\x12`\n" +
@@ -2241,7 +2723,8 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\rRemoveService\x12&.shoal.control.v1.RemoveServiceRequest\x1a'.shoal.control.v1.RemoveServiceResponse\x12N\n" +
 	"\aGetTask\x12 .shoal.control.v1.GetTaskRequest\x1a!.shoal.control.v1.GetTaskResponse\x12T\n" +
 	"\tListTasks\x12\".shoal.control.v1.ListTasksRequest\x1a#.shoal.control.v1.ListTasksResponse\x12S\n" +
-	"\bTaskLogs\x12!.shoal.control.v1.TaskLogsRequest\x1a\".shoal.control.v1.TaskLogsResponse0\x01\x12`\n" +
+	"\bTaskLogs\x12!.shoal.control.v1.TaskLogsRequest\x1a\".shoal.control.v1.TaskLogsResponse0\x01\x12U\n" +
+	"\bTaskExec\x12!.shoal.control.v1.TaskExecRequest\x1a\".shoal.control.v1.TaskExecResponse(\x010\x01\x12`\n" +
 	"\rCreateNetwork\x12&.shoal.control.v1.CreateNetworkRequest\x1a'.shoal.control.v1.CreateNetworkResponse\x12W\n" +
 	"\n" +
 	"GetNetwork\x12#.shoal.control.v1.GetNetworkRequest\x1a$.shoal.control.v1.GetNetworkResponse\x12]\n" +
@@ -2261,7 +2744,7 @@ func file_shoal_control_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_control_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_shoal_control_v1_control_proto_goTypes = []any{
 	(LogStream)(0),                // 0: shoal.control.v1.LogStream
 	(*GetClusterRequest)(nil),     // 1: shoal.control.v1.GetClusterRequest
@@ -2303,95 +2786,106 @@ var file_shoal_control_v1_control_proto_goTypes = []any{
 	(*LogTask)(nil),               // 37: shoal.control.v1.LogTask
 	(*LogLine)(nil),               // 38: shoal.control.v1.LogLine
 	(*LogError)(nil),              // 39: shoal.control.v1.LogError
-	nil,                           // 40: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	nil,                           // 41: shoal.control.v1.ListServicesResponse.RunningEntry
-	nil,                           // 42: shoal.control.v1.ListServicesResponse.DesiredEntry
-	(*v1.Cluster)(nil),            // 43: shoal.object.v1.Cluster
-	(*v1.ClusterSpec)(nil),        // 44: shoal.object.v1.ClusterSpec
-	(*v1.Node)(nil),               // 45: shoal.object.v1.Node
-	(v1.NodeRole)(0),              // 46: shoal.object.v1.NodeRole
-	(v1.NodeAvailability)(0),      // 47: shoal.object.v1.NodeAvailability
-	(*v1.NodeSpec)(nil),           // 48: shoal.object.v1.NodeSpec
-	(*v1.ServiceSpec)(nil),        // 49: shoal.object.v1.ServiceSpec
-	(*v1.Service)(nil),            // 50: shoal.object.v1.Service
-	(*v1.Task)(nil),               // 51: shoal.object.v1.Task
-	(v1.TaskState)(0),             // 52: shoal.object.v1.TaskState
-	(*v1.NetworkSpec)(nil),        // 53: shoal.object.v1.NetworkSpec
-	(*v1.Network)(nil),            // 54: shoal.object.v1.Network
-	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
+	(*TaskExecStart)(nil),         // 40: shoal.control.v1.TaskExecStart
+	(*TerminalSize)(nil),          // 41: shoal.control.v1.TerminalSize
+	(*TaskExecRequest)(nil),       // 42: shoal.control.v1.TaskExecRequest
+	(*TaskExecStarted)(nil),       // 43: shoal.control.v1.TaskExecStarted
+	(*TaskExecResponse)(nil),      // 44: shoal.control.v1.TaskExecResponse
+	nil,                           // 45: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	nil,                           // 46: shoal.control.v1.ListServicesResponse.RunningEntry
+	nil,                           // 47: shoal.control.v1.ListServicesResponse.DesiredEntry
+	(*v1.Cluster)(nil),            // 48: shoal.object.v1.Cluster
+	(*v1.ClusterSpec)(nil),        // 49: shoal.object.v1.ClusterSpec
+	(*v1.Node)(nil),               // 50: shoal.object.v1.Node
+	(v1.NodeRole)(0),              // 51: shoal.object.v1.NodeRole
+	(v1.NodeAvailability)(0),      // 52: shoal.object.v1.NodeAvailability
+	(*v1.NodeSpec)(nil),           // 53: shoal.object.v1.NodeSpec
+	(*v1.ServiceSpec)(nil),        // 54: shoal.object.v1.ServiceSpec
+	(*v1.Service)(nil),            // 55: shoal.object.v1.Service
+	(*v1.Task)(nil),               // 56: shoal.object.v1.Task
+	(v1.TaskState)(0),             // 57: shoal.object.v1.TaskState
+	(*v1.NetworkSpec)(nil),        // 58: shoal.object.v1.NetworkSpec
+	(*v1.Network)(nil),            // 59: shoal.object.v1.Network
+	(*timestamppb.Timestamp)(nil), // 60: google.protobuf.Timestamp
 }
 var file_shoal_control_v1_control_proto_depIdxs = []int32{
-	43, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	44, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
-	43, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	45, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
-	46, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
-	47, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
-	45, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
-	48, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
-	45, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
-	49, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	50, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
-	50, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
-	40, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	50, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
-	41, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
-	42, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
-	49, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	50, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
-	51, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
-	52, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
-	51, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
-	53, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
-	54, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
-	54, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
-	54, // 24: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
+	48, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	49, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
+	48, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	50, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
+	51, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
+	52, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
+	50, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
+	53, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
+	50, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
+	54, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	55, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
+	55, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
+	45, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	55, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
+	46, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
+	47, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
+	54, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	55, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
+	56, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
+	57, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
+	56, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
+	58, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
+	59, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
+	59, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
+	59, // 24: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
 	37, // 25: shoal.control.v1.TaskLogsResponse.tasks:type_name -> shoal.control.v1.LogTask
 	38, // 26: shoal.control.v1.TaskLogsResponse.lines:type_name -> shoal.control.v1.LogLine
 	39, // 27: shoal.control.v1.TaskLogsResponse.errors:type_name -> shoal.control.v1.LogError
 	0,  // 28: shoal.control.v1.LogLine.stream:type_name -> shoal.control.v1.LogStream
-	55, // 29: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	1,  // 30: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
-	3,  // 31: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
-	5,  // 32: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
-	7,  // 33: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
-	9,  // 34: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
-	11, // 35: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
-	13, // 36: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
-	15, // 37: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
-	17, // 38: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
-	19, // 39: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
-	21, // 40: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
-	23, // 41: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
-	25, // 42: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
-	35, // 43: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
-	27, // 44: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
-	29, // 45: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
-	31, // 46: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
-	33, // 47: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
-	2,  // 48: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
-	4,  // 49: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
-	6,  // 50: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
-	8,  // 51: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
-	10, // 52: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
-	12, // 53: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
-	14, // 54: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
-	16, // 55: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
-	18, // 56: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
-	20, // 57: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
-	22, // 58: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
-	24, // 59: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
-	26, // 60: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
-	36, // 61: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
-	28, // 62: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
-	30, // 63: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
-	32, // 64: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
-	34, // 65: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
-	48, // [48:66] is the sub-list for method output_type
-	30, // [30:48] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	60, // 29: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	41, // 30: shoal.control.v1.TaskExecStart.size:type_name -> shoal.control.v1.TerminalSize
+	40, // 31: shoal.control.v1.TaskExecRequest.start:type_name -> shoal.control.v1.TaskExecStart
+	41, // 32: shoal.control.v1.TaskExecRequest.resize:type_name -> shoal.control.v1.TerminalSize
+	43, // 33: shoal.control.v1.TaskExecResponse.started:type_name -> shoal.control.v1.TaskExecStarted
+	1,  // 34: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
+	3,  // 35: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
+	5,  // 36: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
+	7,  // 37: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
+	9,  // 38: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
+	11, // 39: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
+	13, // 40: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
+	15, // 41: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
+	17, // 42: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
+	19, // 43: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
+	21, // 44: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
+	23, // 45: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
+	25, // 46: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
+	35, // 47: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
+	42, // 48: shoal.control.v1.Control.TaskExec:input_type -> shoal.control.v1.TaskExecRequest
+	27, // 49: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
+	29, // 50: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
+	31, // 51: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
+	33, // 52: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
+	2,  // 53: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
+	4,  // 54: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
+	6,  // 55: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
+	8,  // 56: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
+	10, // 57: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
+	12, // 58: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
+	14, // 59: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
+	16, // 60: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
+	18, // 61: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
+	20, // 62: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
+	22, // 63: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
+	24, // 64: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
+	26, // 65: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
+	36, // 66: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
+	44, // 67: shoal.control.v1.Control.TaskExec:output_type -> shoal.control.v1.TaskExecResponse
+	28, // 68: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
+	30, // 69: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
+	32, // 70: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
+	34, // 71: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
+	53, // [53:72] is the sub-list for method output_type
+	34, // [34:53] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_shoal_control_v1_control_proto_init() }
@@ -2400,13 +2894,25 @@ func file_shoal_control_v1_control_proto_init() {
 		return
 	}
 	file_shoal_control_v1_control_proto_msgTypes[34].OneofWrappers = []any{}
+	file_shoal_control_v1_control_proto_msgTypes[41].OneofWrappers = []any{
+		(*TaskExecRequest_Start)(nil),
+		(*TaskExecRequest_Stdin)(nil),
+		(*TaskExecRequest_StdinClosed)(nil),
+		(*TaskExecRequest_Resize)(nil),
+	}
+	file_shoal_control_v1_control_proto_msgTypes[43].OneofWrappers = []any{
+		(*TaskExecResponse_Started)(nil),
+		(*TaskExecResponse_Stdout)(nil),
+		(*TaskExecResponse_Stderr)(nil),
+		(*TaskExecResponse_ExitCode)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_control_v1_control_proto_rawDesc), len(file_shoal_control_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   42,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

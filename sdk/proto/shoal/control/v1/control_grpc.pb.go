@@ -40,6 +40,7 @@ const (
 	Control_GetTask_FullMethodName       = "/shoal.control.v1.Control/GetTask"
 	Control_ListTasks_FullMethodName     = "/shoal.control.v1.Control/ListTasks"
 	Control_TaskLogs_FullMethodName      = "/shoal.control.v1.Control/TaskLogs"
+	Control_TaskExec_FullMethodName      = "/shoal.control.v1.Control/TaskExec"
 	Control_CreateNetwork_FullMethodName = "/shoal.control.v1.Control/CreateNetwork"
 	Control_GetNetwork_FullMethodName    = "/shoal.control.v1.Control/GetNetwork"
 	Control_ListNetworks_FullMethodName  = "/shoal.control.v1.Control/ListNetworks"
@@ -86,6 +87,13 @@ type ControlClient interface {
 	// every task's lines were sent; a node that is down or does not answer
 	// is named in an error and the other tasks' lines still come.
 	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TaskLogsResponse], error)
+	// TaskExec runs a command in a running task, on whichever node runs it,
+	// through the leader and the node's own session (the node needs no
+	// listening port). The client sends TaskExecStart first, then the
+	// command's stdin and terminal resizes; the server answers
+	// TaskExecStarted once the node runs the command, then its output, and
+	// last its exit code. Cancelling the call kills the command.
+	TaskExec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TaskExecRequest, TaskExecResponse], error)
 	// CreateNetwork validates and stores a new network; the allocator gives it
 	// a subnet (spec.subnet when set) shortly after.
 	CreateNetwork(ctx context.Context, in *CreateNetworkRequest, opts ...grpc.CallOption) (*CreateNetworkResponse, error)
@@ -255,6 +263,19 @@ func (c *controlClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_TaskLogsClient = grpc.ServerStreamingClient[TaskLogsResponse]
 
+func (c *controlClient) TaskExec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TaskExecRequest, TaskExecResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[1], Control_TaskExec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TaskExecRequest, TaskExecResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_TaskExecClient = grpc.BidiStreamingClient[TaskExecRequest, TaskExecResponse]
+
 func (c *controlClient) CreateNetwork(ctx context.Context, in *CreateNetworkRequest, opts ...grpc.CallOption) (*CreateNetworkResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateNetworkResponse)
@@ -335,6 +356,13 @@ type ControlServer interface {
 	// every task's lines were sent; a node that is down or does not answer
 	// is named in an error and the other tasks' lines still come.
 	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[TaskLogsResponse]) error
+	// TaskExec runs a command in a running task, on whichever node runs it,
+	// through the leader and the node's own session (the node needs no
+	// listening port). The client sends TaskExecStart first, then the
+	// command's stdin and terminal resizes; the server answers
+	// TaskExecStarted once the node runs the command, then its output, and
+	// last its exit code. Cancelling the call kills the command.
+	TaskExec(grpc.BidiStreamingServer[TaskExecRequest, TaskExecResponse]) error
 	// CreateNetwork validates and stores a new network; the allocator gives it
 	// a subnet (spec.subnet when set) shortly after.
 	CreateNetwork(context.Context, *CreateNetworkRequest) (*CreateNetworkResponse, error)
@@ -396,6 +424,9 @@ func (UnimplementedControlServer) ListTasks(context.Context, *ListTasksRequest) 
 }
 func (UnimplementedControlServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[TaskLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedControlServer) TaskExec(grpc.BidiStreamingServer[TaskExecRequest, TaskExecResponse]) error {
+	return status.Error(codes.Unimplemented, "method TaskExec not implemented")
 }
 func (UnimplementedControlServer) CreateNetwork(context.Context, *CreateNetworkRequest) (*CreateNetworkResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateNetwork not implemented")
@@ -675,6 +706,13 @@ func _Control_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Control_TaskLogsServer = grpc.ServerStreamingServer[TaskLogsResponse]
 
+func _Control_TaskExec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ControlServer).TaskExec(&grpc.GenericServerStream[TaskExecRequest, TaskExecResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_TaskExecServer = grpc.BidiStreamingServer[TaskExecRequest, TaskExecResponse]
+
 func _Control_CreateNetwork_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateNetworkRequest)
 	if err := dec(in); err != nil {
@@ -828,6 +866,12 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "TaskLogs",
 			Handler:       _Control_TaskLogs_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "TaskExec",
+			Handler:       _Control_TaskExec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "shoal/control/v1/control.proto",

@@ -504,6 +504,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_Assignments
 	//	*ManagerMessage_LogSubscription
 	//	*ManagerMessage_LogControl
+	//	*ManagerMessage_ExecStart
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -591,6 +592,15 @@ func (x *ManagerMessage) GetLogControl() *LogControl {
 	return nil
 }
 
+func (x *ManagerMessage) GetExecStart() *ExecStart {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_ExecStart); ok {
+			return x.ExecStart
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -620,6 +630,13 @@ type ManagerMessage_LogControl struct {
 	LogControl *LogControl `protobuf:"bytes,5,opt,name=log_control,json=logControl,proto3,oneof"`
 }
 
+type ManagerMessage_ExecStart struct {
+	// exec_start asks the worker to run a command in one of its tasks: it
+	// opens Dispatcher.Exec, attaches with exec_start.exec_id, and runs the
+	// command through its executor.
+	ExecStart *ExecStart `protobuf:"bytes,6,opt,name=exec_start,json=execStart,proto3,oneof"`
+}
+
 func (*ManagerMessage_Session) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Heartbeat) isManagerMessage_Msg() {}
@@ -629,6 +646,8 @@ func (*ManagerMessage_Assignments) isManagerMessage_Msg() {}
 func (*ManagerMessage_LogSubscription) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_LogControl) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_ExecStart) isManagerMessage_Msg() {}
 
 // SessionInfo describes the session and where else to connect.
 type SessionInfo struct {
@@ -1519,6 +1538,563 @@ func (x *RelayedManagerMessage) GetError() string {
 	return ""
 }
 
+// ExecSpec is a command to run in a task, and how.
+type ExecSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cmd is the command and its arguments; required.
+	Cmd []string `protobuf:"bytes,1,rep,name=cmd,proto3" json:"cmd,omitempty"`
+	// env is added to the task's environment, "NAME=value" each.
+	Env []string `protobuf:"bytes,2,rep,name=env,proto3" json:"env,omitempty"`
+	// tty gives the command a terminal.
+	Tty bool `protobuf:"varint,3,opt,name=tty,proto3" json:"tty,omitempty"`
+	// working_dir is the command's directory; empty: the task's.
+	WorkingDir string `protobuf:"bytes,4,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// user is "user", "uid", "user:group" or "uid:gid"; empty: the task's.
+	User string `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	// stdin says the command reads the caller's stdin.
+	Stdin         bool `protobuf:"varint,6,opt,name=stdin,proto3" json:"stdin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecSpec) Reset() {
+	*x = ExecSpec{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecSpec) ProtoMessage() {}
+
+func (x *ExecSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecSpec.ProtoReflect.Descriptor instead.
+func (*ExecSpec) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExecSpec) GetCmd() []string {
+	if x != nil {
+		return x.Cmd
+	}
+	return nil
+}
+
+func (x *ExecSpec) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ExecSpec) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *ExecSpec) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *ExecSpec) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *ExecSpec) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Width         uint32                 `protobuf:"varint,1,opt,name=width,proto3" json:"width,omitempty"`
+	Height        uint32                 `protobuf:"varint,2,opt,name=height,proto3" json:"height,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TerminalSize) Reset() {
+	*x = TerminalSize{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TerminalSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TerminalSize) ProtoMessage() {}
+
+func (x *TerminalSize) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
+func (*TerminalSize) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TerminalSize) GetWidth() uint32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *TerminalSize) GetHeight() uint32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+// ExecStart asks a worker to run a command in one of its tasks.
+type ExecStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// exec_id names the exec in the worker's ExecAttach; random, and known
+	// only to the leader and the node it is sent to.
+	ExecId string    `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	TaskId string    `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Spec   *ExecSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// size is the terminal's first size, with spec.tty.
+	Size          *TerminalSize `protobuf:"bytes,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecStart) Reset() {
+	*x = ExecStart{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecStart) ProtoMessage() {}
+
+func (x *ExecStart) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecStart.ProtoReflect.Descriptor instead.
+func (*ExecStart) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ExecStart) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *ExecStart) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ExecStart) GetSpec() *ExecSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ExecStart) GetSize() *TerminalSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// ExecAttach opens an Exec stream.
+type ExecAttach struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ExecId string                 `protobuf:"bytes,1,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	// node_id is the worker's node ID, set only by a follower relaying the
+	// stream (Relay.RelayExec), from the worker's certificate; the leader ignores
+	// it on Dispatcher.Exec.
+	NodeId        string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecAttach) Reset() {
+	*x = ExecAttach{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecAttach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecAttach) ProtoMessage() {}
+
+func (x *ExecAttach) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecAttach.ProtoReflect.Descriptor instead.
+func (*ExecAttach) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ExecAttach) GetExecId() string {
+	if x != nil {
+		return x.ExecId
+	}
+	return ""
+}
+
+func (x *ExecAttach) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+// ExecEnd ends an exec: the command's exit code, or why it did not run.
+type ExecEnd struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// exit_code is the command's exit code, 0 to 255, when error is empty.
+	ExitCode int32 `protobuf:"varint,1,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// error says why the command could not run (no such task, the task does
+	// not run, the executor cannot exec); code is its gRPC code.
+	Error         string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecEnd) Reset() {
+	*x = ExecEnd{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecEnd) ProtoMessage() {}
+
+func (x *ExecEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecEnd.ProtoReflect.Descriptor instead.
+func (*ExecEnd) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ExecEnd) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ExecEnd) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ExecEnd) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+// ExecUp is one message of a worker's Exec stream.
+type ExecUp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecUp_Attach
+	//	*ExecUp_Stdout
+	//	*ExecUp_Stderr
+	//	*ExecUp_End
+	Msg           isExecUp_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecUp) Reset() {
+	*x = ExecUp{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecUp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecUp) ProtoMessage() {}
+
+func (x *ExecUp) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecUp.ProtoReflect.Descriptor instead.
+func (*ExecUp) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ExecUp) GetMsg() isExecUp_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecUp) GetAttach() *ExecAttach {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecUp_Attach); ok {
+			return x.Attach
+		}
+	}
+	return nil
+}
+
+func (x *ExecUp) GetStdout() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecUp_Stdout); ok {
+			return x.Stdout
+		}
+	}
+	return nil
+}
+
+func (x *ExecUp) GetStderr() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecUp_Stderr); ok {
+			return x.Stderr
+		}
+	}
+	return nil
+}
+
+func (x *ExecUp) GetEnd() *ExecEnd {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecUp_End); ok {
+			return x.End
+		}
+	}
+	return nil
+}
+
+type isExecUp_Msg interface {
+	isExecUp_Msg()
+}
+
+type ExecUp_Attach struct {
+	// attach comes first, once.
+	Attach *ExecAttach `protobuf:"bytes,1,opt,name=attach,proto3,oneof"`
+}
+
+type ExecUp_Stdout struct {
+	// stdout and stderr are pieces of the command's output, at most 32 KiB
+	// each.
+	Stdout []byte `protobuf:"bytes,2,opt,name=stdout,proto3,oneof"`
+}
+
+type ExecUp_Stderr struct {
+	Stderr []byte `protobuf:"bytes,3,opt,name=stderr,proto3,oneof"`
+}
+
+type ExecUp_End struct {
+	// end is the last message.
+	End *ExecEnd `protobuf:"bytes,4,opt,name=end,proto3,oneof"`
+}
+
+func (*ExecUp_Attach) isExecUp_Msg() {}
+
+func (*ExecUp_Stdout) isExecUp_Msg() {}
+
+func (*ExecUp_Stderr) isExecUp_Msg() {}
+
+func (*ExecUp_End) isExecUp_Msg() {}
+
+// ExecDown is one message to a worker's Exec stream.
+type ExecDown struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Msg:
+	//
+	//	*ExecDown_Stdin
+	//	*ExecDown_StdinClosed
+	//	*ExecDown_Resize
+	Msg           isExecDown_Msg `protobuf_oneof:"msg"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecDown) Reset() {
+	*x = ExecDown{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecDown) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecDown) ProtoMessage() {}
+
+func (x *ExecDown) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecDown.ProtoReflect.Descriptor instead.
+func (*ExecDown) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ExecDown) GetMsg() isExecDown_Msg {
+	if x != nil {
+		return x.Msg
+	}
+	return nil
+}
+
+func (x *ExecDown) GetStdin() []byte {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecDown_Stdin); ok {
+			return x.Stdin
+		}
+	}
+	return nil
+}
+
+func (x *ExecDown) GetStdinClosed() bool {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecDown_StdinClosed); ok {
+			return x.StdinClosed
+		}
+	}
+	return false
+}
+
+func (x *ExecDown) GetResize() *TerminalSize {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecDown_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
+type isExecDown_Msg interface {
+	isExecDown_Msg()
+}
+
+type ExecDown_Stdin struct {
+	// stdin is a piece of the command's stdin, at most 32 KiB.
+	Stdin []byte `protobuf:"bytes,1,opt,name=stdin,proto3,oneof"`
+}
+
+type ExecDown_StdinClosed struct {
+	// stdin_closed ends the command's stdin (EOF).
+	StdinClosed bool `protobuf:"varint,2,opt,name=stdin_closed,json=stdinClosed,proto3,oneof"`
+}
+
+type ExecDown_Resize struct {
+	// resize changes the command's terminal size.
+	Resize *TerminalSize `protobuf:"bytes,3,opt,name=resize,proto3,oneof"`
+}
+
+func (*ExecDown_Stdin) isExecDown_Msg() {}
+
+func (*ExecDown_StdinClosed) isExecDown_Msg() {}
+
+func (*ExecDown_Resize) isExecDown_Msg() {}
+
 var File_shoal_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_shoal_worker_v1_worker_proto_rawDesc = "" +
@@ -1537,14 +2113,16 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\aupdates\x18\x01 \x03(\v2!.shoal.worker.v1.TaskStatusUpdateR\aupdates\"`\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
-	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xe3\x02\n" +
+	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xa0\x03\n" +
 	"\x0eManagerMessage\x128\n" +
 	"\asession\x18\x01 \x01(\v2\x1c.shoal.worker.v1.SessionInfoH\x00R\asession\x12?\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1f.shoal.worker.v1.HeartbeatReplyH\x00R\theartbeat\x12@\n" +
 	"\vassignments\x18\x03 \x01(\v2\x1c.shoal.worker.v1.AssignmentsH\x00R\vassignments\x12M\n" +
 	"\x10log_subscription\x18\x04 \x01(\v2 .shoal.worker.v1.LogSubscriptionH\x00R\x0flogSubscription\x12>\n" +
 	"\vlog_control\x18\x05 \x01(\v2\x1b.shoal.worker.v1.LogControlH\x00R\n" +
-	"logControlB\x05\n" +
+	"logControl\x12;\n" +
+	"\n" +
+	"exec_start\x18\x06 \x01(\v2\x1a.shoal.worker.v1.ExecStartH\x00R\texecStartB\x05\n" +
 	"\x03msg\"\xc5\x01\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
@@ -1603,7 +2181,42 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\tstream_id\x18\x01 \x01(\x04R\bstreamId\x129\n" +
 	"\amessage\x18\x02 \x01(\v2\x1f.shoal.worker.v1.ManagerMessageR\amessage\x12\x16\n" +
 	"\x06closed\x18\x03 \x01(\bR\x06closed\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error*\x8c\x01\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x8b\x01\n" +
+	"\bExecSpec\x12\x10\n" +
+	"\x03cmd\x18\x01 \x03(\tR\x03cmd\x12\x10\n" +
+	"\x03env\x18\x02 \x03(\tR\x03env\x12\x10\n" +
+	"\x03tty\x18\x03 \x01(\bR\x03tty\x12\x1f\n" +
+	"\vworking_dir\x18\x04 \x01(\tR\n" +
+	"workingDir\x12\x12\n" +
+	"\x04user\x18\x05 \x01(\tR\x04user\x12\x14\n" +
+	"\x05stdin\x18\x06 \x01(\bR\x05stdin\"<\n" +
+	"\fTerminalSize\x12\x14\n" +
+	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\x9f\x01\n" +
+	"\tExecStart\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12-\n" +
+	"\x04spec\x18\x03 \x01(\v2\x19.shoal.worker.v1.ExecSpecR\x04spec\x121\n" +
+	"\x04size\x18\x04 \x01(\v2\x1d.shoal.worker.v1.TerminalSizeR\x04size\">\n" +
+	"\n" +
+	"ExecAttach\x12\x17\n" +
+	"\aexec_id\x18\x01 \x01(\tR\x06execId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"P\n" +
+	"\aExecEnd\x12\x1b\n" +
+	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\"\xa8\x01\n" +
+	"\x06ExecUp\x125\n" +
+	"\x06attach\x18\x01 \x01(\v2\x1b.shoal.worker.v1.ExecAttachH\x00R\x06attach\x12\x18\n" +
+	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
+	"\x06stderr\x18\x03 \x01(\fH\x00R\x06stderr\x12,\n" +
+	"\x03end\x18\x04 \x01(\v2\x18.shoal.worker.v1.ExecEndH\x00R\x03endB\x05\n" +
+	"\x03msg\"\x87\x01\n" +
+	"\bExecDown\x12\x16\n" +
+	"\x05stdin\x18\x01 \x01(\fH\x00R\x05stdin\x12#\n" +
+	"\fstdin_closed\x18\x02 \x01(\bH\x00R\vstdinClosed\x127\n" +
+	"\x06resize\x18\x03 \x01(\v2\x1d.shoal.worker.v1.TerminalSizeH\x00R\x06resizeB\x05\n" +
+	"\x03msg*\x8c\x01\n" +
 	"\x16AssignmentChangeAction\x12(\n" +
 	"$ASSIGNMENT_CHANGE_ACTION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fASSIGNMENT_CHANGE_ACTION_UPDATE\x10\x01\x12#\n" +
@@ -1615,12 +2228,14 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\\\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\x9c\x01\n" +
 	"\n" +
 	"Dispatcher\x12N\n" +
-	"\aConnect\x12\x1e.shoal.worker.v1.WorkerMessage\x1a\x1f.shoal.worker.v1.ManagerMessage(\x010\x012J\n" +
+	"\aConnect\x12\x1e.shoal.worker.v1.WorkerMessage\x1a\x1f.shoal.worker.v1.ManagerMessage(\x010\x01\x12>\n" +
+	"\x04Exec\x12\x17.shoal.worker.v1.ExecUp\x1a\x19.shoal.worker.v1.ExecDown(\x010\x012\x8f\x01\n" +
 	"\x05Relay\x12A\n" +
-	"\x05Relay\x12\x18.shoal.worker.v1.RelayUp\x1a\x1a.shoal.worker.v1.RelayDown(\x010\x01B=Z;github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1;workerv1b\x06proto3"
+	"\x05Relay\x12\x18.shoal.worker.v1.RelayUp\x1a\x1a.shoal.worker.v1.RelayDown(\x010\x01\x12C\n" +
+	"\tRelayExec\x12\x17.shoal.worker.v1.ExecUp\x1a\x19.shoal.worker.v1.ExecDown(\x010\x01B=Z;github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1;workerv1b\x06proto3"
 
 var (
 	file_shoal_worker_v1_worker_proto_rawDescOnce sync.Once
@@ -1635,7 +2250,7 @@ func file_shoal_worker_v1_worker_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_shoal_worker_v1_worker_proto_goTypes = []any{
 	(AssignmentChangeAction)(0),   // 0: shoal.worker.v1.AssignmentChangeAction
 	(AssignmentsType)(0),          // 1: shoal.worker.v1.AssignmentsType
@@ -1660,48 +2275,65 @@ var file_shoal_worker_v1_worker_proto_goTypes = []any{
 	(*RelayedWorkerMessage)(nil),  // 20: shoal.worker.v1.RelayedWorkerMessage
 	(*RelayDown)(nil),             // 21: shoal.worker.v1.RelayDown
 	(*RelayedManagerMessage)(nil), // 22: shoal.worker.v1.RelayedManagerMessage
-	(*v1.NodeDescription)(nil),    // 23: shoal.object.v1.NodeDescription
-	(*v1.TaskStatus)(nil),         // 24: shoal.object.v1.TaskStatus
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
-	(*v1.Task)(nil),               // 26: shoal.object.v1.Task
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
+	(*ExecSpec)(nil),              // 23: shoal.worker.v1.ExecSpec
+	(*TerminalSize)(nil),          // 24: shoal.worker.v1.TerminalSize
+	(*ExecStart)(nil),             // 25: shoal.worker.v1.ExecStart
+	(*ExecAttach)(nil),            // 26: shoal.worker.v1.ExecAttach
+	(*ExecEnd)(nil),               // 27: shoal.worker.v1.ExecEnd
+	(*ExecUp)(nil),                // 28: shoal.worker.v1.ExecUp
+	(*ExecDown)(nil),              // 29: shoal.worker.v1.ExecDown
+	(*v1.NodeDescription)(nil),    // 30: shoal.object.v1.NodeDescription
+	(*v1.TaskStatus)(nil),         // 31: shoal.object.v1.TaskStatus
+	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
+	(*v1.Task)(nil),               // 33: shoal.object.v1.Task
+	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
 }
 var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
 	4,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
 	5,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
 	6,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
 	18, // 3: shoal.worker.v1.WorkerMessage.logs:type_name -> shoal.worker.v1.LogBatch
-	23, // 4: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
+	30, // 4: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
 	7,  // 5: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
-	24, // 6: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
+	31, // 6: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
 	9,  // 7: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
 	11, // 8: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
 	13, // 9: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
 	14, // 10: shoal.worker.v1.ManagerMessage.log_subscription:type_name -> shoal.worker.v1.LogSubscription
 	15, // 11: shoal.worker.v1.ManagerMessage.log_control:type_name -> shoal.worker.v1.LogControl
-	10, // 12: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
-	25, // 13: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
-	0,  // 14: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
-	26, // 15: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
-	1,  // 16: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
-	12, // 17: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
-	2,  // 18: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
-	27, // 19: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	16, // 20: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
-	17, // 21: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
-	20, // 22: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
-	3,  // 23: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
-	22, // 24: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
-	8,  // 25: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
-	3,  // 26: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
-	19, // 27: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
-	8,  // 28: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
-	21, // 29: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
-	28, // [28:30] is the sub-list for method output_type
-	26, // [26:28] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	25, // 12: shoal.worker.v1.ManagerMessage.exec_start:type_name -> shoal.worker.v1.ExecStart
+	10, // 13: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
+	32, // 14: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
+	0,  // 15: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
+	33, // 16: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
+	1,  // 17: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
+	12, // 18: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
+	2,  // 19: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
+	34, // 20: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	16, // 21: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
+	17, // 22: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
+	20, // 23: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
+	3,  // 24: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
+	22, // 25: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
+	8,  // 26: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
+	23, // 27: shoal.worker.v1.ExecStart.spec:type_name -> shoal.worker.v1.ExecSpec
+	24, // 28: shoal.worker.v1.ExecStart.size:type_name -> shoal.worker.v1.TerminalSize
+	26, // 29: shoal.worker.v1.ExecUp.attach:type_name -> shoal.worker.v1.ExecAttach
+	27, // 30: shoal.worker.v1.ExecUp.end:type_name -> shoal.worker.v1.ExecEnd
+	24, // 31: shoal.worker.v1.ExecDown.resize:type_name -> shoal.worker.v1.TerminalSize
+	3,  // 32: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
+	28, // 33: shoal.worker.v1.Dispatcher.Exec:input_type -> shoal.worker.v1.ExecUp
+	19, // 34: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
+	28, // 35: shoal.worker.v1.Relay.RelayExec:input_type -> shoal.worker.v1.ExecUp
+	8,  // 36: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
+	29, // 37: shoal.worker.v1.Dispatcher.Exec:output_type -> shoal.worker.v1.ExecDown
+	21, // 38: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
+	29, // 39: shoal.worker.v1.Relay.RelayExec:output_type -> shoal.worker.v1.ExecDown
+	36, // [36:40] is the sub-list for method output_type
+	32, // [32:36] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_shoal_worker_v1_worker_proto_init() }
@@ -1721,6 +2353,18 @@ func file_shoal_worker_v1_worker_proto_init() {
 		(*ManagerMessage_Assignments)(nil),
 		(*ManagerMessage_LogSubscription)(nil),
 		(*ManagerMessage_LogControl)(nil),
+		(*ManagerMessage_ExecStart)(nil),
+	}
+	file_shoal_worker_v1_worker_proto_msgTypes[25].OneofWrappers = []any{
+		(*ExecUp_Attach)(nil),
+		(*ExecUp_Stdout)(nil),
+		(*ExecUp_Stderr)(nil),
+		(*ExecUp_End)(nil),
+	}
+	file_shoal_worker_v1_worker_proto_msgTypes[26].OneofWrappers = []any{
+		(*ExecDown_Stdin)(nil),
+		(*ExecDown_StdinClosed)(nil),
+		(*ExecDown_Resize)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1728,7 +2372,7 @@ func file_shoal_worker_v1_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_worker_v1_worker_proto_rawDesc), len(file_shoal_worker_v1_worker_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

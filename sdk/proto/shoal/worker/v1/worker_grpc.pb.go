@@ -33,6 +33,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Dispatcher_Connect_FullMethodName = "/shoal.worker.v1.Dispatcher/Connect"
+	Dispatcher_Exec_FullMethodName    = "/shoal.worker.v1.Dispatcher/Exec"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
@@ -46,6 +47,16 @@ type DispatcherClient interface {
 	// the manager list), heartbeat replies and assignment batches. The session
 	// ends when either side closes the stream.
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WorkerMessage, ManagerMessage], error)
+	// Exec carries one command run in one of the calling node's tasks (shoal
+	// task exec), opened by the worker when its session brings an ExecStart:
+	// the worker sends ExecAttach first, then the command's output and its
+	// end; the manager sends the command's stdin and terminal resizes. It is a
+	// stream of its own, beside the session, so that a command's output and
+	// input, which may be large or slow, never hold back heartbeats and
+	// assignments; gRPC's flow control bounds what is on the way. The worker
+	// still only dials. An attach is accepted only for an exec the leader
+	// sent to the calling node.
+	Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecUp, ExecDown], error)
 }
 
 type dispatcherClient struct {
@@ -69,6 +80,19 @@ func (c *dispatcherClient) Connect(ctx context.Context, opts ...grpc.CallOption)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_ConnectClient = grpc.BidiStreamingClient[WorkerMessage, ManagerMessage]
 
+func (c *dispatcherClient) Exec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecUp, ExecDown], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[1], Dispatcher_Exec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecUp, ExecDown]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_ExecClient = grpc.BidiStreamingClient[ExecUp, ExecDown]
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
@@ -80,6 +104,16 @@ type DispatcherServer interface {
 	// the manager list), heartbeat replies and assignment batches. The session
 	// ends when either side closes the stream.
 	Connect(grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]) error
+	// Exec carries one command run in one of the calling node's tasks (shoal
+	// task exec), opened by the worker when its session brings an ExecStart:
+	// the worker sends ExecAttach first, then the command's output and its
+	// end; the manager sends the command's stdin and terminal resizes. It is a
+	// stream of its own, beside the session, so that a command's output and
+	// input, which may be large or slow, never hold back heartbeats and
+	// assignments; gRPC's flow control bounds what is on the way. The worker
+	// still only dials. An attach is accepted only for an exec the leader
+	// sent to the calling node.
+	Exec(grpc.BidiStreamingServer[ExecUp, ExecDown]) error
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -92,6 +126,9 @@ type UnimplementedDispatcherServer struct{}
 
 func (UnimplementedDispatcherServer) Connect(grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]) error {
 	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedDispatcherServer) Exec(grpc.BidiStreamingServer[ExecUp, ExecDown]) error {
+	return status.Error(codes.Unimplemented, "method Exec not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -121,6 +158,13 @@ func _Dispatcher_Connect_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Dispatcher_ConnectServer = grpc.BidiStreamingServer[WorkerMessage, ManagerMessage]
 
+func _Dispatcher_Exec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DispatcherServer).Exec(&grpc.GenericServerStream[ExecUp, ExecDown]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_ExecServer = grpc.BidiStreamingServer[ExecUp, ExecDown]
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -135,12 +179,19 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 			ClientStreams: true,
 		},
+		{
+			StreamName:    "Exec",
+			Handler:       _Dispatcher_Exec_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
 	},
 	Metadata: "shoal/worker/v1/worker.proto",
 }
 
 const (
-	Relay_Relay_FullMethodName = "/shoal.worker.v1.Relay/Relay"
+	Relay_Relay_FullMethodName     = "/shoal.worker.v1.Relay/Relay"
+	Relay_RelayExec_FullMethodName = "/shoal.worker.v1.Relay/RelayExec"
 )
 
 // RelayClient is the client API for Relay service.
@@ -154,6 +205,10 @@ type RelayClient interface {
 	// call it; the leader trusts the node IDs it names, which the follower took
 	// from each worker's verified certificate.
 	Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[RelayUp, RelayDown], error)
+	// RelayExec carries a worker's Exec stream that reached a follower to the
+	// leader: the follower passes the messages both ways as they are, and
+	// sets the attach's node_id from the worker's certificate.
+	RelayExec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecUp, ExecDown], error)
 }
 
 type relayClient struct {
@@ -177,6 +232,19 @@ func (c *relayClient) Relay(ctx context.Context, opts ...grpc.CallOption) (grpc.
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Relay_RelayClient = grpc.BidiStreamingClient[RelayUp, RelayDown]
 
+func (c *relayClient) RelayExec(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecUp, ExecDown], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Relay_ServiceDesc.Streams[1], Relay_RelayExec_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExecUp, ExecDown]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Relay_RelayExecClient = grpc.BidiStreamingClient[ExecUp, ExecDown]
+
 // RelayServer is the server API for Relay service.
 // All implementations must embed UnimplementedRelayServer
 // for forward compatibility.
@@ -188,6 +256,10 @@ type RelayServer interface {
 	// call it; the leader trusts the node IDs it names, which the follower took
 	// from each worker's verified certificate.
 	Relay(grpc.BidiStreamingServer[RelayUp, RelayDown]) error
+	// RelayExec carries a worker's Exec stream that reached a follower to the
+	// leader: the follower passes the messages both ways as they are, and
+	// sets the attach's node_id from the worker's certificate.
+	RelayExec(grpc.BidiStreamingServer[ExecUp, ExecDown]) error
 	mustEmbedUnimplementedRelayServer()
 }
 
@@ -200,6 +272,9 @@ type UnimplementedRelayServer struct{}
 
 func (UnimplementedRelayServer) Relay(grpc.BidiStreamingServer[RelayUp, RelayDown]) error {
 	return status.Error(codes.Unimplemented, "method Relay not implemented")
+}
+func (UnimplementedRelayServer) RelayExec(grpc.BidiStreamingServer[ExecUp, ExecDown]) error {
+	return status.Error(codes.Unimplemented, "method RelayExec not implemented")
 }
 func (UnimplementedRelayServer) mustEmbedUnimplementedRelayServer() {}
 func (UnimplementedRelayServer) testEmbeddedByValue()               {}
@@ -229,6 +304,13 @@ func _Relay_Relay_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Relay_RelayServer = grpc.BidiStreamingServer[RelayUp, RelayDown]
 
+func _Relay_RelayExec_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RelayServer).RelayExec(&grpc.GenericServerStream[ExecUp, ExecDown]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Relay_RelayExecServer = grpc.BidiStreamingServer[ExecUp, ExecDown]
+
 // Relay_ServiceDesc is the grpc.ServiceDesc for Relay service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -240,6 +322,12 @@ var Relay_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Relay",
 			Handler:       _Relay_Relay_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RelayExec",
+			Handler:       _Relay_RelayExec_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
