@@ -42,6 +42,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 
@@ -121,6 +122,7 @@ type Executor struct {
 	log        *slog.Logger
 	imageLocks keyedLock // per image reference, while it is pulled
 	finalizing keyedLock // per task, while its exit is recorded
+	health     probers   // per running task with a health check (health.go)
 
 	// mu guards the fields below, set once by Configure.
 	mu       sync.RWMutex
@@ -340,6 +342,12 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 		}
 	}
 	specOpts, err := specFor(ctx, img, t, netns)
+	if err == nil {
+		var hopt oci.SpecOpts
+		if hopt, err = healthSpecOpt(ctx, img, t); hopt != nil {
+			specOpts = append(specOpts, hopt)
+		}
+	}
 	if err != nil {
 		e.detach(ctx, t.GetId(), netns)
 		return err
@@ -450,6 +458,7 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 	if err := tk.Start(ctx); err != nil {
 		return fmt.Errorf("task %s: start: %w", taskID, kind(err))
 	}
+	e.startHealth(ctx, ctr)
 	e.log.Debug("task started", "task_id", taskID, "pid", tk.Pid())
 	return nil
 }
@@ -497,6 +506,7 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (_ executor.ExitStat
 			}
 		}
 	}
+	e.health.stop(taskID)
 	es, err := e.finalize(nctx, ctr, s.tk)
 	if err != nil {
 		return executor.ExitStatus{}, fmt.Errorf("task %s: %w", taskID, err)
@@ -529,6 +539,7 @@ func (e *Executor) release(ctx context.Context, taskID string) error {
 // and returns once it exited, with the task's networks released.
 func (e *Executor) Stop(ctx context.Context, taskID string, signal string, grace time.Duration) (err error) {
 	defer ctxFirst(ctx, &err)
+	e.health.stop(taskID)
 	if err := e.stop(ctx, taskID, signal, grace); err != nil {
 		return err
 	}
@@ -614,6 +625,7 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 	if err := checkTaskID(taskID); err != nil {
 		return err
 	}
+	e.health.stop(taskID)
 	nctx, c, err := e.conn(ctx)
 	if err != nil {
 		return err

@@ -54,12 +54,15 @@ func (e *Executor) Inspect(ctx context.Context, taskID string) (executor.TaskInf
 	}
 	resp, err := c.TaskService().Get(nctx, &apitasks.GetRequest{ContainerID: taskID})
 	if errdefs.IsNotFound(errdefsFromGRPC(err)) {
+		e.health.stop(taskID)
 		return taskInfo(taskID, labels, nil), nil
 	}
 	if err != nil {
 		return executor.TaskInfo{}, fmt.Errorf("task %s: %w", taskID, kind(errdefsFromGRPC(err)))
 	}
-	return taskInfo(taskID, labels, resp.GetProcess()), nil
+	info := taskInfo(taskID, labels, resp.GetProcess())
+	e.inspectHealth(nctx, ctr, &info)
+	return info, nil
 }
 
 // taskInfo is a container with its labels and its process p (nil: none in
