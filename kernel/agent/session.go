@@ -113,8 +113,10 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 	errc := make(chan error, 3)
 	logs, logCtx := newLogSessions(ctx, a.cfg.Executor, a.tasks.holds, s.send, a.log)
 	defer logs.stop()
+	execs := newExecRunner(ctx, a.cfg.Executor, a.tasks.holds, conn, a.log)
+	defer execs.stop() // after cancel below: the execs end with the session
 	var wg sync.WaitGroup
-	wg.Go(func() { errc <- a.receive(logCtx, stream, addr, replies, &established, logs) })
+	wg.Go(func() { errc <- a.receive(logCtx, stream, addr, replies, &established, logs, execs) })
 	wg.Go(func() { errc <- heartbeat(ctx, s.heartbeat, replies, a.cfg.MinHeartbeatTimeout) })
 	wg.Go(func() { errc <- a.rep.run(ctx, s.report) })
 	err = <-errc
@@ -128,7 +130,7 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 }
 
 // receive handles the manager's messages until the stream ends.
-func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string, replies chan<- time.Duration, established *time.Time, logs *logSessions) error {
+func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string, replies chan<- time.Duration, established *time.Time, logs *logSessions, execs *execRunner) error {
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -159,6 +161,8 @@ func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string
 			logs.subscribe(logCtx, m.LogSubscription)
 		case *workerv1.ManagerMessage_LogControl:
 			logs.control(m.LogControl)
+		case *workerv1.ManagerMessage_ExecStart:
+			execs.start(m.ExecStart)
 		default:
 			// A message kind newer than this agent: ignore it, the
 			// protocol only ever adds optional ones.

@@ -71,7 +71,8 @@ type Dispatcher struct {
 	running  bool
 	gossip   gossipPool // the gossip addresses of the sessions' nodes
 
-	logs logSubs // open task log subscriptions (logs.go)
+	logs  logSubs // open task log subscriptions (logs.go)
+	execs execs   // execs waiting for their worker or running (exec.go)
 }
 
 // Config configures a Dispatcher.
