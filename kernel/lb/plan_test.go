@@ -1,0 +1,254 @@
+package lb
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/shoalhq/shoal/sdk"
+)
+
+func testConfig() Config {
+	return Config{Table: DefaultTable, MaxServices: 3, MaxPorts: 2, MaxBackends: 3, Mark: DefaultMark}
+}
+
+func aps(s ...string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, x := range s {
+		out = append(out, netip.MustParseAddrPort(x))
+	}
+	return out
+}
+
+// TestPlanRenders: a desired state and the table it becomes.
+func TestPlanRenders(t *testing.T) {
+	services := []Service{
+		{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
+			// Out of order: the map is sorted.
+			{Protocol: TCP, Port: 80, Published: 8080, Backends: aps("10.200.5.9:80", "10.200.3.7:80")},
+		}},
+		{Name: "mesh-only", Ports: []Port{{Protocol: UDP, Port: 53, Published: 5353, Backends: aps("10.200.3.8:53")}}},
+		{Name: "idle", VIP: netip.MustParseAddr("::ffff:10.96.0.7"), Ports: []Port{{Protocol: TCP, Port: 443}}},
+	}
+	rs, err := plan(testConfig(), services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `table ip shoal {
+	map vips {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		element 10.96.0.5 . tcp . 80 : goto svc-web-tcp-80
+		element 10.96.0.7 . tcp . 443 : goto svc-idle-tcp-443
+	}
+	map published {
+		type inet_proto . inet_service : verdict
+		element tcp . 8080 : goto mesh-web-tcp-8080
+		element udp . 5353 : goto mesh-mesh-only-udp-5353
+	}
+	map be-mesh-only-udp-53 {
+		type integer : ipv4_addr . inet_service
+		element 0 : 10.200.3.8 . 53
+	}
+	map be-web-tcp-80 {
+		type integer : ipv4_addr . inet_service
+		element 0 : 10.200.3.7 . 80
+		element 1 : 10.200.5.9 . 80
+	}
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		jump services
+	}
+	chain output {
+		type nat hook output priority -100; policy accept;
+		jump services
+	}
+	chain services {
+		ip daddr . meta l4proto . th dport vmap @vips
+		fib daddr type local meta l4proto . th dport vmap @published
+	}
+	chain svc-idle-tcp-443 {
+		reject
+	}
+	chain svc-mesh-only-udp-53 {
+		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
+		dnat ip to numgen random mod 1 map @be-mesh-only-udp-53
+	}
+	chain svc-web-tcp-80 {
+		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
+		dnat ip to numgen random mod 2 map @be-web-tcp-80
+	}
+	chain mesh-mesh-only-udp-5353 {
+		meta mark set meta mark | 0x100000 goto svc-mesh-only-udp-53
+	}
+	chain mesh-web-tcp-8080 {
+		meta mark set meta mark | 0x100000 goto svc-web-tcp-80
+	}
+	chain hairpin {
+		type filter hook prerouting priority -99; policy accept;
+		ct state new ct status dnat fib daddr . iif oif != 0 meta mark set meta mark | 0x100000
+	}
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		meta mark & 0x100000 == 0 return
+		meta mark set meta mark & 0xffefffff masquerade
+	}
+	chain localnet {
+		type filter hook input priority filter; policy accept;
+		iifname != "lo" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 drop
+	}
+}
+`
+	if got := rs.String(); got != want {
+		t.Errorf("rendered:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Without localhost: no guard, and 127/8 is not a published address.
+	cfg := testConfig()
+	cfg.NoLocalhost = true
+	rs, err = plan(cfg, services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rs.String()
+	if strings.Contains(got, "chain localnet") || !strings.Contains(got, "ip daddr != 127.0.0.0/8 fib daddr type local") {
+		t.Errorf("with NoLocalhost:\n%s", got)
+	}
+
+	// The same state in another order renders the same.
+	rev := []Service{services[2], services[1], services[0]}
+	rs2, err := plan(testConfig(), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs2.String() != want {
+		t.Errorf("another order renders differently:\n%s", rs2.String())
+	}
+
+	empty, err := plan(testConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := empty.String(); strings.Contains(s, "element") || !strings.Contains(s, "chain postrouting") {
+		t.Errorf("empty state:\n%s", s)
+	}
+}
+
+// TestPlanRejects: every bad field is named, and nothing is planned.
+func TestPlanRejects(t *testing.T) {
+	ok := func() Service {
+		return Service{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
+			{Protocol: TCP, Port: 80, Published: 8080, Backends: aps("10.200.3.7:80")},
+		}}
+	}
+	with := func(f func(*Service)) []Service {
+		s := ok()
+		f(&s)
+		return []Service{s}
+	}
+	for _, c := range []struct {
+		name     string
+		services []Service
+		want     []string // substrings of the error
+	}{
+		{"too many services", []Service{ok(), ok(), ok(), ok()}, []string{"services: 4 services, at most 3"}},
+		{"bad name", with(func(s *Service) { s.Name = "a b" }), []string{`services[0].name: "a b" is not a name`}},
+		{"empty name", with(func(s *Service) { s.Name = "" }), []string{`services[0].name`}},
+		{"long name", with(func(s *Service) { s.Name = strings.Repeat("x", 65) }), []string{`services[0].name`}},
+		{"duplicate name", []Service{ok(), func() Service {
+			s := ok()
+			s.VIP = netip.MustParseAddr("10.96.0.6")
+			s.Ports[0].Published = 0
+			return s
+		}()},
+			[]string{`services[1].name: "web" is also services[0]`}},
+		{"IPv6 VIP", with(func(s *Service) { s.VIP = netip.MustParseAddr("fd00::5") }), []string{"services[0].vip: fd00::5 is not IPv4"}},
+		{"loopback VIP", with(func(s *Service) { s.VIP = netip.MustParseAddr("127.0.0.5") }), []string{"services[0].vip: 127.0.0.5 is not a unicast address"}},
+		{"too many ports", with(func(s *Service) {
+			s.Ports = append(s.Ports, Port{Protocol: TCP, Port: 81}, Port{Protocol: TCP, Port: 82})
+		}), []string{"services[0].ports: 3 ports, at most 2"}},
+		{"bad protocol", with(func(s *Service) { s.Ports[0].Protocol = "sctp" }), []string{`services[0].ports[0].protocol: "sctp" is not tcp or udp`}},
+		{"port 0", with(func(s *Service) { s.Ports[0].Port = 0 }), []string{"services[0].ports[0].port: is 0"}},
+		{"duplicate port", with(func(s *Service) { s.Ports = append(s.Ports, Port{Protocol: TCP, Port: 80}) }),
+			[]string{"services[0].ports[1].port: tcp/80 is also ports[0]"}},
+		{"same port, other protocol", with(func(s *Service) { s.Ports = append(s.Ports, Port{Protocol: UDP, Port: 80}) }), nil},
+		{"too many backends", with(func(s *Service) {
+			s.Ports[0].Backends = aps("10.200.3.7:80", "10.200.3.8:80", "10.200.3.9:80", "10.200.3.10:80")
+		}), []string{"services[0].ports[0].backends: 4 backends, at most 3"}},
+		{"IPv6 backend", with(func(s *Service) { s.Ports[0].Backends = aps("[fd00::7]:80") }),
+			[]string{"services[0].ports[0].backends[0]: [fd00::7]:80 is not an IPv4 address and port"}},
+		{"backend port 0", with(func(s *Service) { s.Ports[0].Backends = aps("10.200.3.7:0") }),
+			[]string{"services[0].ports[0].backends[0]: 10.200.3.7:0 has port 0"}},
+		{"multicast backend", with(func(s *Service) { s.Ports[0].Backends = aps("224.0.0.1:80") }),
+			[]string{"services[0].ports[0].backends[0]: 224.0.0.1:80 is not a unicast address"}},
+		{"duplicate backend", with(func(s *Service) { s.Ports[0].Backends = aps("10.200.3.7:80", "10.200.3.8:80", "10.200.3.7:80") }),
+			[]string{"services[0].ports[0].backends[2]: 10.200.3.7:80 is also backends[0]"}},
+		{"VIP port used twice", []Service{ok(), func() Service { s := ok(); s.Name = "other"; s.Ports[0].Published = 0; return s }()},
+			[]string{"services[1].ports[0].port: 10.96.0.5:80/tcp is also service web's"}},
+		{"published port used twice", []Service{ok(), func() Service {
+			s := ok()
+			s.Name, s.VIP = "other", netip.Addr{}
+			return s
+		}()}, []string{"services[1].ports[0].published: tcp/8080 is also published by service web"}},
+		{"every bad field at once", with(func(s *Service) {
+			s.Name = "a/b"
+			s.Ports[0].Port = 0
+			s.Ports[0].Backends = aps("10.200.3.7:0")
+		}), []string{"services[0].name", "services[0].ports[0].port", "services[0].ports[0].backends[0]"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rs, err := plan(testConfig(), c.services)
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("plan = %v, want no error", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("plan = %v, want an error", rs)
+			}
+			if !errors.Is(err, sdk.ErrInvalidArgument) {
+				t.Errorf("error %v is not an invalid argument", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestNewRejects: bad configuration is refused before anything happens.
+func TestNewRejects(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"table name", Config{Table: "a b"}, "table"},
+		{"mark of two bits", Config{Mark: 3}, "mark: 0x3 is not a single bit"},
+		{"negative bound", Config{MaxBackends: -1}, "max_backends"},
+		{"missing namespace", Config{NetNS: "/nonexistent/netns"}, "open netns /nonexistent/netns"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := New(c.cfg, nil)
+			if err == nil {
+				b.Close()
+				t.Fatalf("New(%+v) succeeded", c.cfg)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("New(%+v) = %v, want it to say %q", c.cfg, err, c.want)
+			}
+		})
+	}
+	b, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.cfg.Table != DefaultTable || b.cfg.Mark != DefaultMark || b.cfg.MaxBackends != DefaultMaxBackends {
+		t.Errorf("defaults: %+v", b.cfg)
+	}
+	// Not synced, not closed: Close of a Balancer that never synced would
+	// touch the process's namespace, which this test must not.
+}
