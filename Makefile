@@ -14,12 +14,14 @@ build:
 	$(GO) build -o bin/ ./cmd/shoal ./plugins/...
 
 # The example service's image (README, make run): examples/hello packed as an
-# OCI image tar, twice (versions 1 and 2, for `service update --image`). No
+# OCI image tar, twice (versions 1 and 2, for `service update --image`), and
+# hello:health with a HEALTHCHECK (`hello health`, every 2s). No
 # registry is needed: `shoal image import` loads them into the node.
 images:
 	@mkdir -p build/images
 	$(GO) run ./internal/mkimage -name shoal.local/hello:1 -env HELLO_VERSION=1 -o build/images/hello-1.tar ./examples/hello
 	$(GO) run ./internal/mkimage -name shoal.local/hello:2 -env HELLO_VERSION=2 -o build/images/hello-2.tar ./examples/hello
+	$(GO) run ./internal/mkimage -name shoal.local/hello:health -env HELLO_VERSION=1 -health-cmd /prog -health-cmd health -health-interval 2s -o build/images/hello-health.tar ./examples/hello
 
 # The tests that start whole clusters of processes (real Raft timing, real
 # containers, network namespaces) run after the others and one package at a

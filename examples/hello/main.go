@@ -9,6 +9,12 @@
 // shows. EXIT_AFTER (a Go duration) makes it exit with EXIT_CODE
 // (default 1) after that long, to watch restart policies at work. On
 // SIGTERM it says goodbye on stderr and exits 0.
+//
+// `hello health` is a health check for it (the hello-health image's
+// HEALTHCHECK, or a service's check in CMD form): it prints "ok" and exits
+// 0, or, with UNHEALTHY set in the container's environment, says so and
+// exits 1 (`shoal service update --env-add UNHEALTHY=1` makes a rolling
+// update whose new tasks turn unhealthy).
 package main
 
 import (
@@ -22,6 +28,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "health" {
+		if v := os.Getenv("UNHEALTHY"); v != "" {
+			fmt.Printf("unhealthy: UNHEALTHY=%s\n", v)
+			os.Exit(1)
+		}
+		fmt.Println("ok")
+		os.Exit(0)
+	}
 	host, _ := os.Hostname()
 	greeting := os.Getenv("GREETING")
 	if greeting == "" {

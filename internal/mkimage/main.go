@@ -33,6 +33,9 @@ func main() {
 	format := flag.String("format", "oci", `"oci" or "docker"`)
 	var env listFlag
 	flag.Var(&env, "env", "KEY=value in the image's environment (repeatable)")
+	var health listFlag
+	flag.Var(&health, "health-cmd", "a word of the image's HEALTHCHECK, in CMD form (repeatable: -health-cmd /prog -health-cmd health)")
+	healthInterval := flag.Duration("health-interval", 0, "the HEALTHCHECK's interval (0: docker's default)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: mkimage -name REF -o FILE.tar [-env K=V]... PACKAGE\n")
 		flag.PrintDefaults()
@@ -48,13 +51,17 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(*name, *out, *format, env, flag.Arg(0)); err != nil {
+	var hc *testimage.Healthcheck
+	if len(health) > 0 {
+		hc = &testimage.Healthcheck{Test: append([]string{"CMD"}, health...), Interval: *healthInterval}
+	}
+	if err := run(*name, *out, *format, env, hc, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(name, out, format string, env []string, pkg string) error {
+func run(name, out, format string, env []string, hc *testimage.Healthcheck, pkg string) error {
 	dir, err := os.MkdirTemp("", "mkimage-")
 	if err != nil {
 		return err
@@ -78,6 +85,11 @@ func run(name, out, format string, env []string, pkg string) error {
 	})
 	if err != nil {
 		return err
+	}
+	if hc != nil {
+		if im, err = im.WithHealthcheck(*hc); err != nil {
+			return err
+		}
 	}
 	return im.WriteFile(out, format)
 }

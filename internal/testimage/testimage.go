@@ -157,6 +157,48 @@ func layerTar(bin []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Healthcheck is a docker image config's HEALTHCHECK (its JSON has
+// durations in nanoseconds, as docker writes them). The OCI image spec has
+// no such field; docker's config, a superset, has.
+type Healthcheck struct {
+	Test        []string      `json:"Test"`
+	Interval    time.Duration `json:"Interval,omitempty"`
+	Timeout     time.Duration `json:"Timeout,omitempty"`
+	StartPeriod time.Duration `json:"StartPeriod,omitempty"`
+	Retries     int           `json:"Retries,omitempty"`
+}
+
+// WithHealthcheck returns the image with h as its config's Healthcheck.
+func (im *Image) WithHealthcheck(h Healthcheck) (*Image, error) {
+	var cfg map[string]any
+	if err := json.Unmarshal(im.Config, &cfg); err != nil {
+		return nil, err
+	}
+	inner, _ := cfg["config"].(map[string]any)
+	if inner == nil {
+		inner = map[string]any{}
+	}
+	inner["Healthcheck"] = h
+	cfg["config"] = inner
+	out := *im
+	var err error
+	if out.Config, err = json.Marshal(cfg); err != nil {
+		return nil, err
+	}
+	out.ConfigDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(out.Config), Size: int64(len(out.Config))}
+	mf := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    out.ConfigDesc,
+		Layers:    []ocispec.Descriptor{out.LayerDesc},
+	}
+	if out.Manifest, err = json.Marshal(mf); err != nil {
+		return nil, err
+	}
+	out.ManifestDesc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(out.Manifest), Size: int64(len(out.Manifest))}
+	return &out, nil
+}
+
 // blobPath is where an OCI layout keeps a blob.
 func blobPath(d ocispec.Descriptor) string {
 	return "blobs/" + d.Digest.Algorithm().String() + "/" + d.Digest.Encoded()

@@ -1,14 +1,18 @@
 package ctrexec
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoalhq/shoal/internal/testimage"
+	"github.com/shoalhq/shoal/kernel/containerd"
 	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -193,4 +197,67 @@ func TestHealthCheckInContainer(t *testing.T) {
 			t.Errorf("stopped task: Inspect = %+v, %v; want no health", info, err)
 		}
 	})
+}
+
+// healthImage is the test image with a HEALTHCHECK in its (docker) config.
+const healthImage = "docker.io/shoaltest/prog:health"
+
+// TestImageHealthcheck: a task without a check of its own runs its image's
+// HEALTHCHECK, read from the image's config blob; the spec's fields win
+// over the image's, and NONE turns it off.
+func TestImageHealthcheck(t *testing.T) {
+	e := newExecutor(t, "", "")
+	im, err := testimage.New(healthImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err = im.WithHealthcheck(testimage.Healthcheck{Test: []string{"CMD", "/prog", "cat:/tmp/ready"}, Interval: 100 * time.Millisecond, Retries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := im.WriteDocker(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(startContainerd(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := containerd.Import(ctxT(t), c, testNamespace, DefaultConfig().Snapshotter, &buf); err != nil {
+		t.Fatalf("import %s: %v", healthImage, err)
+	}
+	imageTask := func(h *objectv1.HealthConfig, args ...string) *objectv1.Task {
+		task := newTask(t, args...)
+		task.Spec.Container.Image = healthImage
+		task.Spec.Container.Healthcheck = h
+		return task
+	}
+
+	healthy := imageTask(nil, "write:/tmp/ready=from the image's check", "sleep:inf")
+	run(t, e, healthy)
+	if info := awaitHealth(t, e, healthy.Id, objectv1.TaskHealth_TASK_HEALTH_HEALTHY); info.HealthOutput != "from the image's check" {
+		t.Errorf("health output = %q, want the image's check's", info.HealthOutput)
+	}
+
+	// The image's check fails without the file: unhealthy after its one
+	// retry.
+	failing := imageTask(nil, "sleep:inf")
+	run(t, e, failing)
+	awaitHealth(t, e, failing.Id, objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY)
+
+	// The spec's retries win: still starting after the image's one retry
+	// would have made it unhealthy (the start period holds it, too).
+	patient := imageTask(&objectv1.HealthConfig{Retries: 1000, StartPeriod: durationpb.New(time.Hour)}, "sleep:inf")
+	run(t, e, patient)
+	time.Sleep(500 * time.Millisecond) // several intervals of the image's check: not a timing assert, any wait holds
+	if info, err := e.Inspect(ctxT(t), patient.Id); err != nil || info.Health != objectv1.TaskHealth_TASK_HEALTH_STARTING {
+		t.Errorf("task with its own retries: Inspect = %+v, %v; want starting", info, err)
+	}
+
+	off := imageTask(&objectv1.HealthConfig{Test: []string{"NONE"}}, "sleep:inf")
+	run(t, e, off)
+	if info, err := e.Inspect(ctxT(t), off.Id); err != nil || info.Health != objectv1.TaskHealth_TASK_HEALTH_UNSPECIFIED {
+		t.Errorf("task with NONE: Inspect = %+v, %v; want no health", info, err)
+	}
 }
