@@ -66,12 +66,14 @@ func (w *taskWorker) waitWatchingHealth(ctx context.Context) (executor.ExitStatu
 		if err != nil || !et.Running {
 			continue // Wait says how it ended; a transient error is asked again
 		}
-		w.setHealth(et.Health)
 		if et.Health == objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY {
 			w.unhealthy = et.HealthOutput
 			if w.unhealthy == "" {
 				w.unhealthy = "health check failed"
 			}
+		}
+		w.setHealth(et.Health)
+		if et.Health == objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY {
 			cancel()
 			<-done
 			return executor.ExitStatus{}, errUnhealthy
@@ -81,6 +83,8 @@ func (w *taskWorker) waitWatchingHealth(ctx context.Context) (executor.ExitStatu
 
 // setHealth reports the task's RUNNING status again with a new health,
 // stamped now: a rolling update watches a new task from when it is healthy.
+// Its message says the health, with the check's output once unhealthy
+// (what a paused update names as the cause).
 func (w *taskWorker) setHealth(h objectv1.TaskHealth) {
 	if h == w.health {
 		return
@@ -92,9 +96,22 @@ func (w *taskWorker) setHealth(h objectv1.TaskHealth) {
 	st := proto.Clone(w.status).(*objectv1.TaskStatus)
 	st.Health = h
 	st.Timestamp = timestamppb.Now()
+	st.Message = healthMessage(h, w.unhealthy)
 	w.status = st
 	w.set.rep.report(w.id, st)
 	w.set.log.Debug("task health", "task_id", w.id, "health", h.String())
+}
+
+func healthMessage(h objectv1.TaskHealth, output string) string {
+	switch h {
+	case objectv1.TaskHealth_TASK_HEALTH_STARTING:
+		return "started, health: starting"
+	case objectv1.TaskHealth_TASK_HEALTH_HEALTHY:
+		return "healthy"
+	case objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY:
+		return truncate(output, maxErrText)
+	}
+	return "started"
 }
 
 // failUnhealthy stops a task whose health check said UNHEALTHY, and

@@ -78,7 +78,7 @@ func TestHealthIsReported(t *testing.T) {
 		time.Sleep(healthPoll)
 		synctest.Wait()
 		st := known(e.rep, "t1")
-		if st.GetHealth() != healthHealthy || st.GetState() != running {
+		if st.GetHealth() != healthHealthy || st.GetState() != running || st.GetMessage() != "healthy" {
 			t.Fatalf("status after the check passed = %v, want RUNNING and healthy", st)
 		}
 		if !st.GetTimestamp().AsTime().Equal(time.Now()) {
@@ -112,6 +112,15 @@ func TestUnhealthyTaskIsStoppedAndFails(t *testing.T) {
 		e.apply(t, incremental, update(task("t1", running, running)))
 		checkCalls(t, e)
 	})
+}
+
+func TestHealthMessage(t *testing.T) {
+	if got := healthMessage(healthUnhealthy, "health check failed 3 of 3 times in a row: exit code 1: no"); got != "health check failed 3 of 3 times in a row: exit code 1: no" {
+		t.Errorf("unhealthy message = %q, want the check's output (a paused update names it)", got)
+	}
+	if got := healthMessage(healthStarting, ""); got != "started, health: starting" {
+		t.Errorf("starting message = %q", got)
+	}
 }
 
 // TestNoHealthCheckNoPolling: a task without a health check is not polled:
