@@ -69,7 +69,7 @@ func (c *cli) newServiceLogsCmd() *cobra.Command {
 }
 
 func (c *cli) newTaskCmd() *cobra.Command {
-	return group("task", "Manage tasks", c.newTaskLogsCmd())
+	return group("task", "Manage tasks", c.newTaskLogsCmd(), c.newTaskExecCmd())
 }
 
 func (c *cli) newTaskLogsCmd() *cobra.Command {

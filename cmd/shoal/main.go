@@ -61,6 +61,8 @@ const (
 // cli holds what every command shares: the connection flags, where to
 // print, and the clock and pacing of progress (shortened in tests).
 type cli struct {
+	// in is task exec -i's stdin; nil: os.Stdin.
+	in     io.Reader
 	out    io.Writer
 	errOut io.Writer
 	// tty and errTTY are true when out and errOut are terminals: progress
@@ -107,6 +109,10 @@ func (c *cli) execute(ctx context.Context, args []string) int {
 	root.SetOut(c.out)
 	root.SetErr(c.errOut)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var status exitStatus
+		if errors.As(err, &status) {
+			return int(status) // task exec: the command's own status
+		}
 		printError(c.errOut, err)
 		return 1
 	}

@@ -55,9 +55,10 @@ func TestUnknownCommand(t *testing.T) {
 }
 
 // notPrinting are the commands that need no --format: the daemon, shell
-// completion, help, and logs, whose output is the tasks' own lines.
+// completion, help, logs, whose output is the tasks' own lines, and exec,
+// whose output is its command's.
 var notPrinting = []string{
-	"shoal agent", "shoal completion", "shoal help", "shoal service logs", "shoal task logs",
+	"shoal agent", "shoal completion", "shoal help", "shoal service logs", "shoal task logs", "shoal task exec",
 }
 
 // TestEveryCommandTakesFormat walks the command tree: every command that

@@ -59,7 +59,8 @@ type Server struct {
 	leader LeaderDialer
 	log    *slog.Logger
 	now    func() time.Time
-	logs   Logs // nil: TaskLogs is unavailable (logs.go)
+	logs   Logs  // nil: TaskLogs is unavailable (logs.go)
+	execs  Execs // nil: TaskExec is unavailable (exec.go)
 }
 
 var _ controlv1.ControlServer = (*Server)(nil)

@@ -142,7 +142,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	}
 	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
 
-	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers))
+	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
 
@@ -183,6 +183,8 @@ func apiPolicy() ca.Policy {
 	nodes := []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_WORKER, objectv1.NodeRole_NODE_ROLE_MANAGER}
 	p[workerv1.Dispatcher_Connect_FullMethodName] = nodes
 	p[workerv1.Relay_Relay_FullMethodName] = manager
+	p[workerv1.Dispatcher_Exec_FullMethodName] = nodes
+	p[workerv1.Relay_RelayExec_FullMethodName] = manager
 	p[cav1.NodeCA_IssueNodeCertificate_FullMethodName] = nil // the token is the credential
 	p[cav1.NodeCA_RenewNodeCertificate_FullMethodName] = []objectv1.NodeRole{objectv1.NodeRole_NODE_ROLE_WORKER, objectv1.NodeRole_NODE_ROLE_MANAGER}
 	return p
