@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -118,6 +120,43 @@ func recvExecStart(ctx context.Context, stream controlv1.Control_TaskExecServer)
 	}
 }
 
+// lookupExecTask resolves ref to a task: an ID or unique ID prefix, else
+// a running task's name as service ps shows it: SERVICE.SLOT (web.1) or
+// SERVICE.NODE (a global service's, by node ID or prefix), either
+// optionally followed by .TASKID or a prefix of it (web.1.2sb541ix).
+func lookupExecTask(tx *state.ReadTx, ref string) (*objectv1.Task, error) {
+	t, err := tx.LookupTask(ref)
+	if err == nil || !errors.Is(err, sdk.ErrNotFound) {
+		return t, err
+	}
+	svcName, rest, ok := strings.Cut(ref, ".")
+	if !ok {
+		return nil, err
+	}
+	svc := tx.ServiceByName(svcName)
+	if svc == nil {
+		return nil, err
+	}
+	where, idPrefix, _ := strings.Cut(rest, ".")
+	slot, slotErr := strconv.ParseUint(where, 10, 64)
+	var matches []*objectv1.Task
+	for _, t := range tx.TasksByService(svc.GetId()) {
+		if t.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_RUNNING || !strings.HasPrefix(t.GetId(), idPrefix) {
+			continue
+		}
+		if (slotErr == nil && uint64(t.GetSlot()) == slot) || (slotErr != nil && where != "" && strings.HasPrefix(t.GetNodeId(), where)) {
+			matches = append(matches, t)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, fmt.Errorf("task %q: no running task of service %s has that name: %w", ref, svcName, sdk.ErrNotFound)
+	case 1:
+		return matches[0], nil
+	}
+	return nil, fmt.Errorf("task %q names %d running tasks (%s, %s...): give one's ID: %w", ref, len(matches), matches[0].GetId(), matches[1].GetId(), sdk.ErrInvalidArgument)
+}
+
 // TaskExec runs a command in a running task, on its node, through the
 // leader's dispatcher (see dispatch/exec.go); a follower passes the call
 // to the leader as it is.
@@ -138,7 +177,7 @@ func (s *Server) TaskExec(stream controlv1.Control_TaskExecServer) error {
 		task    *objectv1.Task
 		lookErr error
 	)
-	s.view(func(tx *state.ReadTx) { task, lookErr = tx.LookupTask(start.GetTask()) })
+	s.view(func(tx *state.ReadTx) { task, lookErr = lookupExecTask(tx, start.GetTask()) })
 	if lookErr != nil {
 		return grpcErr(fmt.Errorf("start.task: %w", lookErr))
 	}
