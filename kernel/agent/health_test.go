@@ -157,3 +157,30 @@ func TestShutdownWhileStarting(t *testing.T) {
 		checkState(t, e, "t1", "SHUTDOWN exit=143")
 	})
 }
+
+// TestAdoptedTaskHealthIsWatched: a task the agent adopts after a restart
+// (running in the executor, RUNNING and healthy at the manager) is watched
+// again, and failed once unhealthy.
+func TestAdoptedTaskHealthIsWatched(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rep := newReporter(100, 100*time.Millisecond)
+		hx := &healthExec{fakeExec: newFakeExec(rep), health: map[string]objectv1.TaskHealth{}, out: map[string]string{}}
+		hx.hold("t1", true, 0)
+		hx.setHealth("t1", healthHealthy, "")
+		set := newTaskSet("node-1", hx, rep, slog.New(slog.DiscardHandler))
+		list, _ := hx.List(t.Context())
+		set.adopt(list)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { set.run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		e := &env{set: set, exec: hx.fakeExec, rep: rep}
+		tk := task("t1", running, running)
+		tk.Status.Health = healthHealthy
+		e.apply(t, complete, update(tk))
+		hx.setHealth("t1", healthUnhealthy, "no answer")
+		time.Sleep(healthPoll)
+		synctest.Wait()
+		checkState(t, e, "t1", "FAILED exit=143 unhealthy container: no answer")
+	})
+}

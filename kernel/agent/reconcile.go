@@ -89,6 +89,7 @@ type taskWorker struct {
 	// stopped and failed (health.go).
 	health    objectv1.TaskHealth
 	unhealthy string
+	inspected bool // health (and the IDs) came from Inspect, not a List at start
 }
 
 // mustNotRun reports whether the task must not run (any desired state but
@@ -157,6 +158,12 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return w.failUnhealthy(ctx, ictx, t)
 
 	case w.facts.running:
+		if !w.inspected {
+			// Adopted after an agent restart: List says nothing of health
+			// checks; Inspect does (and restarts the check in an executor
+			// that restarted too).
+			w.inspect(ictx)
+		}
 		w.advance(stateRunning, "started", "")
 		es, err := w.waitWatchingHealth(ictx)
 		switch {
@@ -346,6 +353,7 @@ func (w *taskWorker) inspect(ctx context.Context) {
 	}
 	w.pid = int32(et.Pid)
 	w.health = et.Health
+	w.inspected = true
 }
 
 // catchUp takes the manager's view of the task's status when it is further
