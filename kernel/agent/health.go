@@ -66,6 +66,12 @@ func (w *taskWorker) waitWatchingHealth(ctx context.Context) (executor.ExitStatu
 		if err != nil || !et.Running {
 			continue // Wait says how it ended; a transient error is asked again
 		}
+		if et.Health == objectv1.TaskHealth_TASK_HEALTH_STARTING && w.health == objectv1.TaskHealth_TASK_HEALTH_HEALTHY {
+			// A restarted executor starts its checks over; as in docker, a
+			// task never goes back to starting: it stays healthy (and a
+			// DNS or VIP backend) until a verdict says otherwise.
+			continue
+		}
 		if et.Health == objectv1.TaskHealth_TASK_HEALTH_UNHEALTHY {
 			w.unhealthy = et.HealthOutput
 			if w.unhealthy == "" {

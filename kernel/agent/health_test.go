@@ -84,6 +84,13 @@ func TestHealthIsReported(t *testing.T) {
 		if !st.GetTimestamp().AsTime().Equal(time.Now()) {
 			t.Errorf("status stamped %v, want now %v: a rolling update watches the task from when it is healthy", st.GetTimestamp().AsTime(), time.Now())
 		}
+		// A restarted executor starts the check over: the task stays healthy.
+		hx.setHealth("t1", healthStarting, "")
+		time.Sleep(3 * healthPoll)
+		synctest.Wait()
+		if got := reportedHealth(e, "t1"); got != healthHealthy {
+			t.Errorf("health after the executor's check started over = %v, want still %v", got, healthHealthy)
+		}
 		// The task still runs, and ends as any.
 		e.exec.exit(t, "t1", 0)
 		synctest.Wait()

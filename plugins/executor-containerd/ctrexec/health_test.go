@@ -144,6 +144,16 @@ func TestHealthCheckInContainer(t *testing.T) {
 			t.Errorf("health output = %q, want the check's output %q", info.HealthOutput, "yes")
 		}
 	})
+	t.Run("after a plugin restart", func(t *testing.T) {
+		task := healthTask(t, fast("CMD", "/prog", "cat:/tmp/ready"))
+		run(t, e, task)
+		awaitHealth(t, e, task.Id, objectv1.TaskHealth_TASK_HEALTH_HEALTHY)
+		// A new executor (the plugin restarted) finds the check in the
+		// container's spec and runs it again from the first Inspect.
+		again := newExecutor(t, "", "")
+		awaitHealth(t, again, task.Id, objectv1.TaskHealth_TASK_HEALTH_HEALTHY)
+		again.health.stop(task.Id)
+	})
 	t.Run("fails", func(t *testing.T) {
 		task := healthTask(t, fast("CMD", "/prog", "err:not ready", "exit:1"))
 		run(t, e, task)
