@@ -108,4 +108,3 @@ func TestTaskExec(t *testing.T) {
 		t.Errorf("exec without a command = %+v, want an error", r)
 	}
 }
-
