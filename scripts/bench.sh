@@ -27,3 +27,6 @@ go test -run '^$' -bench CreateToRunning -benchtime 50x -count 2 ./plugins/execu
 for n in 100 300; do
 	SHOAL_BENCH_FLOOR_N=$n go test -run '^$' -bench 'RuntimeFloor|ExecutorMany' -benchtime 1x -count 3 -timeout 30m ./plugins/executor-containerd/ctrexec/
 done
+# Service discovery building blocks (issue 12): DNS answers, a 1,000-backend VIP.
+go test -run '^$' -bench . -benchtime 2s -count 1 ./kernel/dns/
+go test -run '^$' -bench Sync1000 -benchtime 20x -count 3 ./kernel/lb/
