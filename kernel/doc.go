@@ -7,11 +7,14 @@
 //	state         the whole cluster state in memory, indexed; Prepare/Apply of
 //	              Raft commands, deterministic; View and ViewAndWatch
 //	raftstore     hashicorp/raft over raft-wal: the FSM over state, snapshots,
-//	              the batched proposer, membership, the mutual-TLS transport
+//	              the batched proposer, membership, the mutual-TLS transport;
+//	              the read barrier (a term barrier, then a heartbeat round)
+//	              and writes applied once per request ID
 //	ca            root CA, join tokens, node certificates, renewal, and the
 //	              role policy every gRPC server applies to its callers
-//	controlapi    the control API: validation, defaults, follower-to-leader
-//	              forwarding
+//	controlapi    the control API: validation and limits, defaults,
+//	              follower-to-leader forwarding, linearizable reads, request
+//	              IDs, task logs and exec through the leader
 //	orchestrator  leader stage: services into tasks, in batched writes
 //	placement     leader stage: pending tasks to the scheduler plugin in
 //	              batches, with the node view as changes; decisions committed
@@ -31,6 +34,10 @@
 //	              to other nodes' slices of a network
 //	gossip        workers share task endpoints and slices peer to peer
 //	              (memberlist); managers stay out
+//	dns           a node's DNS server for its tasks: names per network from
+//	              an in-memory index, the rest forwarded (not wired yet)
+//	lb            a node's VIPs and published ports in one nftables table,
+//	              replaced in one transaction per sync (not wired yet)
 //	manager       wiring: identity (bootstrap or join), Raft, the API servers,
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost
@@ -38,7 +45,8 @@
 //	              a worker; the executor plugin and the node's containerd;
 //	              the worker's gossip and its routes to other nodes' tasks
 //	clustertest   a kit that starts real manager processes and simulated
-//	              workers for tests and benchmarks
+//	              workers for tests and benchmarks; the linearizability
+//	              check under leader kills, pauses and partitions
 //	e2etest       a real one-node cluster with real containers: restarts and
 //	              exit codes, logs, plugin and agent kills, image pulls;
 //	              create-to-running benchmarks (root)
