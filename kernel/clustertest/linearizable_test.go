@@ -289,8 +289,27 @@ func newFirewall(tb testing.TB) *firewall {
 		return nil
 	}
 	f := &firewall{tb: tb}
+	f.removeLeftovers()
 	tb.Cleanup(f.healAll)
 	return f
+}
+
+// removeLeftovers deletes the rules a killed test process left behind
+// (they carry its comment): they would cut this run's managers off.
+func (f *firewall) removeLeftovers() {
+	out, err := exec.Command("iptables", "-w", "-S", "INPUT").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, "shoal-clustertest") || !strings.HasPrefix(line, "-A ") {
+			continue
+		}
+		args := append([]string{"-w", "-D"}, strings.Fields(strings.TrimPrefix(line, "-A "))...)
+		if out, err := exec.Command("iptables", args...).CombinedOutput(); err != nil {
+			f.tb.Logf("iptables: removing a leftover rule %q: %v: %s", line, err, out)
+		}
+	}
 }
 
 // cutOff drops every packet to and from m's address.
