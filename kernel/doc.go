@@ -8,7 +8,7 @@
 //	              Raft commands, deterministic; View and ViewAndWatch
 //	raftstore     hashicorp/raft over raft-wal: the FSM over state, snapshots,
 //	              the batched proposer, membership, the mutual-TLS transport;
-//	              the read barrier (a term barrier, then a heartbeat round)
+//	              the read barrier (a barrier entry per round of reads)
 //	              and writes applied once per request ID
 //	ca            root CA, join tokens, node certificates, renewal, and the
 //	              role policy every gRPC server applies to its callers

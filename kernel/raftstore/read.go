@@ -13,52 +13,45 @@ import (
 	"github.com/shoalhq/shoal/sdk"
 )
 
-// A leader's local state answers a read linearizably once two things hold:
+// A leader's local state answers a read linearizably once a barrier entry
+// appended after the read arrived has committed and applied locally. The
+// commit proves that a quorum took the entry from this leader in its term
+// after the read arrived, so no later leader had been elected by then; the
+// apply proves that the state holds every entry before it, which includes
+// every write acknowledged before the read (by this leader, or by an earlier
+// one, whose entries come first in this leader's log). It also makes a new
+// leader wait until it has applied its predecessors' entries.
 //
-//  1. The leader has applied every entry committed before its term began.
-//     A leader's log holds them all, but its state machine may lag: a
-//     barrier entry appended in its own term and applied locally proves it
-//     caught up (Raft commits earlier terms' entries only through one of
-//     the current term). Done once per term, then remembered.
-//  2. It is still the leader after the read arrived: a leader that was
-//     paused or cut off may have been replaced, and the new one may have
-//     acknowledged writes this one never saw. VerifyLeader confirms it with
-//     a round of heartbeats to a quorum (the read-index check of the Raft
-//     paper, §6.4, without waiting for a commit index: every write this
-//     leader acknowledged was applied here before it was acknowledged).
+// hashicorp/raft's VerifyLeader is not enough, and was what this used first:
+// it counts any heartbeat or append response that arrives after the call
+// as a vote, including responses to requests sent before it. A leader
+// paused (SIGSTOP, a long GC, an overloaded VM) finds its followers' old
+// answers waiting in its sockets when it resumes, and confirms itself with
+// them: TestLinearizable caught a read answered that way with a value
+// replaced two seconds earlier. A barrier cannot be fooled so: old answers
+// carry no match for an entry appended after the pause.
 //
-// Both rely on no clock: a paused process resumes believing it leads, and a
-// lease would let it answer from its stale state; the heartbeat round
-// cannot be fooled that way. It costs one round trip to the other managers
-// per read, shared by the reads that arrive while the previous round runs.
+// No clock is trusted either: a lease would let a resumed leader answer
+// from its stale state. The cost is one entry (a few bytes, one fsync,
+// one round trip) per round; reads that arrive while a round runs share
+// the next one, so a burst of reads costs two rounds, not one each.
 
-// readGate holds the leader's read state: the term its barrier applied in,
-// and the heartbeat rounds.
+// readGate holds the barrier rounds of the reads waiting on this leader.
 type readGate struct {
 	mu sync.Mutex
-	// readyTerm is the term whose barrier entry has applied locally.
-	readyTerm uint64
-	// barrier is the barrier in flight, nil when none.
-	barrier *termBarrier
-	// verifying is set while verifyLoop runs; next is the round that the
+	// running is set while barrierLoop runs; next is the round that the
 	// reads which arrived since the current round started wait for.
-	verifying bool
-	next      *verifyRound
+	running bool
+	next    *readRound
 }
 
-type termBarrier struct {
-	term uint64
+type readRound struct {
 	done chan struct{}
 	err  error // set before done closes
 }
 
-type verifyRound struct {
-	done chan struct{}
-	err  error // set before done closes
-}
-
-// barrierTimeout bounds a term barrier: it is one entry, committed in a
-// round trip unless the leader is about to lose its quorum.
+// barrierTimeout bounds a barrier round: one entry, committed in a round
+// trip unless the leader is about to lose its quorum.
 const barrierTimeout = 10 * time.Second
 
 // ReadBarrier returns once this node's state reflects every write that was
@@ -69,74 +62,15 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	term := n.raft.CurrentTerm()
-	if err := n.termBarrier(ctx, term); err != nil {
-		return err
-	}
-	if err := n.verifyLeader(ctx); err != nil {
-		return err
-	}
-	if !n.IsLeader() || n.raft.CurrentTerm() != term {
-		return ErrNotLeader
-	}
-	return nil
-}
-
-// termBarrier waits until a barrier of term has applied locally, starting
-// one if none is in flight.
-func (n *Node) termBarrier(ctx context.Context, term uint64) error {
-	g := &n.reads
-	for {
-		g.mu.Lock()
-		if g.readyTerm == term {
-			g.mu.Unlock()
-			return nil
-		}
-		b := g.barrier
-		if b == nil || b.term != term {
-			b = &termBarrier{term: term, done: make(chan struct{})}
-			g.barrier = b
-			go n.runBarrier(b)
-		}
-		g.mu.Unlock()
-		select {
-		case <-b.done:
-			if b.err != nil {
-				return b.err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func (n *Node) runBarrier(b *termBarrier) {
-	err := raftErr(n.raft.Barrier(barrierTimeout).Error())
-	g := &n.reads
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if err == nil && b.term > g.readyTerm {
-		g.readyTerm = b.term
-	}
-	if g.barrier == b {
-		g.barrier = nil
-	}
-	b.err = err
-	close(b.done)
-}
-
-// verifyLeader waits for a round of heartbeats, started after the call,
-// that confirms this node still leads.
-func (n *Node) verifyLeader(ctx context.Context) error {
 	g := &n.reads
 	g.mu.Lock()
 	if g.next == nil {
-		g.next = &verifyRound{done: make(chan struct{})}
+		g.next = &readRound{done: make(chan struct{})}
 	}
 	r := g.next
-	if !g.verifying {
-		g.verifying = true
-		go n.verifyLoop()
+	if !g.running {
+		g.running = true
+		go n.barrierLoop()
 	}
 	g.mu.Unlock()
 	select {
@@ -147,20 +81,20 @@ func (n *Node) verifyLeader(ctx context.Context) error {
 	}
 }
 
-// verifyLoop runs heartbeat rounds while reads wait for one.
-func (n *Node) verifyLoop() {
+// barrierLoop runs barrier rounds, one at a time, while reads wait for one.
+func (n *Node) barrierLoop() {
 	g := &n.reads
 	for {
 		g.mu.Lock()
 		r := g.next
 		g.next = nil
 		if r == nil {
-			g.verifying = false
+			g.running = false
 			g.mu.Unlock()
 			return
 		}
 		g.mu.Unlock()
-		r.err = raftErr(n.raft.VerifyLeader().Error())
+		r.err = raftErr(n.raft.Barrier(barrierTimeout).Error())
 		close(r.done)
 	}
 }
