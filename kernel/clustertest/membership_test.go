@@ -76,7 +76,9 @@ func TestMembership(t *testing.T) {
 	if _, err := client.UpdateNode(ctx, &controlv1.UpdateNodeRequest{Ref: node.GetNode().Id, Version: node.GetNode().GetMeta().GetVersion(), Spec: spec}); err != nil {
 		t.Fatalf("promote %s: %v", follower.Name, err)
 	}
-	c.WaitManagers(t, 3, 30*time.Second)
+	// The promoted node asks to rejoin every 2 s; on a loaded machine its
+	// catching up may take a while.
+	c.WaitManagers(t, 3, 90*time.Second)
 
 	// Demote it again, stop it, and remove it.
 	node, err = client.GetNode(ctx, &controlv1.GetNodeRequest{Ref: node.GetNode().Id})

@@ -424,7 +424,11 @@ func (c *Cluster) WaitManagers(tb testing.TB, n int, timeout time.Duration) {
 	tb.Helper()
 	c.eventually(tb, timeout, func(ctx context.Context) error {
 		for _, m := range c.Running() {
-			resp, err := m.Client(tb).ListNodes(ctx, &controlv1.ListNodesRequest{})
+			// Each manager gets its own deadline: one that knows no leader
+			// waits out its forwarding, which must not starve the others.
+			mctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			resp, err := m.Client(tb).ListNodes(mctx, &controlv1.ListNodesRequest{})
+			cancel()
 			if err != nil {
 				continue
 			}

@@ -20,6 +20,9 @@ import (
 // addresses.
 const registerInterval = 2 * time.Second
 
+// errNoLeaderKnown: this manager knows no leader to send its record to.
+var errNoLeaderKnown = errors.New("no leader known")
+
 // registerSelf writes this manager's own node record when it leads.
 func (m *Manager) registerSelf(ctx context.Context) error {
 	raftAddr, err := m.cfg.Manager.AdvertiseRaft()
@@ -89,7 +92,13 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 			}
 		} else if !m.raft.IsLeader() && m.recordStale(req) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			conn, err := m.leader.LeaderConn(cctx)
+			var conn *grpc.ClientConn
+			err := errNoLeaderKnown
+			if id, _ := m.raft.Leader(); id != "" {
+				// Waiting for one when none is known would only delay the
+				// peers' help by the dialer's whole wait.
+				conn, err = m.leader.LeaderConn(cctx)
+			}
 			if err == nil {
 				_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
 			} else if jerr := m.joinThroughPeers(cctx, req); jerr == nil {
