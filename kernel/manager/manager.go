@@ -285,6 +285,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// before its first request (see kernel/allocator).
 	run("ipam plugin", m.ipam.Run)
 	run("registration", m.registerLoop)
+	run("manager list", m.peersLoop)
 	run("certificate renewal", func(ctx context.Context) error {
 		return ca.NewRenewer(m.ident.id, func(ctx context.Context) (cav1.NodeCAClient, error) {
 			conn, err := m.anyManagerConn(ctx)

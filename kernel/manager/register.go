@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -69,6 +70,16 @@ func (m *Manager) description(hostname string) *objectv1.NodeDescription {
 	return &objectv1.NodeDescription{Hostname: hostname, Platform: platform(), EngineVersion: Version}
 }
 
+// leaderlessRejoin is how long a follower goes without knowing a leader
+// before it asks its peers to (re-)add it to the Raft group although its
+// own record looks current. A manager that was stopped or cut off while it
+// was demoted never receives the entries that demoted and removed it: its
+// replica still calls it a manager of the group, it campaigns alone (the
+// others refuse its votes as "not in configuration") and it would never
+// ask. Six seconds is several election timeouts: a cluster electing a new
+// leader has one long before.
+const leaderlessRejoin = 3 * registerInterval
+
 // registerLoop keeps a follower's record current by asking the leader to
 // (re-)add it to the Raft group with its current addresses. A manager that
 // just joined with a token does this through the configured join addresses,
@@ -82,7 +93,13 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 	needJoin := m.ident.joined
 	tick := time.NewTicker(registerInterval)
 	defer tick.Stop()
+	leaderSeen := time.Now()
 	for {
+		leaderID, _ := m.raft.Leader()
+		if leaderID != "" || m.raft.IsLeader() {
+			leaderSeen = time.Now()
+		}
+		leaderless := time.Since(leaderSeen) >= leaderlessRejoin
 		if needJoin {
 			if err := m.joinThroughSeeds(ctx, req); err != nil {
 				m.log.Warn("joining the raft group", "error", err)
@@ -90,11 +107,11 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 				needJoin = false
 				m.log.Info("joined the raft group")
 			}
-		} else if !m.raft.IsLeader() && m.recordStale(req) {
+		} else if !m.raft.IsLeader() && (leaderless || m.recordStale(req)) {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			var conn *grpc.ClientConn
 			err := errNoLeaderKnown
-			if id, _ := m.raft.Leader(); id != "" {
+			if leaderID != "" {
 				// Waiting for one when none is known would only delay the
 				// peers' help by the dialer's whole wait.
 				conn, err = m.leader.LeaderConn(cctx)
@@ -102,15 +119,22 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 			if err == nil {
 				_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
 			} else if jerr := m.joinThroughPeers(cctx, req); jerr == nil {
-				// No leader known here: a manager removed from the group
-				// (demoted) that missed its own removal campaigns alone
-				// and never hears of a leader again. Any other manager
-				// forwards the request to the one that leads.
+				// No leader known here: any other manager forwards the
+				// request to the one that leads.
 				err = nil
+			} else {
+				err = fmt.Errorf("%w; through peers: %w", err, jerr)
 			}
 			cancel()
 			if err != nil && ctx.Err() == nil {
-				m.log.Debug("refreshing manager record", "error", err)
+				if leaderless {
+					m.log.Warn("no leader known; asking to rejoin the raft group", "for", time.Since(leaderSeen).Round(time.Second), "error", err)
+				} else {
+					m.log.Debug("refreshing manager record", "error", err)
+				}
+			} else if err == nil && leaderless {
+				m.log.Info("asked a peer to re-add this manager to the raft group", "leaderless_for", time.Since(leaderSeen).Round(time.Second))
+				leaderSeen = time.Now()
 			}
 		}
 		select {
@@ -134,9 +158,9 @@ func (m *Manager) recordStale(req *raftv1.JoinRequest) bool {
 		n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY
 }
 
-// joinThroughPeers asks the other managers this node's state knows of, in
-// turn, to (re-)add it; each forwards to the leader.
-func (m *Manager) joinThroughPeers(ctx context.Context, req *raftv1.JoinRequest) error {
+// peerAPIAddrs returns the API addresses of the other managers this
+// node's replica records, sorted.
+func (m *Manager) peerAPIAddrs() []string {
 	var addrs []string
 	m.st.View(func(tx *state.ReadTx) {
 		for _, n := range tx.Nodes() {
@@ -145,6 +169,26 @@ func (m *Manager) joinThroughPeers(ctx context.Context, req *raftv1.JoinRequest)
 			}
 		}
 	})
+	slices.Sort(addrs)
+	return addrs
+}
+
+// joinThroughPeers asks the other managers this node knows of, in turn, to
+// (re-)add it; each forwards to the leader. It knows them from its replica,
+// from the list it last saved (a restarted manager's replica holds only its
+// last snapshot until a leader reaches it, which for a manager removed
+// while it was down never happens) and from its join addresses.
+func (m *Manager) joinThroughPeers(ctx context.Context, req *raftv1.JoinRequest) error {
+	addrs := m.peerAPIAddrs()
+	saved, err := loadPeers(m.peersFile())
+	if err != nil {
+		m.log.Warn("reading the saved manager list", "error", err)
+	}
+	for _, a := range append(saved, m.cfg.Join.Addrs...) {
+		if a != m.apiAddr && !slices.Contains(addrs, a) {
+			addrs = append(addrs, a)
+		}
+	}
 	last := errors.New("no other manager known")
 	for _, addr := range addrs {
 		conn, err := dialManager(addr, m.ident.id)

@@ -429,6 +429,16 @@ func (n *Node) AddVoter(ctx context.Context, nodeID, addr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
+	// A manager that asks again while it is already a voter at that
+	// address (it only lost sight of the leader) changes nothing: no
+	// configuration entry is appended.
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.ID == raft.ServerID(nodeID) && s.Address == raft.ServerAddress(addr) && s.Suffrage == raft.Voter {
+				return nil
+			}
+		}
+	}
 	return n.raft.AddVoter(raft.ServerID(nodeID), raft.ServerAddress(addr), 0, timeoutOf(ctx)).Error()
 }
 
