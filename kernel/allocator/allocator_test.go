@@ -179,8 +179,14 @@ func allAllocated(tx *state.ReadTx) string {
 		return fmt.Sprintf("%d tasks without all their addresses", n)
 	}
 	for _, s := range tx.Services() {
-		if len(s.GetVirtualIps()) != len(s.GetSpec().GetTask().GetNetworks()) {
-			return fmt.Sprintf("service %s has %d virtual IPs, want %d", s.Id, len(s.GetVirtualIps()), len(s.GetSpec().GetTask().GetNetworks()))
+		want := 0
+		for _, n := range s.GetSpec().GetTask().GetNetworks() {
+			if wantsVIP(s, n.GetTarget()) {
+				want++
+			}
+		}
+		if len(s.GetVirtualIps()) != want {
+			return fmt.Sprintf("service %s has %d virtual IPs, want %d", s.Id, len(s.GetVirtualIps()), want)
 		}
 	}
 	return ""
@@ -236,6 +242,9 @@ func checkRecord(t *testing.T, st *state.Store) {
 				}
 				if gw := netip.MustParsePrefix(slice).Addr().Next().String(); at.GetGateway() != gw || a.String() == gw {
 					t.Errorf("task %s: gateway %q, address %s; want the gateway %s, not the address", tk.Id, at.GetGateway(), a, gw)
+				}
+				if want := vipOf(tx.Service(tk.GetServiceId()), at.GetNetworkId()); at.GetServiceVip() != want {
+					t.Errorf("task %s on %s: service_vip %q, want its service's %q", tk.Id, at.GetNetworkId(), at.GetServiceVip(), want)
 				}
 				if at.GetSubnet() != net.GetSubnet() || at.GetNetworkName() != net.GetSpec().GetAnnotations().GetName() {
 					t.Errorf("task %s: subnet %q, network_name %q; want %q and %q", tk.Id, at.GetSubnet(), at.GetNetworkName(), net.GetSubnet(), net.GetSpec().GetAnnotations().GetName())
@@ -503,4 +512,52 @@ func childPid(name string) int {
 		}
 	}
 	return 0
+}
+
+// A service in endpoint mode dnsrr has no virtual IP; switching a service
+// to dnsrr releases its VIPs and clears them from its tasks.
+func TestDNSRRHasNoVIP(t *testing.T) {
+	r := &fakeRaft{st: state.New()}
+	web := service("web", "net-back")
+	rr := service("rr", "net-back")
+	rr.Spec.Endpoint = &objectv1.EndpointSpec{Mode: objectv1.EndpointMode_ENDPOINT_MODE_DNSRR}
+	r.must(t, func(tx *state.Tx) error {
+		for _, err := range []error{
+			tx.CreateNode(node("n1")),
+			tx.CreateNetwork(network("net-back", "back", "172.28.0.0/16", 24)),
+			tx.CreateService(web), tx.CreateService(rr),
+			tx.CreateTask(placed("web-1", web, "n1")), tx.CreateTask(placed("rr-1", rr, "n1")),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	startAllocator(t, r, startPlugin(t))
+	eventually(t, r.st, allAllocated)
+	checkRecord(t, r.st)
+	r.st.View(func(tx *state.ReadTx) {
+		if v := tx.Service("rr").GetVirtualIps(); len(v) != 0 {
+			t.Errorf("dnsrr service has virtual IPs %v", v)
+		}
+		if v := tx.Task("web-1").GetNetworks()[0].GetServiceVip(); v == "" {
+			t.Error("task web-1 has no service_vip")
+		}
+	})
+	r.must(t, func(tx *state.Tx) error {
+		s := proto.Clone(tx.Service("web")).(*objectv1.Service)
+		s.Spec.Endpoint = &objectv1.EndpointSpec{Mode: objectv1.EndpointMode_ENDPOINT_MODE_DNSRR}
+		return tx.UpdateService(s)
+	})
+	eventually(t, r.st, func(tx *state.ReadTx) string {
+		if v := tx.Service("web").GetVirtualIps(); len(v) != 0 {
+			return fmt.Sprintf("web switched to dnsrr still has virtual IPs %v", v)
+		}
+		if v := tx.Task("web-1").GetNetworks()[0].GetServiceVip(); v != "" {
+			return fmt.Sprintf("web-1 still has service_vip %s", v)
+		}
+		return ""
+	})
+	checkRecord(t, r.st)
 }

@@ -82,6 +82,9 @@ func (a *Allocator) build(w *work) *batch {
 			b.svcs = append(b.svcs, id)
 			wants := map[string]bool{}
 			for _, n := range s.GetSpec().GetTask().GetNetworks() {
+				if !wantsVIP(s, n.GetTarget()) {
+					continue
+				}
 				wants[n.GetTarget()] = true
 				if vipOf(s, n.GetTarget()) != "" || tx.Network(n.GetTarget()) == nil {
 					continue
@@ -246,6 +249,7 @@ func (a *Allocator) commit(ctx context.Context, w *work, b *batch, resp *ipamv1.
 			for _, node := range b.gone {
 				c.dropSlices(node)
 			}
+			c.fillServiceVIPs()
 			return c.write()
 		})
 		if !errors.Is(err, state.ErrVersionConflict) {
@@ -344,7 +348,7 @@ func (c *changes) record(r *ipamv1.AddressResult) bool {
 	}
 	if r.GetNodeId() == "" {
 		cur := c.tx.Service(r.GetOwner())
-		if cur == nil || !joins(cur.GetSpec().GetTask().GetNetworks(), r.GetNetworkId()) {
+		if cur == nil || !wantsVIP(cur, r.GetNetworkId()) {
 			return false
 		}
 		if have := vipOf(cur, r.GetNetworkId()); have != "" {
@@ -425,14 +429,63 @@ func (c *changes) dropVIPs(id string) {
 	if cur == nil {
 		return
 	}
-	keep := func(v *objectv1.VirtualIP) bool {
-		return joins(cur.GetSpec().GetTask().GetNetworks(), v.GetNetworkId())
-	}
+	keep := func(v *objectv1.VirtualIP) bool { return wantsVIP(cur, v.GetNetworkId()) }
 	if !slices.ContainsFunc(cur.GetVirtualIps(), func(v *objectv1.VirtualIP) bool { return !keep(v) }) {
 		return
 	}
 	s := c.service(id)
 	s.VirtualIps = slices.DeleteFunc(s.VirtualIps, func(v *objectv1.VirtualIP) bool { return !keep(v) })
+}
+
+// wantsVIP reports whether service s has a virtual IP on a network: it
+// joins the network, in endpoint mode vip (the default). A service in mode
+// dnsrr has none, as in swarm mode; switching it to dnsrr releases them.
+func wantsVIP(s *objectv1.Service, networkID string) bool {
+	return s.GetSpec().GetEndpoint().GetMode() != objectv1.EndpointMode_ENDPOINT_MODE_DNSRR &&
+		joins(s.GetSpec().GetTask().GetNetworks(), networkID)
+}
+
+// fillServiceVIPs copies each service's virtual IPs into its live tasks'
+// attachments (NetworkAttachment.service_vip), for the tasks this commit
+// changes and, for the services it changes, for all their tasks: nodes
+// learn a service's VIP from the tasks they run (see kernel/node), and a
+// task may get its address before or after its service gets its VIP.
+func (c *changes) fillServiceVIPs() {
+	view := func(id string) *objectv1.Service {
+		if s, ok := c.services[id]; ok {
+			return s
+		}
+		return c.tx.Service(id)
+	}
+	fill := func(t *objectv1.Task, s *objectv1.Service) bool {
+		changed := false
+		for _, a := range t.GetNetworks() {
+			if v := vipOf(s, a.GetNetworkId()); a.GetAddr() != "" && a.GetServiceVip() != v {
+				a.ServiceVip = v
+				changed = true
+			}
+		}
+		return changed
+	}
+	needs := func(t *objectv1.Task, s *objectv1.Service) bool {
+		for _, a := range t.GetNetworks() {
+			if a.GetAddr() != "" && a.GetServiceVip() != vipOf(s, a.GetNetworkId()) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, t := range c.tasks {
+		fill(t, view(t.GetServiceId()))
+	}
+	for id, s := range c.services {
+		for _, cur := range c.tx.TasksByService(id) {
+			if cur.GetStatus().GetState() > objectv1.TaskState_TASK_STATE_RUNNING || !needs(cur, s) {
+				continue
+			}
+			fill(c.task(cur.GetId()), s)
+		}
+	}
 }
 
 // dropSlices removes a removed node's slices from the networks where no

@@ -441,6 +441,9 @@ const (
 	PublishMode_PUBLISH_MODE_UNSPECIFIED PublishMode = 0
 	// PUBLISH_MODE_HOST binds the port on the node running the task.
 	PublishMode_PUBLISH_MODE_HOST PublishMode = 1
+	// PUBLISH_MODE_INGRESS is the routing mesh: the port answers on every
+	// node, balanced over the service's healthy running tasks cluster-wide.
+	PublishMode_PUBLISH_MODE_INGRESS PublishMode = 2
 )
 
 // Enum value maps for PublishMode.
@@ -448,10 +451,12 @@ var (
 	PublishMode_name = map[int32]string{
 		0: "PUBLISH_MODE_UNSPECIFIED",
 		1: "PUBLISH_MODE_HOST",
+		2: "PUBLISH_MODE_INGRESS",
 	}
 	PublishMode_value = map[string]int32{
 		"PUBLISH_MODE_UNSPECIFIED": 0,
 		"PUBLISH_MODE_HOST":        1,
+		"PUBLISH_MODE_INGRESS":     2,
 	}
 )
 
@@ -480,6 +485,60 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{7}
+}
+
+// EndpointMode is what a service's name resolves to.
+type EndpointMode int32
+
+const (
+	// ENDPOINT_MODE_UNSPECIFIED is ENDPOINT_MODE_VIP.
+	EndpointMode_ENDPOINT_MODE_UNSPECIFIED EndpointMode = 0
+	// ENDPOINT_MODE_VIP: the service's virtual IP on the network, balanced
+	// over its healthy running tasks on every port.
+	EndpointMode_ENDPOINT_MODE_VIP EndpointMode = 1
+	// ENDPOINT_MODE_DNSRR: the addresses of its healthy running tasks.
+	EndpointMode_ENDPOINT_MODE_DNSRR EndpointMode = 2
+)
+
+// Enum value maps for EndpointMode.
+var (
+	EndpointMode_name = map[int32]string{
+		0: "ENDPOINT_MODE_UNSPECIFIED",
+		1: "ENDPOINT_MODE_VIP",
+		2: "ENDPOINT_MODE_DNSRR",
+	}
+	EndpointMode_value = map[string]int32{
+		"ENDPOINT_MODE_UNSPECIFIED": 0,
+		"ENDPOINT_MODE_VIP":         1,
+		"ENDPOINT_MODE_DNSRR":       2,
+	}
+)
+
+func (x EndpointMode) Enum() *EndpointMode {
+	p := new(EndpointMode)
+	*p = x
+	return p
+}
+
+func (x EndpointMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndpointMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_object_v1_object_proto_enumTypes[8].Descriptor()
+}
+
+func (EndpointMode) Type() protoreflect.EnumType {
+	return &file_shoal_object_v1_object_proto_enumTypes[8]
+}
+
+func (x EndpointMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndpointMode.Descriptor instead.
+func (EndpointMode) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
 }
 
 // TaskState is a task's lifecycle. The values are ordered: a task only moves
@@ -567,11 +626,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[8].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[9].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[8]
+	return &file_shoal_object_v1_object_proto_enumTypes[9]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -580,7 +639,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{9}
 }
 
 // TaskHealth is what a running task's health check says.
@@ -626,11 +685,11 @@ func (x TaskHealth) String() string {
 }
 
 func (TaskHealth) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[9].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[10].Descriptor()
 }
 
 func (TaskHealth) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[9]
+	return &file_shoal_object_v1_object_proto_enumTypes[10]
 }
 
 func (x TaskHealth) Number() protoreflect.EnumNumber {
@@ -639,7 +698,7 @@ func (x TaskHealth) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskHealth.Descriptor instead.
 func (TaskHealth) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{9}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{10}
 }
 
 // Meta is the bookkeeping every stored object carries.
@@ -2910,8 +2969,10 @@ func (x *PortConfig) GetMode() PublishMode {
 
 // EndpointSpec is how a service is reached.
 type EndpointSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ports         []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Ports []*PortConfig          `protobuf:"bytes,1,rep,name=ports,proto3" json:"ports,omitempty"`
+	// mode is how the service's name resolves on its networks.
+	Mode          EndpointMode `protobuf:"varint,2,opt,name=mode,proto3,enum=shoal.object.v1.EndpointMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2951,6 +3012,13 @@ func (x *EndpointSpec) GetPorts() []*PortConfig {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *EndpointSpec) GetMode() EndpointMode {
+	if x != nil {
+		return x.Mode
+	}
+	return EndpointMode_ENDPOINT_MODE_UNSPECIFIED
 }
 
 // Task is one instance of a service, bound to a slot (replicated) or a node
@@ -3121,8 +3189,13 @@ type NetworkAttachment struct {
 	// network.
 	NodeSubnet string `protobuf:"bytes,5,opt,name=node_subnet,json=nodeSubnet,proto3" json:"node_subnet,omitempty"`
 	// gateway is the node's address on the network, e.g. "10.200.3.1".
-	Gateway       string   `protobuf:"bytes,6,opt,name=gateway,proto3" json:"gateway,omitempty"`
-	Aliases       []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	Gateway string   `protobuf:"bytes,6,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	Aliases []string `protobuf:"bytes,7,rep,name=aliases,proto3" json:"aliases,omitempty"`
+	// service_vip is the task's service's virtual IP on the network, in CIDR
+	// form, copied by the allocator for the nodes' DNS and VIP rules (which
+	// learn it from the tasks they run, through gossip); empty until the
+	// service has one, or in endpoint mode dnsrr.
+	ServiceVip    string `protobuf:"bytes,8,opt,name=service_vip,json=serviceVip,proto3" json:"service_vip,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3204,6 +3277,13 @@ func (x *NetworkAttachment) GetAliases() []string {
 		return x.Aliases
 	}
 	return nil
+}
+
+func (x *NetworkAttachment) GetServiceVip() string {
+	if x != nil {
+		return x.ServiceVip
+	}
+	return ""
 }
 
 // Network is an overlay of task addresses spanning the cluster's nodes.
@@ -3643,9 +3723,10 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vtarget_port\x18\x02 \x01(\rR\n" +
 	"targetPort\x12%\n" +
 	"\x0epublished_port\x18\x03 \x01(\rR\rpublishedPort\x120\n" +
-	"\x04mode\x18\x04 \x01(\x0e2\x1c.shoal.object.v1.PublishModeR\x04mode\"A\n" +
+	"\x04mode\x18\x04 \x01(\x0e2\x1c.shoal.object.v1.PublishModeR\x04mode\"t\n" +
 	"\fEndpointSpec\x121\n" +
-	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\"\x9f\x04\n" +
+	"\x05ports\x18\x01 \x03(\v2\x1b.shoal.object.v1.PortConfigR\x05ports\x121\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1d.shoal.object.v1.EndpointModeR\x04mode\"\x9f\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x12\x1d\n" +
@@ -3660,7 +3741,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x06status\x18\n" +
 	" \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\x12>\n" +
 	"\bnetworks\x18\v \x03(\v2\".shoal.object.v1.NetworkAttachmentR\bnetworks\x129\n" +
-	"\bendpoint\x18\f \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpoint\"\xd6\x01\n" +
+	"\bendpoint\x18\f \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpoint\"\xf7\x01\n" +
 	"\x11NetworkAttachment\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12!\n" +
@@ -3670,7 +3751,9 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vnode_subnet\x18\x05 \x01(\tR\n" +
 	"nodeSubnet\x12\x18\n" +
 	"\agateway\x18\x06 \x01(\tR\agateway\x12\x18\n" +
-	"\aaliases\x18\a \x03(\tR\aaliases\"\xc4\x02\n" +
+	"\aaliases\x18\a \x03(\tR\aaliases\x12\x1f\n" +
+	"\vservice_vip\x18\b \x01(\tR\n" +
+	"serviceVip\"\xc4\x02\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
 	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x120\n" +
@@ -3731,10 +3814,15 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vUpdateOrder\x12\x1c\n" +
 	"\x18UPDATE_ORDER_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17UPDATE_ORDER_STOP_FIRST\x10\x01\x12\x1c\n" +
-	"\x18UPDATE_ORDER_START_FIRST\x10\x02*B\n" +
+	"\x18UPDATE_ORDER_START_FIRST\x10\x02*\\\n" +
 	"\vPublishMode\x12\x1c\n" +
 	"\x18PUBLISH_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
-	"\x11PUBLISH_MODE_HOST\x10\x01*\xf8\x02\n" +
+	"\x11PUBLISH_MODE_HOST\x10\x01\x12\x18\n" +
+	"\x14PUBLISH_MODE_INGRESS\x10\x02*]\n" +
+	"\fEndpointMode\x12\x1d\n" +
+	"\x19ENDPOINT_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11ENDPOINT_MODE_VIP\x10\x01\x12\x17\n" +
+	"\x13ENDPOINT_MODE_DNSRR\x10\x02*\xf8\x02\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x01\x12\x16\n" +
@@ -3771,7 +3859,7 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 	return file_shoal_object_v1_object_proto_rawDescData
 }
 
-var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
 var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
@@ -3782,133 +3870,135 @@ var file_shoal_object_v1_object_proto_goTypes = []any{
 	(FailureAction)(0),              // 5: shoal.object.v1.FailureAction
 	(UpdateOrder)(0),                // 6: shoal.object.v1.UpdateOrder
 	(PublishMode)(0),                // 7: shoal.object.v1.PublishMode
-	(TaskState)(0),                  // 8: shoal.object.v1.TaskState
-	(TaskHealth)(0),                 // 9: shoal.object.v1.TaskHealth
-	(*Meta)(nil),                    // 10: shoal.object.v1.Meta
-	(*Annotations)(nil),             // 11: shoal.object.v1.Annotations
-	(*Resources)(nil),               // 12: shoal.object.v1.Resources
-	(*Cluster)(nil),                 // 13: shoal.object.v1.Cluster
-	(*ClusterSpec)(nil),             // 14: shoal.object.v1.ClusterSpec
-	(*DispatcherConfig)(nil),        // 15: shoal.object.v1.DispatcherConfig
-	(*CAConfig)(nil),                // 16: shoal.object.v1.CAConfig
-	(*OrchestrationConfig)(nil),     // 17: shoal.object.v1.OrchestrationConfig
-	(*RootCA)(nil),                  // 18: shoal.object.v1.RootCA
-	(*JoinTokens)(nil),              // 19: shoal.object.v1.JoinTokens
-	(*Node)(nil),                    // 20: shoal.object.v1.Node
-	(*NodeSpec)(nil),                // 21: shoal.object.v1.NodeSpec
-	(*NodeDescription)(nil),         // 22: shoal.object.v1.NodeDescription
-	(*NodeStatus)(nil),              // 23: shoal.object.v1.NodeStatus
-	(*ManagerStatus)(nil),           // 24: shoal.object.v1.ManagerStatus
-	(*Service)(nil),                 // 25: shoal.object.v1.Service
-	(*UpdateStatus)(nil),            // 26: shoal.object.v1.UpdateStatus
-	(*VirtualIP)(nil),               // 27: shoal.object.v1.VirtualIP
-	(*ServiceSpec)(nil),             // 28: shoal.object.v1.ServiceSpec
-	(*ReplicatedService)(nil),       // 29: shoal.object.v1.ReplicatedService
-	(*GlobalService)(nil),           // 30: shoal.object.v1.GlobalService
-	(*TaskSpec)(nil),                // 31: shoal.object.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 32: shoal.object.v1.NetworkAttachmentConfig
-	(*ContainerSpec)(nil),           // 33: shoal.object.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 34: shoal.object.v1.HealthConfig
-	(*Mount)(nil),                   // 35: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),    // 36: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),           // 37: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),               // 38: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),     // 39: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 40: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),              // 41: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),            // 42: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                    // 43: shoal.object.v1.Task
-	(*NetworkAttachment)(nil),       // 44: shoal.object.v1.NetworkAttachment
-	(*Network)(nil),                 // 45: shoal.object.v1.Network
-	(*NetworkSpec)(nil),             // 46: shoal.object.v1.NetworkSpec
-	(*TaskStatus)(nil),              // 47: shoal.object.v1.TaskStatus
-	nil,                             // 48: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 49: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 50: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 51: google.protobuf.Duration
+	(EndpointMode)(0),               // 8: shoal.object.v1.EndpointMode
+	(TaskState)(0),                  // 9: shoal.object.v1.TaskState
+	(TaskHealth)(0),                 // 10: shoal.object.v1.TaskHealth
+	(*Meta)(nil),                    // 11: shoal.object.v1.Meta
+	(*Annotations)(nil),             // 12: shoal.object.v1.Annotations
+	(*Resources)(nil),               // 13: shoal.object.v1.Resources
+	(*Cluster)(nil),                 // 14: shoal.object.v1.Cluster
+	(*ClusterSpec)(nil),             // 15: shoal.object.v1.ClusterSpec
+	(*DispatcherConfig)(nil),        // 16: shoal.object.v1.DispatcherConfig
+	(*CAConfig)(nil),                // 17: shoal.object.v1.CAConfig
+	(*OrchestrationConfig)(nil),     // 18: shoal.object.v1.OrchestrationConfig
+	(*RootCA)(nil),                  // 19: shoal.object.v1.RootCA
+	(*JoinTokens)(nil),              // 20: shoal.object.v1.JoinTokens
+	(*Node)(nil),                    // 21: shoal.object.v1.Node
+	(*NodeSpec)(nil),                // 22: shoal.object.v1.NodeSpec
+	(*NodeDescription)(nil),         // 23: shoal.object.v1.NodeDescription
+	(*NodeStatus)(nil),              // 24: shoal.object.v1.NodeStatus
+	(*ManagerStatus)(nil),           // 25: shoal.object.v1.ManagerStatus
+	(*Service)(nil),                 // 26: shoal.object.v1.Service
+	(*UpdateStatus)(nil),            // 27: shoal.object.v1.UpdateStatus
+	(*VirtualIP)(nil),               // 28: shoal.object.v1.VirtualIP
+	(*ServiceSpec)(nil),             // 29: shoal.object.v1.ServiceSpec
+	(*ReplicatedService)(nil),       // 30: shoal.object.v1.ReplicatedService
+	(*GlobalService)(nil),           // 31: shoal.object.v1.GlobalService
+	(*TaskSpec)(nil),                // 32: shoal.object.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 33: shoal.object.v1.NetworkAttachmentConfig
+	(*ContainerSpec)(nil),           // 34: shoal.object.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 35: shoal.object.v1.HealthConfig
+	(*Mount)(nil),                   // 36: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 37: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 38: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 39: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 40: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 41: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 42: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 43: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 44: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 45: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 46: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 47: shoal.object.v1.NetworkSpec
+	(*TaskStatus)(nil),              // 48: shoal.object.v1.TaskStatus
+	nil,                             // 49: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 50: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 51: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 52: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	50, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	50, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	48, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
-	10, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
-	14, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
-	18, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
-	11, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
-	15, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
-	16, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
-	17, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	51, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	51, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
-	19, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
-	10, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
-	21, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
+	51, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	51, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	49, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	11, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
+	15, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
+	19, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
+	12, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
+	16, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
+	17, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
+	18, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
+	52, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	52, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	20, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
+	11, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
+	22, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
 	0,  // 15: shoal.object.v1.Node.role:type_name -> shoal.object.v1.NodeRole
-	22, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
-	23, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
-	24, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
-	11, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
+	23, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
+	24, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
+	25, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
+	12, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
 	0,  // 20: shoal.object.v1.NodeSpec.desired_role:type_name -> shoal.object.v1.NodeRole
 	1,  // 21: shoal.object.v1.NodeSpec.availability:type_name -> shoal.object.v1.NodeAvailability
-	12, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
+	13, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
 	2,  // 23: shoal.object.v1.NodeStatus.state:type_name -> shoal.object.v1.NodeState
-	10, // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
-	28, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
-	28, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
-	27, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
-	26, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
+	11, // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
+	29, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
+	29, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
+	28, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
+	27, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
 	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
-	50, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	50, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	50, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
-	11, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
-	31, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
-	29, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
-	30, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
-	40, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	42, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	33, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	36, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	37, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	38, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	32, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
-	35, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	51, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	34, // 46: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
-	51, // 47: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	51, // 48: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	51, // 49: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	12, // 50: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	12, // 51: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	51, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	51, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	51, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	12, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
+	32, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
+	30, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
+	31, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
+	41, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	43, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	34, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	37, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	38, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	39, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	33, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	36, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	52, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	35, // 46: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
+	52, // 47: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	52, // 48: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	52, // 49: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	13, // 50: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	13, // 51: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
 	4,  // 52: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	51, // 53: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	51, // 54: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	39, // 55: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	51, // 56: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	52, // 53: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	52, // 54: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	40, // 55: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	52, // 56: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
 	5,  // 57: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	51, // 58: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	52, // 58: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
 	6,  // 59: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
 	7,  // 60: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	41, // 61: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	10, // 62: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	31, // 63: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	11, // 64: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	8,  // 65: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	47, // 66: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	44, // 67: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	42, // 68: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	10, // 69: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	46, // 70: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	49, // 71: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	11, // 72: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	50, // 73: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	8,  // 74: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	9,  // 75: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
-	76, // [76:76] is the sub-list for method output_type
-	76, // [76:76] is the sub-list for method input_type
-	76, // [76:76] is the sub-list for extension type_name
-	76, // [76:76] is the sub-list for extension extendee
-	0,  // [0:76] is the sub-list for field type_name
+	42, // 61: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	8,  // 62: shoal.object.v1.EndpointSpec.mode:type_name -> shoal.object.v1.EndpointMode
+	11, // 63: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	32, // 64: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	12, // 65: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	9,  // 66: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	48, // 67: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	45, // 68: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	43, // 69: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	11, // 70: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	47, // 71: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	50, // 72: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	12, // 73: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	51, // 74: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	9,  // 75: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	10, // 76: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
+	77, // [77:77] is the sub-list for method output_type
+	77, // [77:77] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -3925,7 +4015,7 @@ func file_shoal_object_v1_object_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
-			NumEnums:      10,
+			NumEnums:      11,
 			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
