@@ -25,6 +25,60 @@ type Endpoint struct {
 	NodeID      string   `json:"node_id,omitempty"` // set by the receiving side
 	Addr        string   `json:"addr"`              // the task's address, e.g. "10.200.3.7"
 	Aliases     []string `json:"aliases,omitempty"`
+	// TaskName is the task's name without its ID, "web.1" (a replicated
+	// service's slot 1) or "web.NODEID" (a global service's task): the
+	// node's DNS answers it and TaskName.TaskID with Addr.
+	TaskName string `json:"task_name,omitempty"`
+	// VIP is the service's virtual IP on the network (no prefix), empty
+	// for none (endpoint mode dnsrr, or not allocated yet).
+	VIP string `json:"vip,omitempty"`
+	// DNSRR: the service is in endpoint mode dnsrr (its name gives its
+	// backends' addresses).
+	DNSRR bool `json:"dnsrr,omitempty"`
+	// Backend: the task runs and is healthy (or has no health check). Only
+	// backends are in DNS answers for the service and behind its VIP and
+	// published ports.
+	Backend bool `json:"backend,omitempty"`
+	// Ingress are the service's ports published through the routing mesh,
+	// each "PUBLISHED:TARGET/PROTO" (e.g. "8080:80/tcp"), at most
+	// MaxIngressPorts: every node balances them over the service's
+	// backends.
+	Ingress []string `json:"ingress,omitempty"`
+}
+
+// MaxIngressPorts bounds the routing mesh's ports of a service: they travel
+// in every endpoint of every task of it, and an entry must fit one gossip
+// packet (1,400 bytes). The control API refuses more.
+const MaxIngressPorts = 16
+
+// IngressPort is one port of the routing mesh.
+type IngressPort struct {
+	Published, Target uint16
+	Protocol          string // "tcp" or "udp"
+}
+
+// String is the port's form in Endpoint.Ingress.
+func (p IngressPort) String() string {
+	return fmt.Sprintf("%d:%d/%s", p.Published, p.Target, p.Protocol)
+}
+
+// ParseIngressPort parses "PUBLISHED:TARGET/PROTO".
+func ParseIngressPort(s string) (IngressPort, error) {
+	var p IngressPort
+	ports, proto, ok := strings.Cut(s, "/")
+	if !ok || (proto != "tcp" && proto != "udp") {
+		return p, fmt.Errorf("%q: want PUBLISHED:TARGET/tcp or /udp", s)
+	}
+	pub, tgt, ok := strings.Cut(ports, ":")
+	if !ok {
+		return p, fmt.Errorf("%q: want PUBLISHED:TARGET/PROTO", s)
+	}
+	a, err1 := strconv.ParseUint(pub, 10, 16)
+	b, err2 := strconv.ParseUint(tgt, 10, 16)
+	if err1 != nil || err2 != nil || a == 0 || b == 0 {
+		return p, fmt.Errorf("%q: ports must be 1 to 65535", s)
+	}
+	return IngressPort{Published: uint16(a), Target: uint16(b), Protocol: proto}, nil
 }
 
 // Slice is a node's part of a network's subnet: its tasks on NetworkID have
@@ -347,6 +401,20 @@ func validateEndpoint(fe *sdk.FieldErrors, f string, ep Endpoint, self string) {
 	}
 	for i, a := range ep.Aliases {
 		checkField(fe, fmt.Sprintf("%s.aliases[%d]", f, i), a, true)
+	}
+	checkField(fe, f+".task_name", ep.TaskName, false)
+	if ep.VIP != "" {
+		if _, err := netip.ParseAddr(ep.VIP); err != nil {
+			fe.Add(f+".vip", "%q is not an IP address", ep.VIP)
+		}
+	}
+	if len(ep.Ingress) > MaxIngressPorts {
+		fe.Add(f+".ingress", "has %d ports, at most %d are allowed", len(ep.Ingress), MaxIngressPorts)
+	}
+	for i, p := range ep.Ingress {
+		if _, err := ParseIngressPort(p); err != nil {
+			fe.Add(fmt.Sprintf("%s.ingress[%d]", f, i), "%v", err)
+		}
 	}
 }
 

@@ -344,10 +344,12 @@ func (s *store) peers() []PeerInfo {
 func (e *Endpoint) clone() *Endpoint {
 	c := *e
 	c.Aliases = slices.Clone(e.Aliases)
+	c.Ingress = slices.Clone(e.Ingress)
 	return &c
 }
 
 func (e *Endpoint) equal(o Endpoint) bool {
 	return e.TaskID == o.TaskID && e.ServiceID == o.ServiceID && e.ServiceName == o.ServiceName &&
-		e.NetworkID == o.NetworkID && e.NodeID == o.NodeID && e.Addr == o.Addr && slices.Equal(e.Aliases, o.Aliases)
+		e.NetworkID == o.NetworkID && e.NodeID == o.NodeID && e.Addr == o.Addr && slices.Equal(e.Aliases, o.Aliases) &&
+		e.TaskName == o.TaskName && e.VIP == o.VIP && e.DNSRR == o.DNSRR && e.Backend == o.Backend && slices.Equal(e.Ingress, o.Ingress)
 }

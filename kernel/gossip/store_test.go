@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,9 +139,39 @@ func TestValidateEntry(t *testing.T) {
 		{"key mismatch", entry{Node: "a", Key: "other", Endpoint: &good}, false},
 		{"no endpoint", entry{Node: "a", Key: "x"}, false},
 		{"bad addr", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "nope"}}, false},
+		{"full endpoint", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1",
+			TaskName: "web.1", VIP: "10.0.0.2", Backend: true, Ingress: []string{"8080:80/tcp", "53:53/udp"}}}, true},
+		{"bad vip", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", VIP: "10.0.0.2/16"}}, false},
+		{"bad ingress", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: []string{"8080:0/tcp"}}}, false},
+		{"ingress protocol", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: []string{"8080:80/sctp"}}}, false},
+		{"too many ingress", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: make([]string, MaxIngressPorts+1)}}, false},
 	} {
 		if err := validateEntry(c.e); (err == nil) != c.ok {
 			t.Errorf("%s: validateEntry = %v, want ok %v", c.name, err, c.ok)
 		}
+	}
+}
+
+// An endpoint at the bounds people meet (IDs of 25 characters, names and
+// aliases of 63, the DNS label limit, every alias and ingress port used)
+// fits one gossip packet: memberlist's 1,400 bytes, less 29 of encryption
+// (AES-GCM) and its compound framing.
+func TestLargeEntryFitsAPacket(t *testing.T) {
+	name := func(c byte) string { return strings.Repeat(string(c), 63) }
+	id := func(c byte) string { return strings.Repeat(string(c), 25) }
+	e := Endpoint{TaskID: id('t'), ServiceID: id('s'), ServiceName: name('n'), NetworkID: id('w'), Addr: "255.255.255.255",
+		TaskName: name('x')[:60] + ".99", VIP: "255.255.255.255", Backend: true}
+	for range maxAliases {
+		e.Aliases = append(e.Aliases, name('a'))
+	}
+	for range MaxIngressPorts {
+		e.Ingress = append(e.Ingress, "65535:65535/tcp")
+	}
+	b, err := encode(msgEntry, entry{Node: id('n'), Key: endpointKey(e), Seq: 1 << 62, Endpoint: &e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 1340 {
+		t.Errorf("entry is %d bytes, more than a gossip packet carries", len(b))
 	}
 }
