@@ -31,6 +31,7 @@ const elemsPerMsg = 512
 
 var (
 	vipKeyType     = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	vipAnyKeyType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto)
 	pubKeyType     = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 	backendType    = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
 	loopbackPrefix = []byte{127, 0, 0, 0}
@@ -184,6 +185,15 @@ func (b *Balancer) apply(rs *ruleset) error {
 		elems = append(elems, nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}})
 	}
 	vips := bt.set(&nftables.Set{Name: vipsMap, IsMap: true, Concatenation: true, KeyType: vipKeyType, DataType: nftables.TypeVerdict}, elems)
+	elems = make([]nftables.SetElement, 0, len(rs.anyPorts))
+	for _, e := range rs.anyPorts {
+		a := e.addr.As4()
+		key := make([]byte, 0, 8)
+		key = append(key, a[:]...)
+		key = append(key, e.proto.number(), 0, 0, 0)
+		elems = append(elems, nftables.SetElement{Key: key, VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: e.chain}})
+	}
+	vipsAny := bt.set(&nftables.Set{Name: vipsAnyMap, IsMap: true, Concatenation: true, KeyType: vipAnyKeyType, DataType: nftables.TypeVerdict}, elems)
 	elems = make([]nftables.SetElement, 0, len(rs.published))
 	for _, e := range rs.published {
 		key := []byte{e.proto.number(), 0, 0, 0, byte(e.port >> 8), byte(e.port), 0, 0}
@@ -200,10 +210,16 @@ func (b *Balancer) apply(rs *ruleset) error {
 			a := ap.Addr().As4()
 			val := make([]byte, 0, 8)
 			val = append(val, a[:]...)
-			val = append(val, byte(ap.Port()>>8), byte(ap.Port()), 0, 0)
+			if !t.anyPort {
+				val = append(val, byte(ap.Port()>>8), byte(ap.Port()), 0, 0)
+			}
 			elems[k] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(k)), Val: val}
 		}
-		backendMaps[i] = bt.set(&nftables.Set{Name: t.backends, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: backendType}, elems)
+		dt := backendType
+		if t.anyPort {
+			dt = nftables.TypeIPAddr
+		}
+		backendMaps[i] = bt.set(&nftables.Set{Name: t.backends, IsMap: true, KeyType: nftables.TypeInteger, KeyByteOrder: binaryutil.NativeEndian, DataType: dt}, elems)
 	}
 
 	// Rules.
@@ -215,6 +231,12 @@ func (b *Balancer) apply(rs *ruleset) error {
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg9},
 		&expr.Payload{DestRegister: reg10, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Lookup{SourceRegister: reg1, SetName: vips.Name, SetID: vips.ID, IsDestRegSet: true, DestRegister: 0},
+	)
+	// Only when the exact lookup found nothing: its goto leaves the chain.
+	bt.rule(services,
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg9},
+		&expr.Lookup{SourceRegister: reg1, SetName: vipsAny.Name, SetID: vipsAny.ID, IsDestRegSet: true, DestRegister: 0},
 	)
 	var pub []expr.Any
 	if !rs.localhost {
@@ -230,15 +252,31 @@ func (b *Balancer) apply(rs *ruleset) error {
 	bt.rule(services, pub...)
 	for i, t := range rs.targets {
 		if len(t.addrs) == 0 {
+			if t.anyPort {
+				// A reset, not an ICMP error: the kernel rate-limits those
+				// per client (1/s after a burst of 6), and the redirects it
+				// sends a client whose connections hairpin spend the same
+				// budget, so a refused connection could wait for a SYN
+				// retransmit (tested).
+				bt.rule(targets[i],
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+					&expr.Reject{Type: unix.NFT_REJECT_TCP_RST},
+				)
+			}
 			bt.rule(targets[i], &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: icmpPortUnreach})
 			continue
 		}
 		bt.rule(targets[i], append(loopback(expr.CmpOpEq, 12), setMark(rs.mark)...)...)
 		m := backendMaps[i]
+		nat := &expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg9}
+		if t.anyPort {
+			nat.RegProtoMin = 0 // the address alone: the port stays the client's
+		}
 		bt.rule(targets[i],
 			&expr.Numgen{Register: reg1, Modulus: uint32(len(t.addrs)), Type: unix.NFT_NG_RANDOM},
 			&expr.Lookup{SourceRegister: reg1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: reg1},
-			&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: reg1, RegProtoMin: reg9},
+			nat,
 		)
 	}
 	for i, m := range rs.meshes {

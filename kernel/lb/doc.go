@@ -1,7 +1,7 @@
 // Package lb keeps a node's service load balancing in nftables: connections
-// to a service's VIP, and to its published ports on any address of the
-// node (the routing mesh), go to one of the service's backends anywhere in
-// the cluster. This kernel has no IPVS; kube-proxy moved to nftables too,
+// to a service's VIP, on its ports and on every other port, and to its
+// published ports on any address of the node (the routing mesh), go to one
+// of the service's backends anywhere in the cluster. This kernel has no IPVS; kube-proxy moved to nftables too,
 // and this package follows its nftables proxier. It talks to the kernel
 // through github.com/google/nftables (netlink, no nft binary), as issue 12
 // chose.
@@ -17,9 +17,10 @@
 // applies it in one netlink batch, which the kernel commits atomically:
 // delete the table and make it again, never rule by rule. A packet sees the
 // old table or the new one. A Sync with bad input (bounds: Config's
-// MaxServices, MaxPorts per service, MaxBackends per port) fails before
-// anything is sent, naming every bad field; a batch the kernel refuses
-// changes nothing either. Close removes the table.
+// MaxServices, MaxPorts per service, MaxBackends per port and per
+// service's Backends) fails before anything is sent, naming every bad
+// field; a batch the kernel refuses changes nothing either. Close removes
+// the table.
 //
 // Besides the table, one sysctl: net.ipv4.conf.all.route_localnet is set to
 // 1 after the first Sync (unless Config.NoLocalhost), and put back as it
@@ -37,9 +38,12 @@
 //
 //	prerouting, output (nat, dstnat)  jump services
 //	services   ip daddr . meta l4proto . th dport vmap @vips
+//	           ip daddr . meta l4proto vmap @vips-any
 //	           fib daddr type local meta l4proto . th dport vmap @published
 //	svc-NAME-PROTO-PORT   ip saddr 127.0.0.0/8 mark; dnat ip to numgen random mod N map @be-NAME-PROTO-PORT
 //	                      (reject, ICMP port unreachable, when there are no backends)
+//	vip-NAME   ip saddr 127.0.0.0/8 mark; dnat ip to numgen random mod N map @vip-be-NAME
+//	           (without Backends: meta l4proto tcp reject with tcp reset; reject)
 //	mesh-NAME-PROTO-PUBLISHED   mark; goto svc-NAME-PROTO-PORT
 //	hairpin    (filter, prerouting, dstnat+1)  ct state new ct status dnat fib daddr . iif oif != 0 mark
 //	postrouting (nat, srcnat)  marked: clear the mark, masquerade
@@ -47,7 +51,28 @@
 // prerouting sees connections from the tasks (through their bridge) and
 // from other hosts; output sees the node's own. A large service costs one
 // lookup in vips, one numgen and one lookup in its backend map, whatever
-// its size.
+// its size; on a port outside Ports, one lookup more, in vips-any.
+//
+// A VIP forwards every port, as swarm mode's do (IPVS fwmark services): a
+// connection to VIP:6379 reaches a backend on 6379 though the service
+// declares no such port: a service need not declare the ports its tasks
+// listen on to be reached on them. vips-any maps a VIP and a protocol, TCP or UDP, to its
+// service's chain, vip-NAME, whose backend map holds addresses only: the
+// DNAT leaves the port as it is. Its lookup comes after the exact one in
+// vips, whose goto leaves the chain, so a port in Ports keeps its own
+// mapping (another target port, other backends, or none: refused).
+// Either map is one hash lookup, whatever the number of services. A VIP
+// is therefore one service's: two services with the same VIP is an error.
+//
+// A VIP without Backends refuses its other ports rather than letting them
+// out by the default route, which knows nothing of VIPs: TCP with a reset,
+// UDP with ICMP port unreachable. Not ICMP for TCP: the kernel sends a
+// client at most 6 ICMP errors at once, then 1/s, and the ICMP redirects
+// it sends a client whose connections hairpin (below) spend the same
+// budget, so the refusal would often wait for a SYN retransmit (tested).
+// UDP has only ICMP: a client out of budget waits for its own timeout, as
+// at a host's closed port. The node's own datagrams are dropped on their
+// way out: the send fails (EPERM).
 //
 // Backends are chosen with numgen random, as kube-proxy does: no counter
 // to share between CPUs, and no skew toward the first backends when
@@ -57,7 +82,7 @@
 // connections go, and a removed backend gets no new ones.
 //
 // Masquerade, decided by one packet mark bit (Config.Mark), cleared when
-// used:
+// used, the same on a VIP's ports and on its other ports:
 //   - the routing mesh, always (as swarm's ingress): a backend on another
 //     node would answer a remote client by its own default route; mode=host
 //     publishing (kernel/tasknet) keeps client addresses;

@@ -44,17 +44,25 @@ func (p Protocol) number() byte {
 }
 
 // Service is one service as the node balances it: a VIP on one network,
-// its ports and, per port, the addresses of its healthy running tasks
-// anywhere in the cluster.
+// the addresses of its healthy running tasks anywhere in the cluster, and
+// its ports with, per port, where connections go.
 type Service struct {
 	// Name identifies the service in errors and in the names of its chains
 	// and maps: letters, digits, '.', '_' and '-', at most 64 characters,
 	// unique in a Sync. A service ID fits.
 	Name string
 	// VIP is the service's virtual IP; the zero Addr for none (a service
-	// reached only by its published ports). IPv4 only.
+	// reached only by its published ports). IPv4 only; one service's.
 	VIP netip.Addr
+	// Backends are the service's healthy running tasks' addresses. With a
+	// VIP, a connection to the VIP on any TCP or UDP port that is not one
+	// of Ports goes to one of them, on the same port (as swarm mode's VIPs
+	// forward every port). Empty: such connections are refused (TCP reset,
+	// ICMP port unreachable for UDP), never routed out by the default
+	// route.
+	Backends []netip.Addr
 	// Ports are the service's ports; a (Protocol, Port) pair appears once.
+	// A port here is balanced by its own mapping, not by Backends.
 	Ports []Port
 }
 
@@ -83,7 +91,8 @@ type Config struct {
 	// (e.g. /run/netns/x); empty for the process's own.
 	NetNS string
 	// MaxServices bounds the services of a Sync, MaxPorts the ports of a
-	// service and MaxBackends the backends of a port. 0 means the default.
+	// service and MaxBackends the backends of a port, and a service's
+	// Backends. 0 means the default.
 	MaxServices, MaxPorts, MaxBackends int
 	// Mark is the packet mark bit (one bit) set on connections to
 	// masquerade, and cleared when they are. 0 means DefaultMark.

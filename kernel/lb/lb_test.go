@@ -1,9 +1,11 @@
 package lb
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/nftables"
 
@@ -29,13 +32,14 @@ type lab struct {
 	node, remote *testNS
 	client       *testNS
 	tasks        map[string]netip.Addr
+	taskNS       map[string]*testNS
 	lb           *Balancer
 }
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
 	requireRoot(t)
-	l := &lab{tasks: map[string]netip.Addr{}}
+	l := &lab{tasks: map[string]netip.Addr{}, taskNS: map[string]*testNS{}}
 	l.node, l.remote = newNS(t, "node"), newNS(t, "remote")
 	link(t, l.node, "eth0", netip.MustParsePrefix("192.168.250.1/24"), l.remote, "eth0", netip.MustParsePrefix("192.168.250.2/24"))
 	bridge(t, l.node, "br0", netip.MustParsePrefix("10.200.3.1/24"))
@@ -70,6 +74,7 @@ func newLab(t *testing.T) *lab {
 		a := netip.MustParseAddr(x.addr)
 		ns := task(t, x.on, "br0", x.name, a, x.gw)
 		l.tasks[x.name] = a
+		l.taskNS[x.name] = ns
 		backend(t, ns, x.name, "tcp", ":80")
 		if x.name == "t1" || x.name == "t4" {
 			backend(t, ns, x.name, "udp", ":53")
@@ -210,12 +215,12 @@ func TestBalance(t *testing.T) {
 			t.Errorf("dial a VIP without backends = %v, want connection refused", err)
 		}
 	})
-	t.Run("a port the VIP does not have is not balanced", func(t *testing.T) {
-		// 10.96.0.5:81 goes by the default route to the remote node,
-		// which refuses it (nothing listens there): not a backend.
+	t.Run("a port the VIP does not have is refused", func(t *testing.T) {
+		// web has no Backends: its other ports go nowhere, not even by
+		// the default route (TestAllPorts shows it with a listener there).
 		_, _, err := dial(l.client, "tcp", "10.96.0.5:81", false)
-		if err == nil {
-			t.Error("dial 10.96.0.5:81 succeeded")
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("dial 10.96.0.5:81 = %v, want connection refused", err)
 		}
 	})
 }
@@ -228,34 +233,7 @@ func TestRemoveBackend(t *testing.T) {
 	if err := l.lb.Sync(ctx, l.services("t1", "t2", "t3", "t4")); err != nil {
 		t.Fatal(err)
 	}
-	// Hold a connection to t1: random choice gets there soon.
-	var held *reply
-	for i := 0; i < 500 && held == nil; i++ {
-		r, c, err := dial(l.client, "tcp", "10.96.0.5:80", true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.backend == "t1" {
-			held = &r
-			t.Cleanup(func() { c.Close() })
-			defer func() {
-				// After the Sync below: the held connection still reaches t1.
-				if _, err := c.Write([]byte("again\n")); err != nil {
-					t.Fatalf("write on the held connection: %v", err)
-				}
-				buf := make([]byte, 16)
-				k, err := c.Read(buf)
-				if err != nil || strings.TrimSpace(string(buf[:k])) != "t1" {
-					t.Errorf("held connection answered %q, %v; want t1", buf[:k], err)
-				}
-			}()
-			continue
-		}
-		c.Close()
-	}
-	if held == nil {
-		t.Fatal("500 connections never reached t1")
-	}
+	held := hold(t, l.client, "tcp", "10.96.0.5:80", "t1")
 
 	if err := l.lb.Sync(ctx, l.services("t2", "t3", "t4")); err != nil {
 		t.Fatal(err)
@@ -265,6 +243,225 @@ func TestRemoveBackend(t *testing.T) {
 	wantSpread(t, "VIP after removing t1", got, n, "t2", "t3", "t4")
 	got, _ = spread(t, l.remote, "tcp", "192.168.250.1:8080", n)
 	wantSpread(t, "published port after removing t1", got, n, "t2", "t3", "t4")
+	wantHeld(t, held, "t1")
+}
+
+// hold dials addr from a namespace until a connection reaches the backend
+// name (random choice gets there soon), and returns it open.
+func hold(t *testing.T, from *testNS, network, addr, name string) net.Conn {
+	t.Helper()
+	for range 500 {
+		r, c, err := dial(from, network, addr, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.backend == name {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		c.Close()
+	}
+	t.Fatalf("500 connections to %s never reached %s", addr, name)
+	return nil
+}
+
+// wantHeld checks that a connection from hold still reaches its backend:
+// conntrack keeps its NAT whatever the table says now.
+func wantHeld(t *testing.T, c net.Conn, name string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("again\n")); err != nil {
+		t.Fatalf("write on the held connection: %v", err)
+	}
+	buf := make([]byte, 64)
+	k, err := c.Read(buf)
+	if err != nil || strings.TrimSpace(string(buf[:k])) != name {
+		t.Errorf("held connection answered %q, %v; want %s", buf[:k], err, name)
+	}
+}
+
+// allPorts is the lab's desired state for the all-ports tests:
+//
+//	web     VIP 10.96.0.5, every port to the tasks named, but tcp/80 (and
+//	        published 8080) to t3 alone
+//	cache   VIP 10.96.0.8, no ports at all, every port to t1 and t4
+//	closed  VIP 10.96.0.7, no backends: every port refused
+func (l *lab) allPorts(web ...string) []Service {
+	return []Service{
+		{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Backends: addrsOf(l.backends(0, web...)), Ports: []Port{
+			{Protocol: TCP, Port: 80, Published: 8080, Backends: l.backends(80, "t3")},
+		}},
+		{Name: "cache", VIP: netip.MustParseAddr("10.96.0.8"), Backends: addrsOf(l.backends(0, "t1", "t4"))},
+		{Name: "closed", VIP: netip.MustParseAddr("10.96.0.7"), Ports: []Port{{Protocol: TCP, Port: 80}}},
+	}
+}
+
+// serveAllPorts runs a backend on tcp/6379 and udp/6379, a port no
+// service declares, in every task; each answers as "NAME:6379", so that a
+// reply shows the port the connection reached.
+func (l *lab) serveAllPorts(t *testing.T) {
+	t.Helper()
+	for name, ns := range l.taskNS {
+		backend(t, ns, name+":6379", "tcp", ":6379")
+		backend(t, ns, name+":6379", "udp", ":6379")
+	}
+}
+
+// wantEvery checks that the dials reached every backend in want, at least
+// once, and no other. With random choice among k backends, one is missed
+// by n dials with a chance of (1-1/k)^n: none worth counting for n = 60.
+func wantEvery(t *testing.T, what string, got map[string]int, want ...string) {
+	t.Helper()
+	for b := range got {
+		if !slices.Contains(want, b) {
+			t.Errorf("%s: reached %s (%d times), want only %v", what, b, got[b], want)
+		}
+	}
+	for _, b := range want {
+		if got[b] == 0 {
+			t.Errorf("%s: never reached %s (spread %v)", what, b, got)
+		}
+	}
+}
+
+// TestAllPorts: a VIP forwards every TCP and UDP port that is not one of
+// its ports to its service's backends, on the same port, hairpin and
+// remote backends alike; a port in Ports keeps its own mapping; a VIP
+// without backends refuses its other ports rather than routing them out.
+func TestAllPorts(t *testing.T) {
+	l := newLab(t)
+	l.serveAllPorts(t)
+	// A client that only asks for refusals (below). Made before any
+	// traffic: a new port can change the bridge's MAC address, which
+	// the other clients' ARP caches would still hold.
+	fresh := task(t, l.node, "br0", "tr", netip.MustParseAddr("10.200.3.21"), netip.MustParseAddr("10.200.3.1"))
+	// The remote node answers for the VIP without backends, where the
+	// node's default route goes: a connection that leaked out would reach
+	// it instead of being refused.
+	lo, err := l.remote.handle(t).LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAddr(t, l.remote.handle(t), lo, netip.MustParsePrefix("10.96.0.7/32"))
+	backend(t, l.remote, "leaked", "tcp", "10.96.0.7:6379")
+	backend(t, l.remote, "leaked", "udp", "10.96.0.7:6379")
+
+	if err := l.lb.Sync(context.Background(), l.allPorts("t1", "t2", "t4")); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the table:\n%s", l.dump(t))
+
+	const n = 60
+	web := []string{"t1:6379", "t2:6379", "t4:6379"}
+	// Hairpin: t1 and t2 share the client's bridge and see the gateway;
+	// t4 on the other node sees the client itself.
+	hairpin := map[string]string{"t1:6379": "10.200.3.1", "t2:6379": "10.200.3.1", "t4:6379": "10.200.3.20"}
+	for _, c := range []struct {
+		name    string
+		from    *testNS
+		network string
+		addr    string
+		want    []string
+		clients map[string]string
+	}{
+		{"any port from a task", l.client, "tcp", "10.96.0.5:6379", web, hairpin},
+		{"any UDP port from a task", l.client, "udp", "10.96.0.5:6379", web, hairpin},
+		{"any port from the node", l.node, "tcp", "10.96.0.5:6379", web,
+			map[string]string{"t1:6379": "192.168.250.1", "t2:6379": "192.168.250.1", "t4:6379": "192.168.250.1"}},
+		{"a VIP without ports", l.client, "tcp", "10.96.0.8:6379", []string{"t1:6379", "t4:6379"},
+			map[string]string{"t1:6379": "10.200.3.1", "t4:6379": "10.200.3.20"}},
+		// t3 is not in Backends, and t1, t2, t4 serve tcp/80 too.
+		{"a port in Ports keeps its mapping", l.client, "tcp", "10.96.0.5:80", []string{"t3"},
+			map[string]string{"t3": "10.200.3.1"}},
+		{"a published port keeps its mapping", l.remote, "tcp", "192.168.250.1:8080", []string{"t3"},
+			map[string]string{"t3": "10.200.3.1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, clients := spread(t, c.from, c.network, c.addr, n)
+			wantEvery(t, c.name, got, c.want...)
+			wantClients(t, c.name, clients, c.clients)
+		})
+	}
+
+	t.Run("any port from 127.0.0.1 on the node", func(t *testing.T) {
+		// Masqueraded, as on the VIP's ports: 127.0.0.1 cannot leave
+		// the node, and the backends see the node's address on their way.
+		got, clients := map[string]int{}, map[string]map[string]bool{}
+		for i := range n {
+			var line string
+			if err := l.node.do(func() error {
+				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+				c, err := d.Dial("tcp", "10.96.0.5:6379")
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				line, err = bufio.NewReader(c).ReadString('\n')
+				return err
+			}); err != nil {
+				t.Fatalf("dial 10.96.0.5:6379 from 127.0.0.1 (%d of %d): %v", i+1, n, err)
+			}
+			name, client, _ := strings.Cut(strings.TrimSpace(line), " ")
+			got[name]++
+			if clients[name] == nil {
+				clients[name] = map[string]bool{}
+			}
+			clients[name][client] = true
+		}
+		wantEvery(t, "any port from 127.0.0.1", got, web...)
+		wantClients(t, "any port from 127.0.0.1", clients,
+			map[string]string{"t1:6379": "10.200.3.1", "t2:6379": "10.200.3.1", "t4:6379": "192.168.250.1"})
+	})
+
+	// Refused, not timed out, and not answered by the remote node. TCP
+	// gets a reset, even from a client whose hairpin connections made the
+	// node send it ICMP redirects: those spend the kernel's per-client
+	// budget of ICMP errors (a burst of 6, then 1/s), which would drop
+	// the next port unreachable. UDP can only get that ICMP error: it is
+	// asked for by a client with its budget whole (fresh). The node's own
+	// UDP datagram is dropped on its way out: the write fails.
+	for _, c := range []struct {
+		network string
+		from    *testNS
+		want    error
+	}{
+		{"tcp", l.client, syscall.ECONNREFUSED},
+		{"udp", fresh, syscall.ECONNREFUSED},
+		{"tcp", l.node, syscall.ECONNREFUSED},
+		{"udp", l.node, syscall.EPERM},
+	} {
+		t.Run(fmt.Sprintf("a VIP without backends refuses %s from %s", c.network, c.from.name), func(t *testing.T) {
+			for range 3 {
+				r, _, err := dial(c.from, c.network, "10.96.0.7:6379", false)
+				if !errors.Is(err, c.want) {
+					t.Fatalf("dial %s 10.96.0.7:6379 = %v, %v; want %v", c.network, r, err, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestAllPortsRemoveBackend: a backend taken out of a service's Backends
+// gets no new connection on any port, and the one it has keeps flowing.
+func TestAllPortsRemoveBackend(t *testing.T) {
+	l := newLab(t)
+	l.serveAllPorts(t)
+	ctx := context.Background()
+	if err := l.lb.Sync(ctx, l.allPorts("t1", "t2", "t4")); err != nil {
+		t.Fatal(err)
+	}
+	held := hold(t, l.client, "tcp", "10.96.0.5:6379", "t1:6379")
+
+	if err := l.lb.Sync(ctx, l.allPorts("t2", "t4")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	got, _ := spread(t, l.client, "tcp", "10.96.0.5:6379", n)
+	wantEvery(t, "any port after removing t1", got, "t2:6379", "t4:6379")
+	got, _ = spread(t, l.client, "udp", "10.96.0.5:6379", n)
+	wantEvery(t, "any UDP port after removing t1", got, "t2:6379", "t4:6379")
+	wantHeld(t, held, "t1:6379")
 }
 
 // TestBadSyncChangesNothing: a Sync with bad input is refused whole, and
@@ -281,6 +478,15 @@ func TestBadSyncChangesNothing(t *testing.T) {
 	err := l.lb.Sync(ctx, bad)
 	if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "services[3].ports[0].published") {
 		t.Fatalf("Sync with a published port used twice = %v, want an invalid argument naming services[3].ports[0].published", err)
+	}
+	if after := l.dump(t); after != before {
+		t.Errorf("the table changed:\n%s\nwas:\n%s", after, before)
+	}
+	bad = l.services("t1", "t2", "t3", "t4")
+	bad[0].Backends = []netip.Addr{l.tasks["t1"], netip.MustParseAddr("fd00::7")}
+	err = l.lb.Sync(ctx, bad)
+	if !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "services[0].backends[1]") {
+		t.Fatalf("Sync with an IPv6 backend = %v, want an invalid argument naming services[0].backends[1]", err)
 	}
 	if after := l.dump(t); after != before {
 		t.Errorf("the table changed:\n%s\nwas:\n%s", after, before)
@@ -345,8 +551,9 @@ func TestClose(t *testing.T) {
 	}
 }
 
-// TestLargeSync applies the bounds' worth of backends on one port and
-// many services in one transaction: the batch must fit the socket.
+// TestLargeSync applies the bounds' worth of backends on one port and in
+// one service's Backends, and many services, in one transaction: the
+// batch must fit the socket.
 func TestLargeSync(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t, "node")
@@ -355,11 +562,11 @@ func TestLargeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	big := []Service{{Name: "big", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
+	big := []Service{{Name: "big", VIP: netip.MustParseAddr("10.96.0.5"), Backends: addrsOf(manyBackends(DefaultMaxBackends, 0)), Ports: []Port{
 		{Protocol: TCP, Port: 80, Published: 8080, Backends: manyBackends(DefaultMaxBackends, 0)},
 	}}}
 	for i := range 2000 {
-		big = append(big, Service{Name: fmt.Sprintf("s%d", i), VIP: netip.AddrFrom4([4]byte{10, 97, byte(i >> 8), byte(i)}), Ports: []Port{
+		big = append(big, Service{Name: fmt.Sprintf("s%d", i), VIP: netip.AddrFrom4([4]byte{10, 97, byte(i >> 8), byte(i)}), Backends: addrsOf(manyBackends(3, i)), Ports: []Port{
 			{Protocol: TCP, Port: 80, Backends: manyBackends(3, i)},
 			{Protocol: UDP, Port: 53, Backends: manyBackends(3, i)},
 		}})
@@ -368,9 +575,47 @@ func TestLargeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	big[0].Ports[0].Backends = big[0].Ports[0].Backends[:10]
+	big[0].Backends = big[0].Backends[:10]
 	if err := b.Sync(context.Background(), big); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkSync1000BackendsAllPorts is BenchmarkSync1000Backends with the
+// service's Backends too, as a node hands a VIP service over: its port's
+// 1,000 backends and the same 1,000 addresses for its other ports.
+func BenchmarkSync1000BackendsAllPorts(b *testing.B) {
+	requireRoot(b)
+	ns := newNS(b, "node")
+	lb, err := New(Config{NetNS: ns.path()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lb.Close() })
+	states := [2][]Service{}
+	for i := range states {
+		bs := manyBackends(1000, i)
+		states[i] = []Service{{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Backends: addrsOf(bs), Ports: []Port{
+			{Protocol: TCP, Port: 80, Published: 8080, Backends: bs},
+		}}}
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		if err := lb.Sync(ctx, states[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// addrsOf is the addresses of backends, for a service's Backends.
+func addrsOf(backends []netip.AddrPort) []netip.Addr {
+	as := make([]netip.Addr, len(backends))
+	for i, ap := range backends {
+		as[i] = ap.Addr()
+	}
+	return as
 }
 
 // manyBackends are n addresses in 10.200.0.0/16, from an offset.

@@ -19,6 +19,7 @@ type ruleset struct {
 	mark      uint32
 	localhost bool
 	vips      []vipEntry // sorted by address, protocol, port
+	anyPorts  []anyEntry // sorted by address, protocol
 	published []pubEntry // sorted by protocol, port
 	targets   []target   // sorted by chain name
 	meshes    []mesh     // sorted by chain name
@@ -33,6 +34,15 @@ type vipEntry struct {
 	chain string
 }
 
+// anyEntry is an element of the vips-any map: VIP . protocol → goto the
+// service's all-ports chain. Keyed on the protocol too, so that only TCP
+// and UDP are balanced, in the same lookup.
+type anyEntry struct {
+	addr  netip.Addr
+	proto Protocol
+	chain string
+}
+
 // pubEntry is an element of the published map: protocol . port → goto the
 // mesh chain.
 type pubEntry struct {
@@ -41,12 +51,16 @@ type pubEntry struct {
 	chain string
 }
 
-// target is one service port: its chain DNATs to one of its backends,
-// listed in a map by index for numgen, or rejects when there are none.
+// target is one service port, or a VIP's every other port (anyPort): its
+// chain DNATs to one of its backends, listed in a map by index for numgen,
+// or rejects when there are none. With anyPort, the addrs' ports are 0:
+// the backend map holds addresses only, and the DNAT keeps the port the
+// client connected to.
 type target struct {
 	chain    string
 	backends string // the map's name
 	addrs    []netip.AddrPort
+	anyPort  bool
 }
 
 // mesh is a published port's chain: mark for masquerade, then the
@@ -59,6 +73,7 @@ type mesh struct {
 // The fixed names in the table.
 const (
 	vipsMap        = "vips"
+	vipsAnyMap     = "vips-any"
 	publishedMap   = "published"
 	servicesChain  = "services"
 	preroutingCh   = "prerouting"
@@ -70,6 +85,10 @@ const (
 	chainPrefixSvc = "svc-"
 	chainPrefixPub = "mesh-"
 	mapPrefixBe    = "be-"
+	// A VIP's all-ports chain and backend map. Not "svc-NAME" nor
+	// "be-NAME": service "a-tcp-80"'s would be service "a"'s port tcp/80's.
+	chainPrefixVIP = "vip-"
+	mapPrefixVIPBe = "vip-be-"
 )
 
 func (rs *ruleset) backendCount() int {
@@ -101,6 +120,9 @@ func plan(cfg Config, services []Service) (*ruleset, error) {
 	}
 	vipOwner := map[vipKey]string{}
 	pubOwner := map[pubKey]string{}
+	// A VIP is one service's: its ports outside Ports go to that
+	// service's Backends, which two services cannot share.
+	vipService := map[netip.Addr]string{}
 	for i, s := range services {
 		sf := fmt.Sprintf("services[%d]", i)
 		if !nameRE.MatchString(s.Name) {
@@ -111,12 +133,62 @@ func plan(cfg Config, services []Service) (*ruleset, error) {
 			names[s.Name] = i
 		}
 		vip := s.VIP.Unmap()
+		vipOK := false
 		if s.VIP.IsValid() {
 			switch {
 			case !vip.Is4():
 				fe.Add(sf+".vip", "%s is not IPv4", s.VIP)
 			case !vip.IsGlobalUnicast():
 				fe.Add(sf+".vip", "%s is not a unicast address", s.VIP)
+			default:
+				if other, dup := vipService[vip]; dup {
+					fe.Add(sf+".vip", "%s is also service %s's", vip, other)
+				} else {
+					vipService[vip] = s.Name
+					vipOK = true
+				}
+			}
+		}
+		if len(s.Backends) > cfg.MaxBackends {
+			fe.Add(sf+".backends", "%d backends, at most %d", len(s.Backends), cfg.MaxBackends)
+		} else {
+			seen := map[netip.Addr]int{}
+			addrs := make([]netip.AddrPort, 0, len(s.Backends))
+			for m, be := range s.Backends {
+				bf := fmt.Sprintf("%s.backends[%d]", sf, m)
+				a := be.Unmap()
+				switch {
+				case !a.IsValid():
+					fe.Add(bf, "is the zero Addr, not an IPv4 address")
+					continue
+				case !a.Is4():
+					fe.Add(bf, "%s is not IPv4", be)
+					continue
+				case !a.IsGlobalUnicast():
+					fe.Add(bf, "%s is not a unicast address", be)
+					continue
+				}
+				if j, dup := seen[a]; dup {
+					fe.Add(bf, "%s is also backends[%d]", be, j)
+					continue
+				}
+				seen[a] = m
+				addrs = append(addrs, netip.AddrPortFrom(a, 0))
+			}
+			// Backends without a VIP are checked, and unused: only a VIP
+			// forwards every port.
+			if vipOK {
+				chain := chainPrefixVIP + s.Name
+				for _, p := range []Protocol{TCP, UDP} {
+					rs.anyPorts = append(rs.anyPorts, anyEntry{addr: vip, proto: p, chain: chain})
+				}
+				slices.SortFunc(addrs, netip.AddrPort.Compare)
+				rs.targets = append(rs.targets, target{
+					chain:    chain,
+					backends: mapPrefixVIPBe + s.Name,
+					addrs:    addrs,
+					anyPort:  true,
+				})
 			}
 		}
 		if len(s.Ports) > cfg.MaxPorts {
@@ -205,6 +277,9 @@ func plan(cfg Config, services []Service) (*ruleset, error) {
 	slices.SortFunc(rs.vips, func(a, b vipEntry) int {
 		return cmp.Or(a.addr.Compare(b.addr), strings.Compare(string(a.proto), string(b.proto)), cmp.Compare(a.port, b.port))
 	})
+	slices.SortFunc(rs.anyPorts, func(a, b anyEntry) int {
+		return cmp.Or(a.addr.Compare(b.addr), strings.Compare(string(a.proto), string(b.proto)))
+	})
 	slices.SortFunc(rs.published, func(a, b pubEntry) int {
 		return cmp.Or(strings.Compare(string(a.proto), string(b.proto)), cmp.Compare(a.port, b.port))
 	})
@@ -224,6 +299,12 @@ func (rs *ruleset) String() string {
 		w("\t\telement %s . %s . %d : goto %s", e.addr, e.proto, e.port, e.chain)
 	}
 	w("\t}")
+	w("\tmap %s {", vipsAnyMap)
+	w("\t\ttype ipv4_addr . inet_proto : verdict")
+	for _, e := range rs.anyPorts {
+		w("\t\telement %s . %s : goto %s", e.addr, e.proto, e.chain)
+	}
+	w("\t}")
 	w("\tmap %s {", publishedMap)
 	w("\t\ttype inet_proto . inet_service : verdict")
 	for _, e := range rs.published {
@@ -235,9 +316,17 @@ func (rs *ruleset) String() string {
 			continue
 		}
 		w("\tmap %s {", t.backends)
-		w("\t\ttype integer : ipv4_addr . inet_service")
+		if t.anyPort {
+			w("\t\ttype integer : ipv4_addr")
+		} else {
+			w("\t\ttype integer : ipv4_addr . inet_service")
+		}
 		for i, a := range t.addrs {
-			w("\t\telement %d : %s . %d", i, a.Addr(), a.Port())
+			if t.anyPort {
+				w("\t\telement %d : %s", i, a.Addr())
+			} else {
+				w("\t\telement %d : %s . %d", i, a.Addr(), a.Port())
+			}
 		}
 		w("\t}")
 	}
@@ -251,6 +340,7 @@ func (rs *ruleset) String() string {
 	w("\t}")
 	w("\tchain %s {", servicesChain)
 	w("\t\tip daddr . meta l4proto . th dport vmap @%s", vipsMap)
+	w("\t\tip daddr . meta l4proto vmap @%s", vipsAnyMap)
 	if rs.localhost {
 		w("\t\tfib daddr type local meta l4proto . th dport vmap @%s", publishedMap)
 	} else {
@@ -260,6 +350,9 @@ func (rs *ruleset) String() string {
 	for _, t := range rs.targets {
 		w("\tchain %s {", t.chain)
 		if len(t.addrs) == 0 {
+			if t.anyPort {
+				w("\t\tmeta l4proto tcp reject with tcp reset")
+			}
 			w("\t\treject")
 		} else {
 			w("\t\tip saddr 127.0.0.0/8 meta mark set meta mark | %#x", rs.mark)

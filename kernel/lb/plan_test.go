@@ -13,6 +13,14 @@ func testConfig() Config {
 	return Config{Table: DefaultTable, MaxServices: 3, MaxPorts: 2, MaxBackends: 3, Mark: DefaultMark}
 }
 
+func addrs(s ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, x := range s {
+		out = append(out, netip.MustParseAddr(x))
+	}
+	return out
+}
+
 func aps(s ...string) []netip.AddrPort {
 	var out []netip.AddrPort
 	for _, x := range s {
@@ -24,11 +32,13 @@ func aps(s ...string) []netip.AddrPort {
 // TestPlanRenders: a desired state and the table it becomes.
 func TestPlanRenders(t *testing.T) {
 	services := []Service{
-		{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
-			// Out of order: the map is sorted.
+		// Out of order: the maps are sorted.
+		{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Backends: addrs("10.200.5.9", "::ffff:10.200.3.7"), Ports: []Port{
 			{Protocol: TCP, Port: 80, Published: 8080, Backends: aps("10.200.5.9:80", "10.200.3.7:80")},
 		}},
-		{Name: "mesh-only", Ports: []Port{{Protocol: UDP, Port: 53, Published: 5353, Backends: aps("10.200.3.8:53")}}},
+		// Backends without a VIP: nothing to forward every port of.
+		{Name: "mesh-only", Backends: addrs("10.200.3.8"), Ports: []Port{{Protocol: UDP, Port: 53, Published: 5353, Backends: aps("10.200.3.8:53")}}},
+		// No Backends: the VIP's other ports are refused.
 		{Name: "idle", VIP: netip.MustParseAddr("::ffff:10.96.0.7"), Ports: []Port{{Protocol: TCP, Port: 443}}},
 	}
 	rs, err := plan(testConfig(), services)
@@ -40,6 +50,13 @@ func TestPlanRenders(t *testing.T) {
 		type ipv4_addr . inet_proto . inet_service : verdict
 		element 10.96.0.5 . tcp . 80 : goto svc-web-tcp-80
 		element 10.96.0.7 . tcp . 443 : goto svc-idle-tcp-443
+	}
+	map vips-any {
+		type ipv4_addr . inet_proto : verdict
+		element 10.96.0.5 . tcp : goto vip-web
+		element 10.96.0.5 . udp : goto vip-web
+		element 10.96.0.7 . tcp : goto vip-idle
+		element 10.96.0.7 . udp : goto vip-idle
 	}
 	map published {
 		type inet_proto . inet_service : verdict
@@ -55,6 +72,11 @@ func TestPlanRenders(t *testing.T) {
 		element 0 : 10.200.3.7 . 80
 		element 1 : 10.200.5.9 . 80
 	}
+	map vip-be-web {
+		type integer : ipv4_addr
+		element 0 : 10.200.3.7
+		element 1 : 10.200.5.9
+	}
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
 		jump services
@@ -65,6 +87,7 @@ func TestPlanRenders(t *testing.T) {
 	}
 	chain services {
 		ip daddr . meta l4proto . th dport vmap @vips
+		ip daddr . meta l4proto vmap @vips-any
 		fib daddr type local meta l4proto . th dport vmap @published
 	}
 	chain svc-idle-tcp-443 {
@@ -77,6 +100,14 @@ func TestPlanRenders(t *testing.T) {
 	chain svc-web-tcp-80 {
 		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
 		dnat ip to numgen random mod 2 map @be-web-tcp-80
+	}
+	chain vip-idle {
+		meta l4proto tcp reject with tcp reset
+		reject
+	}
+	chain vip-web {
+		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
+		dnat ip to numgen random mod 2 map @vip-be-web
 	}
 	chain mesh-mesh-only-udp-5353 {
 		meta mark set meta mark | 0x100000 goto svc-mesh-only-udp-53
@@ -185,6 +216,23 @@ func TestPlanRejects(t *testing.T) {
 			[]string{"services[0].ports[0].backends[2]: 10.200.3.7:80 is also backends[0]"}},
 		{"VIP port used twice", []Service{ok(), func() Service { s := ok(); s.Name = "other"; s.Ports[0].Published = 0; return s }()},
 			[]string{"services[1].ports[0].port: 10.96.0.5:80/tcp is also service web's"}},
+		{"VIP used twice", []Service{ok(), func() Service {
+			s := ok()
+			s.Name, s.VIP, s.Ports = "other", netip.MustParseAddr("::ffff:10.96.0.5"), nil
+			return s
+		}()}, []string{"services[1].vip: 10.96.0.5 is also service web's"}},
+		{"too many service backends", with(func(s *Service) { s.Backends = addrs("10.200.3.7", "10.200.3.8", "10.200.3.9", "10.200.3.10") }),
+			[]string{"services[0].backends: 4 backends, at most 3"}},
+		{"IPv6 service backend", with(func(s *Service) { s.Backends = addrs("10.200.3.7", "fd00::7") }),
+			[]string{"services[0].backends[1]: fd00::7 is not IPv4"}},
+		{"zero service backend", with(func(s *Service) { s.Backends = []netip.Addr{{}} }),
+			[]string{"services[0].backends[0]: is the zero Addr"}},
+		{"unspecified service backend", with(func(s *Service) { s.Backends = addrs("10.200.3.7", "0.0.0.0") }),
+			[]string{"services[0].backends[1]: 0.0.0.0 is not a unicast address"}},
+		{"duplicate service backend", with(func(s *Service) { s.Backends = addrs("10.200.3.7", "::ffff:10.200.3.7") }),
+			[]string{"services[0].backends[1]: ::ffff:10.200.3.7 is also backends[0]"}},
+		{"bad service backends without a VIP", with(func(s *Service) { s.VIP, s.Backends = netip.Addr{}, addrs("224.0.0.1") }),
+			[]string{"services[0].backends[0]: 224.0.0.1 is not a unicast address"}},
 		{"published port used twice", []Service{ok(), func() Service {
 			s := ok()
 			s.Name, s.VIP = "other", netip.Addr{}
@@ -194,7 +242,8 @@ func TestPlanRejects(t *testing.T) {
 			s.Name = "a/b"
 			s.Ports[0].Port = 0
 			s.Ports[0].Backends = aps("10.200.3.7:0")
-		}), []string{"services[0].name", "services[0].ports[0].port", "services[0].ports[0].backends[0]"}},
+			s.Backends = addrs("10.200.3.7", "fd00::8")
+		}), []string{"services[0].name", "services[0].ports[0].port", "services[0].ports[0].backends[0]", "services[0].backends[1]"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rs, err := plan(testConfig(), c.services)
