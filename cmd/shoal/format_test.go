@@ -99,7 +99,8 @@ func TestParsePort(t *testing.T) {
 		{in: "x:80", wantErr: true},
 		{in: "70000:80", wantErr: true},
 		{in: "80/", wantErr: true},
-		{in: "target=80,mode=ingress", wantErr: true},
+		{in: "target=80,mode=ingress", want: &objectv1.PortConfig{TargetPort: 80, Mode: objectv1.PublishMode_PUBLISH_MODE_INGRESS}},
+		{in: "target=80,mode=mesh", wantErr: true},
 		{in: "target=80,published", wantErr: true},
 	}
 	for _, tt := range tests {

@@ -58,6 +58,7 @@ type serviceFlags struct {
 	updateMaxFailure    float32
 	updateOrder         objectv1.UpdateOrder
 	workdir             string
+	endpointMode        objectv1.EndpointMode
 	user                string
 	stopSignal          string
 	stopGracePeriod     time.Duration
@@ -68,6 +69,8 @@ type serviceFlags struct {
 
 func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.replicas, "replicas", 0, "number of tasks of a replicated service")
+	fs.Var(newEnumValue(&f.endpointMode, "ENDPOINT_MODE_", objectv1.EndpointMode_name),
+		"endpoint-mode", "what the service's name resolves to: vip (its virtual IP, the default) or dnsrr (its tasks' addresses)")
 	fs.Var(cpuValue{&f.limitCPU}, "limit-cpu", "CPU limit, in cores (e.g. 0.5)")
 	fs.Var(memoryValue{&f.limitMemory}, "limit-memory", "memory limit (e.g. 256MiB, 1G)")
 	fs.Var(cpuValue{&f.reserveCPU}, "reserve-cpu", "CPU to reserve, in cores")
@@ -144,6 +147,9 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 	f.applyPlacement(set, spec)
 	f.applyUpdate(set, spec)
 	f.applyPorts(set, spec)
+	if set("endpoint-mode") {
+		endpointOf(spec).Mode = f.endpointMode
+	}
 	if set("network") {
 		t := taskOf(spec)
 		t.Networks = nil

@@ -1,6 +1,7 @@
 package controlapi
 
 import (
+	"github.com/shoalhq/shoal/kernel/gossip"
 	"math"
 	"time"
 )
@@ -106,6 +107,10 @@ const (
 	// share its node's network (no networks), where it binds any port
 	// itself.
 	maxPorts = 1000
+	// maxIngressPorts bounds the ports a service publishes through the
+	// routing mesh: every node learns them from the gossip of the
+	// service's tasks, where an endpoint must fit one packet.
+	maxIngressPorts = gossip.MaxIngressPorts
 	// maxUserNameLen is the longest user or group name Linux tools accept.
 	maxUserNameLen = 32
 	// maxID is the largest usable uid or gid: uid_t is 32 bits and

@@ -59,7 +59,7 @@ func ValidateServiceSpec(spec *objectv1.ServiceSpec) error {
 	validateMode(&fe, spec)
 	validateTask(&fe, "spec.task", spec.GetTask())
 	validateUpdate(&fe, "spec.update", spec.GetUpdate())
-	validateEndpoint(&fe, "spec.endpoint", spec.GetEndpoint())
+	validateEndpoint(&fe, "spec.endpoint", spec.GetEndpoint(), len(spec.GetTask().GetNetworks()) > 0)
 	return capped(fe).Err()
 }
 
@@ -417,12 +417,14 @@ func validateUpdate(fe *sdk.FieldErrors, field string, u *objectv1.UpdateConfig)
 	validateEnum(fe, field+".order", u.GetOrder(), true)
 }
 
-func validateEndpoint(fe *sdk.FieldErrors, field string, e *objectv1.EndpointSpec) {
+func validateEndpoint(fe *sdk.FieldErrors, field string, e *objectv1.EndpointSpec, networked bool) {
 	type published struct {
 		port  uint32
 		proto string
 	}
 	validateCount(fe, field+".ports", len(e.GetPorts()), maxPorts)
+	validateEnum(fe, field+".mode", e.GetMode(), true)
+	ingress := 0
 	seen := make(map[published]int)
 	for i, p := range e.GetPorts() {
 		f := fmt.Sprintf("%s.ports[%d]", field, i)
@@ -442,6 +444,14 @@ func validateEndpoint(fe *sdk.FieldErrors, field string, e *objectv1.EndpointSpe
 			seen[published{pub, proto}] = i
 		}
 		validateEnum(fe, f+".mode", p.GetMode(), true)
+		if p.GetMode() == objectv1.PublishMode_PUBLISH_MODE_INGRESS {
+			if ingress++; ingress == maxIngressPorts+1 {
+				fe.Add(f+".mode", "at most %d ports are published in mode ingress (they travel with every task's gossip); publish the others in mode host", maxIngressPorts)
+			}
+			if !networked {
+				fe.Add(f+".mode", "ingress (the routing mesh) reaches tasks by their network addresses: put the service on a network (--network), or publish in mode host")
+			}
+		}
 	}
 }
 

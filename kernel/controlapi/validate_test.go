@@ -240,7 +240,8 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"protocol unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].Protocol = "sctp" }, []string{"spec.endpoint.ports[0].protocol"}},
 		{"protocol upper case", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].Protocol = "TCP" }, []string{"spec.endpoint.ports[0].protocol"}},
 		{"published twice", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[1].Protocol = "tcp" }, []string{"spec.endpoint.ports[1].published_port"}},
-		{"publish mode unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].Mode = 2 }, []string{"spec.endpoint.ports[0].mode"}},
+		{"publish mode unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].Mode = 9 }, []string{"spec.endpoint.ports[0].mode"}},
+		{"endpoint mode unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Mode = 9 }, []string{"spec.endpoint.mode"}},
 
 		// every error is collected
 		{"several", func(s *objectv1.ServiceSpec) {
