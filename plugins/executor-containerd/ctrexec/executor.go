@@ -24,7 +24,10 @@
 // (like `docker run --network host`), which keeps a one-node cluster simple
 // and its published ports trivially reachable. A task with networks gets
 // its own network namespace from the Network given to the executor
-// (package kernel/tasknet in the plugin's main).
+// (package kernel/tasknet in the plugin's main), and its own resolv.conf
+// (the node's DNS server at its first network's gateway), hosts and
+// hostname, rendered with sdk/netfiles and kept in the executor's state
+// directory until Remove (taskfiles.go).
 package ctrexec
 
 import (
@@ -49,6 +52,7 @@ import (
 	"github.com/shoalhq/shoal/plugins/executor-containerd/logdriver"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netfiles"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -113,6 +117,11 @@ type Options struct {
 	NewNetwork func(stateDir string) (Network, error)
 	// Logger receives the executor's transitions. Default: discard.
 	Logger *slog.Logger
+	// ResolvConf is the host's resolver configuration, read at each
+	// Prepare of a task with networks, whose resolv.conf copies its
+	// search domains and options. Default: /etc/resolv.conf. (Tasks
+	// without networks get the host's /etc/resolv.conf itself.)
+	ResolvConf string
 }
 
 // Executor runs tasks as containerd containers. Create it with New; it
@@ -131,6 +140,7 @@ type Executor struct {
 	net      Network
 	netErr   error // why net is nil
 	logDir   string
+	filesDir string // the task files of tasks with networks (taskfiles.go)
 	driver   string // the log driver's executable
 	pullTime time.Duration
 	hosts    registryHosts
@@ -145,6 +155,9 @@ var (
 func New(opts Options) *Executor {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ResolvConf == "" {
+		opts.ResolvConf = netfiles.DefaultResolvConf
 	}
 	return &Executor{opts: opts, log: opts.Logger}
 }
@@ -217,6 +230,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 		e.client.Close()
 	}
 	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
+	e.filesDir = filepath.Join(node.StateDir, "tasks")
 	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
 	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter, "log_driver", driver)
 	if l, ok := network.(attachedLister); ok {
@@ -224,6 +238,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 		// its Attach and its container here.
 		sweepAttachments(ctx, c, l, network, e.log)
 	}
+	sweepTaskFiles(ctx, c, e.filesDir, e.log)
 	return nil
 }
 
@@ -325,23 +340,53 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 	if progress == nil {
 		progress = func(string) {}
 	}
-	img, err := e.ensureImage(ctx, c, t.GetSpec().GetContainer().GetImage(), progress)
-	if err != nil {
-		return err
-	}
-	netns := ""
+	// A task with networks needs task networking, and its own resolv.conf
+	// and hosts: checked before the image is pulled.
+	var (
+		network Network
+		files   map[string][]byte
+	)
 	if len(t.GetNetworks()) > 0 {
+		var netErr error
 		e.mu.RLock()
-		network, netErr := e.net, e.netErr
+		network, netErr = e.net, e.netErr
 		e.mu.RUnlock()
 		if network == nil {
 			return fmt.Errorf("task %s: networks: %v: %w", t.GetId(), netErr, sdk.ErrFailedPrecondition)
 		}
+		if files, err = renderTaskFiles(t, e.opts.ResolvConf); err != nil {
+			return err
+		}
+	}
+	img, err := e.ensureImage(ctx, c, t.GetSpec().GetContainer().GetImage(), progress)
+	if err != nil {
+		return err
+	}
+	netns, filesDir := "", ""
+	// undo removes what Prepare made for the task before its container,
+	// when the container is not made.
+	undo := func() {
+		e.detach(ctx, t.GetId(), netns)
+		if filesDir != "" {
+			if err := os.RemoveAll(filesDir); err != nil {
+				e.log.Warn("remove task files after a failed prepare", "task_id", t.GetId(), "err", err)
+			}
+		}
+	}
+	if network != nil {
+		e.mu.RLock()
+		filesDir = e.taskFilesDir(t.GetId())
+		e.mu.RUnlock()
+		if err := writeTaskFiles(filesDir, files); err != nil {
+			undo()
+			return fmt.Errorf("task %s: write resolv.conf, hosts and hostname: %w", t.GetId(), err)
+		}
 		if netns, err = network.Attach(ctx, t.GetId(), t.GetNetworks(), taskPorts(t)); err != nil {
+			undo()
 			return fmt.Errorf("task %s: networks: %w", t.GetId(), err)
 		}
 	}
-	specOpts, err := specFor(ctx, img, t, netns)
+	specOpts, err := specFor(ctx, img, t, netns, filesDir)
 	if err == nil {
 		var hopt oci.SpecOpts
 		if hopt, err = healthSpecOpt(ctx, img, t); hopt != nil {
@@ -349,7 +394,7 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 		}
 	}
 	if err != nil {
-		e.detach(ctx, t.GetId(), netns)
+		undo()
 		return err
 	}
 	labels := map[string]string{
@@ -370,7 +415,7 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 	// A snapshot named for a task without a container is what a Prepare
 	// cut short (the plugin died) left behind: nobody else uses the name.
 	if err := c.SnapshotService(snapshotter).Remove(ctx, t.GetId()); err != nil && !errdefs.IsNotFound(err) {
-		e.detach(ctx, t.GetId(), netns)
+		undo()
 		return fmt.Errorf("task %s: remove a stale snapshot: %w", t.GetId(), kind(err))
 	}
 	_, err = c.NewContainer(ctx, t.GetId(),
@@ -389,7 +434,7 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 	if err != nil {
 		// WithNewSnapshot leaves its snapshot when a later option fails.
 		_ = c.SnapshotService(snapshotter).Remove(ctx, t.GetId())
-		e.detach(ctx, t.GetId(), netns)
+		undo()
 		return fmt.Errorf("task %s: create container: %w", t.GetId(), kind(err))
 	}
 	e.log.Debug("task prepared", "task_id", t.GetId(), "image", img.Name())
@@ -620,7 +665,7 @@ func (e *Executor) stop(ctx context.Context, taskID string, signal string, grace
 }
 
 // Remove kills the task's process if it runs and deletes the task, its
-// container, snapshot, network attachments and logs.
+// container, snapshot, network attachments, task files and logs.
 func (e *Executor) Remove(ctx context.Context, taskID string) error {
 	if err := checkTaskID(taskID); err != nil {
 		return err
@@ -649,7 +694,7 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 		}
 	}
 	e.mu.RLock()
-	network, dir := e.net, e.taskLogDir(taskID)
+	network, dir, filesDir := e.net, e.taskLogDir(taskID), e.taskFilesDir(taskID)
 	e.mu.RUnlock()
 	// Detach even without the label: a Prepare that failed between Attach
 	// and the container's creation leaves an attachment without one.
@@ -659,6 +704,11 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 		}
 	} else if netns != "" {
 		return fmt.Errorf("task %s: attached to networks (%s) but this executor has no task networking: %w", taskID, netns, sdk.ErrFailedPrecondition)
+	}
+	// Without the label too: a Prepare cut short before the container's
+	// creation leaves the files without one.
+	if err := os.RemoveAll(filesDir); err != nil {
+		return fmt.Errorf("task %s: resolv.conf, hosts and hostname: %w", taskID, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("task %s: logs: %w", taskID, err)
@@ -721,6 +771,10 @@ func (e *Executor) deleteTask(ctx context.Context, ctr client.Container) error {
 
 // taskLogDir is where the task's log files are. Callers hold e.mu.
 func (e *Executor) taskLogDir(taskID string) string { return filepath.Join(e.logDir, taskID) }
+
+// taskFilesDir is where the resolv.conf, hosts and hostname of a task with
+// networks are (taskfiles.go). Callers hold e.mu.
+func (e *Executor) taskFilesDir(taskID string) string { return filepath.Join(e.filesDir, taskID) }
 
 // errdefsFromGRPC turns an error of a raw containerd service call into
 // containerd's error classes.

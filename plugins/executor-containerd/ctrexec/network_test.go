@@ -75,7 +75,7 @@ func TestTaskNetworks(t *testing.T) {
 
 	host := newTask(t, "out:up", "sleep:inf")
 	netted := newTask(t, "out:up", "sleep:inf")
-	netted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24"}}
+	netted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24", Gateway: "10.200.3.1"}}
 	run(t, e, host)
 	run(t, e, netted)
 
@@ -107,7 +107,7 @@ func TestTaskNetworks(t *testing.T) {
 	// returns (the manager frees its addresses then), and keeps its
 	// container and logs until Remove.
 	ended := newTask(t, "out:bye", "exit:0")
-	ended.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.8/24"}}
+	ended.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.8/24", Gateway: "10.200.3.1"}}
 	run(t, e, ended)
 	if _, err := e.Wait(ctxT(t), ended.Id); err != nil {
 		t.Fatal(err)
@@ -133,7 +133,7 @@ func TestTaskNetworks(t *testing.T) {
 
 	// So does a prepared task that will never start, once stopped.
 	unstarted := newTask(t, "sleep:inf")
-	unstarted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.9/24"}}
+	unstarted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.9/24", Gateway: "10.200.3.1"}}
 	if err := e.Prepare(ctxT(t), unstarted, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestSweepsAttachmentsOfRemovedContainers(t *testing.T) {
 	}
 	e := configure()
 	kept := newTask(t, "out:up", "sleep:inf")
-	kept.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24"}}
+	kept.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.7/24", Gateway: "10.200.3.1"}}
 	run(t, e, kept)
 	t.Cleanup(func() { e.Remove(context.Background(), kept.GetId()) })
 	orphan := "orphan" + kept.GetId()[6:]

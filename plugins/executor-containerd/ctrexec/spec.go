@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/client"
@@ -95,8 +96,11 @@ func validateTask(t *objectv1.Task) error {
 }
 
 // specFor is the OCI spec of the task's container, on top of containerd's
-// defaults: the image's config, then the task's overrides.
-func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns string) ([]oci.SpecOpts, error) {
+// defaults: the image's config, then the task's overrides. A task without
+// networks (netns empty) shares the node's network namespace, hosts and
+// resolv.conf; one with networks joins netns and gets the files of
+// filesDir (writeTaskFiles).
+func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns, filesDir string) ([]oci.SpecOpts, error) {
 	c := t.GetSpec().GetContainer()
 	imgSpec, err := img.Spec(ctx)
 	if err != nil {
@@ -114,14 +118,10 @@ func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns stri
 	if len(args) == 0 {
 		return nil, sdk.FieldErrors{{Field: "task.spec.container.command", Message: fmt.Sprintf("image %s has no entrypoint or command: set command", img.Name())}}
 	}
-	hostname := t.GetId()
-	if len(hostname) > 63 {
-		hostname = hostname[:63]
-	}
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(img),
 		oci.WithProcessArgs(args...),
-		oci.WithHostname(hostname),
+		oci.WithHostname(hostnameOf(t)),
 	}
 	if len(c.GetEnv()) > 0 {
 		opts = append(opts, oci.WithEnv(c.GetEnv()))
@@ -153,7 +153,49 @@ func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns stri
 	if netns == "" {
 		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
 	} else {
-		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}), oci.WithHostResolvconf)
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns}))
+		if fm := taskFileMounts(filesDir, c.GetMounts()); len(fm) > 0 {
+			opts = append(opts, oci.WithMounts(fm))
+		}
 	}
 	return opts, nil
+}
+
+// hostnameOf is the hostname of the task's container: its ID, cut to the
+// 63 characters a host name may have.
+func hostnameOf(t *objectv1.Task) string {
+	hostname := t.GetId()
+	if len(hostname) > 63 {
+		hostname = hostname[:63]
+	}
+	return hostname
+}
+
+// The files of a task with networks in its directory of task files (see
+// writeTaskFiles), and where they are mounted in its container.
+var taskFiles = []struct{ name, target string }{
+	{"resolv.conf", "/etc/resolv.conf"},
+	{"hosts", "/etc/hosts"},
+	{"hostname", "/etc/hostname"},
+}
+
+// taskFileMounts bind-mounts the task's resolv.conf, hosts and hostname
+// from dir onto /etc, except where the task mounts a file of its own.
+//
+// They are mounted read-write, as docker mounts the same files of a
+// container's own directory (unless the container's root is read-only):
+// programs such as some init scripts rewrite /etc/hosts or /etc/hostname,
+// and a change stays in the task's own copy, which Remove deletes.
+func taskFileMounts(dir string, own []*objectv1.Mount) []specs.Mount {
+	var mounts []specs.Mount
+	for _, f := range taskFiles {
+		if slices.ContainsFunc(own, func(m *objectv1.Mount) bool { return filepath.Clean(m.GetTarget()) == f.target }) {
+			continue
+		}
+		mounts = append(mounts, specs.Mount{
+			Type: "bind", Source: filepath.Join(dir, f.name), Destination: f.target,
+			Options: []string{"rbind", "rprivate", "rw"},
+		})
+	}
+	return mounts
 }
