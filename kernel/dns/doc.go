@@ -75,19 +75,41 @@
 // truncation. Answers read from the
 // host's resolvers are at most 4,096 bytes over UDP. At most
 // Config.MaxForwards queries are forwarded at once (past that: SERVFAIL at
-// once) and Config.MaxTCPConns TCP connections are open per address; the
-// index takes names of at most 253 characters and 64 aliases.
+// once) and Config.MaxTCPConns TCP connections are open per address, on
+// at most 1,024 addresses; the index takes names of at most 253 characters
+// and 64 aliases.
 //
 // # Goroutines
 //
-// New binds the listening addresses (each over UDP and TCP: on a node, the
-// gateway of each network's bridge, port 53, which every task's namespace
-// reaches). Run owns every goroutine: miekg/dns's servers, which start one
-// per UDP query and one per TCP connection, and the watcher of
-// /etc/resolv.conf. When its context is cancelled, Run cancels the
-// forwards in flight, shuts the servers down and returns after all of them
-// have exited. The Index has no goroutine; its owner (the node) updates it
-// from what it learns: its own assignments and the workers' gossip.
+// The server listens on addresses, each over UDP and TCP: on a node, the
+// gateway of each network's bridge that has tasks on the node, port 53,
+// which the tasks' namespaces reach (a task's resolv.conf names its first
+// network's). New binds Config.Addrs, if any (none is fine), and SetAddrs
+// makes the addresses exactly those it is given, at any time, as networks
+// come to the node and leave it: it binds the new ones and closes the
+// others; the ones kept are not touched, so no query on them is lost.
+//
+// Addresses are bound with IP_FREEBIND: one that is on no interface yet
+// binds all the same, and receives whenever it is up (from when it comes
+// up, and again if it goes away and comes back). The executor
+// plugin puts a network's gateway address on the bridge when it attaches
+// the network's first task on the node, which may come before or after the
+// node decides to listen there; without the option, binding would fail
+// in between, and the node would have to watch the bridge and try again.
+// The price: an address that never comes up (a wrong one) is not an error,
+// the server just gets no query there. An address in use still is one.
+//
+// Run owns every goroutine: per address, miekg/dns's two servers, which
+// start one goroutine per UDP query and one per TCP connection; and the
+// watcher of /etc/resolv.conf. SetAddrs starts the servers of an address
+// it adds while Run runs (in Run's goroutines), and has stopped those of an
+// address it removes when it returns: that address's forwards in flight
+// cancelled, its sockets closed and its goroutines exited. When Run's
+// context is cancelled, SetAddrs fails from then on, and Run cancels the
+// forwards in flight, shuts every server down and returns after all of its
+// goroutines have exited. The Index has no goroutine; its owner (the node)
+// updates it from what it learns: its own assignments and the workers'
+// gossip.
 //
 // ResolvConf and Hosts render a task's /etc/resolv.conf (this server at the
 // gateway of the task's first network, the host's search domains and

@@ -9,23 +9,28 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoalhq/shoal/sdk"
 )
 
 // Config is a node's DNS server.
 type Config struct {
-	// Addrs are the addresses to listen on, each over UDP and TCP, as
-	// host:port: on a node, the gateway address of each network's bridge,
-	// port 53. Port 0 picks a free port, the same for UDP and TCP
-	// (Server.Addrs tells which). At least one is required.
+	// Addrs are the addresses to listen on from the start, each over UDP
+	// and TCP, as host:port: on a node, the gateway address of each
+	// network's bridge that has tasks on the node, port 53. Port 0 picks a
+	// free port, the same for UDP and TCP (Server.Addrs tells which).
+	// Optional: Server.SetAddrs changes them at any time. At most 1,024
+	// (maxAddrs).
 	Addrs []string
 	// ResolvConf is the host's resolver configuration, read at New and
 	// again when it changes. Default: DefaultResolvConf.
@@ -62,35 +67,77 @@ const (
 	ttl = 0
 	// hostConfigPoll is how often ResolvConf is checked for changes.
 	hostConfigPoll = 5 * time.Second
+	// maxAddrs bounds the addresses listened on: a node has one per
+	// network with tasks on it, far fewer than this; each costs two
+	// sockets, two goroutines and up to MaxTCPConns connections.
+	maxAddrs = 1024
 )
 
 // Server is a node's DNS server: it answers the cluster's names from an
 // Index, for each querying task only with the names of its own networks,
 // and forwards the others to the host's resolvers.
 type Server struct {
-	ix      *Index
-	log     *slog.Logger
-	cfg     Config
-	host    atomic.Pointer[HostConfig]
+	ix   *Index
+	log  *slog.Logger
+	cfg  Config
+	host atomic.Pointer[HostConfig] // rawHost without our own addresses
+
+	// hostMu orders the updates of host, from a new rawHost (the watcher
+	// of ResolvConf) or a new self (SetAddrs), so that none is lost.
+	hostMu  sync.Mutex
+	rawHost HostConfig      // as read, our own addresses included
 	self    map[string]bool // our own addresses, never forwarded to
-	servers []*dns.Server
-	addrs   []string
 
 	fwdSem    chan struct{}
-	fwdCtx    context.Context
+	fwdCtx    context.Context // every forward's; each listener's derives from it
 	fwdCancel context.CancelFunc
 
-	ran       atomic.Bool
-	closeOnce sync.Once
+	// mu serializes SetAddrs, Close and Run's start and stop, and guards
+	// what follows. It is not taken by queries.
+	mu        sync.Mutex
+	state     serverState
+	listeners []*listener        // in the order of the last SetAddrs
+	runCancel context.CancelFunc // Run's context, set before Run starts a goroutine
+	wg        sync.WaitGroup     // Run's goroutines
+	addrs     atomic.Pointer[[]string]
+
+	errMu sync.Mutex
+	errs  []error // of the servers that failed while Run ran
 }
 
+type serverState int
+
+const (
+	stateNew     serverState = iota // listeners bound, not served yet
+	stateRunning                    // Run serves them
+	stateStopped                    // Run is returning or returned
+	stateClosed                     // Close was called before Run
+)
+
+// listener is one address: its UDP and TCP servers.
+type listener struct {
+	asked string // the address as asked (addrKey): port 0 stays 0
+	addr  string // as bound
+	udp   *dns.Server
+	tcp   *dns.Server
+	// cancel ends the forwards of its queries, so that stopping it does
+	// not wait for them.
+	cancel context.CancelFunc
+	// started and done are made when Run serves it, closed when each
+	// server has started and when its ActivateAndServe returned.
+	started, done [2]chan struct{}
+}
+
+func (ln *listener) servers() [2]*dns.Server { return [2]*dns.Server{ln.udp, ln.tcp} }
+
 // New returns a server answering from ix, listening on cfg.Addrs (bound
-// here, so that an address in use fails now). Run serves them; a server
-// whose Run is never called must be closed with Close.
+// here, so that an address in use fails now). Run serves them and those
+// SetAddrs adds; a server whose Run is never called must be closed with
+// Close.
 func New(cfg Config, ix *Index, logger *slog.Logger) (*Server, error) {
 	var fe sdk.FieldErrors
-	if len(cfg.Addrs) == 0 {
-		fe.Add("addrs", "at least one address is required")
+	if len(cfg.Addrs) > maxAddrs {
+		fe.Add("addrs", "at most %d addresses, got %d", maxAddrs, len(cfg.Addrs))
 	}
 	if ix == nil {
 		fe.Add("index", "is required")
@@ -119,9 +166,6 @@ func New(cfg Config, ix *Index, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{ix: ix, log: logger, cfg: cfg, self: map[string]bool{}, fwdSem: make(chan struct{}, cfg.MaxForwards)}
-	s.fwdCtx, s.fwdCancel = context.WithCancel(context.Background())
-
 	host := cfg.Upstream
 	if host == nil {
 		hc, err := ReadHostConfig(cfg.ResolvConf)
@@ -131,24 +175,202 @@ func New(cfg Config, ix *Index, logger *slog.Logger) (*Server, error) {
 		host = &hc
 	}
 
-	for _, a := range cfg.Addrs {
-		pc, l, err := listen(a)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("dns: listen on %s: %w", a, err)
-		}
-		s.addrs = append(s.addrs, pc.LocalAddr().String())
-		s.self[pc.LocalAddr().String()] = true
-		s.servers = append(s.servers,
-			s.newServer(&dns.Server{PacketConn: pc}),
-			s.newServer(&dns.Server{Listener: &limitListener{Listener: l, sem: make(chan struct{}, cfg.MaxTCPConns)}}))
-	}
+	s := &Server{ix: ix, log: logger, cfg: cfg, fwdSem: make(chan struct{}, cfg.MaxForwards)}
+	s.fwdCtx, s.fwdCancel = context.WithCancel(context.Background())
 	s.setHost(*host)
+	s.mu.Lock()
+	err := s.setAddrs(cfg.Addrs)
+	s.mu.Unlock()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-func (s *Server) newServer(srv *dns.Server) *dns.Server {
-	srv.Handler = s
+// SetAddrs makes the server listen on exactly addrs (host:port, each over
+// UDP and TCP), opening the new ones and closing the ones no longer
+// listed; listeners kept are untouched (no query on them is lost). It
+// returns an error naming every address it could not listen on; the
+// others are still applied. More than 1,024 addresses (maxAddrs) is an
+// error of kind sdk.ErrInvalidArgument, and nothing changes then. Safe for
+// concurrent use; after Run returned, or after Close, it returns an error.
+//
+// An address with port 0 gets a free port (Addrs tells which); a later
+// call keeps it when given either form. Addresses are bound with
+// IP_FREEBIND, so that one not yet on any interface binds (doc.go,
+// "Goroutines"). When SetAddrs returns, the addresses removed are closed
+// and their goroutines gone (their forwards in flight are cancelled), and
+// while Run runs, the addresses added are served.
+func (s *Server) SetAddrs(addrs []string) error {
+	if len(addrs) > maxAddrs {
+		var fe sdk.FieldErrors
+		fe.Add("addrs", "at most %d addresses, got %d", maxAddrs, len(addrs))
+		return fmt.Errorf("dns: set addresses: %w", fe.Err())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case stateStopped:
+		return errors.New("dns: set addresses: the server has stopped (Run returned)")
+	case stateClosed:
+		return errors.New("dns: set addresses: the server is closed")
+	}
+	return s.setAddrs(addrs)
+}
+
+// setAddrs is SetAddrs with s.mu held.
+func (s *Server) setAddrs(addrs []string) error {
+	byAddr := map[string]*listener{}
+	for _, ln := range s.listeners {
+		byAddr[ln.asked], byAddr[ln.addr] = ln, ln
+	}
+	keep := map[*listener]bool{}
+	for _, a := range addrs {
+		if ln := byAddr[addrKey(a)]; ln != nil {
+			keep[ln] = true
+		}
+	}
+	var gone []*listener
+	for _, ln := range s.listeners {
+		if !keep[ln] {
+			gone = append(gone, ln)
+			delete(byAddr, ln.asked)
+			delete(byAddr, ln.addr)
+		}
+	}
+	// Closed before the new ones are bound, so that an address may take
+	// the place of one that covered it (a wildcard, say).
+	s.stopAll(gone)
+
+	var (
+		next []*listener
+		in   = map[*listener]bool{}
+		errs []error
+	)
+	for _, a := range addrs {
+		ln := byAddr[addrKey(a)]
+		if ln == nil {
+			var err error
+			if ln, err = s.open(a); err != nil {
+				errs = append(errs, fmt.Errorf("dns: listen on %s: %w", a, err))
+				continue
+			}
+			byAddr[ln.asked], byAddr[ln.addr] = ln, ln
+			if s.state == stateRunning {
+				s.serve(ln)
+			}
+		}
+		if !in[ln] {
+			in[ln] = true
+			next = append(next, ln)
+		}
+	}
+	s.listeners = next
+	s.publish()
+	return errors.Join(errs...)
+}
+
+// addrKey is addr in one form when it is an IP address and port, so that
+// [::0]:53 and [::]:53, or [2001:DB8::1]:53 and [2001:db8::1]:53, are the
+// same listener; other forms (a host name) are kept as written.
+func addrKey(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap.String()
+	}
+	return addr
+}
+
+// publish makes the listeners' addresses those Addrs returns and those
+// never forwarded to.
+func (s *Server) publish() {
+	addrs := make([]string, len(s.listeners))
+	self := make(map[string]bool, len(s.listeners))
+	for i, ln := range s.listeners {
+		addrs[i] = ln.addr
+		self[ln.addr] = true
+	}
+	s.addrs.Store(&addrs)
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	s.self = self
+	s.filterHost(false)
+}
+
+// open binds addr and makes its servers (not started).
+func (s *Server) open(addr string) (*listener, error) {
+	pc, l, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(s.fwdCtx)
+	h := handler{s: s, ctx: ctx}
+	return &listener{
+		asked:  addrKey(addr),
+		addr:   pc.LocalAddr().String(),
+		udp:    s.newServer(&dns.Server{PacketConn: pc}, h),
+		tcp:    s.newServer(&dns.Server{Listener: &limitListener{Listener: l, sem: make(chan struct{}, s.cfg.MaxTCPConns)}}, h),
+		cancel: cancel,
+	}, nil
+}
+
+// serve starts ln's servers in Run's goroutines; s.mu is held and Run
+// runs.
+func (s *Server) serve(ln *listener) {
+	for i, srv := range ln.servers() {
+		started, done := make(chan struct{}), make(chan struct{})
+		ln.started[i], ln.done[i] = started, done
+		srv.NotifyStartedFunc = func() { close(started) }
+		s.wg.Go(func() {
+			defer close(done)
+			if err := srv.ActivateAndServe(); err != nil {
+				s.errMu.Lock()
+				s.errs = append(s.errs, fmt.Errorf("%s: %w", ln.addr, err))
+				s.errMu.Unlock()
+				s.runCancel()
+			}
+		})
+	}
+}
+
+// stop closes ln's sockets and, when Run serves it, returns once its
+// goroutines (miekg/dns's per-query ones included) have exited: its
+// forwards in flight are cancelled, so that only answers being written
+// are waited for (WriteTimeout).
+func (s *Server) stop(ln *listener) {
+	ln.cancel()
+	for i, srv := range ln.servers() {
+		if ln.done[i] == nil { // never served
+			if srv.PacketConn != nil {
+				srv.PacketConn.Close()
+			}
+			if srv.Listener != nil {
+				srv.Listener.Close()
+			}
+			continue
+		}
+		// Shutdown fails on a server that has not started yet.
+		select {
+		case <-ln.started[i]:
+			srv.Shutdown()
+		case <-ln.done[i]:
+		}
+		<-ln.done[i]
+	}
+}
+
+// stopAll stops the listeners in parallel, so that one slow to stop does
+// not hold up the others.
+func (s *Server) stopAll(ls []*listener) {
+	var wg sync.WaitGroup
+	for _, ln := range ls {
+		wg.Go(func() { s.stop(ln) })
+	}
+	wg.Wait()
+}
+
+func (s *Server) newServer(srv *dns.Server, h dns.Handler) *dns.Server {
+	srv.Handler = h
 	srv.UDPSize = maxQuerySize
 	srv.ReadTimeout = 2 * time.Second
 	srv.WriteTimeout = 2 * time.Second
@@ -159,15 +381,19 @@ func (s *Server) newServer(srv *dns.Server) *dns.Server {
 	return srv
 }
 
+// listenConfig binds with IP_FREEBIND.
+var listenConfig = net.ListenConfig{Control: freebind}
+
 // listen binds addr over UDP and TCP, on the same port.
 func listen(addr string) (net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx := context.Background()
 	var lastErr error
 	for range 10 {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := listenConfig.ListenPacket(ctx, "udp", addr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -175,7 +401,7 @@ func listen(addr string) (net.PacketConn, net.Listener, error) {
 		if p == "0" {
 			p = strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port)
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort(host, p))
+		l, err := listenConfig.Listen(ctx, "tcp", net.JoinHostPort(host, p))
 		if err == nil {
 			return pc, l, nil
 		}
@@ -188,21 +414,67 @@ func listen(addr string) (net.PacketConn, net.Listener, error) {
 	return nil, nil, lastErr
 }
 
-// Addrs returns the addresses listened on (UDP and TCP each).
-func (s *Server) Addrs() []string { return s.addrs }
+// freebind sets IP_FREEBIND (IPV6_FREEBIND on an IPv6 socket) before the
+// socket is bound, so that an address not (yet) on any interface binds:
+// doc.go, "Goroutines", tells why.
+func freebind(network, _ string, c syscall.RawConn) error {
+	var err error
+	cerr := c.Control(func(fd uintptr) {
+		if strings.HasSuffix(network, "6") {
+			err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("set IP_FREEBIND: %w", os.NewSyscallError("setsockopt", err))
+	}
+	return nil
+}
+
+// Addrs returns the addresses listened on (UDP and TCP each), as bound
+// (port 0 resolved), in the order SetAddrs (or Config.Addrs) gave them.
+func (s *Server) Addrs() []string {
+	if p := s.addrs.Load(); p != nil {
+		return slices.Clone(*p)
+	}
+	return nil
+}
 
 // Host returns the host's resolver configuration in use: what a task's
 // resolv.conf copies (ResolvConf).
 func (s *Server) Host() HostConfig { return *s.host.Load() }
 
+// setHost makes hc, without our own addresses, the host's configuration
+// in use.
 func (s *Server) setHost(hc HostConfig) {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	s.rawHost = hc
+	s.filterHost(true)
+}
+
+// filterHost stores rawHost without self; s.hostMu is held. When only
+// self changed, nothing is stored (or logged) unless the nameservers in
+// use change.
+func (s *Server) filterHost(newHost bool) {
+	hc := s.rawHost
 	var servers []string
+	for _, a := range hc.Servers {
+		if !s.self[a] {
+			servers = append(servers, a)
+		}
+	}
+	if old := s.host.Load(); !newHost && (old == nil || slices.Equal(old.Servers, servers)) {
+		return
+	}
 	for _, a := range hc.Servers {
 		if s.self[a] {
 			s.log.Warn("the host's resolv.conf names this DNS server: not forwarding to it", "nameserver", a)
-			continue
 		}
-		servers = append(servers, a)
 	}
 	hc.Servers = servers
 	if len(servers) == 0 {
@@ -211,76 +483,63 @@ func (s *Server) setHost(hc HostConfig) {
 	s.host.Store(&hc)
 }
 
-// Close closes the listeners of a server whose Run was never called.
+// Close closes the listeners of a server whose Run was never called;
+// SetAddrs and Run fail after it. Once Run was called it does nothing:
+// Run closes them when its context is cancelled.
 func (s *Server) Close() error {
-	if s.ran.Load() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
 		return nil
 	}
-	s.closeListeners()
+	s.state = stateClosed
+	s.stopAll(s.listeners)
+	s.listeners = nil
+	s.publish()
+	s.fwdCancel()
 	return nil
 }
 
-func (s *Server) closeListeners() {
-	s.closeOnce.Do(func() {
-		for _, srv := range s.servers {
-			if srv.PacketConn != nil {
-				srv.PacketConn.Close()
-			}
-			if srv.Listener != nil {
-				srv.Listener.Close()
-			}
-		}
-	})
-}
-
-// Run serves DNS until ctx is cancelled, then stops the forwards in flight
-// and returns once every goroutine it started (miekg/dns's per-query ones
-// included) has exited. It returns an error when a listener fails.
+// Run serves DNS on the addresses listened on, and on those SetAddrs adds
+// while it runs, until ctx is cancelled; then it stops the forwards in
+// flight, closes every address and returns once every goroutine it or
+// SetAddrs started (miekg/dns's per-query ones included) has exited. It
+// returns an error when a listener fails.
 func (s *Server) Run(ctx context.Context) error {
-	if !s.ran.CompareAndSwap(false, true) {
-		return errors.New("dns: Run called twice")
-	}
-	defer s.closeListeners()
-	defer s.fwdCancel()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.servers))
-	started := make([]chan struct{}, len(s.servers))
-	done := make([]chan struct{}, len(s.servers))
-	for i, srv := range s.servers {
-		started[i], done[i] = make(chan struct{}), make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started[i]) }
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(done[i])
-			if err := srv.ActivateAndServe(); err != nil {
-				errs[i] = err
-				cancel()
-			}
-		}()
+	s.mu.Lock()
+	switch s.state {
+	case stateRunning, stateStopped:
+		s.mu.Unlock()
+		return errors.New("dns: Run called twice")
+	case stateClosed:
+		s.mu.Unlock()
+		return errors.New("dns: Run called after Close")
+	}
+	s.state = stateRunning
+	s.runCancel = cancel
+	for _, ln := range s.listeners {
+		s.serve(ln)
 	}
 	if s.cfg.Upstream == nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.watchHost(ctx)
-		}()
+		s.wg.Go(func() { s.watchHost(ctx) })
 	}
+	s.mu.Unlock()
 
 	<-ctx.Done()
+	s.mu.Lock()
+	s.state = stateStopped
 	s.fwdCancel()
-	for i, srv := range s.servers {
-		select {
-		case <-started[i]:
-			srv.Shutdown()
-		case <-done[i]:
-		}
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	s.stopAll(s.listeners)
+	s.listeners = nil
+	s.publish()
+	s.mu.Unlock()
+	s.wg.Wait()
+
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if err := errors.Join(s.errs...); err != nil {
 		return fmt.Errorf("dns: serve: %w", err)
 	}
 	return nil
@@ -386,15 +645,26 @@ func (c *limitConn) Close() error {
 }
 
 // ServeDNS answers one query: the first question only.
-func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	resp := s.answer(w, r)
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) { s.serveDNS(s.fwdCtx, w, r) }
+
+// handler answers the queries of one listener, whose forwards end with
+// ctx: when the listener is removed.
+type handler struct {
+	s   *Server
+	ctx context.Context
+}
+
+func (h handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) { h.s.serveDNS(h.ctx, w, r) }
+
+func (s *Server) serveDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
+	resp := s.answer(ctx, w, r)
 	if resp == nil {
 		return
 	}
 	s.write(w, r, resp)
 }
 
-func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
+func (s *Server) answer(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	resp := new(dns.Msg)
 	if len(r.Question) == 0 {
 		return resp.SetRcodeFormatError(r)
@@ -456,7 +726,7 @@ func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		return resp.SetRcode(r, dns.RcodeRefused)
 	}
-	if f := s.forward(r, q); f != nil {
+	if f := s.forward(ctx, r, q); f != nil {
 		return f
 	}
 	return resp.SetRcode(r, dns.RcodeServerFailure)
@@ -465,8 +735,8 @@ func (s *Server) answer(w dns.ResponseWriter, r *dns.Msg) *dns.Msg {
 // forward asks the host's resolvers as the C library does, each in turn,
 // Attempts rounds, within ForwardTimeout for all the tries: each try gets
 // an equal part of it. An answer other than SERVFAIL, REFUSED or NOTIMP
-// ends the tries. It returns nil when no answer came.
-func (s *Server) forward(r *dns.Msg, q dns.Question) *dns.Msg {
+// ends the tries, and so does ctx. It returns nil when no answer came.
+func (s *Server) forward(ctx context.Context, r *dns.Msg, q dns.Question) *dns.Msg {
 	select {
 	case s.fwdSem <- struct{}{}:
 		defer func() { <-s.fwdSem }()
@@ -482,7 +752,7 @@ func (s *Server) forward(r *dns.Msg, q dns.Question) *dns.Msg {
 	if budget == 0 {
 		budget = host.Timeout
 	}
-	ctx, cancel := context.WithTimeout(s.fwdCtx, budget)
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	tries := max(1, host.Attempts) * len(host.Servers)
 	per := budget / time.Duration(tries)

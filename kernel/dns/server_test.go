@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -50,11 +51,19 @@ func newUpstream(t testing.TB) *upstream {
 		w.WriteMsg(m)
 	})
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: l, Handler: h}} {
-		started := make(chan struct{})
+		started, done := make(chan struct{}), make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
-		go srv.ActivateAndServe()
+		go func() {
+			defer close(done)
+			srv.ActivateAndServe()
+		}()
 		<-started
-		t.Cleanup(func() { srv.Shutdown() })
+		// Waits for the goroutine, so that no server goroutine outlives
+		// the test (checkNoServerGoroutine).
+		t.Cleanup(func() {
+			srv.Shutdown()
+			<-done
+		})
 	}
 	return u
 }
@@ -77,6 +86,14 @@ func startServer(t testing.TB, ix *Index, cfg Config, up ...*upstream) *Server {
 		}
 		cfg.Upstream = &hc
 	}
+	s, _ := runServer(t, ix, cfg)
+	return s
+}
+
+// runServer runs a server with cfg as is until the test ends, or until
+// stop is called: stop returns Run's error, checking that Run returns.
+func runServer(t testing.TB, ix *Index, cfg Config) (s *Server, stop func() error) {
+	t.Helper()
 	s, err := New(cfg, ix, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -84,18 +101,26 @@ func startServer(t testing.TB, ix *Index, cfg Config, up ...*upstream) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(time.Minute):
+				// A guard against a hang, not a bound on the time taken.
+				runErr = errors.New("Run did not return a minute after its context was cancelled")
 			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return 5 s after its context was cancelled")
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
-	return s
+	return s, stop
 }
 
 // query asks s for name from the loopback address from, over network.
@@ -110,13 +135,23 @@ func query(t testing.TB, s *Server, from, network, name string, qtype uint16) *d
 }
 
 func exchangeFrom(s *Server, from, network string, m *dns.Msg) (*dns.Msg, error) {
+	return exchangeAt(s.Addrs()[0], from, network, m)
+}
+
+// exchangeAt sends m to the server at addr from the address from.
+func exchangeAt(addr, from, network string, m *dns.Msg) (*dns.Msg, error) {
+	c := client(from, network)
+	r, _, err := c.Exchange(m, addr)
+	return r, err
+}
+
+// client is a client from the address from, over network.
+func client(from, network string) *dns.Client {
 	var local net.Addr = &net.UDPAddr{IP: net.ParseIP(from)}
 	if network == "tcp" {
 		local = &net.TCPAddr{IP: net.ParseIP(from)}
 	}
-	c := &dns.Client{Net: network, Timeout: 3 * time.Second, Dialer: &net.Dialer{LocalAddr: local, Timeout: 3 * time.Second}}
-	r, _, err := c.Exchange(m, s.Addrs()[0])
-	return r, err
+	return &dns.Client{Net: network, Timeout: 3 * time.Second, Dialer: &net.Dialer{LocalAddr: local, Timeout: 3 * time.Second}}
 }
 
 func answers(m *dns.Msg) []string {
@@ -508,7 +543,6 @@ func TestNew(t *testing.T) {
 		cfg  Config
 		ix   *Index
 	}{
-		{"no address", Config{Upstream: hc}, ix},
 		{"no index", Config{Addrs: []string{"127.0.0.1:0"}, Upstream: hc}, nil},
 		{"bad address", Config{Addrs: []string{"127.0.0.1"}, Upstream: hc}, ix},
 		{"negative timeout", Config{Addrs: []string{"127.0.0.1:0"}, Upstream: hc, ForwardTimeout: -1}, ix},
@@ -521,6 +555,17 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("no address is fine", func(t *testing.T) {
+		s, err := New(Config{Upstream: hc}, ix, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if got := s.Addrs(); len(got) != 0 {
+			t.Errorf("Addrs %v, want none", got)
+		}
+	})
 
 	t.Run("address in use", func(t *testing.T) {
 		s := startServer(t, ix, Config{})
