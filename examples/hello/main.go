@@ -15,10 +15,16 @@
 // 0, or, with UNHEALTHY set in the container's environment, says so and
 // exits 1 (`shoal service update --env-add UNHEALTHY=1` makes a rolling
 // update whose new tasks turn unhealthy).
+//
+// `hello get URL` fetches URL and prints the answer's body (exit 1 on an
+// error or a status other than 200): in a task, `shoal task exec client.1
+// -- /prog get http://api:8080/` shows one service reaching another by its
+// name.
 package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -35,6 +41,9 @@ func main() {
 		}
 		fmt.Println("ok")
 		os.Exit(0)
+	}
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2]))
 	}
 	host, _ := os.Hostname()
 	greeting := os.Getenv("GREETING")
@@ -86,4 +95,24 @@ func main() {
 			os.Exit(code)
 		}
 	}
+}
+
+// get fetches url, prints the body and returns the exit code.
+func get(url string) int {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, io.LimitReader(resp.Body, 1<<20)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
 }

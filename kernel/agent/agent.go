@@ -48,6 +48,11 @@ type Config struct {
 	// runs on the session's receiving goroutine and must not block.
 	// Default: nil.
 	OnSession func(info *workerv1.SessionInfo)
+	// OnStatus, when set, is called with every status the agent reports
+	// for a task, in order, before it is sent: the node's DNS and load
+	// balancing follow which tasks run and are healthy from it. It must
+	// not block. Default: nil.
+	OnStatus func(taskID string, st *objectv1.TaskStatus)
 
 	// The knobs below are for tests and simulations; production nodes
 	// keep the defaults.
@@ -167,6 +172,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("new agent: %w", err)
 	}
 	rep := newReporter(cfg.StatusBatchSize, cfg.StatusBatchInterval)
+	rep.onStatus = cfg.OnStatus
 	return &Agent{
 		cfg:      cfg,
 		log:      logger,

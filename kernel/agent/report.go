@@ -32,6 +32,8 @@ type reporter struct {
 	latest  map[string]*objectv1.TaskStatus
 	order   []string        // pending task IDs, oldest first; may hold stale IDs that pending lacks
 	pending map[string]bool // task IDs whose latest status is not sent
+	// onStatus is Config.OnStatus; called under mu, so in report order.
+	onStatus func(taskID string, st *objectv1.TaskStatus)
 }
 
 func newReporter(batchSize int, interval time.Duration) *reporter {
@@ -48,6 +50,9 @@ func newReporter(batchSize int, interval time.Duration) *reporter {
 // modified afterwards.
 func (r *reporter) report(taskID string, st *objectv1.TaskStatus) {
 	r.mu.Lock()
+	if r.onStatus != nil {
+		r.onStatus(taskID, st)
+	}
 	r.latest[taskID] = st
 	if !r.pending[taskID] {
 		r.pending[taskID] = true

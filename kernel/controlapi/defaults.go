@@ -105,7 +105,14 @@ func ApplyServiceDefaults(spec *objectv1.ServiceSpec) {
 			p.Protocol = DefaultProtocol
 		}
 		if p.Mode == objectv1.PublishMode_PUBLISH_MODE_UNSPECIFIED {
+			// The routing mesh, as in swarm mode, for a service on a
+			// network (the mesh reaches tasks by their network
+			// addresses); a service sharing its nodes' network binds the
+			// port on the node that runs it.
 			p.Mode = objectv1.PublishMode_PUBLISH_MODE_HOST
+			if len(spec.GetTask().GetNetworks()) > 0 {
+				p.Mode = objectv1.PublishMode_PUBLISH_MODE_INGRESS
+			}
 		}
 	}
 }

@@ -26,6 +26,12 @@ func TestIngressPorts(t *testing.T) {
 	port := func(published uint32, mode objectv1.PublishMode) *objectv1.PortConfig {
 		return &objectv1.PortConfig{TargetPort: 80, PublishedPort: published, Mode: mode}
 	}
+	if s := spec(true, port(8080, 0)); s.Endpoint.Ports[0].Mode != objectv1.PublishMode_PUBLISH_MODE_INGRESS || ValidateServiceSpec(s) != nil {
+		t.Errorf("networked service: default mode %s (valid: %v), want ingress", s.Endpoint.Ports[0].Mode, ValidateServiceSpec(s))
+	}
+	if s := spec(false, port(8080, 0)); s.Endpoint.Ports[0].Mode != objectv1.PublishMode_PUBLISH_MODE_HOST || ValidateServiceSpec(s) != nil {
+		t.Errorf("service without networks: default mode %s (valid: %v), want host", s.Endpoint.Ports[0].Mode, ValidateServiceSpec(s))
+	}
 	err := ValidateServiceSpec(spec(false, port(8080, objectv1.PublishMode_PUBLISH_MODE_INGRESS)))
 	if err == nil || !strings.Contains(err.Error(), "spec.endpoint.ports[0].mode") || !strings.Contains(err.Error(), "network") {
 		t.Errorf("ingress without a network: %v, want an error naming spec.endpoint.ports[0].mode", err)

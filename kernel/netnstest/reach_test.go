@@ -6,16 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shoalhq/shoal/internal/testimage"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -34,117 +31,8 @@ const (
 // worker learns the other's slice through gossip and routes it, and a task
 // on each node reaches the task on the other by its IPAM address.
 func TestTasksReachAcrossNodes(t *testing.T) {
-	l := newLab(t)
-	im, err := testimage.New(imageName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tarPath := filepath.Join(l.dir, "image.tar")
-	f, err := os.Create(tarPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := im.WriteOCI(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-
-	mns := l.node("m1", 1)
-	mdir := filepath.Join(l.dir, "m1")
-	socket := filepath.Join(mdir, "control.sock")
-	plugins := filepath.Dir(l.bin)
-	l.start("m1", mns, fmt.Sprintf(`version = 1
-[node]
-hostname = "m1"
-data_dir = %q
-role = "manager"
-[manager]
-listen_addr = "%[2]s1:4242"
-raft_listen_addr = "%[2]s1:4243"
-control_socket = %[3]q
-[metrics]
-listen_addr = ""
-[plugins.scheduler]
-path = %[4]q
-[plugins.ipam]
-path = %[5]q
-[plugins.executor]
-path = "none"
-`, filepath.Join(mdir, "data"), labPrefix, socket, filepath.Join(plugins, "scheduler-spread"), filepath.Join(plugins, "ipam")))
-	client := l.client(socket)
-	var token string
-	l.eventually(60*time.Second, "the manager gives a worker token", func(ctx context.Context) error {
-		resp, err := client.GetCluster(ctx, &controlv1.GetClusterRequest{})
-		if err != nil {
-			return err
-		}
-		if token = resp.GetCluster().GetRootCa().GetJoinTokens().GetWorker(); token == "" {
-			return errors.New("no worker token yet")
-		}
-		return nil
-	})
-
-	type worker struct {
-		name, ns, addr string
-		agent          *agentProc
-	}
-	workers := []*worker{{name: "w1"}, {name: "w2"}}
-	for i, w := range workers {
-		w.ns = l.node(w.name, 2+i)
-		w.addr = fmt.Sprintf("%s%d", labPrefix, 2+i)
-		// [gossip] keeps its defaults: 0.0.0.0:7946, advertising the
-		// namespace's only address.
-		w.agent = l.start(w.name, w.ns, fmt.Sprintf(`version = 1
-[node]
-hostname = %[1]q
-data_dir = %[2]q
-role = "worker"
-[join]
-addrs = ["%[3]s1:4242"]
-token = %[4]q
-[metrics]
-listen_addr = ""
-[log]
-level = "debug"
-`, w.name, filepath.Join(l.dir, w.name, "data"), labPrefix, token))
-	}
-	nodeIDs := map[string]string{} // hostname: node ID
-	l.eventually(90*time.Second, "both workers ready, gossiping from their LAN address", func(ctx context.Context) error {
-		resp, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
-		if err != nil {
-			return err
-		}
-		for _, n := range resp.GetNodes() {
-			h := n.GetDescription().GetHostname()
-			for _, w := range workers {
-				if h != w.name {
-					continue
-				}
-				if n.GetStatus().GetState() != objectv1.NodeState_NODE_STATE_READY {
-					return fmt.Errorf("%s is %s", h, n.GetStatus().GetState())
-				}
-				if want := w.addr + ":7946"; n.GetDescription().GetGossipAddr() != want {
-					return fmt.Errorf("%s gossips at %q, want %s", h, n.GetDescription().GetGossipAddr(), want)
-				}
-				nodeIDs[h] = n.GetId()
-			}
-		}
-		if len(nodeIDs) != 2 {
-			return fmt.Errorf("ready workers: %v", nodeIDs)
-		}
-		return nil
-	})
-	for _, w := range workers {
-		// The node's containerd (embedded) answers once the agent started it.
-		l.eventually(60*time.Second, "import the image on "+w.name, func(ctx context.Context) error {
-			out, err := exec.CommandContext(ctx, l.bin, "image", "import", "--config", w.agent.config, tarPath).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("shoal image import: %v: %s", err, out)
-			}
-			return nil
-		})
-	}
-
+	c := startCluster(t)
+	l, client, workers, nodeIDs := c.lab, c.client, c.workers, c.nodeIDs
 	ctx := context.Background()
 	if _, err := client.CreateNetwork(ctx, &controlv1.CreateNetworkRequest{Spec: &objectv1.NetworkSpec{
 		Annotations: &objectv1.Annotations{Name: "front"}, Subnet: "10.251.0.0/16", NodePrefixLen: 24,

@@ -16,10 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/gossip"
 	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netfiles"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -69,6 +72,15 @@ type netTask struct {
 	ServiceID   string        `json:"service_id,omitempty"`
 	ServiceName string        `json:"service_name"`
 	Networks    []netAttached `json:"networks"`
+	// TaskName is "SERVICE.SLOT" or "SERVICE.NODEID" (global).
+	TaskName string `json:"task_name,omitempty"`
+	// DNSRR: the service is in endpoint mode dnsrr.
+	DNSRR bool `json:"dnsrr,omitempty"`
+	// Ingress are the service's routing-mesh ports (gossip.IngressPort).
+	Ingress []string `json:"ingress,omitempty"`
+	// Backend: the task runs and is healthy (or has no check), as its
+	// latest status says (statusReported).
+	Backend bool `json:"backend,omitempty"`
 }
 
 // netAttached is one of a task's networks.
@@ -78,6 +90,9 @@ type netAttached struct {
 	Subnet     string   `json:"subnet"`
 	NodeSubnet string   `json:"node_subnet"`
 	Aliases    []string `json:"aliases,omitempty"`
+	Gateway    string   `json:"gateway,omitempty"`
+	// VIP is the service's virtual IP on the network, without prefix.
+	VIP string `json:"vip,omitempty"`
 }
 
 // netSync is a worker's gossip member and route keeper.
@@ -103,6 +118,14 @@ type netSync struct {
 	seeds    []string       // the latest gossip peers the managers named
 	settled  bool           // the first join attempt ended: routes may be set
 	g        *gossip.Gossip // nil until the key came
+	// view is the node's DNS and load balancing, fed with every endpoint
+	// after each sync; nil in tests that only look at gossip and routes.
+	view *serviceView
+	// gen counts changes of tasks; applied is the gen the last sync
+	// handed to view, and appliedCh is closed (and replaced) when it
+	// moves, for waitApplied.
+	gen, applied uint64
+	appliedCh    chan struct{}
 }
 
 // newNetSync prepares the gossip of node nodeID as cfg's [gossip] asks,
@@ -206,10 +229,31 @@ func (s *netSync) prepared(t *objectv1.Task) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.restored, t.GetId())
-	if old, had := s.tasks[t.GetId()]; had && equalNetTask(old, nt) {
-		return
+	if old, had := s.tasks[t.GetId()]; had {
+		nt.Backend = old.Backend
+		if equalNetTask(old, nt) {
+			return
+		}
 	}
 	s.tasks[t.GetId()] = nt
+	s.changed()
+}
+
+// statusReported follows a task's status (agent.Config's OnStatus): a task
+// is a backend of its service (in DNS answers, behind its VIP and published
+// ports, on every node) while it runs and is healthy or has no health
+// check. It does not block: the change is published by run.
+func (s *netSync) statusReported(id string, st *objectv1.TaskStatus) {
+	backend := st.GetState() == objectv1.TaskState_TASK_STATE_RUNNING &&
+		(st.GetHealth() == objectv1.TaskHealth_TASK_HEALTH_UNSPECIFIED || st.GetHealth() == objectv1.TaskHealth_TASK_HEALTH_HEALTHY)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.tasks[id]
+	if !ok || t.Backend == backend {
+		return
+	}
+	t.Backend = backend
+	s.tasks[id] = t
 	s.changed()
 }
 
@@ -228,6 +272,7 @@ func (s *netSync) removed(id string) {
 // changed records and saves a change of s.tasks. s.mu is held.
 func (s *netSync) changed() {
 	s.dirty = true
+	s.gen++
 	if err := s.save(); err != nil {
 		s.log.Warn("cannot save the published tasks; a restarted agent may miss some", "path", s.statePath, "error", err)
 	}
@@ -339,9 +384,10 @@ func (s *netSync) sync() error {
 	}
 
 	s.mu.Lock()
-	dirty, settled := s.dirty, s.settled
+	dirty, settled, gen := s.dirty, s.settled, s.gen
 	s.dirty = false
 	eps, sls, locals := s.published()
+	gateways := s.gateways()
 	s.mu.Unlock()
 	var errs []error
 	if dirty {
@@ -358,6 +404,20 @@ func (s *netSync) sync() error {
 			s.mu.Unlock()
 		}
 	}
+	if s.view != nil {
+		if err := s.view.apply(context.Background(), g.Endpoints(), gateways); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.mu.Lock()
+	if gen > s.applied {
+		s.applied = gen
+		if s.appliedCh != nil {
+			close(s.appliedCh)
+			s.appliedCh = nil
+		}
+	}
+	s.mu.Unlock()
 	if !settled {
 		// Until the first join, the gossip knows no peer: routes set now
 		// would delete those a restarted agent's node still needs.
@@ -373,6 +433,49 @@ func (s *netSync) sync() error {
 		errs = append(errs, fmt.Errorf("routes: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// waitApplied waits until the node's DNS and balancer hold every change of
+// the published tasks made so far, or until ctx ends or the gossip is not
+// running (then DNS follows when it starts). A task's resolver may ask
+// for names as soon as its process starts: the node's DNS answers only
+// clients it knows, so the task's own endpoint must be in its index first.
+func (s *netSync) waitApplied(ctx context.Context) {
+	s.mu.Lock()
+	want := s.gen
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		if s.applied >= want || s.g == nil || s.view == nil {
+			s.mu.Unlock()
+			return
+		}
+		if s.appliedCh == nil {
+			s.appliedCh = make(chan struct{})
+		}
+		ch := s.appliedCh
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+	}
+}
+
+// gateways are the node's gateway addresses on the networks of its tasks,
+// sorted. s.mu is held.
+func (s *netSync) gateways() []string {
+	var out []string
+	for _, t := range s.tasks {
+		for _, n := range t.Networks {
+			if n.Gateway != "" && !slices.Contains(out, n.Gateway) {
+				out = append(out, n.Gateway)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // joinLoop joins the seeds the managers named, again with backoff while
@@ -429,7 +532,8 @@ func (s *netSync) published() ([]gossip.Endpoint, []gossip.Slice, []tasknet.Loca
 		t := s.tasks[id]
 		for _, n := range t.Networks {
 			eps = append(eps, gossip.Endpoint{TaskID: id, ServiceID: t.ServiceID, ServiceName: t.ServiceName,
-				NetworkID: n.NetworkID, Addr: n.Addr, Aliases: n.Aliases})
+				NetworkID: n.NetworkID, Addr: n.Addr, Aliases: n.Aliases,
+				TaskName: t.TaskName, VIP: n.VIP, DNSRR: t.DNSRR, Backend: t.Backend, Ingress: t.Ingress})
 			l := tasknet.Local{NetworkID: n.NetworkID, Subnet: n.Subnet, NodeSubnet: n.NodeSubnet}
 			if !seen[l] {
 				seen[l] = true
@@ -453,24 +557,52 @@ func netTaskOf(t *objectv1.Task) (netTask, bool) {
 	if nt.ServiceName == "" {
 		nt.ServiceName = t.GetId()
 	}
-	for _, a := range t.GetNetworks() {
-		addr := a.GetAddr()
-		if p, err := netip.ParsePrefix(addr); err == nil {
-			addr = p.Addr().String()
+	nt.TaskName = taskName(t)
+	nt.DNSRR = t.GetEndpoint().GetMode() == objectv1.EndpointMode_ENDPOINT_MODE_DNSRR
+	for _, p := range t.GetEndpoint().GetPorts() {
+		if p.GetMode() != objectv1.PublishMode_PUBLISH_MODE_INGRESS || len(nt.Ingress) == gossip.MaxIngressPorts {
+			continue // the control API refuses more
 		}
+		proto := p.GetProtocol()
+		if proto == "" {
+			proto = "tcp"
+		}
+		ip := gossip.IngressPort{Published: uint16(p.GetPublishedPort()), Target: uint16(p.GetTargetPort()), Protocol: proto}
+		nt.Ingress = append(nt.Ingress, ip.String())
+	}
+	for _, a := range t.GetNetworks() {
 		nt.Networks = append(nt.Networks, netAttached{
-			NetworkID: a.GetNetworkId(), Addr: addr, Subnet: a.GetSubnet(), NodeSubnet: a.GetNodeSubnet(),
-			Aliases: slices.Clone(a.GetAliases()),
+			NetworkID: a.GetNetworkId(), Addr: plainAddr(a.GetAddr()), Subnet: a.GetSubnet(), NodeSubnet: a.GetNodeSubnet(),
+			Aliases: slices.Clone(a.GetAliases()), Gateway: a.GetGateway(), VIP: plainAddr(a.GetServiceVip()),
 		})
 	}
 	return nt, true
 }
 
+// plainAddr is the address of a CIDR ("10.200.3.7/24" -> "10.200.3.7");
+// anything else is returned as it is.
+func plainAddr(s string) string {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Addr().String()
+	}
+	return s
+}
+
+// taskName is a task's name without its ID, as the task's own /etc/hosts
+// has it (sdk/netfiles): SERVICE.SLOT, or SERVICE.NODEID for a global one.
+func taskName(t *objectv1.Task) string {
+	if names := netfiles.TaskNames(t); len(names) > 0 {
+		return names[0]
+	}
+	return ""
+}
+
 func equalNetTask(a, b netTask) bool {
-	return a.ServiceID == b.ServiceID && a.ServiceName == b.ServiceName &&
+	return a.ServiceID == b.ServiceID && a.ServiceName == b.ServiceName && a.TaskName == b.TaskName &&
+		a.DNSRR == b.DNSRR && a.Backend == b.Backend && slices.Equal(a.Ingress, b.Ingress) &&
 		slices.EqualFunc(a.Networks, b.Networks, func(x, y netAttached) bool {
 			return x.NetworkID == y.NetworkID && x.Addr == y.Addr && x.Subnet == y.Subnet &&
-				x.NodeSubnet == y.NodeSubnet && slices.Equal(x.Aliases, y.Aliases)
+				x.NodeSubnet == y.NodeSubnet && slices.Equal(x.Aliases, y.Aliases) && x.Gateway == y.Gateway && x.VIP == y.VIP
 		})
 }
 
@@ -530,11 +662,31 @@ type netExecutor struct {
 var _ executor.Executor = (*netExecutor)(nil)
 
 func (x *netExecutor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
-	if err := x.Executor.Prepare(ctx, t, progress); err != nil {
+	if err := x.Executor.Prepare(ctx, hostPortsOnly(t), progress); err != nil {
 		return err
 	}
 	x.ns.prepared(t)
+	wctx, cancel := context.WithTimeout(ctx, applyWait)
+	x.ns.waitApplied(wctx)
+	cancel()
 	return nil
+}
+
+// applyWait bounds how long Prepare waits for the node's DNS to know the
+// task: a sync is a few map operations and one nftables batch, far less.
+const applyWait = 5 * time.Second
+
+// hostPortsOnly is t as the executor sees it: the ports published through
+// the routing mesh are the node's balancer's (on every node), not the
+// executor's; it binds only host-mode ports on its node.
+func hostPortsOnly(t *objectv1.Task) *objectv1.Task {
+	ports := t.GetEndpoint().GetPorts()
+	if !slices.ContainsFunc(ports, func(p *objectv1.PortConfig) bool { return p.GetMode() == objectv1.PublishMode_PUBLISH_MODE_INGRESS }) {
+		return t
+	}
+	c := proto.Clone(t).(*objectv1.Task)
+	c.Endpoint.Ports = slices.DeleteFunc(c.Endpoint.Ports, func(p *objectv1.PortConfig) bool { return p.GetMode() == objectv1.PublishMode_PUBLISH_MODE_INGRESS })
+	return c
 }
 
 func (x *netExecutor) Remove(ctx context.Context, taskID string) error {

@@ -26,6 +26,8 @@ import (
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/containerd"
+	"github.com/shoalhq/shoal/kernel/dns"
+	"github.com/shoalhq/shoal/kernel/lb"
 	"github.com/shoalhq/shoal/kernel/manager"
 	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk"
@@ -145,7 +147,10 @@ type worker struct {
 	net *netSync
 	// ctrd is the node's own containerd, when it runs one.
 	ctrd *containerd.Supervisor
-	log  *slog.Logger
+	// dns answers the node's tasks; nil without networks or when it
+	// could not start.
+	dns *dns.Server
+	log *slog.Logger
 }
 
 // newWorker prepares the worker of the node id names. managers are the
@@ -196,12 +201,38 @@ func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal 
 		desc.GossipAddr = ns.Addr()
 		acfg.Executor = &netExecutor{Executor: exec, ns: ns}
 		acfg.OnSession = ns.onSession
+		acfg.OnStatus = ns.statusReported
+	}
+	w := &worker{exec: exec, net: ns, ctrd: ctrd, log: logger.With("node_id", id.NodeID())}
+	if ns != nil {
+		// DNS and load balancing are the node's way for tasks to find
+		// services; a node that cannot start them (another DNS server
+		// holds a gateway's port 53, no nftables) still runs its tasks,
+		// which then reach each other by address only: logged, not fatal.
+		ix := dns.NewIndex()
+		var d dnsListener
+		if srv, err := dns.New(dns.Config{}, ix, logger.With("part", "dns")); err != nil {
+			logger.Warn("no DNS for tasks: services will not resolve by name", "error", err)
+		} else {
+			w.dns, d = srv, srv
+		}
+		var b balancer
+		if bal, err := lb.New(lb.Config{}, logger.With("part", "lb")); err != nil {
+			logger.Warn("no load balancing: service VIPs and the routing mesh will not answer", "error", err)
+		} else {
+			b = bal
+		}
+		ns.view = newServiceView(ix, d, b, logger.With("part", "services"))
 	}
 	a, err := agent.New(acfg)
 	if err != nil {
+		if w.dns != nil {
+			w.dns.Close()
+		}
 		return nil, err
 	}
-	return &worker{agent: a, exec: exec, net: ns, ctrd: ctrd, log: logger.With("node_id", id.NodeID())}, nil
+	w.agent = a
+	return w, nil
 }
 
 // run runs the executor plugin (if any) and the agent until ctx ends or
@@ -237,6 +268,13 @@ func (w *worker) run(ctx context.Context) error {
 		wg.Go(func() {
 			if herr = w.exec.host.Run(ctx); herr != nil {
 				cancel()
+			}
+		})
+	}
+	if w.dns != nil {
+		wg.Go(func() {
+			if err := w.dns.Run(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("DNS for tasks stopped", "error", err)
 			}
 		})
 	}

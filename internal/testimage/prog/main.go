@@ -15,6 +15,11 @@
 //	listen:ADDR    serve TCP on ADDR in the background: each connection
 //	               gets "hello from HOSTNAME\n" and is closed
 //	connect:ADDR   connect to ADDR and copy what it sends to stdout
+//	connectn:N:ADDR connect to ADDR N times, one after the other, and copy
+//	               what each sends to stdout (a failed one prints
+//	               "connect error: ..." and the next is tried)
+//	lookup:NAME    resolve NAME and print "lookup NAME: ADDR ADDR..." (sorted),
+//	               or "lookup NAME: error: ..." (and carry on)
 //	alloc:N        allocate and touch N MiB, and keep it
 //	exit:N         exit with code N
 //
@@ -30,6 +35,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -137,6 +143,30 @@ func run(verb, arg string, ignoreTerm *atomic.Bool) error {
 		defer c.Close()
 		_, err = io.Copy(os.Stdout, c)
 		return err
+	case "connectn":
+		ns, addr, _ := strings.Cut(arg, ":")
+		n, err := strconv.Atoi(ns)
+		if err != nil {
+			return err
+		}
+		for range n {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				fmt.Printf("connect error: %v\n", err)
+				continue
+			}
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(os.Stdout, c)
+			c.Close()
+		}
+	case "lookup":
+		addrs, err := net.LookupHost(arg)
+		if err != nil {
+			fmt.Printf("lookup %s: error: %v\n", arg, err)
+			break
+		}
+		slices.Sort(addrs)
+		fmt.Printf("lookup %s: %s\n", arg, strings.Join(addrs, " "))
 	case "alloc":
 		n, err := strconv.Atoi(arg)
 		if err != nil {

@@ -1,0 +1,286 @@
+package netnstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+)
+
+// TestServicesFindEachOther: on the lab's two workers, a service's tasks
+// are found by name through each node's DNS (the service's VIP,
+// tasks.SERVICE, a task's name, a network alias; a name on another network
+// is not), connections to the VIP reach every backend on both nodes (the
+// client's own node included: the hairpin case), and a port published
+// through the routing mesh answers on a node that runs no task of the
+// service, on its LAN address and on its 127.0.0.1.
+func TestServicesFindEachOther(t *testing.T) {
+	c := startCluster(t)
+	l, client := c.lab, c.client
+	ctx := context.Background()
+	for _, n := range []*objectv1.NetworkSpec{
+		{Annotations: &objectv1.Annotations{Name: "app"}, Subnet: "10.252.0.0/16", NodePrefixLen: 24},
+		{Annotations: &objectv1.Annotations{Name: "other"}, Subnet: "10.253.0.0/16", NodePrefixLen: 24},
+	} {
+		if _, err := client.CreateNetwork(ctx, &controlv1.CreateNetworkRequest{Spec: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen := []string{fmt.Sprintf("listen:0.0.0.0:%d", echoPort), "sleep:inf"}
+	echo := createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "echo"},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen},
+			Placement: &objectv1.Placement{MaxReplicasPerNode: 1},
+			Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "app", Aliases: []string{"backend"}}},
+		},
+		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 2}},
+	})
+	// One task, on w1 only, published through the mesh: w2 runs none.
+	solo := createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "solo"},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen},
+			Placement: &objectv1.Placement{Constraints: []string{"node.hostname==w1"}},
+			Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "app"}},
+		},
+		Mode:     &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+		Endpoint: &objectv1.EndpointSpec{Ports: []*objectv1.PortConfig{{TargetPort: echoPort, PublishedPort: 9191}}},
+	})
+	// On another network: its name must not resolve on app.
+	createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "hidden"},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: []string{"sleep:inf"}},
+			Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "other"}},
+		},
+		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+	})
+
+	echoes := runningTasks(t, l, client, echo, 2)
+	soloTask := runningTasks(t, l, client, solo, 1)[0]
+	if soloTask.GetNodeId() != c.nodeIDs["w1"] {
+		t.Fatalf("solo runs on %s, want w1 (%s)", soloTask.GetNodeId(), c.nodeIDs["w1"])
+	}
+	if p := soloTask.GetEndpoint().GetPorts(); len(p) != 1 || p[0].GetMode() != objectv1.PublishMode_PUBLISH_MODE_INGRESS {
+		t.Errorf("solo's port %v, want it published in mode ingress (the default on a network)", p)
+	}
+	svc, err := client.GetService(ctx, &controlv1.GetServiceRequest{Ref: echo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vip string
+	for _, v := range svc.GetService().GetVirtualIps() {
+		vip = netip.MustParsePrefix(v.GetAddr()).Addr().String()
+	}
+	if vip == "" {
+		t.Fatalf("echo has no VIP: %v", svc.GetService().GetVirtualIps())
+	}
+	var taskAddrs []string
+	var slot1 string
+	hostnames := map[string]bool{}
+	for _, tk := range echoes {
+		a := netip.MustParsePrefix(tk.GetNetworks()[0].GetAddr()).Addr().String()
+		taskAddrs = append(taskAddrs, a)
+		if tk.GetSlot() == 1 {
+			slot1 = a
+		}
+		if svc := tk.GetNetworks()[0].GetServiceVip(); netip.MustParsePrefix(svc).Addr().String() != vip {
+			t.Errorf("task %s records service_vip %q, want %s", tk.GetId(), svc, vip)
+		}
+	}
+	slices.Sort(taskAddrs)
+
+	// The client runs on w1, where one echo task runs too.
+	const conns = 40
+	out := runOnce(t, l, client, "client", "w1", "app",
+		"lookup:echo", "lookup:tasks.echo", "lookup:backend", "lookup:echo.1", "lookup:hidden", "lookup:tasks.hidden",
+		fmt.Sprintf("connectn:%d:echo:%d", conns, echoPort))
+	t.Logf("client output:\n%s", out)
+	for name, want := range map[string]string{
+		"echo":         vip,
+		"backend":      vip,
+		"tasks.echo":   strings.Join(taskAddrs, " "),
+		"echo.1":       slot1,
+		"hidden":       "error",
+		"tasks.hidden": "error",
+	} {
+		line := fmt.Sprintf("lookup %s: %s", name, want)
+		if !strings.Contains(out, line) {
+			t.Errorf("the client resolved %s wrong: want %q in its output", name, line)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if h, ok := strings.CutPrefix(line, "hello from "); ok {
+			hostnames[h] = true
+		}
+	}
+	if len(hostnames) != 2 || strings.Count(out, "hello from ") != conns {
+		t.Errorf("%d connections to the VIP %s:%d: %d answered, by %d backends (%v); want all answered, by both",
+			conns, vip, echoPort, strings.Count(out, "hello from "), len(hostnames), hostnames)
+	}
+
+	// The mesh: solo's port on w2 (no task of solo there), on its LAN
+	// address from the manager's namespace and on its own 127.0.0.1.
+	w2 := c.workers[1]
+	for _, probe := range []struct{ ns, addr string }{
+		{c.mns, w2.addr},
+		{w2.ns, "127.0.0.1"},
+		{c.mns, c.workers[0].addr},
+	} {
+		l.eventually(30*time.Second, fmt.Sprintf("%s:9191 answers from %s", probe.addr, probe.ns), func(ctx context.Context) error {
+			got, err := dialFrom(ctx, probe.ns, probe.addr, 9191)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(got, "hello from ") {
+				return fmt.Errorf("answered %q", got)
+			}
+			return nil
+		})
+	}
+
+	// Kill the echo task on w2: its address leaves every node's VIP
+	// backends (and, in the same step before it, their DNS index: see
+	// kernel/node/services.go), measured from the kill to its absence.
+	var victim *objectv1.Task
+	for _, tk := range echoes {
+		if tk.GetNodeId() == c.nodeIDs["w2"] {
+			victim = tk
+		}
+	}
+	if victim == nil || victim.GetStatus().GetPid() == 0 {
+		t.Fatalf("no echo task with a PID on w2: %v", victim)
+	}
+	dead := netip.MustParsePrefix(victim.GetNetworks()[0].GetAddr()).Addr().String()
+	for _, w := range c.workers {
+		if out := nftTable(t, w.ns); !strings.Contains(out, dead) {
+			t.Fatalf("%s's table does not hold the backend %s before the kill:\n%s", w.name, dead, out)
+		}
+	}
+	killed := time.Now()
+	if err := syscall.Kill(int(victim.GetStatus().GetPid()), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone := make([]time.Duration, len(c.workers))
+	var wg sync.WaitGroup
+	for i, w := range c.workers {
+		wg.Go(func() {
+			for time.Since(killed) < 30*time.Second {
+				out, err := exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "table", "ip", "shoal").CombinedOutput()
+				if err == nil && !strings.Contains(string(out), dead) {
+					gone[i] = time.Since(killed)
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	for i, w := range c.workers {
+		if gone[i] == 0 {
+			t.Errorf("%s still balances to the killed task's %s 30s after the kill", w.name, dead)
+			continue
+		}
+		t.Logf("%s: the killed task's %s left the VIP backends %s after the kill (polled every 10 ms)", w.name, dead, gone[i].Round(time.Millisecond))
+	}
+	out = runOnce(t, l, client, "client2", "w1", "app", "lookup:tasks.echo")
+	if strings.Contains(out, dead) {
+		t.Errorf("after the kill, tasks.echo still gives the dead task's %s: %s", dead, out)
+	}
+}
+
+// nftTable lists the balancer's table in namespace ns.
+func nftTable(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "ip", "shoal").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table ip shoal in %s: %v: %s", ns, err, out)
+	}
+	return string(out)
+}
+
+// runningTasks waits until service id has n running tasks and returns them.
+func runningTasks(t *testing.T, l *lab, client controlv1.ControlClient, id string, n int) []*objectv1.Task {
+	t.Helper()
+	var running []*objectv1.Task
+	l.eventually(120*time.Second, fmt.Sprintf("%d running tasks of %s", n, id), func(ctx context.Context) error {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+		if err != nil {
+			return err
+		}
+		running = running[:0]
+		var states []string
+		for _, tk := range resp.GetTasks() {
+			states = append(states, fmt.Sprintf("%s: %s %s", tk.GetId(), tk.GetStatus().GetState(), tk.GetStatus().GetErr()))
+			if tk.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_RUNNING {
+				running = append(running, tk)
+			}
+		}
+		if len(running) != n {
+			return fmt.Errorf("tasks: %v", states)
+		}
+		return nil
+	})
+	return running
+}
+
+// runOnce runs a one-shot task of the test image on node with args, on
+// network, and returns its output once it completed.
+func runOnce(t *testing.T, l *lab, client controlv1.ControlClient, name, node, network string, args ...string) string {
+	t.Helper()
+	id := createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: name},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: args},
+			Restart:   &objectv1.RestartPolicy{Condition: objectv1.RestartCondition_RESTART_CONDITION_NONE},
+			Placement: &objectv1.Placement{Constraints: []string{"node.hostname==" + node}},
+			Networks:  []*objectv1.NetworkAttachmentConfig{{Target: network}},
+		},
+		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+	})
+	var taskID string
+	l.eventually(120*time.Second, name+" completes", func(ctx context.Context) error {
+		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{id}})
+		if err != nil {
+			return err
+		}
+		for _, tk := range resp.GetTasks() {
+			st := tk.GetStatus()
+			switch st.GetState() {
+			case objectv1.TaskState_TASK_STATE_COMPLETE:
+				taskID = tk.GetId()
+				return nil
+			case objectv1.TaskState_TASK_STATE_FAILED, objectv1.TaskState_TASK_STATE_REJECTED:
+				t.Errorf("%s ended %s, exit code %d: %s", name, st.GetState(), st.GetExitCode(), st.GetErr())
+				taskID = tk.GetId()
+				return nil
+			}
+			return fmt.Errorf("task %s is %s", tk.GetId(), st.GetState())
+		}
+		return errors.New("no task yet")
+	})
+	return taskLogs(t, client, taskID)
+}
+
+// dialFrom connects to addr:port from network namespace ns and returns the
+// first line it answers.
+func dialFrom(ctx context.Context, ns, addr string, port int) (string, error) {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "timeout", "5", "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/%d && head -n1 <&3", addr, port))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("connect from %s to %s:%d: %v: %s", ns, addr, port, err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
