@@ -30,3 +30,6 @@ done
 # Service discovery building blocks (issue 12): DNS answers, a 1,000-backend VIP.
 go test -run '^$' -bench . -benchtime 2s -count 1 ./kernel/dns/
 go test -run '^$' -bench Sync1000 -benchtime 20x -count 3 ./kernel/lb/
+# Service discovery in tasks (issue 12): DNS latency in a task, and from a
+# backend's death to its removal from every node's VIP backends (3 workers).
+SHOAL_BENCH_DISCOVERY=20 go test -count 1 -run '^TestDiscoveryFigures$' -v -timeout 20m ./kernel/netnstest/ | grep -E '^(---|ok|FAIL)|lookupbench|death to removal'

@@ -22,7 +22,7 @@ type worker struct {
 }
 
 // cluster is a lab with one manager (m1, executor none, at labPrefix+1)
-// and two workers (w1 and w2 at labPrefix+2 and +3), each a `shoal agent`
+// and n workers (w1, w2, ... at labPrefix+2, +3, ...), each a `shoal agent`
 // in its own namespace, the workers with their own containerd and the
 // test image imported.
 type cluster struct {
@@ -33,7 +33,7 @@ type cluster struct {
 	mns     string            // the manager's namespace
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t *testing.T, n int) *cluster {
 	l := newLab(t)
 	im, err := testimage.New(imageName)
 	if err != nil {
@@ -84,7 +84,10 @@ path = "none"
 		return nil
 	})
 
-	workers := []*worker{{name: "w1"}, {name: "w2"}}
+	var workers []*worker
+	for i := range n {
+		workers = append(workers, &worker{name: fmt.Sprintf("w%d", i+1)})
+	}
 	for i, w := range workers {
 		w.ns = l.node(w.name, 2+i)
 		w.addr = fmt.Sprintf("%s%d", labPrefix, 2+i)
@@ -105,7 +108,7 @@ level = "debug"
 `, w.name, filepath.Join(l.dir, w.name, "data"), labPrefix, token))
 	}
 	nodeIDs := map[string]string{} // hostname: node ID
-	l.eventually(90*time.Second, "both workers ready, gossiping from their LAN address", func(ctx context.Context) error {
+	l.eventually(90*time.Second, "every worker ready, gossiping from their LAN address", func(ctx context.Context) error {
 		resp, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
 		if err != nil {
 			return err
@@ -125,7 +128,7 @@ level = "debug"
 				nodeIDs[h] = n.GetId()
 			}
 		}
-		if len(nodeIDs) != 2 {
+		if len(nodeIDs) != n {
 			return fmt.Errorf("ready workers: %v", nodeIDs)
 		}
 		return nil

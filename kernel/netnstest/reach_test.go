@@ -31,7 +31,7 @@ const (
 // worker learns the other's slice through gossip and routes it, and a task
 // on each node reaches the task on the other by its IPAM address.
 func TestTasksReachAcrossNodes(t *testing.T) {
-	c := startCluster(t)
+	c := startCluster(t, 2)
 	l, client, workers, nodeIDs := c.lab, c.client, c.workers, c.nodeIDs
 	ctx := context.Background()
 	if _, err := client.CreateNetwork(ctx, &controlv1.CreateNetworkRequest{Spec: &objectv1.NetworkSpec{

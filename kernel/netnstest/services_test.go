@@ -25,7 +25,7 @@ import (
 // through the routing mesh answers on a node that runs no task of the
 // service, on its LAN address and on its 127.0.0.1.
 func TestServicesFindEachOther(t *testing.T) {
-	c := startCluster(t)
+	c := startCluster(t, 2)
 	l, client := c.lab, c.client
 	ctx := context.Background()
 	for _, n := range []*objectv1.NetworkSpec{

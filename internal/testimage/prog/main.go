@@ -18,6 +18,8 @@
 //	connectn:N:ADDR connect to ADDR N times, one after the other, and copy
 //	               what each sends to stdout (a failed one prints
 //	               "connect error: ..." and the next is tried)
+//	lookupbench:N:NAME resolve NAME N times, one after the other, and print
+//	               "lookupbench NAME: n=N failed=F p50=DUR p99=DUR max=DUR"
 //	lookup:NAME    resolve NAME and print "lookup NAME: ADDR ADDR..." (sorted),
 //	               or "lookup NAME: error: ..." (and carry on)
 //	alloc:N        allocate and touch N MiB, and keep it
@@ -159,6 +161,24 @@ func run(verb, arg string, ignoreTerm *atomic.Bool) error {
 			io.Copy(os.Stdout, c)
 			c.Close()
 		}
+	case "lookupbench":
+		ns, name, _ := strings.Cut(arg, ":")
+		n, err := strconv.Atoi(ns)
+		if err != nil || n < 1 {
+			return fmt.Errorf("count %q", ns)
+		}
+		var took []time.Duration
+		failed := 0
+		for range n {
+			start := time.Now()
+			if _, err := net.LookupHost(name); err != nil {
+				failed++
+			}
+			took = append(took, time.Since(start))
+		}
+		slices.Sort(took)
+		at := func(q float64) time.Duration { return took[min(len(took)-1, int(q*float64(len(took))))] }
+		fmt.Printf("lookupbench %s: n=%d failed=%d p50=%s p99=%s max=%s\n", name, n, failed, at(0.50), at(0.99), took[len(took)-1])
 	case "lookup":
 		addrs, err := net.LookupHost(arg)
 		if err != nil {
