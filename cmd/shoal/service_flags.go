@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -106,7 +107,7 @@ func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
 	fs.VarP(portsValue{target: &f.publish}, "publish", "p", "publish a port: [PUBLISHED:]TARGET[/PROTOCOL]")
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint `EXPR`, e.g. node.labels.zone==a")
 	fs.Var(prefsValue{&f.prefs}, "placement-pref", "placement preference, e.g. spread=node.labels.rack")
-	fs.StringArrayVar(&f.networks, "network", nil, "join the network `NAME` (or ID); repeat for several")
+	fs.StringArrayVar(&f.networks, "network", nil, "join the network `NAME` (or ID), or name=NAME,alias=ALIAS,...; repeat for several")
 }
 
 func (f *serviceFlags) addUpdate(fs *pflag.FlagSet) {
@@ -154,10 +155,39 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 		t := taskOf(spec)
 		t.Networks = nil
 		for _, n := range f.networks {
-			t.Networks = append(t.Networks, &objectv1.NetworkAttachmentConfig{Target: n})
+			a, err := parseNetwork(n)
+			if err != nil {
+				return err
+			}
+			t.Networks = append(t.Networks, a)
 		}
 	}
 	return nil
+}
+
+// parseNetwork parses a --network value: a network's name (or ID), or
+// docker's long form "name=NAME,alias=A,alias=B" (the service's names on
+// that network besides its own).
+func parseNetwork(v string) (*objectv1.NetworkAttachmentConfig, error) {
+	if !strings.Contains(v, "=") {
+		return &objectv1.NetworkAttachmentConfig{Target: v}, nil
+	}
+	a := &objectv1.NetworkAttachmentConfig{}
+	for _, field := range strings.Split(v, ",") {
+		key, val, _ := strings.Cut(field, "=")
+		switch strings.TrimSpace(key) {
+		case "name", "target":
+			a.Target = val
+		case "alias":
+			a.Aliases = append(a.Aliases, val)
+		default:
+			return nil, fmt.Errorf("--network %q: unknown field %q (want name=NETWORK,alias=NAME,...)", v, key)
+		}
+	}
+	if a.Target == "" {
+		return nil, fmt.Errorf("--network %q: name=NETWORK is required", v)
+	}
+	return a, nil
 }
 
 // applyMode sets the mode. --mode replicated alone means one replica, as in

@@ -169,7 +169,7 @@ func TestServiceSpecLimits(t *testing.T) {
 			for i := range n {
 				s.Task.Networks[0].Aliases = append(s.Task.Networks[0].Aliases, fmt.Sprintf("a%d", i))
 			}
-		}, "spec.task.networks[0].aliases: must hold at most 16 names, got 17"},
+		}, "spec.task.networks[0].aliases: must hold at most 8 names, got 9"},
 		{"ports", maxPorts, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Endpoint.Ports = nil
 			for i := range n {

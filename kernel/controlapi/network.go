@@ -29,8 +29,10 @@ const (
 	// maxNetworksPerTask bounds a task's interfaces; each is a veth pair
 	// and routes on its node.
 	maxNetworksPerTask = 16
-	// maxAliases bounds a task's extra names on one network.
-	maxAliases = 16
+	// maxAliases bounds a task's extra names on one network: they travel
+	// in each of its endpoints through the workers' gossip, where an
+	// endpoint must fit one packet (kernel/gossip bounds them at 8 too).
+	maxAliases = 8
 )
 
 // ValidateNetworkSpec checks a network spec. It returns nil or

@@ -277,6 +277,21 @@ func TestREADMEFlow(t *testing.T) {
 		httpAnswers(t, fmt.Sprintf("http://%s/", netip.AddrPortFrom(addr.Addr(), 8080)), greeting(task, "1")+"\n")
 	}
 
+	step("shoal service create --name client --network app " + helloV1)
+	n.ok(t, "service", "create", "--name", "client", "--network", "app", helloV1)
+	waitTasks(t, n, "client", 1, helloV1)
+	step("shoal task exec client.1 -- /prog get http://api:8080/")
+	// By name, through api's VIP: every answer is one of api's tasks.
+	answered := map[string]int{}
+	for range 10 {
+		out := strings.TrimSpace(n.ok(t, "task", "exec", "client.1", "--", "/prog", "get", "http://api:8080/"))
+		if !slices.ContainsFunc(apiTasks, func(tk *objectv1.Task) bool { return out == greeting(tk, "1") }) {
+			t.Errorf("task exec client.1 -- /prog get http://api:8080/ printed %q, want the greeting of one of api's tasks", out)
+		}
+		answered[out]++
+	}
+	t.Logf("api through its VIP, 10 requests from client.1: %v", answered)
+
 	step("shoal service create --name pub --network app --env PORT=8080 --publish PORT:8080 " + helloV1)
 	port := clustertest.FreePorts(t, 1)[0]
 	svc = protoOne[objectv1.Service](t, "service create --format json", n.ok(t, "service", "create", "--format", "json",
@@ -361,6 +376,7 @@ func TestREADMEFlow(t *testing.T) {
 
 	// Worker nodes, and the drain paragraph.
 	step("a service on the first node, then a worker joins")
+	n.ok(t, "service", "rm", "client")
 	removed := protoList[objectv1.Service](t, "service rm --format json", n.ok(t, "service", "rm", "--format", "json", "api", "pub"))
 	if len(removed) != 2 || removed[0].GetSpec().GetAnnotations().GetName() != "api" || removed[1].GetSpec().GetAnnotations().GetName() != "pub" {
 		t.Errorf("service rm --format json api pub printed %v, want the two services", removed)

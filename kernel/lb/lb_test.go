@@ -501,6 +501,13 @@ func TestBadSyncChangesNothing(t *testing.T) {
 func TestClose(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t, "node")
+	// A new namespace's net.ipv4.conf.all starts as the host's is (a node
+	// on this host may have set route_localnet), so "as it was" is read.
+	before := ns.readSysctl(t, "net.ipv4.conf.all.route_localnet")
+	if before == "1" {
+		ns.sysctl(t, "net.ipv4.conf.all.route_localnet", "0")
+		before = "0"
+	}
 	b, err := New(Config{NetNS: ns.path(), Table: "shoal-close"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -540,8 +547,8 @@ func TestClose(t *testing.T) {
 	if got := tables(); len(got) != 0 {
 		t.Errorf("tables after Close = %v, want none", got)
 	}
-	if got := ns.readSysctl(t, "net.ipv4.conf.all.route_localnet"); got != "0" {
-		t.Errorf("route_localnet after Close = %s, want 0 as it was", got)
+	if got := ns.readSysctl(t, "net.ipv4.conf.all.route_localnet"); got != before {
+		t.Errorf("route_localnet after Close = %s, want %s as it was", got, before)
 	}
 	if err := b.Sync(context.Background(), svc); !errors.Is(err, ErrClosed) {
 		t.Errorf("Sync after Close = %v, want ErrClosed", err)
