@@ -6,10 +6,12 @@
 // # Records
 //
 // Each member publishes its own record: its endpoints (Publish, the whole
-// set each time) and its slices (PublishSlices). A record is a set of
-// entries, one per endpoint plus a head holding the slices, each versioned
-// by the member's epoch (its start time) and a sequence number it
-// increments:
+// set each time), its slices (PublishSlices) and the MAC address of its
+// VXLAN tunnel endpoint (Config.VTEPMAC), which the nodes that reach its
+// slices over kernel/tasknet's overlay map to its address. A record is a
+// set of entries, one per endpoint plus a head holding the slices and the
+// MAC, each versioned by the member's epoch (its start time) and a
+// sequence number it increments:
 //
 //   - a newer epoch replaces everything of older epochs, so a restarted
 //     member's record replaces its old one whole;

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -89,11 +90,17 @@ type Slice struct {
 }
 
 // PeerInfo is another member: its node ID, the address it gossips from
-// (the host address other nodes route its slices to) and its slices.
+// (the host address other nodes route its slices to), its slices, and the
+// MAC address of its VXLAN tunnel endpoint.
 type PeerInfo struct {
 	NodeID string
 	Addr   string
 	Slices []Slice
+	// VTEPMAC is the MAC address of the member's end of the VXLAN overlay
+	// (kernel/tasknet), e.g. "0a:1b:2c:3d:4e:5f": what nodes not on its
+	// link reach its slices through. Empty when it published none (an
+	// older version, or a node that keeps no overlay).
+	VTEPMAC string
 }
 
 // Config is the gossip part of a worker.
@@ -117,6 +124,10 @@ type Config struct {
 	// OnChange is called after the endpoints or the peers changed. It runs
 	// on memberlist's goroutines: it must return quickly (signal a channel).
 	OnChange func()
+	// VTEPMAC is the MAC address of this node's VXLAN tunnel endpoint
+	// (tasknet.Router.SetUnderlay gives it), published with its slices for
+	// the other members' PeerInfo. A unicast MAC; empty publishes none.
+	VTEPMAC string
 }
 
 // Timing, tuned for one LAN.
@@ -183,6 +194,7 @@ func New(cfg Config) (*Gossip, error) {
 	if n := len(cfg.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
 		fe.Add("secret_key", "is %d bytes: an AES key is 16, 24 or 32 bytes", n)
 	}
+	vtepMAC, ok := checkMAC(&fe, "vtep_mac", cfg.VTEPMAC)
 	if err := fe.Err(); err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
@@ -196,6 +208,9 @@ func New(cfg Config) (*Gossip, error) {
 		log:      log,
 		onChange: cfg.OnChange,
 		store:    newStore(cfg.NodeID),
+	}
+	if ok {
+		g.store.vtepMAC = vtepMAC
 	}
 	g.store.local(g.epoch, []Slice{}, nil, false, time.Now())
 
@@ -429,6 +444,37 @@ func checkField(fe *sdk.FieldErrors, f, v string, required bool) {
 	}
 }
 
+// checkMAC checks a VTEP MAC (empty is none) and returns it in canonical
+// form ("0a:1b:2c:3d:4e:5f"); ok is false when it is empty or invalid. A
+// VTEP's MAC is a unicast Ethernet address: the overlay's forwarding
+// entries map it to one node, and a multicast or zero address would make
+// the kernel flood or drop.
+func checkMAC(fe *sdk.FieldErrors, f, s string) (string, bool) {
+	if s == "" {
+		return "", false
+	}
+	mac, err := net.ParseMAC(s)
+	switch {
+	case len(s) > maxField || err != nil || len(mac) != 6:
+		fe.Add(f, "%q is not a MAC address (e.g. \"0a:1b:2c:3d:4e:5f\")", truncate(s))
+	case mac[0]&1 != 0:
+		fe.Add(f, "%s is a multicast address; a tunnel endpoint's is unicast", mac)
+	case slices.Equal(mac, make(net.HardwareAddr, 6)):
+		fe.Add(f, "is the zero address")
+	default:
+		return mac.String(), true
+	}
+	return "", false
+}
+
+// truncate keeps an invalid value short in an error.
+func truncate(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "..."
+	}
+	return s
+}
+
 // validateEntry checks an entry from another member.
 func validateEntry(e entry) error {
 	var fe sdk.FieldErrors
@@ -441,6 +487,9 @@ func validateEntry(e entry) error {
 		if len(e.Slices) > maxSlices {
 			fe.Add("sl", "has %d slices, at most %d are allowed", len(e.Slices), maxSlices)
 		}
+		checkMAC(&fe, "mac", e.MAC)
+	case e.MAC != "":
+		fe.Add("mac", "is set on an endpoint entry")
 	case e.Deleted:
 	case e.Endpoint == nil:
 		fe.Add("ep", "is missing")

@@ -200,6 +200,13 @@ func TestValidation(t *testing.T) {
 		t.Errorf("New(bad config) names %v, want %v", fields, want)
 	}
 
+	for _, mac := range []string{"nope", "01:00:5e:00:00:01", "00:00:00:00:00:00", "0a:1b:2c:3d:4e:5f:60:71"} {
+		_, err := New(Config{NodeID: "a", BindAddr: "127.0.0.1", VTEPMAC: mac})
+		if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "vtep_mac" {
+			t.Errorf("New(vtep_mac %q) = %v, want a field error naming vtep_mac", mac, err)
+		}
+	}
+
 	g, err := New(Config{NodeID: "a", BindAddr: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
@@ -314,4 +321,43 @@ func TestRestartedMember(t *testing.T) {
 	waitFor(t, 30*time.Second, "the new record replaces the old one", func() bool {
 		return slices.Equal(tasks(gs[0].Endpoints()), want) && slices.Equal(tasks(gs[1].Endpoints()), want)
 	})
+}
+
+// TestVTEPMAC: each member's VTEP MAC reaches the others with its slices,
+// in canonical form; a member without one is a peer without a MAC.
+func TestVTEPMAC(t *testing.T) {
+	var gs []*Gossip
+	for i, mac := range []string{"0A:1B:2C:3D:4E:50", "0a:1b:2c:3d:4e:51", ""} {
+		g, err := New(Config{NodeID: fmt.Sprintf("node-%d", i), BindAddr: "127.0.0.1", VTEPMAC: mac})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Shutdown() })
+		if err := g.PublishSlices([]Slice{{NetworkID: "net1", NodeSubnet: fmt.Sprintf("10.200.%d.0/24", i)}}); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			if _, err := g.Join([]string{gs[0].LocalAddr()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		gs = append(gs, g)
+	}
+	want := map[string]string{"node-0": "0a:1b:2c:3d:4e:50", "node-1": "0a:1b:2c:3d:4e:51", "node-2": ""}
+	var got string
+	waitForWhy(t, 20*time.Second, "every member sees the others' slices and MACs", func() bool {
+		for _, g := range gs {
+			ps := g.Peers()
+			got = fmt.Sprintf("%s: %+v", g.nodeID, ps)
+			if len(ps) != 2 {
+				return false
+			}
+			for _, p := range ps {
+				if len(p.Slices) != 1 || p.VTEPMAC != want[p.NodeID] {
+					return false
+				}
+			}
+		}
+		return true
+	}, func() string { return got })
 }

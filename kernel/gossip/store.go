@@ -9,7 +9,7 @@ import (
 
 // entry is the unit of gossip: one key of one node's record. The record of
 // a node is all its entries of its newest epoch: the head (key "", the
-// node's slices) and one entry per endpoint (key task ID + NUL + network
+// node's slices and VTEP MAC) and one entry per endpoint (key task ID + NUL + network
 // ID), removed endpoints staying as tombstones for a while.
 //
 // Order: a newer Epoch (the publisher's start time) replaces everything of
@@ -23,6 +23,8 @@ type entry struct {
 	Deleted  bool      `json:"d,omitempty"`
 	Endpoint *Endpoint `json:"ep,omitempty"`
 	Slices   []Slice   `json:"sl,omitempty"`
+	// MAC is the node's VTEP MAC, on its head entry only.
+	MAC string `json:"mac,omitempty"`
 }
 
 // headKey is the key of a node's head entry.
@@ -48,6 +50,9 @@ type stored struct {
 // gossip transport feeds it entries and asks it for the full state.
 type store struct {
 	self string
+	// vtepMAC is this node's VTEP MAC, for its head entry; set before
+	// the store is used.
+	vtepMAC string
 
 	// mu guards every field below.
 	mu sync.Mutex
@@ -144,7 +149,7 @@ func (s *store) applyLocked(e entry, now time.Time) applyResult {
 	st := &stored{entry: e}
 	if e.Deleted {
 		st.deletedAt = now
-		st.Endpoint, st.Slices = nil, nil
+		st.Endpoint, st.Slices, st.MAC = nil, nil, ""
 	}
 	rec.entries[e.Key] = st
 	return applied
@@ -218,8 +223,8 @@ func (s *store) local(epoch int64, sl []Slice, eps []Endpoint, setEndpoints bool
 		changed = append(changed, e)
 	}
 	if sl != nil || rec.entries[headKey] == nil {
-		if cur := rec.entries[headKey]; cur == nil || !slices.Equal(cur.Slices, sl) {
-			put(entry{Key: headKey, Slices: slices.Clone(sl)})
+		if cur := rec.entries[headKey]; cur == nil || !slices.Equal(cur.Slices, sl) || cur.MAC != s.vtepMAC {
+			put(entry{Key: headKey, Slices: slices.Clone(sl), MAC: s.vtepMAC})
 		}
 	}
 	if setEndpoints {
@@ -333,6 +338,7 @@ func (s *store) peers() []PeerInfo {
 		if rec := s.nodes[node]; rec != nil {
 			if h := rec.entries[headKey]; h != nil && !h.Deleted {
 				p.Slices = slices.Clone(h.Slices)
+				p.VTEPMAC = h.MAC
 			}
 		}
 		out = append(out, p)

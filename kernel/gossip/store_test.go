@@ -145,6 +145,16 @@ func TestValidateEntry(t *testing.T) {
 		{"bad ingress", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: []string{"8080:0/tcp"}}}, false},
 		{"ingress protocol", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: []string{"8080:80/sctp"}}}, false},
 		{"too many ingress", entry{Node: "a", Key: endpointKey(good), Endpoint: &Endpoint{TaskID: "t1", ServiceName: "web", NetworkID: "net1", Addr: "10.0.0.1", Ingress: make([]string, MaxIngressPorts+1)}}, false},
+		{"head with a MAC", entry{Node: "a", MAC: "0a:1b:2c:3d:4e:5f"}, true},
+		{"head with an upper-case MAC", entry{Node: "a", MAC: "0A:1B:2C:3D:4E:5F"}, true},
+		{"head with a multicast MAC", entry{Node: "a", MAC: "01:00:5e:00:00:01"}, false},
+		{"head with the broadcast MAC", entry{Node: "a", MAC: "ff:ff:ff:ff:ff:ff"}, false},
+		{"head with the zero MAC", entry{Node: "a", MAC: "00:00:00:00:00:00"}, false},
+		{"head with a malformed MAC", entry{Node: "a", MAC: "0a:1b:2c:3d:4e"}, false},
+		{"head with an EUI-64", entry{Node: "a", MAC: "0a:1b:2c:3d:4e:5f:60:71"}, false},
+		{"head with a long MAC", entry{Node: "a", MAC: strings.Repeat("0a:", 200) + "0a"}, false},
+		{"endpoint with a MAC", entry{Node: "a", Key: endpointKey(good), Endpoint: &good, MAC: "0a:1b:2c:3d:4e:5f"}, false},
+		{"tombstone with a MAC", entry{Node: "a", Key: "x", Deleted: true, MAC: "0a:1b:2c:3d:4e:5f"}, false},
 	} {
 		if err := validateEntry(c.e); (err == nil) != c.ok {
 			t.Errorf("%s: validateEntry = %v, want ok %v", c.name, err, c.ok)
@@ -173,5 +183,53 @@ func TestLargeEntryFitsAPacket(t *testing.T) {
 	}
 	if len(b) > 1340 {
 		t.Errorf("entry is %d bytes, more than a gossip packet carries", len(b))
+	}
+}
+
+// TestStoreVTEPMAC: a node's VTEP MAC travels in its head entry, with its
+// slices, and its peers expose it; a head without one (an older version)
+// gives none.
+func TestStoreVTEPMAC(t *testing.T) {
+	now := time.Now()
+	b := newStore("b")
+	b.vtepMAC = "0a:1b:2c:3d:4e:5f"
+	heads := b.local(1, []Slice{}, nil, false, now)
+	if len(heads) != 1 || heads[0].Key != headKey || heads[0].MAC != b.vtepMAC {
+		t.Fatalf("b's first head = %+v, want one with its MAC", heads)
+	}
+	if again := b.local(1, []Slice{}, nil, false, now); len(again) != 0 {
+		t.Errorf("the same slices again = %+v, want no change", again)
+	}
+	sl := []Slice{{NetworkID: "net1", NodeSubnet: "10.200.5.0/24"}}
+	heads = b.local(1, sl, nil, false, now)
+	if len(heads) != 1 || heads[0].MAC != b.vtepMAC || !slices.Equal(heads[0].Slices, sl) {
+		t.Fatalf("b's head after new slices = %+v, want the slices and the MAC", heads)
+	}
+	// Publishing endpoints leaves the head alone.
+	if es := b.local(1, nil, []Endpoint{ep("t1", "web", "10.200.5.7")}, true, now); len(es) != 1 || es[0].Key == headKey {
+		t.Errorf("publishing an endpoint = %+v, want only its entry", es)
+	}
+
+	s := newStore("self")
+	s.setAlive("self", "127.0.0.1", now)
+	s.setAlive("b", "192.168.1.2", now)
+	s.setAlive("c", "192.168.1.3", now)
+	for _, e := range b.state(now, time.Hour) {
+		if err := validateEntry(e); err != nil {
+			t.Fatalf("b's entry %+v: %v", e, err)
+		}
+		s.apply(e, now)
+	}
+	c := newStore("c") // an older version: no MAC
+	c.local(7, []Slice{{NetworkID: "net1", NodeSubnet: "10.200.6.0/24"}}, nil, false, now)
+	for _, e := range c.state(now, time.Hour) {
+		s.apply(e, now)
+	}
+	ps := s.peers()
+	if len(ps) != 2 || ps[0].NodeID != "b" || ps[0].VTEPMAC != "0a:1b:2c:3d:4e:5f" || len(ps[0].Slices) != 1 {
+		t.Errorf("peers = %+v, want b with its slice and MAC first", ps)
+	}
+	if len(ps) == 2 && (ps[1].NodeID != "c" || ps[1].VTEPMAC != "" || len(ps[1].Slices) != 1) {
+		t.Errorf("peers = %+v, want c with its slice and no MAC second", ps)
 	}
 }
