@@ -816,6 +816,11 @@ func exchange(ctx context.Context, per time.Duration, m *dns.Msg, srv string) (*
 
 func exchangeOver(ctx context.Context, network string, m *dns.Msg, srv string) (*dns.Msg, error) {
 	c := &dns.Client{Net: network, UDPSize: maxForwardSize}
+	if dl, ok := ctx.Deadline(); ok {
+		// miekg/dns cuts each read at its own 2 s default otherwise,
+		// whatever the try's share of the forward timeout.
+		c.Timeout = time.Until(dl)
+	}
 	co, err := c.DialContext(ctx, srv)
 	if err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ type upstream struct {
 	addr   string
 	silent atomic.Bool
 	rcode  atomic.Int32
+	delay  atomic.Int64 // a time.Duration to wait before answering
 	mu     sync.Mutex
 	asked  []string
 }
@@ -40,6 +41,7 @@ func newUpstream(t testing.TB) *upstream {
 		if u.silent.Load() {
 			return
 		}
+		time.Sleep(time.Duration(u.delay.Load()))
 		m := new(dns.Msg).SetReply(r)
 		m.Rcode = int(u.rcode.Load())
 		if m.Rcode == dns.RcodeSuccess && r.Question[0].Qtype == dns.TypeA {
@@ -330,6 +332,25 @@ func TestForwardNextServer(t *testing.T) {
 	}
 	if len(dead.names()) != 1 || len(good.names()) != 1 {
 		t.Errorf("asked the first nameserver %d times and the second %d times, want once each", len(dead.names()), len(good.names()))
+	}
+}
+
+// A slow upstream answering within the try's share of the forward
+// timeout is waited for: miekg/dns's own 2 s read default does not cut the
+// try short.
+func TestForwardWaitsItsWholeShare(t *testing.T) {
+	slow := newUpstream(t)
+	slow.delay.Store(int64(2500 * time.Millisecond))
+	s := startServer(t, testIndex(t), Config{ForwardTimeout: 8 * time.Second}, slow)
+	m := new(dns.Msg).SetQuestion("example.org.", dns.TypeA)
+	c := client(clientA, "udp")
+	c.Timeout = 10 * time.Second
+	r, _, err := c.Exchange(m, s.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := answers(r); r.Rcode != dns.RcodeSuccess || !slices.Equal(got, []string{"192.0.2.1"}) {
+		t.Errorf("got %s %v, want the slow nameserver's answer", dns.RcodeToString[r.Rcode], got)
 	}
 }
 
