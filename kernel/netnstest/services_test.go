@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -57,6 +59,19 @@ func TestServicesFindEachOther(t *testing.T) {
 		Mode:     &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
 		Endpoint: &objectv1.EndpointSpec{Ports: []*objectv1.PortConfig{{TargetPort: echoPort, PublishedPort: 9191}}},
 	})
+	// A task whose health check has not passed (it fails, within a long
+	// start period) runs but is not a backend: out of tasks.SERVICE and of
+	// its VIP, whose connections are refused.
+	starting := createService(t, l, client, &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "starting"},
+		Task: &objectv1.TaskSpec{
+			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen, Healthcheck: &objectv1.HealthConfig{
+				Test: []string{"CMD", "/prog", "exit:1"}, Interval: durationpb.New(time.Second), StartPeriod: durationpb.New(time.Hour),
+			}},
+			Networks: []*objectv1.NetworkAttachmentConfig{{Target: "app"}},
+		},
+		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+	})
 	// On another network: its name must not resolve on app.
 	createService(t, l, client, &objectv1.ServiceSpec{
 		Annotations: &objectv1.Annotations{Name: "hidden"},
@@ -68,6 +83,10 @@ func TestServicesFindEachOther(t *testing.T) {
 	})
 
 	echoes := runningTasks(t, l, client, echo, 2)
+	startingTask := runningTasks(t, l, client, starting, 1)[0]
+	if h := startingTask.GetStatus().GetHealth(); h != objectv1.TaskHealth_TASK_HEALTH_STARTING {
+		t.Errorf("the starting task's health is %s, want starting", h)
+	}
 	soloTask := runningTasks(t, l, client, solo, 1)[0]
 	if soloTask.GetNodeId() != c.nodeIDs["w1"] {
 		t.Fatalf("solo runs on %s, want w1 (%s)", soloTask.GetNodeId(), c.nodeIDs["w1"])
@@ -105,6 +124,7 @@ func TestServicesFindEachOther(t *testing.T) {
 	const conns = 40
 	out := runOnce(t, l, client, "client", "w1", "app",
 		"lookup:echo", "lookup:tasks.echo", "lookup:backend", "lookup:echo.1", "lookup:hidden", "lookup:tasks.hidden",
+		"lookup:tasks.starting", fmt.Sprintf("connectn:1:starting:%d", echoPort),
 		fmt.Sprintf("connectn:%d:echo:%d", conns, echoPort))
 	t.Logf("client output:\n%s", out)
 	for name, want := range map[string]string{
@@ -114,11 +134,16 @@ func TestServicesFindEachOther(t *testing.T) {
 		"echo.1":       slot1,
 		"hidden":       "error",
 		"tasks.hidden": "error",
+		// Not healthy yet: no backend.
+		"tasks.starting": "error",
 	} {
 		line := fmt.Sprintf("lookup %s: %s", name, want)
 		if !strings.Contains(out, line) {
 			t.Errorf("the client resolved %s wrong: want %q in its output", name, line)
 		}
+	}
+	if !strings.Contains(out, "connect error:") || !strings.Contains(out, "connection refused") {
+		t.Errorf("a connection to the VIP of a service with no healthy task: want it refused (connect error: ... connection refused)")
 	}
 	for _, line := range strings.Split(out, "\n") {
 		if h, ok := strings.CutPrefix(line, "hello from "); ok {
