@@ -31,6 +31,7 @@ type cluster struct {
 	workers []*worker
 	nodeIDs map[string]string // hostname: node ID
 	mns     string            // the manager's namespace
+	socket  string            // the manager's control socket, for the CLI
 }
 
 func startCluster(t *testing.T, n int) *cluster {
@@ -144,5 +145,5 @@ level = "debug"
 		})
 	}
 
-	return &cluster{lab: l, client: client, workers: workers, nodeIDs: nodeIDs, mns: mns}
+	return &cluster{lab: l, client: client, workers: workers, nodeIDs: nodeIDs, mns: mns, socket: socket}
 }

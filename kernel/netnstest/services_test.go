@@ -155,6 +155,23 @@ func TestServicesFindEachOther(t *testing.T) {
 			conns, vip, echoPort, strings.Count(out, "hello from "), len(hostnames), hostnames)
 	}
 
+	// shoal task exec, through the manager, in a task on another node (w2):
+	// its output, and its exit status as the CLI's.
+	for _, tk := range echoes {
+		if tk.GetNodeId() != c.nodeIDs["w2"] {
+			continue
+		}
+		out, err := exec.Command(l.bin, "--host", "unix://"+c.socket, "task", "exec", tk.GetId(), "--", "/prog", "lookup:echo.1").CombinedOutput()
+		if want := "lookup echo.1: " + slot1; err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("task exec %s (on w2) -- /prog lookup:echo.1: %v, %q; want %q", tk.GetId(), err, out, want)
+		}
+		err = exec.Command(l.bin, "--host", "unix://"+c.socket, "task", "exec", tk.GetId(), "--", "/prog", "exit:3").Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Errorf("task exec %s (on w2) -- /prog exit:3: %v, want exit status 3", tk.GetId(), err)
+		}
+	}
+
 	// The mesh: solo's port on w2 (no task of solo there), on its LAN
 	// address from the manager's namespace and on its own 127.0.0.1.
 	w2 := c.workers[1]
