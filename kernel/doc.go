@@ -35,15 +35,16 @@
 //	gossip        workers share task endpoints and slices peer to peer
 //	              (memberlist); managers stay out
 //	dns           a node's DNS server for its tasks: names per network from
-//	              an in-memory index, the rest forwarded (not wired yet)
+//	              an in-memory index, the rest forwarded
 //	lb            a node's VIPs and published ports in one nftables table,
-//	              replaced in one transaction per sync (not wired yet)
+//	              replaced in one transaction per sync
 //	manager       wiring: identity (bootstrap or join), Raft, the API servers,
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost
 //	node          what a node's config asks for: a manager and its worker, or
 //	              a worker; the executor plugin and the node's containerd;
-//	              the worker's gossip and its routes to other nodes' tasks
+//	              the worker's gossip and its routes to other nodes' tasks;
+//	              its DNS and load balancing, fed from the gossiped endpoints
 //	clustertest   a kit that starts real manager processes and simulated
 //	              workers for tests and benchmarks; the linearizability
 //	              check under leader kills, pauses and partitions
