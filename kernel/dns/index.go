@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/netfiles"
 )
 
 // EndpointMode is how a service's name resolves.
@@ -471,20 +472,6 @@ func checkAliases(fe *sdk.FieldErrors, aliases []string) []string {
 	return out
 }
 
-// lower returns name in lower case (ASCII only, as DNS compares names)
-// without a final dot.
-func lower(name string) string {
-	name = strings.TrimSuffix(name, ".")
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(name)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return name
-}
+// lower is how the index keys names: sdk/netfiles.CanonicalName, the form
+// the task's own /etc/hosts uses too.
+var lower = netfiles.CanonicalName

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,21 +69,7 @@ func TestDiscoveryFigures(t *testing.T) {
 		if err := syscall.Kill(int(victim.GetStatus().GetPid()), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		gone := make([]time.Duration, len(c.workers))
-		var wg sync.WaitGroup
-		for i, w := range c.workers {
-			wg.Go(func() {
-				for time.Since(killed) < 30*time.Second {
-					out, err := exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "table", "ip", "shoal").CombinedOutput()
-					if err == nil && !strings.Contains(string(out), dead) {
-						gone[i] = time.Since(killed)
-						return
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			})
-		}
-		wg.Wait()
+		gone := waitGone(c.workers, dead, killed, 5*time.Millisecond)
 		for i, g := range gone {
 			if g == 0 {
 				t.Fatalf("round %d: %s still balances to the killed %s after 30s", round, c.workers[i].name, dead)

@@ -136,38 +136,7 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		probe := createService(t, l, client, &objectv1.ServiceSpec{
-			Annotations: &objectv1.Annotations{Name: "probe-" + w.name},
-			Task: &objectv1.TaskSpec{
-				Container: &objectv1.ContainerSpec{Image: imageName, Args: []string{fmt.Sprintf("connect:%s:%d", addr.Addr(), echoPort)}},
-				Restart:   &objectv1.RestartPolicy{Condition: objectv1.RestartCondition_RESTART_CONDITION_NONE},
-				Placement: &objectv1.Placement{Constraints: []string{"node.hostname==" + w.name}},
-				Networks:  []*objectv1.NetworkAttachmentConfig{{Target: "front"}},
-			},
-			Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
-		})
-		var taskID string
-		l.eventually(60*time.Second, "the probe on "+w.name+" completes", func(ctx context.Context) error {
-			resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{probe}})
-			if err != nil {
-				return err
-			}
-			for _, tk := range resp.GetTasks() {
-				st := tk.GetStatus()
-				switch st.GetState() {
-				case objectv1.TaskState_TASK_STATE_COMPLETE:
-					taskID = tk.GetId()
-					return nil
-				case objectv1.TaskState_TASK_STATE_FAILED, objectv1.TaskState_TASK_STATE_REJECTED:
-					l.t.Errorf("the probe on %s connecting to %s:%d ended %s, exit code %d: %s", w.name, addr.Addr(), echoPort, st.GetState(), st.GetExitCode(), st.GetErr())
-					taskID = tk.GetId()
-					return nil
-				}
-				return fmt.Errorf("probe task %s is %s", tk.GetId(), st.GetState())
-			}
-			return errors.New("no probe task yet")
-		})
-		logs := taskLogs(t, client, taskID)
+		logs := runOnce(t, l, client, "probe-"+w.name, w.name, "front", fmt.Sprintf("connect:%s:%d", addr.Addr(), echoPort))
 		if want := "hello from "; !strings.Contains(logs, want) {
 			t.Errorf("the probe on %s, connecting to %s's echo task at %s:%d, printed %q, want %q...", w.name, peer.name, addr.Addr(), echoPort, logs, want)
 		} else {

@@ -214,21 +214,7 @@ func TestServicesFindEachOther(t *testing.T) {
 	if err := syscall.Kill(int(victim.GetStatus().GetPid()), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	gone := make([]time.Duration, len(c.workers))
-	var wg sync.WaitGroup
-	for i, w := range c.workers {
-		wg.Go(func() {
-			for time.Since(killed) < 30*time.Second {
-				out, err := exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "table", "ip", "shoal").CombinedOutput()
-				if err == nil && !strings.Contains(string(out), dead) {
-					gone[i] = time.Since(killed)
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		})
-	}
-	wg.Wait()
+	gone := waitGone(c.workers, dead, killed, 10*time.Millisecond)
 	for i, w := range c.workers {
 		if gone[i] == 0 {
 			t.Errorf("%s still balances to the killed task's %s 30s after the kill", w.name, dead)
@@ -240,6 +226,28 @@ func TestServicesFindEachOther(t *testing.T) {
 	if strings.Contains(out, dead) {
 		t.Errorf("after the kill, tasks.echo still gives the dead task's %s: %s", dead, out)
 	}
+}
+
+// waitGone polls each worker's balancer table every interval until addr
+// is no longer in it, at most 30 s after since, and returns how long after
+// since each saw it gone (0: never).
+func waitGone(workers []*worker, addr string, since time.Time, interval time.Duration) []time.Duration {
+	gone := make([]time.Duration, len(workers))
+	var wg sync.WaitGroup
+	for i, w := range workers {
+		wg.Go(func() {
+			for time.Since(since) < 30*time.Second {
+				out, err := exec.Command("ip", "netns", "exec", w.ns, "nft", "list", "table", "ip", "shoal").CombinedOutput()
+				if err == nil && !strings.Contains(string(out), addr) {
+					gone[i] = time.Since(since)
+					return
+				}
+				time.Sleep(interval)
+			}
+		})
+	}
+	wg.Wait()
+	return gone
 }
 
 // nftTable lists the balancer's table in namespace ns.

@@ -90,7 +90,7 @@ func ParseHostConfig(r io.Reader) (HostConfig, error) {
 		case "domain", "search":
 			hc.Search = hc.Search[:0]
 			for _, d := range f[1:] {
-				if d = lower(d); d != "" && len(hc.Search) < maxSearch {
+				if d = CanonicalName(d); d != "" && len(hc.Search) < maxSearch {
 					hc.Search = append(hc.Search, d)
 				}
 			}
@@ -229,9 +229,9 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// lower returns name in ASCII lower case without its final dot, as DNS
-// compares names.
-func lower(name string) string {
+// CanonicalName returns name in ASCII lower case without its final dot,
+// as DNS compares names (and the node's DNS index keys them).
+func CanonicalName(name string) string {
 	name = strings.TrimSuffix(name, ".")
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c >= 'A' && c <= 'Z' {

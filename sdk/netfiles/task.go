@@ -30,8 +30,8 @@ func TaskNames(t *objectv1.Task) []string {
 	default:
 		return nil
 	}
-	name = lower(name)
-	return []string{name, name + "." + lower(id)}
+	name = CanonicalName(name)
+	return []string{name, name + "." + CanonicalName(id)}
 }
 
 // TaskFiles renders the /etc/resolv.conf and /etc/hosts of a task with
