@@ -60,6 +60,15 @@ func TestServiceViewDNS(t *testing.T) {
 	if len(b.syncs) != 1 || len(d.addrs) != 1 {
 		t.Errorf("an unchanged view synced the balancer %d times and the DNS addresses %d times, want once each", len(b.syncs), len(d.addrs))
 	}
+	// After lbResync, the same view is written again (a flushed ruleset
+	// is repaired).
+	v.lbSyncedAt = v.lbSyncedAt.Add(-lbResync)
+	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.syncs) != 2 {
+		t.Errorf("after lbResync the balancer was synced %d times in all, want 2", len(b.syncs))
+	}
 
 	// The VIP balances over the backends only; the client has no VIP.
 	want := []lb.Service{{Name: lbName("id-redis", "net1"), VIP: netip.MustParseAddr("10.200.0.2"), Backends: []netip.Addr{netip.MustParseAddr("10.200.1.2")}}}
