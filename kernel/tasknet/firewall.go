@@ -8,16 +8,31 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // The chains shoal owns. Each is jumped to from the built-in chain once;
-// the rules inside are per network, tagged with a comment naming it.
+// the rules inside are per network, tagged with a comment naming it, or
+// (inputChain) per peer reached over the overlay.
 const (
 	forwardChain = "SHOAL-FORWARD"
 	natChain     = "SHOAL-POSTROUTING"
+	inputChain   = "SHOAL-INPUT"
 )
+
+// overlayComment tags the overlay's rules in inputChain.
+const overlayComment = "shoal-overlay"
+
+// overlayRecheck is how long the overlay's rules, once checked, are taken
+// as they were left when the peers did not change: the periodic resync
+// (every 30 s) checks them again, and repairs a rule deleted by hand,
+// without an iptables run at every gossip change. A variable for the
+// tests, which check a repair at once.
+var overlayRecheck = 20 * time.Second
 
 // firewall keeps the iptables rules a network needs on a node:
 //
@@ -30,6 +45,19 @@ const (
 //   - nat POSTROUTING: traffic from this node's slice leaving the network's
 //     subnet is masqueraded, so tasks reach the outside; traffic between
 //     slices keeps the task's address.
+//   - filter INPUT (inputChain, kept by syncOverlay): VXLAN packets (UDP
+//     vxlanPort) from the peers reached over the overlay are accepted, so
+//     the overlay works on hosts whose INPUT policy is DROP, and only from
+//     them: VXLAN carries no authentication, and a decapsulated packet
+//     would pass the FORWARD rules above like a task's. (On a host whose
+//     INPUT policy is ACCEPT, anyone reaching the port can send into the
+//     overlay, as with any VXLAN; keep it behind the cluster's firewall.)
+//
+// Forwarding through the VXLAN device needs no rule of its own: every
+// packet on it has a source in a network's subnet (a task's address, or
+// the device's own, see syncVXLANAddrs) or is a reply, which the FORWARD
+// rules above accept; an interface-wide accept would also forward
+// whatever a VXLAN sender wraps to anywhere the node routes.
 //
 // It runs the iptables binary, as the CNI plugins do. Without one, no rules
 // are kept: tasks still reach each other, but not the outside.
@@ -38,6 +66,12 @@ type firewall struct {
 
 	// mu serializes rule changes: checking then appending is not atomic.
 	mu sync.Mutex
+	// overlay are the peer addresses inputChain accepts VXLAN from, sorted,
+	// as syncOverlay last left them, at overlayChecked; overlayKnown is
+	// false until it ran once.
+	overlay        []netip.Addr
+	overlayChecked time.Time
+	overlayKnown   bool
 }
 
 // newFirewall finds iptables in PATH or the usual sbin directories.
@@ -126,6 +160,103 @@ func (f *firewall) removeNetwork(ctx context.Context, networkID string, subnet, 
 				break
 			}
 			if _, err := f.run(ctx, append([]string{"-t", r.table, "-D", r.chain}, r.spec...)...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// overlayRule accepts the overlay's packets from one peer.
+func overlayRule(peer netip.Addr) []string {
+	return []string{"-s", peer.String() + "/32", "-p", "udp", "-m", "udp", "--dport", strconv.Itoa(vxlanPort),
+		"-m", "comment", "--comment", overlayComment, "-j", "ACCEPT"}
+}
+
+// syncOverlay makes inputChain accept VXLAN packets from exactly peers
+// (their underlay addresses). Without peers the chain is emptied of the
+// overlay's rules but kept, as the other chains are.
+func (f *firewall) syncOverlay(peers []netip.Addr) error {
+	if f.bin == "" {
+		return nil
+	}
+	peers = slices.Clone(peers)
+	slices.SortFunc(peers, netip.Addr.Compare)
+	peers = slices.Compact(peers)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.overlayKnown && slices.Equal(f.overlay, peers) && (len(peers) == 0 || time.Since(f.overlayChecked) < overlayRecheck) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.syncOverlayLocked(ctx, peers); err != nil {
+		f.overlayKnown = false
+		return fmt.Errorf("firewall rules of the overlay: %w", err)
+	}
+	f.overlay, f.overlayChecked, f.overlayKnown = peers, time.Now(), true
+	return nil
+}
+
+func (f *firewall) syncOverlayLocked(ctx context.Context, peers []netip.Addr) error {
+	if len(peers) > 0 {
+		if _, err := f.run(ctx, "-t", "filter", "-N", inputChain); err != nil && !strings.Contains(err.Error(), "exists") {
+			return err
+		}
+		jump := rule{"filter", "INPUT", []string{"-j", inputChain}}
+		if ok, err := f.exists(ctx, jump); err != nil {
+			return err
+		} else if !ok {
+			if _, err := f.run(ctx, "-t", "filter", "-I", "INPUT", "1", "-j", inputChain); err != nil {
+				return err
+			}
+		}
+	}
+	out, err := f.run(ctx, "-t", "filter", "-S", inputChain)
+	if err != nil {
+		var ee *exec.ExitError
+		if len(peers) == 0 && errors.As(err, &ee) && ee.ExitCode() == 1 {
+			return nil // no chain: nothing to remove
+		}
+		return err
+	}
+	// Rules are deleted by number, from the last, so the numbers of the
+	// ones before stay right; only this process changes the chain.
+	want := map[netip.Addr]bool{}
+	for _, p := range peers {
+		want[p] = true
+	}
+	var stale []int
+	n := 0
+	for line := range strings.Lines(out) {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || fields[0] != "-A" || fields[1] != inputChain {
+			continue
+		}
+		n++
+		if !slices.Contains(fields, overlayComment) {
+			continue // not ours
+		}
+		var src netip.Addr
+		if i := slices.Index(fields, "-s"); i >= 0 && i+1 < len(fields) {
+			if p, err := netip.ParsePrefix(fields[i+1]); err == nil && p.Bits() == 32 {
+				src = p.Addr()
+			}
+		}
+		if want[src] && slices.Contains(fields, strconv.Itoa(vxlanPort)) {
+			delete(want, src)
+			continue
+		}
+		stale = append(stale, n)
+	}
+	for _, i := range slices.Backward(stale) {
+		if _, err := f.run(ctx, "-t", "filter", "-D", inputChain, strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+	for _, p := range peers {
+		if want[p] {
+			if _, err := f.run(ctx, append([]string{"-t", "filter", "-A", inputChain}, overlayRule(p)...)...); err != nil {
 				return err
 			}
 		}

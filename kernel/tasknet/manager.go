@@ -56,6 +56,7 @@ type Manager struct {
 	// peersSet says SetPeers was called: until then this Manager leaves
 	// the host's routes to a Router (see Router).
 	peersSet bool
+	underlay *underlay // nil until SetUnderlay
 
 	// mu guards nets, the refs and active fields of its values, and ports.
 	mu   sync.Mutex
@@ -464,8 +465,11 @@ func (m *Manager) teardown(ctx context.Context, nw *network) error {
 	m.mu.Unlock()
 
 	var errs []error
-	if err := m.deleteRoutesIn(nw.plan.Subnet); err != nil {
-		errs = append(errs, err)
+	// The network is no longer active: its routes (and the overlay's
+	// entries and addresses only it needed) go. As in attach, errors of
+	// routes to peers are the node's business, reported by SetPeers.
+	if err := m.syncRoutes(); err != nil {
+		m.log.Warn("routes to peer slices", "network_id", nw.plan.NetworkID, "err", err)
 	}
 	if l, err := netlink.LinkByName(nw.plan.Bridge); err == nil {
 		if err := netlink.LinkDel(l); err != nil {

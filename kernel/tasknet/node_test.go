@@ -53,9 +53,14 @@ type helperReq struct {
 	// TaskID-<i>, on Nets[0]'s slice (addresses from .10 up), attached or
 	// detached concurrently.
 	Many int `json:"many,omitempty"`
+	// NodeID and Addr, for "underlay": the Router's SetUnderlay.
+	NodeID string `json:"node_id,omitempty"`
+	Addr   string `json:"addr,omitempty"`
 }
 
 type helperResp struct {
+	// VTEPMAC is what "underlay" returned.
+	VTEPMAC string        `json:"vtep_mac,omitempty"`
 	Netns   string        `json:"netns,omitempty"`
 	Err     string        `json:"err,omitempty"`
 	Elapsed time.Duration `json:"elapsed,omitempty"`
@@ -63,6 +68,7 @@ type helperResp struct {
 
 // helperMain serves requests from stdin, one JSON line each, until EOF.
 func helperMain(stateDir string) int {
+	overlayRecheck = 0 // tests check repairs of the firewall at once
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	m, err := New(Config{StateDir: stateDir, Logger: log})
 	if err != nil {
@@ -92,6 +98,8 @@ func helperMain(stateDir string) int {
 			err = m.SetPeers(req.Peers)
 		case "route":
 			err = router.Set(req.Locals, req.Peers)
+		case "underlay":
+			resp.VTEPMAC, err = router.SetUnderlay(req.NodeID, req.Addr)
 		case "attach-many", "detach-many":
 			start := time.Now()
 			err = many(ctx, m, req)

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoalhq/shoal/sdk"
 )
@@ -21,12 +22,27 @@ import (
 type Peer struct {
 	NodeID string
 	// NodeAddr is the host IP other nodes reach the node at, e.g.
-	// "192.168.1.12". It must be on a link this node shares (see doc.go).
+	// "192.168.1.12": the next hop of its slices when it is on a link this
+	// node shares, the destination of their VXLAN packets otherwise (see
+	// doc.go).
 	NodeAddr  string
 	NetworkID string
 	// NodeSubnet is the node's slice of the network, e.g. "10.200.5.0/24".
 	NodeSubnet string
+	// VTEPMAC is the MAC of the node's VXLAN device, e.g.
+	// "0a:1b:2c:3d:4e:5f" (gossip.PeerInfo.VTEPMAC): needed only when the
+	// node is not on a shared link. Empty for none.
+	VTEPMAC string
 }
+
+// Bounds on the input of SetPeers and Router.Set: well above a cluster's
+// (1,000 nodes with a slice of each of 64 networks), well below what would
+// make one call hold the kernel's tables for long. Over a bound, nothing
+// is changed.
+const (
+	maxPeers  = 1 << 16
+	maxLocals = 4096
+)
 
 // routeProtocol tags the host routes tasknet owns (rtm_protocol), so it finds
 // them in the kernel after a restart and never touches anyone else's. 115 is
@@ -39,25 +55,45 @@ type peerRoute struct {
 	networkID string
 	via       netip.Addr
 	dst       netip.Prefix
+	mac       net.HardwareAddr // nil when the peer gave none
 }
 
 // SetPeers replaces the set of other nodes' slices. For every peer slice of
-// a network that has tasks on this node, the host gets the route
-// "node_subnet via node_addr"; routes of peers no longer listed, or of
-// networks that left the node, are deleted, and changed ones replaced. The
-// set is kept: a network that later gets its first task here gets its routes
-// then.
+// a network that has tasks on this node, the host gets a route: "node_subnet
+// via node_addr" when the peer's node address is on a link this node is
+// on, otherwise one through the VXLAN overlay (which needs SetUnderlay
+// first, and the peer's VTEP MAC; see doc.go). Routes of peers no longer
+// listed, or of networks that left the node, are deleted, and changed ones
+// replaced. The set is kept: a network that later gets its first task here
+// gets its routes then.
 //
 // SetPeers applies every valid peer. It returns an error of kind
 // ErrInvalidArgument naming each peer it skipped (peers[i].field), joined
-// with the errors of routes the kernel refused.
+// with the errors of peers it cannot reach and of routes the kernel
+// refused. More than 65,536 peers change nothing.
 func (m *Manager) SetPeers(peers []Peer) error {
+	if len(peers) > maxPeers {
+		return fmt.Errorf("tasknet: %d peers, at most %d are allowed: %w", len(peers), maxPeers, sdk.ErrInvalidArgument)
+	}
 	valid, verr := validatePeers(peers)
 	m.routeMu.Lock()
 	defer m.routeMu.Unlock()
 	m.peers = valid
 	m.peersSet = true
-	return errors.Join(verr, syncRoutes(m.log, m.activeNetworks(), m.peers))
+	return errors.Join(verr, syncRoutes(m.log, m.fw, m.underlay, m.activeNetworks(), m.peers))
+}
+
+// SetUnderlay gives the Manager this node's ID and underlay address, as
+// Router.SetUnderlay does, for the routes SetPeers keeps.
+func (m *Manager) SetUnderlay(nodeID, addr string) (vtepMAC string, err error) {
+	u, err := newUnderlay(nodeID, addr)
+	if err != nil {
+		return "", err
+	}
+	m.routeMu.Lock()
+	defer m.routeMu.Unlock()
+	m.underlay = u
+	return u.mac.String(), nil
 }
 
 // validatePeers checks peers and returns the valid ones in a deterministic
@@ -84,8 +120,14 @@ func validatePeers(peers []Peer) ([]peerRoute, error) {
 			fe.Add(f+".node_addr", "%s is not an address another node can be reached at", via)
 		}
 		dst, _ := parseIPv4Prefix(&fe, f+".node_subnet", p.NodeSubnet)
+		var mac net.HardwareAddr
+		if p.VTEPMAC != "" {
+			if mac, err = parseVTEPMAC(p.VTEPMAC); err != nil {
+				fe.Add(f+".vtep_mac", "%v", err)
+			}
+		}
 		if len(fe) == before {
-			valid = append(valid, peerRoute{nodeID: p.NodeID, networkID: p.NetworkID, via: via, dst: dst})
+			valid = append(valid, peerRoute{nodeID: p.NodeID, networkID: p.NetworkID, via: via, dst: dst, mac: mac})
 		}
 	}
 	// Deterministic: when two peers claim one slice, the first by node ID
@@ -110,9 +152,13 @@ type Local struct {
 // whose executor plugin runs its own Manager. Managers leave routes alone
 // until their SetPeers is called, so a Router and the plugin's Manager on
 // one node do not undo each other's work; use one or the other for routes.
+// The Router also keeps the VXLAN overlay (doc.go) and its firewall rules.
 type Router struct {
 	log *slog.Logger
-	mu  sync.Mutex
+	fw  *firewall
+
+	mu       sync.Mutex
+	underlay *underlay // nil until SetUnderlay
 }
 
 // NewRouter returns a Router; logger may be nil.
@@ -120,13 +166,34 @@ func NewRouter(logger *slog.Logger) *Router {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Router{log: logger}
+	return &Router{log: logger, fw: newFirewall()}
+}
+
+// SetUnderlay gives the Router this node's ID and underlay address: the
+// IPv4 address the other nodes reach it at (its gossip address), which the
+// VXLAN device sends from and receives at. It returns the node's VTEP MAC,
+// which the other nodes need (gossip publishes it): derived from the node
+// ID, the same after a restart. Until it is called, peers not on a shared
+// link are reported, not routed.
+func (r *Router) SetUnderlay(nodeID, addr string) (vtepMAC string, err error) {
+	u, err := newUnderlay(nodeID, addr)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.underlay = u
+	return u.mac.String(), nil
 }
 
 // Set makes the host's routes those to the peers' slices of the networks
 // in locals (this node's slices), like Manager.SetPeers. It applies every
-// valid entry and returns an error naming the invalid ones.
+// valid entry and returns an error naming the invalid ones. Over the bounds
+// (4,096 locals, 65,536 peers) it changes nothing.
 func (r *Router) Set(locals []Local, peers []Peer) error {
+	if len(locals) > maxLocals || len(peers) > maxPeers {
+		return fmt.Errorf("tasknet: %d locals and %d peers, at most %d and %d are allowed: %w", len(locals), len(peers), maxLocals, maxPeers, sdk.ErrInvalidArgument)
+	}
 	var fe sdk.FieldErrors
 	plans := make(map[string]netPlan, len(locals))
 	for i, l := range locals {
@@ -144,7 +211,7 @@ func (r *Router) Set(locals []Local, peers []Peer) error {
 	valid, verr := validatePeers(peers)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return errors.Join(fe.Err(), verr, syncRoutes(r.log, plans, valid))
+	return errors.Join(fe.Err(), verr, syncRoutes(r.log, r.fw, r.underlay, plans, valid))
 }
 
 // syncRoutes brings the host routes in line with the peers and the networks
@@ -155,12 +222,16 @@ func (m *Manager) syncRoutes() error {
 	if !m.peersSet {
 		return nil // routes are kept by a Router, or not at all
 	}
-	return syncRoutes(m.log, m.activeNetworks(), m.peers)
+	return syncRoutes(m.log, m.fw, m.underlay, m.activeNetworks(), m.peers)
 }
 
 // syncRoutes makes tasknet's host routes those to the peers' slices of the
-// networks in locals.
-func syncRoutes(log *slog.Logger, locals map[string]netPlan, peers []peerRoute) error {
+// networks in locals: plain routes to the peers on a shared link, routes
+// through the VXLAN device (with its neighbour and FDB entries, addresses
+// and firewall rules) to the others; and removes whatever is no longer
+// wanted, the device itself when no peer needs it. u is nil when the
+// overlay is not configured.
+func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]netPlan, peers []peerRoute) error {
 	var errs []error
 	want := map[netip.Prefix]peerRoute{}
 	for _, p := range peers {
@@ -187,10 +258,86 @@ func syncRoutes(log *slog.Logger, locals map[string]netPlan, peers []peerRoute) 
 		}
 		want[p.dst] = p
 	}
-	if len(want) > 0 {
+
+	// Per peer node: a plain route when its address is on a shared link,
+	// the overlay otherwise.
+	reaches := map[netip.Addr]reach{}
+	plain := map[netip.Prefix]peerRoute{}
+	tunneled := map[netip.Prefix]peerRoute{}
+	vxPeers := map[string]vxPeer{} // by VTEP MAC
+	badNode := map[string]bool{}   // reported once per node
+	report := func(p peerRoute, err error) {
+		if !badNode[p.nodeID] {
+			badNode[p.nodeID] = true
+			errs = append(errs, fmt.Errorf("peer %s (%s): %w", p.nodeID, p.via, err))
+		}
+	}
+	for _, dst := range sortedPrefixes(want) {
+		p := want[dst]
+		if inLocalSubnet(locals, p.via) {
+			report(p, fmt.Errorf("its node address is inside a network's subnet: %w", sdk.ErrInvalidArgument))
+			continue
+		}
+		r, ok := reaches[p.via]
+		if !ok {
+			r = reachOf(p.via)
+			reaches[p.via] = r
+		}
+		switch {
+		case r.err != nil:
+			report(p, r.err)
+			continue
+		case r.onLink:
+			plain[dst] = p
+			continue
+		case u == nil:
+			report(p, fmt.Errorf("not on a shared link (the route to it goes %s), and this node has no VXLAN underlay", r.how))
+			continue
+		case p.mac == nil:
+			report(p, fmt.Errorf("not on a shared link (the route to it goes %s), and it published no VTEP MAC", r.how))
+			continue
+		case slices.Equal(p.mac, u.mac):
+			report(p, fmt.Errorf("its VTEP MAC %s is this node's", p.mac))
+			continue
+		}
+		key := p.mac.String()
+		if o, dup := vxPeers[key]; dup && (o.nodeID != p.nodeID || o.addr != p.via) {
+			report(p, fmt.Errorf("its VTEP MAC %s is also node %s's", p.mac, o.nodeID))
+			continue
+		}
+		vxPeers[key] = vxPeer{nodeID: p.nodeID, addr: p.via, mac: p.mac}
+		tunneled[dst] = p
+	}
+	if len(plain)+len(tunneled) > 0 {
 		if err := enableForwarding(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+
+	// The overlay first: entries before the routes that use them.
+	vx := 0
+	var staleFDB, staleNeigh []netlink.Neigh
+	if len(tunneled) > 0 {
+		l, err := ensureVXLAN(u)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("VXLAN overlay: %w: peers not on a shared link are not routed", err))
+			tunneled, vxPeers = nil, nil
+		} else {
+			vx = l.Attrs().Index
+			if err := syncVXLANAddrs(l, locals); err != nil {
+				errs = append(errs, err)
+			}
+			hops := make(map[netip.Addr]net.HardwareAddr, len(tunneled))
+			for dst, p := range tunneled {
+				hops[dst.Addr()] = p.mac
+			}
+			var err1, err2 error
+			staleFDB, err1 = setFDB(vx, vxPeers)
+			staleNeigh, err2 = setNeighbours(vx, hops)
+			errs = append(errs, err1, err2)
+		}
+	} else {
+		vx = vxlanIndex() // routes through a device about to go
 	}
 
 	have, err := ownRoutes()
@@ -199,55 +346,90 @@ func syncRoutes(log *slog.Logger, locals map[string]netPlan, peers []peerRoute) 
 	}
 	for _, r := range have {
 		dst := prefixOf(r.Dst)
-		w, ok := want[dst]
-		if ok && addrOf(r.Gw) == w.via {
-			delete(want, dst)
+		if p, ok := plain[dst]; ok && addrOf(r.Gw) == p.via && (vx == 0 || r.LinkIndex != vx) {
+			delete(plain, dst)
 			continue
 		}
-		if ok {
+		if _, ok := tunneled[dst]; ok && r.LinkIndex == vx && addrOf(r.Gw) == dst.Addr() && r.Flags&int(netlink.FLAG_ONLINK) != 0 {
+			delete(tunneled, dst)
+			continue
+		}
+		if _, ok := plain[dst]; ok {
 			continue // replaced below
 		}
-		if err := netlink.RouteDel(&r); err != nil {
+		if _, ok := tunneled[dst]; ok {
+			continue // replaced below
+		}
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
 			errs = append(errs, fmt.Errorf("delete route %s via %s: %w", dst, addrOf(r.Gw), err))
 		}
 	}
-	for dst, w := range want {
-		r := &netlink.Route{Dst: ipNet(dst), Gw: net.IP(w.via.AsSlice()), Protocol: routeProtocol}
+	for dst, p := range plain {
+		r := &netlink.Route{Dst: ipNet(dst), Gw: net.IP(p.via.AsSlice()), Protocol: routeProtocol}
 		if err := netlink.RouteReplace(r); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s (node %s, network %s): %w: routing between nodes needs them on a shared link", dst, w.via, w.nodeID, w.networkID, err))
+			errs = append(errs, fmt.Errorf("route %s via %s (node %s, network %s): %w", dst, p.via, p.nodeID, p.networkID, err))
 			continue
 		}
-		log.Debug("route to peer slice", "network_id", w.networkID, "node_id", w.nodeID, "node_subnet", dst.String(), "node_addr", w.via.String())
+		log.Debug("route to peer slice", "network_id", p.networkID, "node_id", p.nodeID, "node_subnet", dst.String(), "node_addr", p.via.String())
+	}
+	for dst, p := range tunneled {
+		// The next hop is the slice's network address, on-link on the
+		// device: its permanent neighbour entry gives the peer's VTEP MAC,
+		// and the FDB that MAC's underlay address.
+		r := &netlink.Route{Dst: ipNet(dst), Gw: net.IP(dst.Addr().AsSlice()), LinkIndex: vx, Flags: int(netlink.FLAG_ONLINK), Protocol: routeProtocol}
+		if err := netlink.RouteReplace(r); err != nil {
+			errs = append(errs, fmt.Errorf("route %s via %s dev %s onlink (node %s at %s, network %s): %w", dst, dst.Addr(), vxlanDevice, p.nodeID, p.via, p.networkID, err))
+			continue
+		}
+		log.Debug("route to peer slice over VXLAN", "network_id", p.networkID, "node_id", p.nodeID, "node_subnet", dst.String(), "node_addr", p.via.String(), "vtep_mac", p.mac.String())
+	}
+
+	// What no route uses any more.
+	if len(vxPeers) == 0 {
+		if err := deleteVXLAN(); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		errs = append(errs, deleteNeighbours(staleNeigh), deleteNeighbours(staleFDB))
+	}
+	addrs := make([]netip.Addr, 0, len(vxPeers))
+	for _, p := range vxPeers {
+		addrs = append(addrs, p.addr)
+	}
+	if err := fw.syncOverlay(addrs); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// deleteRoutesIn deletes tasknet's routes inside subnet (a network that
-// left the node).
-func (m *Manager) deleteRoutesIn(subnet netip.Prefix) error {
-	m.routeMu.Lock()
-	defer m.routeMu.Unlock()
-	if !m.peersSet {
-		return nil // routes are kept by a Router, or not at all
-	}
-	have, err := ownRoutes()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, r := range have {
-		if dst := prefixOf(r.Dst); subnet.Overlaps(dst) {
-			if err := netlink.RouteDel(&r); err != nil {
-				errs = append(errs, fmt.Errorf("delete route %s: %w", dst, err))
-			}
+// inLocalSubnet reports whether a is inside one of the networks' subnets.
+func inLocalSubnet(locals map[string]netPlan, a netip.Addr) bool {
+	for _, l := range locals {
+		if l.Subnet.Contains(a) {
+			return true
 		}
 	}
-	return errors.Join(errs...)
+	return false
+}
+
+// sortedPrefixes are m's keys in order, so that conflicts resolve the same
+// way every time.
+func sortedPrefixes[V any](m map[netip.Prefix]V) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+	})
+	return out
 }
 
 // ownRoutes lists the IPv4 routes of the main table tagged routeProtocol.
 func ownRoutes() ([]netlink.Route, error) {
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	rs, err := listRetry(func() ([]netlink.Route, error) {
+		return netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
