@@ -30,8 +30,10 @@ import (
 // A worker that runs real tasks (its executor is not "simulated") takes
 // part in the gossip between workers (kernel/gossip) and keeps the host's
 // routes to the other nodes' slices of the networks its tasks are on
-// (tasknet.Router): the executor plugin attaches tasks to their networks
-// in its own process; the routes between nodes are the agent's.
+// (tasknet.Router: plain routes to the nodes on its link, VXLAN to the
+// others, with the VTEP MACs the nodes gossip): the executor plugin
+// attaches tasks to their networks in its own process; the routes between
+// nodes are the agent's.
 //
 // netSync sees the tasks through the executor the agent calls (netExecutor):
 // a task with networks that Prepare made ready is published (its endpoints,
@@ -65,6 +67,13 @@ const (
 // production.
 type router interface {
 	Set(locals []tasknet.Local, peers []tasknet.Peer) error
+}
+
+// overlayRouter is a router that also keeps the VXLAN overlay to the peers
+// not on this node's link (tasknet.Router): it needs the node's ID and
+// underlay address, and gives the node's VTEP MAC, which gossip publishes.
+type overlayRouter interface {
+	SetUnderlay(nodeID, addr string) (vtepMAC string, err error)
 }
 
 // netTask is a published task: what gossip and routes need of it.
@@ -103,6 +112,9 @@ type netSync struct {
 	advertise string
 	statePath string
 	router    router
+	// vtepMAC is this node's VTEP MAC, published in its gossip head; empty
+	// when the router keeps no overlay.
+	vtepMAC   string
 	log       *slog.Logger
 	gossipLog *slog.Logger
 	wake      chan struct{} // size 1: something changed
@@ -163,6 +175,16 @@ func newNetSync(cfg config.Gossip, nodeID, dir string, r router, logger *slog.Lo
 	}
 	if err := s.load(); err != nil {
 		return nil, err
+	}
+	if o, ok := r.(overlayRouter); ok {
+		// The VXLAN device sends from the address the node gossips from,
+		// which the other nodes know it by.
+		mac, err := o.SetUnderlay(nodeID, adv)
+		if err != nil {
+			s.log.Warn("no VXLAN overlay: the node's tasks reach only those of nodes on its link", "advertise_addr", adv, "error", err)
+		} else {
+			s.vtepMAC = mac
+		}
 	}
 	return s, nil
 }
@@ -369,6 +391,7 @@ func (s *netSync) sync() error {
 			Logger:        s.gossipLog,
 			SecretKey:     key,
 			OnChange:      func() { signal(s.wake) },
+			VTEPMAC:       s.vtepMAC,
 		})
 		if err != nil {
 			// Not fatal to the node: its tasks run, only not reachable
@@ -426,7 +449,7 @@ func (s *netSync) sync() error {
 	var peers []tasknet.Peer
 	for _, p := range g.Peers() {
 		for _, sl := range p.Slices {
-			peers = append(peers, tasknet.Peer{NodeID: p.NodeID, NodeAddr: p.Addr, NetworkID: sl.NetworkID, NodeSubnet: sl.NodeSubnet})
+			peers = append(peers, tasknet.Peer{NodeID: p.NodeID, NodeAddr: p.Addr, NetworkID: sl.NetworkID, NodeSubnet: sl.NodeSubnet, VTEPMAC: p.VTEPMAC})
 		}
 	}
 	if err := s.router.Set(locals, peers); err != nil {
