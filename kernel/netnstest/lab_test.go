@@ -29,6 +29,13 @@ import (
 // (192.168.250.0/24), which may run at the same time.
 const labPrefix = "192.168.251."
 
+// lab2Prefix is the second LAN's (routedLAN), and routerHost the router's
+// host number on either LAN.
+const (
+	lab2Prefix = "192.168.252."
+	routerHost = 254
+)
+
 // requireLab skips a test that cannot build the lab here.
 func requireLab(t *testing.T) {
 	t.Helper()
@@ -106,16 +113,62 @@ func (l *lab) ip(args ...string) string {
 // returns its name.
 func (l *lab) node(name string, host int) string {
 	l.t.Helper()
+	return l.nodeOn(l.lan, labPrefix, name, host)
+}
+
+// nodeOn makes a node's namespace on the LAN whose namespace is lan, at
+// prefix+host, and returns its name.
+func (l *lab) nodeOn(lan, prefix, name string, host int) string {
+	l.t.Helper()
 	ns := l.prefix + "-" + name
 	l.ip("netns", "add", ns)
 	l.addNetns(ns)
-	veth := fmt.Sprintf("v%s%d", l.prefix[4:], host) // unique on the LAN side
 	l.ip("-n", ns, "link", "set", "lo", "up")
-	l.ip("-n", l.lan, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	l.ip("-n", l.lan, "link", "set", veth, "master", "br0", "up")
-	l.ip("-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", labPrefix, host), "dev", "eth0")
-	l.ip("-n", ns, "link", "set", "eth0", "up")
+	l.plug(lan, ns, "eth0", fmt.Sprintf("%s%d/24", prefix, host), host)
 	return ns
+}
+
+// plug joins namespace ns to the bridge of LAN namespace lan by a veth
+// pair, its end named ifname and holding addr (CIDR), up.
+func (l *lab) plug(lan, ns, ifname, addr string, host int) {
+	l.t.Helper()
+	veth := fmt.Sprintf("v%s%d", l.prefix[4:], host) // unique on the LAN side
+	l.ip("-n", lan, "link", "add", veth, "type", "veth", "peer", "name", ifname, "netns", ns)
+	l.ip("-n", lan, "link", "set", veth, "master", "br0", "up")
+	l.ip("-n", ns, "addr", "add", addr, "dev", ifname)
+	l.ip("-n", ns, "link", "set", ifname, "up")
+}
+
+// routedLAN makes a second LAN (a namespace with a bridge, on
+// lab2Prefix) and a router namespace with a leg on each LAN (host
+// routerHost on both) that forwards between them, and returns the second
+// LAN's namespace. Nodes on either LAN reach the other through the
+// router once they route to it (defaultRoute): they share no link.
+func (l *lab) routedLAN() string {
+	l.t.Helper()
+	lan2 := l.prefix + "-lan2"
+	l.ip("netns", "add", lan2)
+	l.addNetns(lan2)
+	l.ip("-n", lan2, "link", "set", "lo", "up")
+	l.ip("-n", lan2, "link", "add", "br0", "type", "bridge")
+	l.ip("-n", lan2, "link", "set", "br0", "up")
+	rt := l.prefix + "-rt"
+	l.ip("netns", "add", rt)
+	l.addNetns(rt)
+	l.ip("-n", rt, "link", "set", "lo", "up")
+	l.plug(l.lan, rt, "eth0", fmt.Sprintf("%s%d/24", labPrefix, routerHost), routerHost)
+	l.plug(lan2, rt, "eth1", fmt.Sprintf("%s%d/24", lab2Prefix, routerHost), routerHost)
+	if out, err := exec.Command("ip", "netns", "exec", rt, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward").CombinedOutput(); err != nil {
+		l.t.Fatalf("ip_forward in %s: %v: %s", rt, err, out)
+	}
+	return lan2
+}
+
+// defaultRoute sends what namespace ns does not route otherwise to the
+// router's leg on its LAN (prefix is the LAN's).
+func (l *lab) defaultRoute(ns, prefix string) {
+	l.t.Helper()
+	l.ip("-n", ns, "route", "replace", "default", "via", fmt.Sprintf("%s%d", prefix, routerHost))
 }
 
 // agentProc is a `shoal agent` process in a node's namespace.
