@@ -53,6 +53,12 @@
 // from an address the peers route back through the overlay (rp_filter
 // passes them) and whose FORWARD rules accept it like a task's.
 //
+// Each node decides for itself; two nodes agree when they see each other
+// alike (one subnet, or routed both ways), as nodes with consistent
+// netmasks do. A pair that disagrees (netmasks that differ on one segment)
+// does not work: one end sends VXLAN to a node with no device, or no INPUT
+// rule, for it.
+//
 // A peer whose address is this node's own, or unrouted, or inside a
 // network's subnet, is reported and not routed; so is one needing VXLAN
 // without a VTEP MAC (an older version), or with this node's or another

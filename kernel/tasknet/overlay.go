@@ -140,11 +140,11 @@ type vxPeer struct {
 // ensureVXLAN makes the node's VXLAN device as u asks, or repairs it: VNI,
 // port, local address and learning cannot change on a live device, so a
 // device that differs in those is made again; its MAC and MTU are set in
-// place. It returns the device, up.
-func ensureVXLAN(u *underlay) (netlink.Link, error) {
+// place. It returns the device, up, and whether it was made.
+func ensureVXLAN(u *underlay) (_ netlink.Link, made bool, _ error) {
 	under, err := underlayLink(u.addr)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	mtu := under.Attrs().MTU - vxlanOverhead
 	l, err := netlink.LinkByName(vxlanDevice)
@@ -153,14 +153,14 @@ func ensureVXLAN(u *underlay) (netlink.Link, error) {
 		vx, ok := l.(*netlink.Vxlan)
 		if !ok || vx.VxlanId != vxlanVNI || vx.Port != vxlanPort || addrOf(vx.SrcAddr) != u.addr || vx.Learning || vx.FlowBased {
 			if err := netlink.LinkDel(l); err != nil {
-				return nil, fmt.Errorf("delete %s, made otherwise: %w", vxlanDevice, err)
+				return nil, false, fmt.Errorf("delete %s, made otherwise: %w", vxlanDevice, err)
 			}
 			l = nil
 		}
 	case errors.As(err, new(netlink.LinkNotFoundError)):
 		l = nil
 	default:
-		return nil, fmt.Errorf("find %s: %w", vxlanDevice, err)
+		return nil, false, fmt.Errorf("find %s: %w", vxlanDevice, err)
 	}
 	if l == nil {
 		vx := &netlink.Vxlan{
@@ -172,29 +172,30 @@ func ensureVXLAN(u *underlay) (netlink.Link, error) {
 			UDPCSum:   true,
 		}
 		if err := netlink.LinkAdd(vx); err != nil {
-			return nil, fmt.Errorf("make %s (VXLAN %d, local %s, port %d): %w", vxlanDevice, vxlanVNI, u.addr, vxlanPort, err)
+			return nil, false, fmt.Errorf("make %s (VXLAN %d, local %s, port %d): %w", vxlanDevice, vxlanVNI, u.addr, vxlanPort, err)
 		}
+		made = true
 		if l, err = netlink.LinkByName(vxlanDevice); err != nil {
-			return nil, fmt.Errorf("find %s: %w", vxlanDevice, err)
+			return nil, false, fmt.Errorf("find %s: %w", vxlanDevice, err)
 		}
 	}
 	a := l.Attrs()
 	if !slices.Equal(a.HardwareAddr, u.mac) {
 		if err := netlink.LinkSetHardwareAddr(l, u.mac); err != nil {
-			return nil, fmt.Errorf("set the MAC of %s: %w", vxlanDevice, err)
+			return nil, false, fmt.Errorf("set the MAC of %s: %w", vxlanDevice, err)
 		}
 	}
 	if a.MTU != mtu {
 		if err := netlink.LinkSetMTU(l, mtu); err != nil {
-			return nil, fmt.Errorf("set the MTU of %s to %d: %w", vxlanDevice, mtu, err)
+			return nil, false, fmt.Errorf("set the MTU of %s to %d: %w", vxlanDevice, mtu, err)
 		}
 	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := netlink.LinkSetUp(l); err != nil {
-			return nil, fmt.Errorf("bring %s up: %w", vxlanDevice, err)
+			return nil, false, fmt.Errorf("bring %s up: %w", vxlanDevice, err)
 		}
 	}
-	return l, nil
+	return l, made, nil
 }
 
 // underlayLink is the link holding the underlay address.
@@ -216,19 +217,19 @@ func underlayLink(addr netip.Addr) (netlink.Link, error) {
 }
 
 // deleteVXLAN removes the device, and with it its addresses, neighbour and
-// FDB entries and routes.
-func deleteVXLAN() error {
+// FDB entries and routes; deleted is false when there was none.
+func deleteVXLAN() (deleted bool, _ error) {
 	l, err := netlink.LinkByName(vxlanDevice)
 	if errors.As(err, new(netlink.LinkNotFoundError)) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("find %s: %w", vxlanDevice, err)
+		return false, fmt.Errorf("find %s: %w", vxlanDevice, err)
 	}
 	if err := netlink.LinkDel(l); err != nil {
-		return fmt.Errorf("delete %s: %w", vxlanDevice, err)
+		return false, fmt.Errorf("delete %s: %w", vxlanDevice, err)
 	}
-	return nil
+	return true, nil
 }
 
 // vxlanIndex is the device's index, 0 when there is none.

@@ -318,11 +318,14 @@ func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]n
 	vx := 0
 	var staleFDB, staleNeigh []netlink.Neigh
 	if len(tunneled) > 0 {
-		l, err := ensureVXLAN(u)
+		l, made, err := ensureVXLAN(u)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("VXLAN overlay: %w: peers not on a shared link are not routed", err))
 			tunneled, vxPeers = nil, nil
 		} else {
+			if made {
+				log.Info("VXLAN overlay device made, for peers not on a shared link", "device", vxlanDevice, "vni", vxlanVNI, "port", vxlanPort, "local", u.addr.String(), "vtep_mac", u.mac.String(), "mtu", l.Attrs().MTU)
+			}
 			vx = l.Attrs().Index
 			if err := syncVXLANAddrs(l, locals); err != nil {
 				errs = append(errs, err)
@@ -386,8 +389,10 @@ func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]n
 
 	// What no route uses any more.
 	if len(vxPeers) == 0 {
-		if err := deleteVXLAN(); err != nil {
+		if deleted, err := deleteVXLAN(); err != nil {
 			errs = append(errs, err)
+		} else if deleted {
+			log.Info("VXLAN overlay device deleted: no peer needs it", "device", vxlanDevice)
 		}
 	} else {
 		errs = append(errs, deleteNeighbours(staleNeigh), deleteNeighbours(staleFDB))
