@@ -6,8 +6,17 @@
 // mounts) and skip without it or without containerd, runc and the CNI
 // plugins.
 //
+// What runs here: tasks reaching each other across nodes by address
+// (reach_test.go); by name through each node's DNS, through VIPs and the
+// routing mesh, with health and task exec (services_test.go); over VXLAN to
+// a node on another subnet behind a router (overlay_test.go); and, for
+// make bench only, the figures of service discovery
+// (discovery_figures_test.go).
+//
 // The lab is a "LAN" namespace holding a bridge, and one namespace per
-// node, joined to the bridge by a veth pair, on 192.168.251.0/24. Nothing
+// node, joined to the bridge by a veth pair, on 192.168.251.0/24; a second
+// LAN (192.168.252.0/24) behind a router namespace when a test needs
+// nodes that share no segment. Nothing
 // is set up in the host's own namespace: the nodes' bridges, routes and
 // iptables rules live and die with their namespaces. The nodes' processes
 // run under nsenter (network namespace only), so their mounts (containers'
