@@ -19,7 +19,7 @@ go test -run '^$' -bench Scale -benchtime 1x -timeout 40m ./kernel/clustertest/
 go test -run '^$' -bench TaskLogs -benchtime 10x -count 3 -timeout 10m ./kernel/clustertest/
 go test -run '^$' -bench Allocate -count 5 -timeout 10m ./plugins/ipam/ ./kernel/allocator/
 go test -run '^$' -bench Attach100 -benchtime 1x -count 5 -timeout 10m ./kernel/tasknet/
-go test -run '^$' -bench EndpointPropagation50 -count 5 -timeout 10m ./kernel/gossip/
+go test -run '^$' -bench 'EndpointPropagation50|BackendDown50' -count 5 -timeout 20m ./kernel/gossip/
 go test -run '^$' -bench . -benchtime 1x -count 5 -timeout 30m ./kernel/e2etest/
 go test -run '^$' -bench CreateToRunning -benchtime 50x -count 2 ./plugins/executor-containerd/ctrexec/
 # The layers of a node's many-replica start (BENCHMARKS.md, "Where a

@@ -287,6 +287,57 @@ func BenchmarkEndpointPropagation50(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// BenchmarkBackendDown50: 50 members; one's task stops being a backend (it
+// died, or failed its health check): how long until every member's view
+// has it no longer a backend, which is when every node's DNS and VIPs drop
+// it (kernel/node). The part of a dead task's removal that grows with the
+// cluster; the node's own part (noticing the exit) is measured on real
+// nodes by kernel/netnstest's TestDiscoveryFigures.
+func BenchmarkBackendDown50(b *testing.B) {
+	gs := cluster(b, 50, nil)
+	var last []time.Duration
+	i := 0
+	waitAll := func(task string, backend bool, start time.Time) time.Duration {
+		deadline := start.Add(10 * time.Second)
+		seen := make([]bool, len(gs))
+		for remaining := len(gs); remaining > 0; {
+			for j, g := range gs {
+				if !seen[j] && slices.ContainsFunc(g.Lookup("web", "net1"), func(e Endpoint) bool { return e.TaskID == task && e.Backend == backend }) {
+					seen[j] = true
+					remaining--
+				}
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("task %s backend=%v: not seen by every member within 10 s", task, backend)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	for b.Loop() {
+		i++
+		pub := gs[i%len(gs)]
+		task := fmt.Sprintf("bench-%d", i)
+		ep := Endpoint{TaskID: task, ServiceName: "web", NetworkID: "net1", Addr: "10.200.3.7", Backend: true}
+		if err := pub.Publish([]Endpoint{ep}); err != nil {
+			b.Fatal(err)
+		}
+		waitAll(task, true, time.Now())
+		ep.Backend = false
+		start := time.Now()
+		if err := pub.Publish([]Endpoint{ep}); err != nil {
+			b.Fatal(err)
+		}
+		last = append(last, waitAll(task, false, start))
+	}
+	slices.Sort(last)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(last[len(last)/2]), "ms_all_p50")
+	b.ReportMetric(ms(last[min(len(last)-1, len(last)*99/100)]), "ms_all_p99")
+	b.ReportMetric(ms(last[len(last)-1]), "ms_all_max")
+	b.ReportMetric(0, "ns/op")
+}
+
 // TestRestartedMember: a member that crashes and comes back with the same
 // ID and address publishes a new record, which replaces its old one
 // everywhere, even where the crash went unnoticed.
