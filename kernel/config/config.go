@@ -58,6 +58,8 @@ type Config struct {
 	Containerd Containerd `toml:"containerd"`
 	// Gossip is the worker's part in the gossip between workers.
 	Gossip Gossip `toml:"gossip"`
+	// Services is how a worker serves its tasks service discovery.
+	Services Services `toml:"services"`
 	// Plugins chooses the plugin binary of each kind, keyed by kind:
 	// "scheduler", "ipam" or "executor". Default: none (an empty map).
 	Plugins map[string]Plugin `toml:"plugins"`
@@ -280,6 +282,18 @@ type Gossip struct {
 	AdvertiseAddr string `toml:"advertise_addr"`
 }
 
+// Services is how a worker that runs real tasks serves them service
+// discovery (kernel/node): DNS on its gateway of each network, and the
+// cluster's VIPs and routing-mesh ports in one nftables table.
+type Services struct {
+	// NftablesTable is the nftables table (family ip) the node keeps its
+	// VIPs and mesh ports in; each change replaces its whole content, and
+	// it stays when the node stops, so that its tasks stay reachable
+	// across an agent restart. Two nodes in one network namespace (tests
+	// on one machine) need one each. Default: "shoal".
+	NftablesTable string `toml:"nftables_table"`
+}
+
 // AdvertiseHost is the IP address to give the other workers.
 func (g Gossip) AdvertiseHost() (string, error) {
 	return advertiseHost(g.ListenAddr, g.AdvertiseAddr, interfaceIPs)
@@ -344,6 +358,7 @@ func Default() Config {
 		Metrics:    Metrics{ListenAddr: "127.0.0.1:9242"},
 		Containerd: Containerd{Address: ""},
 		Gossip:     Gossip{ListenAddr: "0.0.0.0:7946", AdvertiseAddr: ""},
+		Services:   Services{NftablesTable: "shoal"},
 		Plugins:    map[string]Plugin{},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -73,6 +74,9 @@ func (c *Config) Validate() error {
 		fe.Add("containerd.address", "must be an absolute path to containerd's socket, got %q", a)
 	}
 	c.validateGossip(&fe)
+	if t := c.Services.NftablesTable; !nftTableRE.MatchString(t) {
+		fe.Add("services.nftables_table", "must be 1 to 64 letters, digits, '_' and '-', starting with a letter, got %q", t)
+	}
 	c.validatePorts(&fe)
 	c.validateRaft(&fe)
 	c.validateJoin(&fe)
@@ -109,6 +113,10 @@ func (c *Config) validateMetrics(fe *sdk.FieldErrors) {
 		checkListenAddr(fe, "metrics.listen_addr", c.Metrics.ListenAddr)
 	}
 }
+
+// nftTableRE is what services.nftables_table may be: a name nft(8) takes
+// without quoting, well within the kernel's 256 bytes.
+var nftTableRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 
 // validateGossip checks [gossip]: memberlist binds and advertises IP
 // addresses, not names, and the advertised one is a route's next hop.

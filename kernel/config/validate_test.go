@@ -77,6 +77,8 @@ func TestValidate(t *testing.T) {
 		{"gossip advertise with port", func(c *Config) { c.Gossip.AdvertiseAddr = "192.168.1.12:7946" }, "gossip.advertise_addr", `must be an IP address without a port, got "192.168.1.12:7946"`},
 		{"gossip advertise name", func(c *Config) { c.Gossip.AdvertiseAddr = "node1.example" }, "gossip.advertise_addr", "must be an IP address"},
 		{"gossip advertise unspecified", func(c *Config) { c.Gossip.AdvertiseAddr = "0.0.0.0" }, "gossip.advertise_addr", `must be an address other nodes can reach, got "0.0.0.0"`},
+		{"nftables table with a space", func(c *Config) { c.Services.NftablesTable = "my table" }, "services.nftables_table", `must be 1 to 64 letters, digits, '_' and '-', starting with a letter, got "my table"`},
+		{"nftables table empty", func(c *Config) { c.Services.NftablesTable = "" }, "services.nftables_table", "must be 1 to 64"},
 		{"gossip port clashes with api", func(c *Config) { c.Gossip.ListenAddr = "0.0.0.0:4242" }, "gossip.listen_addr", "must not use the port of manager.listen_addr"},
 		{"worker gossip port clashes with metrics", func(c *Config) {
 			c.Node.Role = RoleWorker

@@ -97,6 +97,10 @@ type node struct {
 	config string
 	socket string
 	client controlv1.ControlClient
+	// table is the node's nftables table (services.nftables_table): its
+	// own, since every node of these tests shares the host's namespace
+	// (and perhaps a `make run` node's); deleted when the node stops.
+	table string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -125,6 +129,7 @@ func startNode(tb testing.TB) *node {
 		dir:    dir,
 		config: filepath.Join(dir, "node.toml"),
 		socket: filepath.Join(dir, "control.sock"),
+		table:  filepath.Base(dir),
 	}
 	cfg := fmt.Sprintf(`version = 1
 [node]
@@ -141,9 +146,11 @@ level = "info"
 # Gossip on a free loopback port: the machine may run other nodes on 7946.
 [gossip]
 listen_addr = "127.0.0.1:0"
+[services]
+nftables_table = %q
 # [plugins.executor] is not set: the bundled executor-containerd next to the
 # shoal binary, on the node's own containerd under data_dir.
-`, filepath.Join(dir, "data"), ports[0], ports[1], n.socket, ports[2])
+`, filepath.Join(dir, "data"), ports[0], ports[1], n.socket, ports[2], n.table)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -241,6 +248,7 @@ func (n *node) cleanup() {
 	}
 	n.signal(syscall.SIGTERM)
 	n.killShims()
+	n.deleteTable()
 	if n.tb.Failed() || err != nil {
 		n.mu.Lock()
 		all := strings.Join(append(n.logs, n.log.String()), "\n---- agent restarted ----\n")
@@ -258,6 +266,18 @@ func (n *node) cleanup() {
 		if rerr := os.RemoveAll(n.dir); rerr != nil {
 			n.tb.Errorf("cleanup: %v", rerr)
 		}
+	}
+}
+
+// deleteTable deletes the node's nftables table, which a stopped node
+// keeps (for its tasks, across a restart); absent is fine.
+func (n *node) deleteTable() {
+	if n.table == "" {
+		return
+	}
+	out, err := exec.Command("nft", "delete", "table", "ip", n.table).CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "No such file") {
+		n.tb.Logf("nft delete table ip %s: %v: %s", n.table, err, out)
 	}
 }
 

@@ -358,7 +358,7 @@ func startWorker(t *testing.T, m *node, hostname, join string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &node{tb: t, bin: m.bin, dir: dir, config: filepath.Join(dir, "node.toml")}
+	w := &node{tb: t, bin: m.bin, dir: dir, config: filepath.Join(dir, "node.toml"), table: filepath.Base(dir)}
 	cfg := fmt.Sprintf(`version = 1
 [node]
 hostname = %q
@@ -370,7 +370,9 @@ listen_addr = ""
 level = "info"
 [gossip]
 listen_addr = "127.0.0.1:0"
-`, hostname, filepath.Join(dir, "data")) + join
+[services]
+nftables_table = %q
+`, hostname, filepath.Join(dir, "data"), w.table) + join
 	if err := os.WriteFile(w.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -403,6 +405,7 @@ func (w *node) stopWorker(m *node) {
 	}
 	w.signal(syscall.SIGTERM)
 	w.killShims()
+	w.deleteTable()
 	if w.tb.Failed() || err != nil {
 		w.tb.Logf("---- worker log (tail) ----\n%s", tail(w.output(), 12000))
 	}

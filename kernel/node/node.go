@@ -217,7 +217,7 @@ func newWorker(cfg config.Config, id *ca.Identity, managers []string, noRenewal 
 			w.dns, d = srv, srv
 		}
 		var b balancer
-		if bal, err := lb.New(lb.Config{}, logger.With("part", "lb")); err != nil {
+		if bal, err := lb.New(lb.Config{Table: cfg.Services.NftablesTable}, logger.With("part", "lb")); err != nil {
 			logger.Warn("no load balancing: service VIPs and the routing mesh will not answer", "error", err)
 		} else {
 			b = bal
