@@ -138,6 +138,9 @@ type netSync struct {
 	// moves, for waitApplied.
 	gen, applied uint64
 	appliedCh    chan struct{}
+	// resyncDue: the periodic resync is due; the next sync rewrites the
+	// balancer's table even if nothing changed.
+	resyncDue bool
 }
 
 // newNetSync prepares the gossip of node nodeID as cfg's [gossip] asks,
@@ -360,6 +363,9 @@ func (s *netSync) run(ctx context.Context, exec executor.Executor) error {
 			return nil
 		case <-s.wake:
 		case <-resync.C:
+			s.mu.Lock()
+			s.resyncDue = true
+			s.mu.Unlock()
 		}
 		if err := s.sync(); err != nil {
 			if err.Error() != lastErr {
@@ -428,7 +434,11 @@ func (s *netSync) sync() error {
 		}
 	}
 	if s.view != nil {
-		if err := s.view.apply(context.Background(), g.Endpoints(), gateways); err != nil {
+		s.mu.Lock()
+		force := s.resyncDue
+		s.resyncDue = false
+		s.mu.Unlock()
+		if err := s.view.apply(context.Background(), g.Endpoints(), gateways, force); err != nil {
 			errs = append(errs, err)
 		}
 	}

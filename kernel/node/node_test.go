@@ -56,6 +56,7 @@ func managerConfig(t *testing.T, dir, executorPath string) config.Config {
 	cfg.Manager.ControlSocket = filepath.Join(dir, "control.sock")
 	cfg.Metrics.ListenAddr = ""
 	cfg.Gossip.ListenAddr = "127.0.0.1:0" // tests share the host
+	ownTable(t, &cfg)
 	bin := filepath.Dir(clustertest.Binary(t))
 	cfg.Plugins = map[string]config.Plugin{
 		"scheduler": {Path: filepath.Join(bin, "scheduler-spread")},
@@ -66,6 +67,20 @@ func managerConfig(t *testing.T, dir, executorPath string) config.Config {
 	}
 	return cfg
 }
+
+// ownTable gives cfg's node an nftables table of its own: the tests' nodes
+// share the host's network namespace, perhaps with a `make run` node,
+// whose table "shoal" they would replace. It is deleted when the test ends
+// (a stopped node keeps it).
+func ownTable(t *testing.T, cfg *config.Config) {
+	tableSeq++
+	cfg.Services.NftablesTable = fmt.Sprintf("shoal-nodetest-%d-%d", os.Getpid(), tableSeq)
+	name := cfg.Services.NftablesTable
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", name).Run() })
+}
+
+// tableSeq numbers the tables of ownTable; the tests run one at a time.
+var tableSeq int
 
 // runNode runs the node of cfg until the test ends, and checks that it
 // stops cleanly then.
@@ -233,6 +248,7 @@ func TestWorkerJoinsAndRunsTasks(t *testing.T) {
 	wcfg.Join.Token = token
 	wcfg.Plugins = map[string]config.Plugin{"executor": {Path: simPlugin}}
 	wcfg.Gossip.ListenAddr = "127.0.0.1:0"
+	ownTable(t, &wcfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, wcfg, slog.New(slog.NewTextHandler(t.Output(), nil))) }()

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/shoalhq/shoal/kernel/dns"
 	"github.com/shoalhq/shoal/kernel/gossip"
@@ -61,27 +60,24 @@ type serviceView struct {
 	lb  balancer    // nil: no balancer (no nftables)
 	log *slog.Logger
 
-	mu         sync.Mutex
-	services   map[svcKey]dns.Service
-	tasks      map[taskKey]dns.Task
-	addrs      []string
-	lastLB     []lb.Service
-	lbSynced   bool
-	lbSyncedAt time.Time
+	mu       sync.Mutex
+	services map[svcKey]dns.Service
+	tasks    map[taskKey]dns.Task
+	addrs    []string
+	lastLB   []lb.Service
+	lbSynced bool
 }
-
-// lbResync is how often the balancer's table is written again although
-// nothing changed, to repair it after someone else flushed the ruleset
-// (a firewall reload): apply runs at least every routeResync.
-const lbResync = 30 * time.Second
 
 func newServiceView(ix *dns.Index, d dnsListener, b balancer, logger *slog.Logger) *serviceView {
 	return &serviceView{ix: ix, dns: d, lb: b, log: logger, services: map[svcKey]dns.Service{}, tasks: map[taskKey]dns.Task{}}
 }
 
 // apply makes DNS and the balancer follow eps, the cluster's endpoints,
-// with gateways the node's gateways of the networks its tasks are on.
-func (v *serviceView) apply(ctx context.Context, eps []gossip.Endpoint, gateways []string) error {
+// with gateways the node's gateways of the networks its tasks are on. The
+// balancer's table is written when its content changed, or with force (the
+// periodic resync, every routeResync): that repairs it after someone else
+// flushed the ruleset (a firewall reload) or replaced the table.
+func (v *serviceView) apply(ctx context.Context, eps []gossip.Endpoint, gateways []string, force bool) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	var errs []error
@@ -104,11 +100,11 @@ func (v *serviceView) apply(ctx context.Context, eps []gossip.Endpoint, gateways
 	if v.lb != nil {
 		want, lerrs := balanced(eps)
 		errs = append(errs, lerrs...)
-		if !v.lbSynced || !slices.EqualFunc(want, v.lastLB, equalLBService) || time.Since(v.lbSyncedAt) >= lbResync {
+		if force || !v.lbSynced || !slices.EqualFunc(want, v.lastLB, equalLBService) {
 			if err := v.lb.Sync(ctx, want); err != nil {
 				errs = append(errs, fmt.Errorf("load balancing: %w", err))
 			} else {
-				v.lastLB, v.lbSynced, v.lbSyncedAt = want, true, time.Now()
+				v.lastLB, v.lbSynced = want, true
 			}
 		}
 	}

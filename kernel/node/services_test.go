@@ -43,7 +43,7 @@ func TestServiceViewDNS(t *testing.T) {
 	redis2.VIP = "10.200.0.2"
 	client := ep("t3", "client", "net1", "10.200.1.3", true)
 	other := ep("t4", "hidden", "net2", "10.201.1.2", true)
-	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}); err != nil {
+	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := d.addrs; len(got) != 1 || !slices.Equal(got[0], []string{"10.200.1.1:53"}) {
@@ -54,20 +54,19 @@ func TestServiceViewDNS(t *testing.T) {
 	}
 
 	// Same input: nothing set again, no new Sync, no new listen call.
-	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}); err != nil {
+	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.syncs) != 1 || len(d.addrs) != 1 {
 		t.Errorf("an unchanged view synced the balancer %d times and the DNS addresses %d times, want once each", len(b.syncs), len(d.addrs))
 	}
-	// After lbResync, the same view is written again (a flushed ruleset
-	// is repaired).
-	v.lbSyncedAt = v.lbSyncedAt.Add(-lbResync)
-	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}); err != nil {
+	// At the periodic resync (force), the same view is written again (a
+	// flushed ruleset is repaired).
+	if err := v.apply(context.Background(), []gossip.Endpoint{redis1, redis2, client, other}, []string{"10.200.1.1"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if len(b.syncs) != 2 {
-		t.Errorf("after lbResync the balancer was synced %d times in all, want 2", len(b.syncs))
+		t.Errorf("after a forced apply the balancer was synced %d times in all, want 2", len(b.syncs))
 	}
 
 	// The VIP balances over the backends only; the client has no VIP.
@@ -78,7 +77,7 @@ func TestServiceViewDNS(t *testing.T) {
 
 	// redis.2 turns healthy, redis.1 dies: the backends follow.
 	redis2.Backend = true
-	if err := v.apply(context.Background(), []gossip.Endpoint{redis2, client, other}, []string{"10.200.1.1"}); err != nil {
+	if err := v.apply(context.Background(), []gossip.Endpoint{redis2, client, other}, []string{"10.200.1.1"}, false); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.syncs[len(b.syncs)-1][0].Backends; !slices.Equal(got, []netip.Addr{netip.MustParseAddr("10.200.2.2")}) {
@@ -89,7 +88,7 @@ func TestServiceViewDNS(t *testing.T) {
 	}
 
 	// Everything gone: the index is empty, the balancer holds nothing.
-	if err := v.apply(context.Background(), nil, nil); err != nil {
+	if err := v.apply(context.Background(), nil, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	if len(v.tasks) != 0 || len(v.services) != 0 || len(b.syncs[len(b.syncs)-1]) != 0 {
