@@ -323,6 +323,15 @@ func validateMounts(fe *sdk.FieldErrors, field string, mounts []*objectv1.Mount)
 	targets := make(map[string]int, min(len(mounts), maxMounts))
 	for i, m := range mounts {
 		f := fmt.Sprintf("%s[%d]", field, i)
+		// Named volumes and tmpfs are declared in the object model (issue
+		// 13) but no executor makes them yet: refused, not run as binds.
+		if t := m.GetType(); t != objectv1.MountType_MOUNT_TYPE_UNSPECIFIED && t != objectv1.MountType_MOUNT_TYPE_BIND {
+			fe.Add(f+".type", "only bind mounts are supported yet, got %s", t)
+			continue
+		}
+		if m.GetTmpfsSizeBytes() != 0 {
+			fe.Add(f+".tmpfs_size_bytes", "is for tmpfs mounts only")
+		}
 		switch s := m.GetSource(); {
 		case len(s) > maxPathLen:
 			fe.Add(f+".source", "must be at most %d bytes, got %d", maxPathLen, len(s))

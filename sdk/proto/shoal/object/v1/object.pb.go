@@ -269,6 +269,64 @@ func (UpdateState) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{3}
 }
 
+// MountType is what a mount brings into the container.
+type MountType int32
+
+const (
+	// MOUNT_TYPE_UNSPECIFIED is MOUNT_TYPE_BIND.
+	MountType_MOUNT_TYPE_UNSPECIFIED MountType = 0
+	// MOUNT_TYPE_BIND: a path of the node.
+	MountType_MOUNT_TYPE_BIND MountType = 1
+	// MOUNT_TYPE_VOLUME: a named volume of the node, made on first use and
+	// kept across the tasks that use it.
+	MountType_MOUNT_TYPE_VOLUME MountType = 2
+	// MOUNT_TYPE_TMPFS: memory, gone with the task.
+	MountType_MOUNT_TYPE_TMPFS MountType = 3
+)
+
+// Enum value maps for MountType.
+var (
+	MountType_name = map[int32]string{
+		0: "MOUNT_TYPE_UNSPECIFIED",
+		1: "MOUNT_TYPE_BIND",
+		2: "MOUNT_TYPE_VOLUME",
+		3: "MOUNT_TYPE_TMPFS",
+	}
+	MountType_value = map[string]int32{
+		"MOUNT_TYPE_UNSPECIFIED": 0,
+		"MOUNT_TYPE_BIND":        1,
+		"MOUNT_TYPE_VOLUME":      2,
+		"MOUNT_TYPE_TMPFS":       3,
+	}
+)
+
+func (x MountType) Enum() *MountType {
+	p := new(MountType)
+	*p = x
+	return p
+}
+
+func (x MountType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MountType) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_object_v1_object_proto_enumTypes[4].Descriptor()
+}
+
+func (MountType) Type() protoreflect.EnumType {
+	return &file_shoal_object_v1_object_proto_enumTypes[4]
+}
+
+func (x MountType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MountType.Descriptor instead.
+func (MountType) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{4}
+}
+
 // RestartCondition is when a task that ended is replaced.
 type RestartCondition int32
 
@@ -309,11 +367,11 @@ func (x RestartCondition) String() string {
 }
 
 func (RestartCondition) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[4].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[5].Descriptor()
 }
 
 func (RestartCondition) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[4]
+	return &file_shoal_object_v1_object_proto_enumTypes[5]
 }
 
 func (x RestartCondition) Number() protoreflect.EnumNumber {
@@ -322,7 +380,7 @@ func (x RestartCondition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartCondition.Descriptor instead.
 func (RestartCondition) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{4}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{5}
 }
 
 // FailureAction is what a rolling update does when tasks fail.
@@ -365,11 +423,11 @@ func (x FailureAction) String() string {
 }
 
 func (FailureAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[5].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[6].Descriptor()
 }
 
 func (FailureAction) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[5]
+	return &file_shoal_object_v1_object_proto_enumTypes[6]
 }
 
 func (x FailureAction) Number() protoreflect.EnumNumber {
@@ -378,7 +436,7 @@ func (x FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FailureAction.Descriptor instead.
 func (FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{5}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{6}
 }
 
 // UpdateOrder is whether a replaced task stops before or after its
@@ -418,11 +476,11 @@ func (x UpdateOrder) String() string {
 }
 
 func (UpdateOrder) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[6].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[7].Descriptor()
 }
 
 func (UpdateOrder) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[6]
+	return &file_shoal_object_v1_object_proto_enumTypes[7]
 }
 
 func (x UpdateOrder) Number() protoreflect.EnumNumber {
@@ -431,7 +489,7 @@ func (x UpdateOrder) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateOrder.Descriptor instead.
 func (UpdateOrder) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{6}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{7}
 }
 
 // PublishMode is how a published port is exposed.
@@ -471,11 +529,11 @@ func (x PublishMode) String() string {
 }
 
 func (PublishMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[7].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[8].Descriptor()
 }
 
 func (PublishMode) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[7]
+	return &file_shoal_object_v1_object_proto_enumTypes[8]
 }
 
 func (x PublishMode) Number() protoreflect.EnumNumber {
@@ -484,7 +542,7 @@ func (x PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PublishMode.Descriptor instead.
 func (PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{7}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
 }
 
 // EndpointMode is what a service's name resolves to.
@@ -525,11 +583,11 @@ func (x EndpointMode) String() string {
 }
 
 func (EndpointMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[8].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[9].Descriptor()
 }
 
 func (EndpointMode) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[8]
+	return &file_shoal_object_v1_object_proto_enumTypes[9]
 }
 
 func (x EndpointMode) Number() protoreflect.EnumNumber {
@@ -538,7 +596,7 @@ func (x EndpointMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointMode.Descriptor instead.
 func (EndpointMode) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{8}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{9}
 }
 
 // TaskState is a task's lifecycle. The values are ordered: a task only moves
@@ -626,11 +684,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[9].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[10].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[9]
+	return &file_shoal_object_v1_object_proto_enumTypes[10]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -639,7 +697,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{9}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{10}
 }
 
 // TaskHealth is what a running task's health check says.
@@ -685,11 +743,11 @@ func (x TaskHealth) String() string {
 }
 
 func (TaskHealth) Descriptor() protoreflect.EnumDescriptor {
-	return file_shoal_object_v1_object_proto_enumTypes[10].Descriptor()
+	return file_shoal_object_v1_object_proto_enumTypes[11].Descriptor()
 }
 
 func (TaskHealth) Type() protoreflect.EnumType {
-	return &file_shoal_object_v1_object_proto_enumTypes[10]
+	return &file_shoal_object_v1_object_proto_enumTypes[11]
 }
 
 func (x TaskHealth) Number() protoreflect.EnumNumber {
@@ -698,7 +756,7 @@ func (x TaskHealth) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskHealth.Descriptor instead.
 func (TaskHealth) EnumDescriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{10}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{11}
 }
 
 // Meta is the bookkeeping every stored object carries.
@@ -1966,6 +2024,8 @@ type ServiceSpec struct {
 	//
 	//	*ServiceSpec_Replicated
 	//	*ServiceSpec_Global
+	//	*ServiceSpec_ReplicatedJob
+	//	*ServiceSpec_GlobalJob
 	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
 	Update        *UpdateConfig      `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
 	Endpoint      *EndpointSpec      `protobuf:"bytes,6,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
@@ -2042,6 +2102,24 @@ func (x *ServiceSpec) GetGlobal() *GlobalService {
 	return nil
 }
 
+func (x *ServiceSpec) GetReplicatedJob() *ReplicatedJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_ReplicatedJob); ok {
+			return x.ReplicatedJob
+		}
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetGlobalJob() *GlobalJob {
+	if x != nil {
+		if x, ok := x.Mode.(*ServiceSpec_GlobalJob); ok {
+			return x.GlobalJob
+		}
+	}
+	return nil
+}
+
 func (x *ServiceSpec) GetUpdate() *UpdateConfig {
 	if x != nil {
 		return x.Update
@@ -2068,9 +2146,21 @@ type ServiceSpec_Global struct {
 	Global *GlobalService `protobuf:"bytes,4,opt,name=global,proto3,oneof"`
 }
 
+type ServiceSpec_ReplicatedJob struct {
+	ReplicatedJob *ReplicatedJob `protobuf:"bytes,7,opt,name=replicated_job,json=replicatedJob,proto3,oneof"`
+}
+
+type ServiceSpec_GlobalJob struct {
+	GlobalJob *GlobalJob `protobuf:"bytes,8,opt,name=global_job,json=globalJob,proto3,oneof"`
+}
+
 func (*ServiceSpec_Replicated) isServiceSpec_Mode() {}
 
 func (*ServiceSpec_Global) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_ReplicatedJob) isServiceSpec_Mode() {}
+
+func (*ServiceSpec_GlobalJob) isServiceSpec_Mode() {}
 
 // ReplicatedService runs a fixed number of tasks, one per slot.
 type ReplicatedService struct {
@@ -2155,6 +2245,101 @@ func (*GlobalService) Descriptor() ([]byte, []int) {
 	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{20}
 }
 
+// ReplicatedJob runs tasks to completion: total_completions successful
+// tasks in all, at most max_concurrent at once. A task that succeeds is not
+// restarted; updating the service runs the job again.
+type ReplicatedJob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_concurrent bounds the tasks running at once; 0 means 1.
+	MaxConcurrent uint64 `protobuf:"varint,1,opt,name=max_concurrent,json=maxConcurrent,proto3" json:"max_concurrent,omitempty"`
+	// total_completions is how many tasks must succeed; 0 means
+	// max_concurrent.
+	TotalCompletions uint64 `protobuf:"varint,2,opt,name=total_completions,json=totalCompletions,proto3" json:"total_completions,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplicatedJob) Reset() {
+	*x = ReplicatedJob{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicatedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicatedJob) ProtoMessage() {}
+
+func (x *ReplicatedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicatedJob.ProtoReflect.Descriptor instead.
+func (*ReplicatedJob) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReplicatedJob) GetMaxConcurrent() uint64 {
+	if x != nil {
+		return x.MaxConcurrent
+	}
+	return 0
+}
+
+func (x *ReplicatedJob) GetTotalCompletions() uint64 {
+	if x != nil {
+		return x.TotalCompletions
+	}
+	return 0
+}
+
+// GlobalJob runs one task to completion on every eligible node.
+type GlobalJob struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalJob) Reset() {
+	*x = GlobalJob{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalJob) ProtoMessage() {}
+
+func (x *GlobalJob) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalJob.ProtoReflect.Descriptor instead.
+func (*GlobalJob) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
+}
+
 // TaskSpec describes one task of a service.
 type TaskSpec struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -2171,7 +2356,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2183,7 +2368,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[21]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2196,7 +2381,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{21}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TaskSpec) GetContainer() *ContainerSpec {
@@ -2247,7 +2432,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2444,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[22]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2457,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{22}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -2318,7 +2503,7 @@ type ContainerSpec struct {
 
 func (x *ContainerSpec) Reset() {
 	*x = ContainerSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2515,7 @@ func (x *ContainerSpec) String() string {
 func (*ContainerSpec) ProtoMessage() {}
 
 func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[23]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2528,7 @@ func (x *ContainerSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerSpec.ProtoReflect.Descriptor instead.
 func (*ContainerSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{23}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContainerSpec) GetImage() string {
@@ -2443,7 +2628,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2640,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[24]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2653,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{24}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -2508,17 +2693,24 @@ func (x *HealthConfig) GetStartPeriod() *durationpb.Duration {
 
 // Mount binds a host path into the container.
 type Mount struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Source        string                 `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
-	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	ReadOnly      bool                   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source is a path on the node (bind), a volume's name (volume), or
+	// empty (tmpfs).
+	Source   string `protobuf:"bytes,1,opt,name=source,proto3" json:"source,omitempty"`
+	Target   string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	ReadOnly bool   `protobuf:"varint,3,opt,name=read_only,json=readOnly,proto3" json:"read_only,omitempty"`
+	// type is what is mounted; UNSPECIFIED is a bind mount.
+	Type MountType `protobuf:"varint,4,opt,name=type,proto3,enum=shoal.object.v1.MountType" json:"type,omitempty"`
+	// tmpfs_size_bytes bounds a tmpfs mount; 0 is the kernel's default (half
+	// the node's memory).
+	TmpfsSizeBytes int64 `protobuf:"varint,5,opt,name=tmpfs_size_bytes,json=tmpfsSizeBytes,proto3" json:"tmpfs_size_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2722,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[25]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2735,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{25}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Mount) GetSource() string {
@@ -2567,6 +2759,20 @@ func (x *Mount) GetReadOnly() bool {
 	return false
 }
 
+func (x *Mount) GetType() MountType {
+	if x != nil {
+		return x.Type
+	}
+	return MountType_MOUNT_TYPE_UNSPECIFIED
+}
+
+func (x *Mount) GetTmpfsSizeBytes() int64 {
+	if x != nil {
+		return x.TmpfsSizeBytes
+	}
+	return 0
+}
+
 // ResourceRequirements are a task's limits and reservations.
 type ResourceRequirements struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2580,7 +2786,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +2798,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +2811,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2638,7 +2844,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2856,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2869,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2711,7 +2917,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2723,7 +2929,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2736,7 +2942,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2771,7 +2977,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2783,7 +2989,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2796,7 +3002,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -2825,7 +3031,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2837,7 +3043,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2850,7 +3056,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -2911,7 +3117,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2923,7 +3129,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2936,7 +3142,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -2979,7 +3185,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2991,7 +3197,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3004,7 +3210,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -3060,7 +3266,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3072,7 +3278,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3085,7 +3291,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Task) GetId() string {
@@ -3202,7 +3408,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3420,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3433,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NetworkAttachment) GetNetworkId() string {
@@ -3306,7 +3512,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3524,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3537,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Network) GetId() string {
@@ -3392,7 +3598,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3610,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3623,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -3465,7 +3671,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3477,7 +3683,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3490,7 +3696,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{37}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -3650,20 +3856,27 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xf6\x02\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xfc\x03\n" +
 	"\vServiceSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12-\n" +
 	"\x04task\x18\x02 \x01(\v2\x19.shoal.object.v1.TaskSpecR\x04task\x12D\n" +
 	"\n" +
 	"replicated\x18\x03 \x01(\v2\".shoal.object.v1.ReplicatedServiceH\x00R\n" +
 	"replicated\x128\n" +
-	"\x06global\x18\x04 \x01(\v2\x1e.shoal.object.v1.GlobalServiceH\x00R\x06global\x125\n" +
+	"\x06global\x18\x04 \x01(\v2\x1e.shoal.object.v1.GlobalServiceH\x00R\x06global\x12G\n" +
+	"\x0ereplicated_job\x18\a \x01(\v2\x1e.shoal.object.v1.ReplicatedJobH\x00R\rreplicatedJob\x12;\n" +
+	"\n" +
+	"global_job\x18\b \x01(\v2\x1a.shoal.object.v1.GlobalJobH\x00R\tglobalJob\x125\n" +
 	"\x06update\x18\x05 \x01(\v2\x1d.shoal.object.v1.UpdateConfigR\x06update\x129\n" +
 	"\bendpoint\x18\x06 \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpointB\x06\n" +
 	"\x04mode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x03R\breplicas\"\x0f\n" +
-	"\rGlobalService\"\xc7\x02\n" +
+	"\rGlobalService\"c\n" +
+	"\rReplicatedJob\x12%\n" +
+	"\x0emax_concurrent\x18\x01 \x01(\x04R\rmaxConcurrent\x12+\n" +
+	"\x11total_completions\x18\x02 \x01(\x04R\x10totalCompletions\"\v\n" +
+	"\tGlobalJob\"\xc7\x02\n" +
 	"\bTaskSpec\x12<\n" +
 	"\tcontainer\x18\x01 \x01(\v2\x1e.shoal.object.v1.ContainerSpecR\tcontainer\x12C\n" +
 	"\tresources\x18\x02 \x01(\v2%.shoal.object.v1.ResourceRequirementsR\tresources\x128\n" +
@@ -3691,11 +3904,13 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
 	"\atimeout\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12\x18\n" +
 	"\aretries\x18\x04 \x01(\x05R\aretries\x12<\n" +
-	"\fstart_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"T\n" +
+	"\fstart_period\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vstartPeriod\"\xae\x01\n" +
 	"\x05Mount\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x1b\n" +
-	"\tread_only\x18\x03 \x01(\bR\breadOnly\"\x8a\x01\n" +
+	"\tread_only\x18\x03 \x01(\bR\breadOnly\x12.\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1a.shoal.object.v1.MountTypeR\x04type\x12(\n" +
+	"\x10tmpfs_size_bytes\x18\x05 \x01(\x03R\x0etmpfsSizeBytes\"\x8a\x01\n" +
 	"\x14ResourceRequirements\x122\n" +
 	"\x06limits\x18\x01 \x01(\v2\x1a.shoal.object.v1.ResourcesR\x06limits\x12>\n" +
 	"\freservations\x18\x02 \x01(\v2\x1a.shoal.object.v1.ResourcesR\freservations\"\xd7\x01\n" +
@@ -3800,7 +4015,12 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x16UPDATE_STATE_COMPLETED\x10\x03\x12!\n" +
 	"\x1dUPDATE_STATE_ROLLBACK_STARTED\x10\x04\x12#\n" +
 	"\x1fUPDATE_STATE_ROLLBACK_COMPLETED\x10\x05\x12 \n" +
-	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x06*\x8e\x01\n" +
+	"\x1cUPDATE_STATE_ROLLBACK_PAUSED\x10\x06*i\n" +
+	"\tMountType\x12\x1a\n" +
+	"\x16MOUNT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fMOUNT_TYPE_BIND\x10\x01\x12\x15\n" +
+	"\x11MOUNT_TYPE_VOLUME\x10\x02\x12\x14\n" +
+	"\x10MOUNT_TYPE_TMPFS\x10\x03*\x8e\x01\n" +
 	"\x10RestartCondition\x12!\n" +
 	"\x1dRESTART_CONDITION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESTART_CONDITION_NONE\x10\x01\x12 \n" +
@@ -3859,146 +4079,152 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 	return file_shoal_object_v1_object_proto_rawDescData
 }
 
-var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 11)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
 	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
 	(NodeState)(0),                  // 2: shoal.object.v1.NodeState
 	(UpdateState)(0),                // 3: shoal.object.v1.UpdateState
-	(RestartCondition)(0),           // 4: shoal.object.v1.RestartCondition
-	(FailureAction)(0),              // 5: shoal.object.v1.FailureAction
-	(UpdateOrder)(0),                // 6: shoal.object.v1.UpdateOrder
-	(PublishMode)(0),                // 7: shoal.object.v1.PublishMode
-	(EndpointMode)(0),               // 8: shoal.object.v1.EndpointMode
-	(TaskState)(0),                  // 9: shoal.object.v1.TaskState
-	(TaskHealth)(0),                 // 10: shoal.object.v1.TaskHealth
-	(*Meta)(nil),                    // 11: shoal.object.v1.Meta
-	(*Annotations)(nil),             // 12: shoal.object.v1.Annotations
-	(*Resources)(nil),               // 13: shoal.object.v1.Resources
-	(*Cluster)(nil),                 // 14: shoal.object.v1.Cluster
-	(*ClusterSpec)(nil),             // 15: shoal.object.v1.ClusterSpec
-	(*DispatcherConfig)(nil),        // 16: shoal.object.v1.DispatcherConfig
-	(*CAConfig)(nil),                // 17: shoal.object.v1.CAConfig
-	(*OrchestrationConfig)(nil),     // 18: shoal.object.v1.OrchestrationConfig
-	(*RootCA)(nil),                  // 19: shoal.object.v1.RootCA
-	(*JoinTokens)(nil),              // 20: shoal.object.v1.JoinTokens
-	(*Node)(nil),                    // 21: shoal.object.v1.Node
-	(*NodeSpec)(nil),                // 22: shoal.object.v1.NodeSpec
-	(*NodeDescription)(nil),         // 23: shoal.object.v1.NodeDescription
-	(*NodeStatus)(nil),              // 24: shoal.object.v1.NodeStatus
-	(*ManagerStatus)(nil),           // 25: shoal.object.v1.ManagerStatus
-	(*Service)(nil),                 // 26: shoal.object.v1.Service
-	(*UpdateStatus)(nil),            // 27: shoal.object.v1.UpdateStatus
-	(*VirtualIP)(nil),               // 28: shoal.object.v1.VirtualIP
-	(*ServiceSpec)(nil),             // 29: shoal.object.v1.ServiceSpec
-	(*ReplicatedService)(nil),       // 30: shoal.object.v1.ReplicatedService
-	(*GlobalService)(nil),           // 31: shoal.object.v1.GlobalService
-	(*TaskSpec)(nil),                // 32: shoal.object.v1.TaskSpec
-	(*NetworkAttachmentConfig)(nil), // 33: shoal.object.v1.NetworkAttachmentConfig
-	(*ContainerSpec)(nil),           // 34: shoal.object.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 35: shoal.object.v1.HealthConfig
-	(*Mount)(nil),                   // 36: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),    // 37: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),           // 38: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),               // 39: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),     // 40: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 41: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),              // 42: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),            // 43: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                    // 44: shoal.object.v1.Task
-	(*NetworkAttachment)(nil),       // 45: shoal.object.v1.NetworkAttachment
-	(*Network)(nil),                 // 46: shoal.object.v1.Network
-	(*NetworkSpec)(nil),             // 47: shoal.object.v1.NetworkSpec
-	(*TaskStatus)(nil),              // 48: shoal.object.v1.TaskStatus
-	nil,                             // 49: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 50: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 51: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 52: google.protobuf.Duration
+	(MountType)(0),                  // 4: shoal.object.v1.MountType
+	(RestartCondition)(0),           // 5: shoal.object.v1.RestartCondition
+	(FailureAction)(0),              // 6: shoal.object.v1.FailureAction
+	(UpdateOrder)(0),                // 7: shoal.object.v1.UpdateOrder
+	(PublishMode)(0),                // 8: shoal.object.v1.PublishMode
+	(EndpointMode)(0),               // 9: shoal.object.v1.EndpointMode
+	(TaskState)(0),                  // 10: shoal.object.v1.TaskState
+	(TaskHealth)(0),                 // 11: shoal.object.v1.TaskHealth
+	(*Meta)(nil),                    // 12: shoal.object.v1.Meta
+	(*Annotations)(nil),             // 13: shoal.object.v1.Annotations
+	(*Resources)(nil),               // 14: shoal.object.v1.Resources
+	(*Cluster)(nil),                 // 15: shoal.object.v1.Cluster
+	(*ClusterSpec)(nil),             // 16: shoal.object.v1.ClusterSpec
+	(*DispatcherConfig)(nil),        // 17: shoal.object.v1.DispatcherConfig
+	(*CAConfig)(nil),                // 18: shoal.object.v1.CAConfig
+	(*OrchestrationConfig)(nil),     // 19: shoal.object.v1.OrchestrationConfig
+	(*RootCA)(nil),                  // 20: shoal.object.v1.RootCA
+	(*JoinTokens)(nil),              // 21: shoal.object.v1.JoinTokens
+	(*Node)(nil),                    // 22: shoal.object.v1.Node
+	(*NodeSpec)(nil),                // 23: shoal.object.v1.NodeSpec
+	(*NodeDescription)(nil),         // 24: shoal.object.v1.NodeDescription
+	(*NodeStatus)(nil),              // 25: shoal.object.v1.NodeStatus
+	(*ManagerStatus)(nil),           // 26: shoal.object.v1.ManagerStatus
+	(*Service)(nil),                 // 27: shoal.object.v1.Service
+	(*UpdateStatus)(nil),            // 28: shoal.object.v1.UpdateStatus
+	(*VirtualIP)(nil),               // 29: shoal.object.v1.VirtualIP
+	(*ServiceSpec)(nil),             // 30: shoal.object.v1.ServiceSpec
+	(*ReplicatedService)(nil),       // 31: shoal.object.v1.ReplicatedService
+	(*GlobalService)(nil),           // 32: shoal.object.v1.GlobalService
+	(*ReplicatedJob)(nil),           // 33: shoal.object.v1.ReplicatedJob
+	(*GlobalJob)(nil),               // 34: shoal.object.v1.GlobalJob
+	(*TaskSpec)(nil),                // 35: shoal.object.v1.TaskSpec
+	(*NetworkAttachmentConfig)(nil), // 36: shoal.object.v1.NetworkAttachmentConfig
+	(*ContainerSpec)(nil),           // 37: shoal.object.v1.ContainerSpec
+	(*HealthConfig)(nil),            // 38: shoal.object.v1.HealthConfig
+	(*Mount)(nil),                   // 39: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 40: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 41: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 42: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 43: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 44: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 45: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 46: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 47: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 48: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 49: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 50: shoal.object.v1.NetworkSpec
+	(*TaskStatus)(nil),              // 51: shoal.object.v1.TaskStatus
+	nil,                             // 52: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 53: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 54: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 55: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	51, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	51, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	49, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
-	11, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
-	15, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
-	19, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
-	12, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
-	16, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
-	17, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
-	18, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	52, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	52, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
-	20, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
-	11, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
-	22, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
+	54, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	54, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	52, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	12, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
+	16, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
+	20, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
+	13, // 6: shoal.object.v1.ClusterSpec.annotations:type_name -> shoal.object.v1.Annotations
+	17, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
+	18, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
+	19, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
+	55, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	55, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	21, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
+	12, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
+	23, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
 	0,  // 15: shoal.object.v1.Node.role:type_name -> shoal.object.v1.NodeRole
-	23, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
-	24, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
-	25, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
-	12, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
+	24, // 16: shoal.object.v1.Node.description:type_name -> shoal.object.v1.NodeDescription
+	25, // 17: shoal.object.v1.Node.status:type_name -> shoal.object.v1.NodeStatus
+	26, // 18: shoal.object.v1.Node.manager_status:type_name -> shoal.object.v1.ManagerStatus
+	13, // 19: shoal.object.v1.NodeSpec.annotations:type_name -> shoal.object.v1.Annotations
 	0,  // 20: shoal.object.v1.NodeSpec.desired_role:type_name -> shoal.object.v1.NodeRole
 	1,  // 21: shoal.object.v1.NodeSpec.availability:type_name -> shoal.object.v1.NodeAvailability
-	13, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
+	14, // 22: shoal.object.v1.NodeDescription.resources:type_name -> shoal.object.v1.Resources
 	2,  // 23: shoal.object.v1.NodeStatus.state:type_name -> shoal.object.v1.NodeState
-	11, // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
-	29, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
-	29, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
-	28, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
-	27, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
+	12, // 24: shoal.object.v1.Service.meta:type_name -> shoal.object.v1.Meta
+	30, // 25: shoal.object.v1.Service.spec:type_name -> shoal.object.v1.ServiceSpec
+	30, // 26: shoal.object.v1.Service.previous_spec:type_name -> shoal.object.v1.ServiceSpec
+	29, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
+	28, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
 	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
-	51, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	51, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	51, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
-	12, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
-	32, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
-	30, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
-	31, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
-	41, // 37: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	43, // 38: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	34, // 39: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	37, // 40: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	38, // 41: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	39, // 42: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	33, // 43: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
-	36, // 44: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	52, // 45: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	35, // 46: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
-	52, // 47: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	52, // 48: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	52, // 49: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	13, // 50: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	13, // 51: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
-	4,  // 52: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	52, // 53: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	52, // 54: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	40, // 55: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	52, // 56: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	5,  // 57: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	52, // 58: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	6,  // 59: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
-	7,  // 60: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	42, // 61: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	8,  // 62: shoal.object.v1.EndpointSpec.mode:type_name -> shoal.object.v1.EndpointMode
-	11, // 63: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	32, // 64: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	12, // 65: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	9,  // 66: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	48, // 67: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	45, // 68: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	43, // 69: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	11, // 70: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	47, // 71: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	50, // 72: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	12, // 73: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	51, // 74: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	9,  // 75: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	10, // 76: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
-	77, // [77:77] is the sub-list for method output_type
-	77, // [77:77] is the sub-list for method input_type
-	77, // [77:77] is the sub-list for extension type_name
-	77, // [77:77] is the sub-list for extension extendee
-	0,  // [0:77] is the sub-list for field type_name
+	54, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	54, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	54, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	13, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
+	35, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
+	31, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
+	32, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
+	33, // 37: shoal.object.v1.ServiceSpec.replicated_job:type_name -> shoal.object.v1.ReplicatedJob
+	34, // 38: shoal.object.v1.ServiceSpec.global_job:type_name -> shoal.object.v1.GlobalJob
+	44, // 39: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	46, // 40: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	37, // 41: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	40, // 42: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	41, // 43: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	42, // 44: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	36, // 45: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	39, // 46: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	55, // 47: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	38, // 48: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
+	55, // 49: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	55, // 50: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	55, // 51: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	4,  // 52: shoal.object.v1.Mount.type:type_name -> shoal.object.v1.MountType
+	14, // 53: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	14, // 54: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	5,  // 55: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
+	55, // 56: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	55, // 57: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	43, // 58: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	55, // 59: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	6,  // 60: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
+	55, // 61: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	7,  // 62: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
+	8,  // 63: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
+	45, // 64: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	9,  // 65: shoal.object.v1.EndpointSpec.mode:type_name -> shoal.object.v1.EndpointMode
+	12, // 66: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	35, // 67: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	13, // 68: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	10, // 69: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	51, // 70: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	48, // 71: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	46, // 72: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	12, // 73: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	50, // 74: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	53, // 75: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	13, // 76: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	54, // 77: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 78: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	11, // 79: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
+	80, // [80:80] is the sub-list for method output_type
+	80, // [80:80] is the sub-list for method input_type
+	80, // [80:80] is the sub-list for extension type_name
+	80, // [80:80] is the sub-list for extension extendee
+	0,  // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -4009,14 +4235,16 @@ func file_shoal_object_v1_object_proto_init() {
 	file_shoal_object_v1_object_proto_msgTypes[18].OneofWrappers = []any{
 		(*ServiceSpec_Replicated)(nil),
 		(*ServiceSpec_Global)(nil),
+		(*ServiceSpec_ReplicatedJob)(nil),
+		(*ServiceSpec_GlobalJob)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
-			NumEnums:      11,
-			NumMessages:   40,
+			NumEnums:      12,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
