@@ -1,6 +1,6 @@
 // Package orchestrator reconciles services with their tasks on the leader:
 // one task per slot for replicated services, one per eligible node for
-// global ones, replacing ended tasks per the restart policy and removing
+// global ones, tasks run to completion for jobs (job.go), replacing ended tasks per the restart policy and removing
 // tasks of removed or scaled-down services, replacing the tasks of lost
 // (down or removed) and drained nodes, and rolling spec changes out
 // (update.go).
@@ -117,7 +117,7 @@ func (o *Orchestrator) watchLoop(ctx context.Context) error {
 			if allGlobal {
 				o.st.View(func(tx *state.ReadTx) {
 					for _, s := range tx.Services() {
-						if s.GetSpec().GetGlobal() != nil {
+						if isGlobal(s) {
 							dirty[s.Id] = true
 						}
 					}
@@ -450,9 +450,12 @@ func reconcileService(tx *state.Tx, id string, now time.Time, stats *passStats) 
 		return nil
 	}
 	var err error
-	if svc.GetSpec().GetGlobal() != nil {
+	switch {
+	case isJob(svc):
+		err = reconcileJob(tx, svc, tasks, now, stats) // job.go
+	case svc.GetSpec().GetGlobal() != nil:
 		err = reconcileGlobal(tx, svc, tasks, now, stats)
-	} else {
+	default:
 		err = reconcileReplicated(tx, svc, tasks, now, stats)
 	}
 	if err != nil {
@@ -485,7 +488,7 @@ func pruneHistory(tx *state.Tx, svc *objectv1.Service, stats *passStats) error {
 			continue
 		}
 		key := fmt.Sprint(t.GetSlot())
-		if svc.GetSpec().GetGlobal() != nil {
+		if isGlobal(svc) {
 			key = t.GetNodeId()
 		}
 		bySlot[key] = append(bySlot[key], t)
