@@ -44,6 +44,9 @@ const (
 // defaulted only with the message that holds them:
 //   - no mode at all becomes replicated with DefaultReplicas; an explicit
 //     replicated mode keeps its replicas, 0 included (a stopped service).
+//   - a replicated job's max_concurrent 0 becomes 1 and its
+//     total_completions 0 becomes max_concurrent; a job's unset restart
+//     condition becomes on-failure (any for services).
 //   - no update config at all becomes parallelism DefaultUpdateParallelism;
 //     in an update config that was sent, parallelism 0 means "all at once",
 //     as the proto documents, and is kept.
@@ -66,6 +69,24 @@ func ApplyServiceDefaults(spec *objectv1.ServiceSpec) {
 		if m.Global == nil {
 			m.Global = &objectv1.GlobalService{}
 		}
+	case *objectv1.ServiceSpec_ReplicatedJob:
+		// As Docker's API: max_concurrent defaults to 1 and
+		// total_completions to max_concurrent. (The CLI sends
+		// max_concurrent = --replicas when --max-concurrent is not given,
+		// as docker's does.)
+		if m.ReplicatedJob == nil {
+			m.ReplicatedJob = &objectv1.ReplicatedJob{}
+		}
+		if m.ReplicatedJob.MaxConcurrent == 0 {
+			m.ReplicatedJob.MaxConcurrent = 1
+		}
+		if m.ReplicatedJob.TotalCompletions == 0 {
+			m.ReplicatedJob.TotalCompletions = m.ReplicatedJob.MaxConcurrent
+		}
+	case *objectv1.ServiceSpec_GlobalJob:
+		if m.GlobalJob == nil {
+			m.GlobalJob = &objectv1.GlobalJob{}
+		}
 	}
 
 	if spec.Task == nil {
@@ -82,6 +103,11 @@ func ApplyServiceDefaults(spec *objectv1.ServiceSpec) {
 	r := spec.Task.Restart
 	if r.Condition == objectv1.RestartCondition_RESTART_CONDITION_UNSPECIFIED {
 		r.Condition = objectv1.RestartCondition_RESTART_CONDITION_ANY
+		if spec.GetReplicatedJob() != nil || spec.GetGlobalJob() != nil {
+			// A job's task that succeeds is never run again whatever the
+			// condition; a failed one is retried, as in Docker.
+			r.Condition = objectv1.RestartCondition_RESTART_CONDITION_ON_FAILURE
+		}
 	}
 	setDuration(&r.Delay, DefaultRestartDelay)
 

@@ -150,8 +150,8 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 		if cur.GetMeta().GetVersion() != req.GetVersion() {
 			return versionConflict("service", req.GetRef(), cur.GetMeta().GetVersion(), req.GetVersion())
 		}
-		if (cur.GetSpec().GetGlobal() != nil) != (spec.GetGlobal() != nil) {
-			return sdk.FieldErrors{{Field: "spec.mode", Message: "cannot change between replicated and global; remove and create the service instead"}}
+		if from, to := serviceModeName(cur.GetSpec()), serviceModeName(spec); from != to {
+			return sdk.FieldErrors{{Field: "spec.mode", Message: fmt.Sprintf("cannot change from %s to %s; remove and create the service instead", from, to)}}
 		}
 		if name := spec.GetAnnotations().GetName(); name != cur.GetSpec().GetAnnotations().GetName() && tx.ServiceByName(name) != nil {
 			return fmt.Errorf("service %q: %w", name, sdk.ErrAlreadyExists)

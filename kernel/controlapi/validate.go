@@ -178,9 +178,45 @@ func validateMode(fe *sdk.FieldErrors, spec *objectv1.ServiceSpec) {
 		if m.Global == nil {
 			fe.Add("spec.mode.global", "is required when the mode is global")
 		}
+	case *objectv1.ServiceSpec_ReplicatedJob:
+		if m.ReplicatedJob == nil {
+			fe.Add("spec.mode.replicated_job", "is required when the mode is replicated-job")
+			return
+		}
+		// 0 stands for the defaults (ApplyServiceDefaults fills them in):
+		// max_concurrent 1, total_completions max_concurrent.
+		maxConc, total := max(m.ReplicatedJob.GetMaxConcurrent(), 1), m.ReplicatedJob.GetTotalCompletions()
+		if total == 0 {
+			total = maxConc
+		}
+		if total > maxReplicas {
+			fe.Add("spec.mode.replicated_job.total_completions", "must be between 1 and %d, got %d", maxReplicas, total)
+		}
+		if maxConc > total {
+			fe.Add("spec.mode.replicated_job.max_concurrent", "must be at most total_completions (%d), got %d", total, maxConc)
+		}
+	case *objectv1.ServiceSpec_GlobalJob:
+		if m.GlobalJob == nil {
+			fe.Add("spec.mode.global_job", "is required when the mode is global-job")
+		}
 	default:
-		fe.Add("spec.mode", "must be replicated or global")
+		fe.Add("spec.mode", "must be replicated, global, replicated-job or global-job")
 	}
+}
+
+// serviceModeName names a spec's mode as the CLI's --mode does.
+func serviceModeName(spec *objectv1.ServiceSpec) string {
+	switch spec.GetMode().(type) {
+	case *objectv1.ServiceSpec_Replicated:
+		return "replicated"
+	case *objectv1.ServiceSpec_Global:
+		return "global"
+	case *objectv1.ServiceSpec_ReplicatedJob:
+		return "replicated-job"
+	case *objectv1.ServiceSpec_GlobalJob:
+		return "global-job"
+	}
+	return "none"
 }
 
 func validateTask(fe *sdk.FieldErrors, field string, t *objectv1.TaskSpec) {
