@@ -27,6 +27,7 @@ type serviceFlags struct {
 	constraints []string
 	prefs       []string
 	networks    []string
+	mounts      []*objectv1.Mount
 
 	// update only
 	image         string
@@ -41,6 +42,8 @@ type serviceFlags struct {
 	publishRm     []*objectv1.PortConfig
 	prefAdd       []string
 	prefRm        []string
+	mountAdd      []*objectv1.Mount
+	mountRm       []string
 
 	// both
 	replicas            int64
@@ -108,6 +111,7 @@ func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint `EXPR`, e.g. node.labels.zone==a")
 	fs.Var(prefsValue{&f.prefs}, "placement-pref", "placement preference, e.g. spread=node.labels.rack")
 	fs.StringArrayVar(&f.networks, "network", nil, "join the network `NAME` (or ID), or name=NAME,alias=ALIAS,...; repeat for several")
+	fs.Var(mountsValue{&f.mounts}, "mount", "mount type=bind,source=/PATH,target=/PATH | type=volume,source=NAME,target=/PATH | type=tmpfs,target=/PATH[,tmpfs-size=64m]; [,readonly]; repeat for several")
 }
 
 func (f *serviceFlags) addUpdate(fs *pflag.FlagSet) {
@@ -124,6 +128,8 @@ func (f *serviceFlags) addUpdate(fs *pflag.FlagSet) {
 	fs.Var(portsValue{target: &f.publishRm, published: true}, "publish-rm", "remove a published port: PUBLISHED[/PROTOCOL]")
 	fs.Var(prefsValue{&f.prefAdd}, "placement-pref-add", "add a placement preference")
 	fs.Var(prefsValue{&f.prefRm}, "placement-pref-rm", "remove a placement preference")
+	fs.Var(mountsValue{&f.mountAdd}, "mount-add", "add a mount (as --mount of service create), replacing one at its target")
+	fs.StringArrayVar(&f.mountRm, "mount-rm", nil, "remove the mount at the container path `TARGET`")
 }
 
 // apply sets in spec what the given flags say, and nothing else.
@@ -140,6 +146,7 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 		a.Labels = applyLabels(a.Labels, f.labelRm, slices.Concat(f.labels, f.labelAdd))
 	}
 	f.applyContainer(set, spec)
+	f.applyMounts(set, spec)
 	if err := f.health.apply(set, spec); err != nil {
 		return err
 	}

@@ -97,10 +97,16 @@ const (
 	// maxHealthRetries bounds retries; a check needing more failures in a
 	// row than this before it counts is not checking anything.
 	maxHealthRetries = 10000
-	// maxMounts bounds a task's bind mounts, each a mount in the
+	// maxMounts bounds a task's mounts, each a mount in the
 	// container's namespace when it starts; far beyond the dozen the
 	// largest compose files bind.
 	maxMounts = 128
+	// maxVolumeNameLen bounds a named volume's name (a mount's source), as
+	// other names are bounded (maxNameLen): a directory on the node.
+	maxVolumeNameLen = maxNameLen
+	// maxTmpfsSize bounds a tmpfs mount's size: 1 TiB, more memory than a
+	// node has; a tmpfs takes only what is written to it.
+	maxTmpfsSize = 1 << 40
 	// maxPorts bounds a service's published ports, each a binding (and
 	// firewall rules) on every node that runs one of its tasks. A media
 	// server's RTP range of 1,000 ports fits; a task that needs more can

@@ -142,6 +142,12 @@ func TestServiceSpecLimits(t *testing.T) {
 		{"mount target length", maxPathLen, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Container.Mounts[0].Target = "/" + strings.Repeat("t", n-1)
 		}, "spec.task.container.mounts[0].target: must be at most 4095 bytes, got 4096"},
+		{"volume name length", maxVolumeNameLen, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: strings.Repeat("v", n), Target: "/data"}
+		}, "spec.task.container.mounts[0].source: must be a volume name of at most 63 characters, got 64"},
+		{"tmpfs size", maxTmpfsSize, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/data", TmpfsSizeBytes: int64(n)}
+		}, "spec.task.container.mounts[0].tmpfs_size_bytes: must be between 0 (the node's default, half its memory) and 1099511627776 (1 TiB), got 1099511627777"},
 		{"constraints", maxConstraints, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Placement.Constraints = slices.Repeat([]string{"node.role==worker"}, n)
 		}, "spec.task.placement.constraints: must have at most 64 entries, got 65"},

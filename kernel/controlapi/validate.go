@@ -23,6 +23,9 @@ import (
 var (
 	// nameRE is a DNS label, relaxed to allow '_' and '.' as Docker does.
 	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+	// volumeNameRE is a named volume's name: a directory of the node's
+	// executor, so never "." or "..".
+	volumeNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	// userNameRE is a POSIX-portable user or group name; one starting with a
 	// digit would be ambiguous with a numeric ID.
 	userNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_.-]*$`)
@@ -359,20 +362,34 @@ func validateMounts(fe *sdk.FieldErrors, field string, mounts []*objectv1.Mount)
 	targets := make(map[string]int, min(len(mounts), maxMounts))
 	for i, m := range mounts {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		// Named volumes and tmpfs are declared in the object model (issue
-		// 13) but no executor makes them yet: refused, not run as binds.
-		if t := m.GetType(); t != objectv1.MountType_MOUNT_TYPE_UNSPECIFIED && t != objectv1.MountType_MOUNT_TYPE_BIND {
-			fe.Add(f+".type", "only bind mounts are supported yet, got %s", t)
-			continue
-		}
-		if m.GetTmpfsSizeBytes() != 0 {
+		typ := m.GetType()
+		if typ != objectv1.MountType_MOUNT_TYPE_TMPFS && m.GetTmpfsSizeBytes() != 0 {
 			fe.Add(f+".tmpfs_size_bytes", "is for tmpfs mounts only")
 		}
-		switch s := m.GetSource(); {
-		case len(s) > maxPathLen:
-			fe.Add(f+".source", "must be at most %d bytes, got %d", maxPathLen, len(s))
-		case !path.IsAbs(s) || strings.ContainsRune(s, 0):
-			fe.Add(f+".source", "must be an absolute path on the node, got %s", quote(s))
+		switch s := m.GetSource(); typ {
+		case objectv1.MountType_MOUNT_TYPE_UNSPECIFIED, objectv1.MountType_MOUNT_TYPE_BIND:
+			switch {
+			case len(s) > maxPathLen:
+				fe.Add(f+".source", "must be at most %d bytes, got %d", maxPathLen, len(s))
+			case !path.IsAbs(s) || strings.ContainsRune(s, 0):
+				fe.Add(f+".source", "must be an absolute path on the node, got %s", quote(s))
+			}
+		case objectv1.MountType_MOUNT_TYPE_VOLUME:
+			switch {
+			case len(s) > maxVolumeNameLen:
+				fe.Add(f+".source", "must be a volume name of at most %d characters, got %d", maxVolumeNameLen, len(s))
+			case !volumeNameRE.MatchString(s):
+				fe.Add(f+".source", "must be a volume name: letters, digits and _ . - starting with a letter or digit, got %s", quote(s))
+			}
+		case objectv1.MountType_MOUNT_TYPE_TMPFS:
+			if s != "" {
+				fe.Add(f+".source", "must be empty for a tmpfs mount, got %s", quote(s))
+			}
+			if n := m.GetTmpfsSizeBytes(); n < 0 || n > maxTmpfsSize {
+				fe.Add(f+".tmpfs_size_bytes", "must be between 0 (the node's default, half its memory) and %d (1 TiB), got %d", int64(maxTmpfsSize), n)
+			}
+		default:
+			fe.Add(f+".type", "must be bind, volume or tmpfs, got %s", typ)
 		}
 		t := m.GetTarget()
 		if len(t) > maxPathLen {

@@ -158,6 +158,43 @@ func TestValidateServiceSpec(t *testing.T) {
 			[]string{"spec.task.container.mounts[1].target"}},
 		{"mount nil", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts = []*objectv1.Mount{nil} },
 			[]string{"spec.task.container.mounts[0].source", "spec.task.container.mounts[0].target"}},
+		{"mount volume", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: "db-data_1.x", Target: "/data", ReadOnly: true}
+		}, nil},
+		{"mount volume name a path", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: "/var/data", Target: "/data"}
+		}, []string{"spec.task.container.mounts[0].source"}},
+		{"mount volume name dot dot", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: "..", Target: "/data"}
+		}, []string{"spec.task.container.mounts[0].source"}},
+		{"mount volume name empty", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Target: "/data"}
+		}, []string{"spec.task.container.mounts[0].source"}},
+		{"mount volume target relative", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: "v", Target: "data"}
+		}, []string{"spec.task.container.mounts[0].target"}},
+		{"mount volume with a tmpfs size", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_VOLUME, Source: "v", Target: "/data", TmpfsSizeBytes: 1}
+		}, []string{"spec.task.container.mounts[0].tmpfs_size_bytes"}},
+		{"mount tmpfs", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/scratch", TmpfsSizeBytes: 64 << 20, ReadOnly: true}
+		}, nil},
+		{"mount tmpfs default size", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/scratch"}
+		}, nil},
+		{"mount tmpfs with a source", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Source: "/tmp", Target: "/scratch"}
+		}, []string{"spec.task.container.mounts[0].source"}},
+		{"mount tmpfs size negative", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/scratch", TmpfsSizeBytes: -1}
+		}, []string{"spec.task.container.mounts[0].tmpfs_size_bytes"}},
+		{"mount tmpfs duplicate target", func(s *objectv1.ServiceSpec) {
+			s.Task.Container.Mounts[1] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/data"}
+		}, []string{"spec.task.container.mounts[1].target"}},
+		{"mount type unknown", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts[0].Type = 99 },
+			[]string{"spec.task.container.mounts[0].type"}},
+		{"mount bind with a tmpfs size", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts[0].TmpfsSizeBytes = 1 },
+			[]string{"spec.task.container.mounts[0].tmpfs_size_bytes"}},
 		{"stop signal unknown", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "SIGSTOP" }, []string{"spec.task.container.stop_signal"}},
 		{"stop signal lower case", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "sigterm" }, []string{"spec.task.container.stop_signal"}},
 		{"stop signal number", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "15" }, []string{"spec.task.container.stop_signal"}},

@@ -141,9 +141,14 @@ type Executor struct {
 	netErr   error // why net is nil
 	logDir   string
 	filesDir string // the task files of tasks with networks (taskfiles.go)
-	driver   string // the log driver's executable
-	pullTime time.Duration
-	hosts    registryHosts
+	// volumesDir holds the node's named volumes, each in NAME/_data:
+	// made on a task's first use, kept across tasks (no Remove deletes
+	// one).
+	volumesDir string
+	nodeID     string
+	driver     string // the log driver's executable
+	pullTime   time.Duration
+	hosts      registryHosts
 }
 
 var (
@@ -231,6 +236,8 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 	}
 	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
 	e.filesDir = filepath.Join(node.StateDir, "tasks")
+	e.volumesDir = filepath.Join(node.StateDir, "volumes")
+	e.nodeID = node.NodeID
 	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
 	e.log.Info("executor configured", "containerd", address, "namespace", cfg.Namespace, "snapshotter", cfg.Snapshotter, "log_driver", driver)
 	if l, ok := network.(attachedLister); ok {
@@ -325,7 +332,10 @@ func kind(err error) error {
 // Prepare pulls the task's image when the node lacks it, attaches the task
 // to its networks and creates its container.
 func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
-	if err := validateTask(t); err != nil {
+	e.mu.RLock()
+	nodeID, volumesDir := e.nodeID, e.volumesDir
+	e.mu.RUnlock()
+	if err := validateTask(t, nodeID); err != nil {
 		return err
 	}
 	ctx, c, err := e.conn(ctx)
@@ -386,7 +396,11 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 			return fmt.Errorf("task %s: networks: %w", t.GetId(), err)
 		}
 	}
-	specOpts, err := specFor(ctx, img, t, netns, filesDir)
+	if err := makeVolumes(volumesDir, t.GetSpec().GetContainer().GetMounts()); err != nil {
+		undo()
+		return fmt.Errorf("task %s: %w", t.GetId(), err)
+	}
+	specOpts, err := specFor(ctx, img, t, netns, filesDir, volumesDir)
 	if err == nil {
 		var hopt oci.SpecOpts
 		if hopt, err = healthSpecOpt(ctx, img, t); hopt != nil {
@@ -438,6 +452,21 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(
 		return fmt.Errorf("task %s: create container: %w", t.GetId(), kind(err))
 	}
 	e.log.Debug("task prepared", "task_id", t.GetId(), "image", img.Name())
+	return nil
+}
+
+// makeVolumes makes the directories of the named volumes the mounts use
+// that do not exist yet (0755, as docker makes a volume's _data). A volume
+// is kept when its tasks are removed: its data outlives them.
+func makeVolumes(volumesDir string, mounts []*objectv1.Mount) error {
+	for _, m := range mounts {
+		if m.GetType() != objectv1.MountType_MOUNT_TYPE_VOLUME {
+			continue
+		}
+		if err := os.MkdirAll(volumeDataDir(volumesDir, m.GetSource()), 0o755); err != nil {
+			return fmt.Errorf("volume %s: %w", m.GetSource(), err)
+		}
+	}
 	return nil
 }
 

@@ -2,10 +2,13 @@ package ctrexec
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/containerd/containerd/v2/client"
@@ -37,9 +40,35 @@ func checkTaskID(id string) error {
 	return nil
 }
 
+// maxVolumeNameLen is the longest volume name, as the control API bounds
+// it (kernel/controlapi).
+const maxVolumeNameLen = 63
+
+// validVolumeName reports whether name is a volume's name: 1 to
+// maxVolumeNameLen letters, digits, '_', '.' and '-', starting with a
+// letter or digit (so never "." or "..": it is a directory under the
+// volumes directory), as the control API checks it.
+func validVolumeName(name string) bool {
+	if name == "" || len(name) > maxVolumeNameLen || name[0] == '.' || name[0] == '-' || name[0] == '_' {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// volumeDataDir is where the volume name keeps its data under the
+// executor's volumes directory.
+func volumeDataDir(volumesDir, name string) string {
+	return filepath.Join(volumesDir, name, "_data")
+}
+
 // validateTask checks what Prepare needs of a task and names every bad
-// field.
-func validateTask(t *objectv1.Task) error {
+// field; nodeID names the node in errors about its paths.
+func validateTask(t *objectv1.Task, nodeID string) error {
 	var fe sdk.FieldErrors
 	if t == nil {
 		fe.Add("task", "is required")
@@ -68,10 +97,31 @@ func validateTask(t *objectv1.Task) error {
 	}
 	for i, m := range c.GetMounts() {
 		f := fmt.Sprintf("task.spec.container.mounts[%d]", i)
-		if !filepath.IsAbs(m.GetSource()) {
-			fe.Add(f+".source", "must be an absolute path on the node, got %q", m.GetSource())
-		} else if _, err := os.Stat(m.GetSource()); err != nil {
-			fe.Add(f+".source", "must exist on the node: %v", err)
+		switch m.GetType() {
+		case objectv1.MountType_MOUNT_TYPE_UNSPECIFIED, objectv1.MountType_MOUNT_TYPE_BIND:
+			if !filepath.IsAbs(m.GetSource()) {
+				fe.Add(f+".source", "must be an absolute path on the node, got %q", m.GetSource())
+			} else if _, err := os.Stat(m.GetSource()); errors.Is(err, fs.ErrNotExist) {
+				fe.Add(f+".source", "%s does not exist on node %s", m.GetSource(), nodeID)
+			} else if err != nil {
+				fe.Add(f+".source", "must exist on node %s: %v", nodeID, err)
+			}
+		case objectv1.MountType_MOUNT_TYPE_VOLUME:
+			if !validVolumeName(m.GetSource()) {
+				fe.Add(f+".source", "must be a volume name of 1 to %d letters, digits and _ . - starting with a letter or digit, got %q", maxVolumeNameLen, m.GetSource())
+			}
+		case objectv1.MountType_MOUNT_TYPE_TMPFS:
+			if m.GetSource() != "" {
+				fe.Add(f+".source", "must be empty for a tmpfs mount, got %q", m.GetSource())
+			}
+			if n := m.GetTmpfsSizeBytes(); n < 0 {
+				fe.Add(f+".tmpfs_size_bytes", "must be at least 0, got %d", n)
+			}
+		default:
+			fe.Add(f+".type", "must be bind, volume or tmpfs, got %s", m.GetType())
+		}
+		if m.GetTmpfsSizeBytes() != 0 && m.GetType() != objectv1.MountType_MOUNT_TYPE_TMPFS {
+			fe.Add(f+".tmpfs_size_bytes", "is for tmpfs mounts only")
 		}
 		if !filepath.IsAbs(m.GetTarget()) {
 			fe.Add(f+".target", "must be an absolute path in the container, got %q", m.GetTarget())
@@ -100,7 +150,7 @@ func validateTask(t *objectv1.Task) error {
 // networks (netns empty) shares the node's network namespace, hosts and
 // resolv.conf; one with networks joins netns and gets the files of
 // filesDir (writeTaskFiles).
-func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns, filesDir string) ([]oci.SpecOpts, error) {
+func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns, filesDir, volumesDir string) ([]oci.SpecOpts, error) {
 	c := t.GetSpec().GetContainer()
 	imgSpec, err := img.Spec(ctx)
 	if err != nil {
@@ -134,11 +184,7 @@ func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns, fil
 	}
 	var mounts []specs.Mount
 	for _, m := range c.GetMounts() {
-		mode := "rw"
-		if m.GetReadOnly() {
-			mode = "ro"
-		}
-		mounts = append(mounts, specs.Mount{Type: "bind", Source: m.GetSource(), Destination: m.GetTarget(), Options: []string{"rbind", "rprivate", mode}})
+		mounts = append(mounts, ociMount(m, volumesDir))
 	}
 	if len(mounts) > 0 {
 		opts = append(opts, oci.WithMounts(mounts))
@@ -159,6 +205,28 @@ func specFor(ctx context.Context, img client.Image, t *objectv1.Task, netns, fil
 		}
 	}
 	return opts, nil
+}
+
+// ociMount is the OCI mount of m: a bind mount of its source (bind) or of
+// its volume's directory under volumesDir (volume), or a tmpfs of its size
+// (0: the kernel's default), world-writable with the sticky bit like /tmp.
+func ociMount(m *objectv1.Mount, volumesDir string) specs.Mount {
+	mode := "rw"
+	if m.GetReadOnly() {
+		mode = "ro"
+	}
+	switch m.GetType() {
+	case objectv1.MountType_MOUNT_TYPE_VOLUME:
+		return specs.Mount{Type: "bind", Source: volumeDataDir(volumesDir, m.GetSource()), Destination: m.GetTarget(), Options: []string{"rbind", "rprivate", mode}}
+	case objectv1.MountType_MOUNT_TYPE_TMPFS:
+		opts := []string{"nosuid", "nodev", "mode=1777", mode}
+		if n := m.GetTmpfsSizeBytes(); n > 0 {
+			opts = append(opts, "size="+strconv.FormatInt(n, 10))
+		}
+		return specs.Mount{Type: "tmpfs", Source: "tmpfs", Destination: m.GetTarget(), Options: opts}
+	default:
+		return specs.Mount{Type: "bind", Source: m.GetSource(), Destination: m.GetTarget(), Options: []string{"rbind", "rprivate", mode}}
+	}
 }
 
 // hostnameOf is the hostname of the task's container: its ID, cut to the
