@@ -278,6 +278,10 @@ func (c *cli) progress(format *outputFormat) *progressPrinter {
 // ends. Without a deadline on ctx (no --timeout given), it also ends when
 // nothing changes for longer than the rollout can rest (quietLimit).
 func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient, svc *objectv1.Service, pp *progressPrinter) error {
+	if isJob(svc.GetSpec()) {
+		// A job converges by ending; it is not waited for (job_flags.go).
+		return nil
+	}
 	cv := newConvergence(svc, c.settle)
 	defer pp.end()
 	_, bounded := ctx.Deadline()

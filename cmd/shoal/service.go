@@ -96,9 +96,14 @@ func (c *cli) newServiceLsCmd() *cobra.Command {
 				case format.structured():
 					return writeList(c.out, &format, resp.GetServices())
 				}
+				completed, err := jobCompletions(ctx, client, resp.GetServices())
+				if err != nil {
+					return err
+				}
 				rows := make([]serviceRow, len(resp.GetServices()))
 				for i, s := range resp.GetServices() {
-					rows[i] = serviceRow{svc: s, running: resp.GetRunning()[s.GetId()], desired: desiredTasks(s, resp.GetDesired())}
+					rows[i] = serviceRow{svc: s, running: resp.GetRunning()[s.GetId()], desired: desiredTasks(s, resp.GetDesired()),
+						completed: completed[s.GetId()]}
 				}
 				return writeServiceTable(c.out, rows)
 			})
@@ -284,8 +289,8 @@ func (c *cli) newServiceScaleCmd() *cobra.Command {
 				)
 				for _, s := range scales {
 					svc, changed, err := updateService(ctx, client, s.ref, func(spec *objectv1.ServiceSpec) error {
-						if spec.GetGlobal() != nil {
-							return fmt.Errorf("%s: scale is only for replicated services", s.ref)
+						if spec.GetGlobal() != nil || isJob(spec) {
+							return fmt.Errorf("%s: scale is only for replicated services (a replicated job: service update --replicas)", s.ref)
 						}
 						spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: s.replicas}}
 						return nil

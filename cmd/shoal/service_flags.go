@@ -47,6 +47,7 @@ type serviceFlags struct {
 
 	// both
 	replicas            int64
+	maxConcurrent       uint64
 	limitCPU            int64
 	limitMemory         int64
 	reserveCPU          int64
@@ -72,7 +73,8 @@ type serviceFlags struct {
 }
 
 func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
-	fs.Int64Var(&f.replicas, "replicas", 0, "number of tasks of a replicated service")
+	fs.Int64Var(&f.replicas, "replicas", 0, "number of tasks of a replicated service; total completions of a replicated job")
+	fs.Uint64Var(&f.maxConcurrent, "max-concurrent", 0, "tasks of a replicated job run at once (default: --replicas)")
 	fs.Var(newEnumValue(&f.endpointMode, "ENDPOINT_MODE_", objectv1.EndpointMode_name),
 		"endpoint-mode", "what the service's name resolves to: vip (its virtual IP, the default) or dnsrr (its tasks' addresses)")
 	fs.Var(cpuValue{&f.limitCPU}, "limit-cpu", "CPU limit, in cores (e.g. 0.5)")
@@ -104,7 +106,7 @@ func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
 	f.addCommon(fs)
 	fs.StringVar(&f.name, "name", "", "service name")
-	fs.Var(newChoiceValue(&f.mode, "replicated", "global"), "mode", "service mode (default replicated)")
+	fs.Var(newChoiceValue(&f.mode, "replicated", "global", "replicated-job", "global-job"), "mode", "service mode (default replicated)")
 	fs.VarP(&kvValue{target: &f.env}, "env", "e", "environment variable")
 	fs.VarP(&kvValue{target: &f.labels, optionalValue: true}, "label", "l", "service label")
 	fs.VarP(portsValue{target: &f.publish}, "publish", "p", "publish a port: [PUBLISHED:]TARGET[/PROTOCOL]")
@@ -201,6 +203,9 @@ func parseNetwork(v string) (*objectv1.NetworkAttachmentConfig, error) {
 // docker: a replicated mode must carry a count, and zero would mean "run
 // nothing", which nobody asking for a replicated service means.
 func (f *serviceFlags) applyMode(set func(string) bool, spec *objectv1.ServiceSpec) error {
+	if handled, err := f.applyJobMode(set, spec); handled || err != nil {
+		return err // job_flags.go
+	}
 	switch {
 	case set("mode") && f.mode == "global":
 		if set("replicas") {

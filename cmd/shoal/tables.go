@@ -55,6 +55,8 @@ func row(w io.Writer, cols ...string) {
 type serviceRow struct {
 	svc              *objectv1.Service
 	running, desired int64
+	// completed counts a job's tasks of its current spec that completed.
+	completed int64
 }
 
 func writeServiceTable(w io.Writer, rows []serviceRow) error {
@@ -62,11 +64,11 @@ func writeServiceTable(w io.Writer, rows []serviceRow) error {
 	row(tw, "ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS")
 	for _, r := range rows {
 		spec := r.svc.GetSpec()
-		mode := "replicated"
-		if spec.GetGlobal() != nil {
-			mode = "global"
-		}
+		mode := modeName(spec)
 		replicas := fmt.Sprintf("%d/%d", r.running, r.desired)
+		if isJob(spec) {
+			replicas = jobReplicas(spec, r.running, r.desired, r.completed)
+		}
 		if n := spec.GetTask().GetPlacement().GetMaxReplicasPerNode(); n > 0 {
 			replicas += fmt.Sprintf(" (max %d per node)", n)
 		}
@@ -245,11 +247,13 @@ func writeServicePretty(w io.Writer, svc *objectv1.Service) error {
 	for _, k := range slices.Sorted(maps.Keys(spec.GetAnnotations().GetLabels())) {
 		field("Label", k+"="+spec.GetAnnotations().GetLabels()[k])
 	}
-	if spec.GetGlobal() != nil {
-		field("Mode", "global")
-	} else {
-		field("Mode", "replicated")
+	field("Mode", modeName(spec))
+	switch {
+	case spec.GetReplicated() != nil:
 		field("Replicas", fmt.Sprint(spec.GetReplicated().GetReplicas()))
+	case spec.GetReplicatedJob() != nil:
+		field("Total completions", fmt.Sprint(spec.GetReplicatedJob().GetTotalCompletions()))
+		field("Max concurrent", fmt.Sprint(spec.GetReplicatedJob().GetMaxConcurrent()))
 	}
 	field("Image", c.GetImage())
 	field("Command", shellJoin(c.GetCommand()))
