@@ -286,3 +286,41 @@ func TestGlobalJob(t *testing.T) {
 		}
 	})
 }
+
+// TestJobLostAndDrainedNodes: a job's task under way on a node that goes
+// down is orphaned and one on a drained node stopped; both slots run again.
+// A task that completed on the drained node stays completed.
+func TestJobLostAndDrainedNodes(t *testing.T) {
+	bubble(t, func(e *env) {
+		e.createService(replicatedJob("batch", 3, 3, restartFailure))
+		e.start()
+		e.waitFor("3 tasks", func(tx *state.ReadTx) bool { return len(tx.TasksByService("batch")) == 3 })
+		e.idle()
+		run := underWay(e, "batch")
+		e.report(run[0].Id, "down", stateRunning)
+		e.report(run[1].Id, "drained", stateRunning)
+		e.report(run[2].Id, "drained", stateComplete)
+		e.idle()
+		e.updateNode("down", func(n *objectv1.Node) { n.Status.State = nodeDown })
+		e.updateNode("drained", func(n *objectv1.Node) { n.Spec.Availability = availDrain })
+		e.idle()
+		if got := e.task(run[0].Id).GetStatus().GetState(); got != objectv1.TaskState_TASK_STATE_ORPHANED {
+			t.Errorf("task on the down node: %v, want ORPHANED", got)
+		}
+		if got := e.task(run[1].Id).GetDesiredState(); got != stateShutdown {
+			t.Errorf("task on the drained node desired %v, want SHUTDOWN", got)
+		}
+		if got := e.task(run[2].Id).GetDesiredState(); got != stateComplete {
+			t.Errorf("completed task desired %v, want COMPLETE", got)
+		}
+		now := underWay(e, "batch")
+		if len(now) != 2 {
+			t.Fatalf("%d tasks under way, want 2 (the down and drained nodes' slots)", len(now))
+		}
+		slots := []uint64{now[0].GetSlot(), now[1].GetSlot()}
+		slices.Sort(slots)
+		if want := []uint64{run[0].GetSlot(), run[1].GetSlot()}; !slices.Equal(slots, want) && !slices.Equal(slots, []uint64{want[1], want[0]}) {
+			t.Errorf("new tasks in slots %v, want %v", slots, want)
+		}
+	})
+}
