@@ -87,7 +87,15 @@ func (cv *convergence) observe(now time.Time, svc *objectv1.Service, tasks []*ob
 		}
 	}
 	us := cv.updateStatus()
-	if fp := fingerprint(tasks, us); fp != cv.fingerprint || cv.since.IsZero() {
+	// The tasks desired running are what progress is about; the others
+	// (given to see repeated rejections) do not count as a change.
+	var desired []*objectv1.Task
+	for _, t := range tasks {
+		if t.GetDesiredState() == objectv1.TaskState_TASK_STATE_RUNNING {
+			desired = append(desired, t)
+		}
+	}
+	if fp := fingerprint(desired, us); fp != cv.fingerprint || cv.since.IsZero() {
 		cv.fingerprint, cv.since = fp, now
 	}
 	settled := now.Sub(cv.since) >= cv.settle
@@ -132,6 +140,12 @@ func (cv *convergence) observe(now time.Time, svc *objectv1.Service, tasks []*ob
 		}
 	}
 
+	if running == 0 {
+		if reason, n := repeatedRejection(tasks, cv); n >= rejectionsToStop {
+			return cv.countLine(want, counts, outdated, phase), true, fmt.Sprintf("its tasks were rejected %d times: %s", n, reason)
+		}
+	}
+
 	switch {
 	case updated && len(current) == want && running == want && outdated == 0 && (want > 0 || !cv.global):
 		if rolledBack != "" {
@@ -148,6 +162,31 @@ func (cv *convergence) observe(now time.Time, svc *objectv1.Service, tasks []*ob
 		return fmt.Sprintf("%s: %d %s pending: %s", cv.name, want, noun, current[0].GetStatus().GetMessage()), true, rolledBack
 	}
 	return cv.countLine(want, counts, outdated, phase), false, ""
+}
+
+// rejectionsToStop is how many of the change's tasks rejected by their
+// node for one reason (and none running) end the wait: a node refuses a task
+// it cannot prepare (a bind mount's source missing, an image that cannot be
+// pulled), and the orchestrator's replacements are refused the same way
+// every time, so the wait would never see the service settle.
+const rejectionsToStop = 3
+
+// repeatedRejection returns the most common error of the change's tasks
+// that ended REJECTED, and how many share it.
+func repeatedRejection(tasks []*objectv1.Task, cv *convergence) (string, int) {
+	byErr := map[string]int{}
+	best, bestN := "", 0
+	for _, t := range tasks {
+		if t.GetStatus().GetState() != objectv1.TaskState_TASK_STATE_REJECTED || cv.outdated(t) || t.GetSpecVersion() < cv.changed {
+			continue
+		}
+		e := cmp.Or(t.GetStatus().GetErr(), t.GetStatus().GetMessage(), "rejected")
+		byErr[e]++
+		if byErr[e] > bestN || byErr[e] == bestN && e < best {
+			best, bestN = e, byErr[e]
+		}
+	}
+	return best, bestN
 }
 
 // updateStatus is the service's update status if it is the change's (or a
@@ -293,10 +332,9 @@ func (c *cli) waitConverged(ctx context.Context, client controlv1.ControlClient,
 		// read after the tasks is at least as new as they are, and tasks
 		// that all run the spec with no status for it were never out of
 		// date (a scale), not replaced before the status was read.
-		tasks, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{
-			ServiceIds:    []string{svc.GetId()},
-			DesiredStates: []objectv1.TaskState{objectv1.TaskState_TASK_STATE_RUNNING},
-		})
+		// Every task of the service, the ended ones too: repeated
+		// rejections end the wait (observe).
+		tasks, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{svc.GetId()}})
 		var got *controlv1.GetServiceResponse
 		if err == nil {
 			got, err = client.GetService(ctx, &controlv1.GetServiceRequest{Ref: svc.GetId()})

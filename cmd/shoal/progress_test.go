@@ -27,6 +27,13 @@ func TestConvergenceObserve(t *testing.T) {
 			Status:             &objectv1.TaskStatus{State: state, Message: msg},
 		}
 	}
+	rejectedTask := func(id, err string) *objectv1.Task {
+		t := task(id, objectv1.TaskState_TASK_STATE_REJECTED, "rejected")
+		t.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
+		t.Status.Err = err
+		return t
+	}
+	const noSource = "task.spec.container.mounts[0].source: /x does not exist on node n1"
 	outdated := task("old", running, "")
 	outdated.Spec, outdated.SpecVersion = oldSpec, 1
 	scaledOnly := task("scaled", running, "") // same spec, older version: a scale
@@ -212,6 +219,24 @@ func TestConvergenceObserve(t *testing.T) {
 			svc:  replicated,
 			steps: []step{
 				{at: 0, tasks: []*objectv1.Task{task("a", running, ""), scaledOnly}, wantLine: "web: 2/2 running", wantDone: true},
+			},
+		},
+		{
+			name: "tasks rejected again and again end the wait",
+			svc:  replicated,
+			steps: []step{
+				{at: 0, tasks: []*objectv1.Task{rejectedTask("a", noSource), rejectedTask("b", noSource), task("c", assigned, ""), task("d", assigned, "")},
+					wantLine: "web: 0/2 running, 2 assigned", wantDone: false},
+				{at: time.Second, tasks: []*objectv1.Task{rejectedTask("a", noSource), rejectedTask("b", noSource), rejectedTask("c", noSource), task("d", assigned, ""), task("e", pending, "")},
+					wantLine: "web: 0/2 running, 1 pending, 1 assigned", wantDone: true, wantFailure: "its tasks were rejected 3 times: " + noSource},
+			},
+		},
+		{
+			name: "a rejection beside a running task does not end the wait",
+			svc:  replicated,
+			steps: []step{
+				{at: 0, tasks: []*objectv1.Task{rejectedTask("a", noSource), rejectedTask("b", noSource), rejectedTask("c", noSource), task("d", running, ""), task("e", assigned, "")},
+					wantLine: "web: 1/2 running, 1 assigned", wantDone: false},
 			},
 		},
 		{
