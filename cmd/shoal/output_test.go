@@ -234,7 +234,7 @@ func TestFormatErrors(t *testing.T) {
 		{[]string{"service", "ls", "--format", "{{.ID}}"},
 			`map has no entry for key "ID" (the fields there, as --format json names them: id, meta, previous_spec, spec, spec_version, update_status, virtual_ips)`, true},
 		{[]string{"service", "inspect", "--format", "{{.spec.mode.replicas}}", "web"},
-			`no entry for key "mode" (the fields there, as --format json names them: annotations, endpoint, global, global_job, replicated, replicated_job, task, update)`, true},
+			`no entry for key "mode" (the fields there, as --format json names them: annotations, endpoint, global, global_job, replicated, replicated_job, rollback, task, update)`, true},
 	}
 	for _, tt := range tests {
 		f := newFakeControl()

@@ -222,7 +222,7 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 	w.advance(stateAccepted, "accepted", "")
 	w.advance(statePreparing, "preparing", "")
 	p := newProgress(w.id, w.set.rep, w.status)
-	err := exec.Prepare(ictx, t, p.update)
+	err := exec.Prepare(ictx, t, nil, p.update)
 	p.close()
 	if err != nil && !errors.Is(err, sdk.ErrAlreadyExists) {
 		w.facts.held = true // a failed Prepare may leave something behind

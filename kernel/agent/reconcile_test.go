@@ -68,7 +68,7 @@ func (f *fakeExec) record(op, id string, extra ...any) {
 	f.calls = append(f.calls, call)
 }
 
-func (f *fakeExec) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
+func (f *fakeExec) Prepare(ctx context.Context, t *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
 	f.mu.Lock()
 	f.record("prepare", t.GetId())
 	block := f.blockPrepare[t.GetId()]

@@ -82,12 +82,12 @@ type hosted struct {
 
 var _ executor.Executor = hosted{}
 
-func (x hosted) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
+func (x hosted) Prepare(ctx context.Context, t *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
 	c, err := x.h.Get(ctx)
 	if err != nil {
 		return err
 	}
-	return c.Prepare(ctx, t, progress)
+	return c.Prepare(ctx, t, files, progress)
 }
 
 func (x hosted) Start(ctx context.Context, taskID string) error {

@@ -694,8 +694,8 @@ type netExecutor struct {
 
 var _ executor.Executor = (*netExecutor)(nil)
 
-func (x *netExecutor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
-	if err := x.Executor.Prepare(ctx, hostPortsOnly(t), progress); err != nil {
+func (x *netExecutor) Prepare(ctx context.Context, t *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
+	if err := x.Executor.Prepare(ctx, hostPortsOnly(t), files, progress); err != nil {
 		return err
 	}
 	x.ns.prepared(t)

@@ -130,14 +130,14 @@ func TestNetSync(t *testing.T) {
 	a.ns.onSession(&workerv1.SessionInfo{NodeId: "node-a", GossipKey: key})
 	b.ns.onSession(&workerv1.SessionInfo{NodeId: "node-b", GossipKey: key, GossipPeers: []string{a.ns.Addr()}})
 
-	if err := a.exec.Prepare(ctx, netTaskFor("ta", "web", "10.200.1.5", "10.200.1.0/24"), nil); err != nil {
+	if err := a.exec.Prepare(ctx, netTaskFor("ta", "web", "10.200.1.5", "10.200.1.0/24"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.exec.Prepare(ctx, netTaskFor("tb", "web", "10.200.2.5", "10.200.2.0/24"), nil); err != nil {
+	if err := b.exec.Prepare(ctx, netTaskFor("tb", "web", "10.200.2.5", "10.200.2.0/24"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A task without networks is none of the gossip's business.
-	if err := b.exec.Prepare(ctx, &objectv1.Task{Id: "plain", Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "sim"}}}, nil); err != nil {
+	if err := b.exec.Prepare(ctx, &objectv1.Task{Id: "plain", Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "sim"}}}, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitNet(t, "each routes to the other's slice", func() error {
@@ -177,14 +177,14 @@ func TestNetSync(t *testing.T) {
 
 	// a restarts (its tasks keep running in the executor), with one more
 	// recorded task the executor lost meanwhile.
-	if err := a.exec.Prepare(ctx, netTaskFor("gone", "db", "10.200.1.6", "10.200.1.0/24"), nil); err != nil {
+	if err := a.exec.Prepare(ctx, netTaskFor("gone", "db", "10.200.1.6", "10.200.1.0/24"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	a.stop()
 	if err := simA.Remove(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.exec.Prepare(ctx, netTaskFor("tb2", "web", "10.200.2.6", "10.200.2.0/24"), nil); err != nil {
+	if err := b.exec.Prepare(ctx, netTaskFor("tb2", "web", "10.200.2.6", "10.200.2.0/24"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	a2 := startNetNode(t, "node-a", dirA, simA)
@@ -217,7 +217,7 @@ func TestNetSync(t *testing.T) {
 func TestNetSyncWaitsForKey(t *testing.T) {
 	sim := simexec.New(simexec.Config{})
 	n := startNetNode(t, "node-a", t.TempDir(), sim)
-	if err := n.exec.Prepare(t.Context(), netTaskFor("ta", "web", "10.200.1.5", "10.200.1.0/24"), nil); err != nil {
+	if err := n.exec.Prepare(t.Context(), netTaskFor("ta", "web", "10.200.1.5", "10.200.1.0/24"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	n.ns.onSession(&workerv1.SessionInfo{NodeId: "node-a"}) // an older manager: no key

@@ -43,7 +43,7 @@ func BenchmarkLifecycleOverGRPC(b *testing.B) {
 	for b.Loop() {
 		t := tasks[i%len(tasks)]
 		i++
-		if err := e.Prepare(ctx, t, nil); err != nil {
+		if err := e.Prepare(ctx, t, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Start(ctx, t.Id); err != nil {

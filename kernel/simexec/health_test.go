@@ -18,7 +18,7 @@ func TestSimulatedHealth(t *testing.T) {
 			if check {
 				c.Healthcheck = &objectv1.HealthConfig{Test: []string{"CMD-SHELL", "true"}}
 			}
-			if err := e.Prepare(t.Context(), &objectv1.Task{Id: id, Spec: &objectv1.TaskSpec{Container: c}}, nil); err != nil {
+			if err := e.Prepare(t.Context(), &objectv1.Task{Id: id, Spec: &objectv1.TaskSpec{Container: c}}, nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.Start(t.Context(), id); err != nil {

@@ -132,7 +132,7 @@ func New(cfg Config) *Executor {
 
 // Prepare creates the simulated task from its spec. A task already held is
 // left as it is.
-func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
+func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
 	if t.GetId() == "" {
 		return fmt.Errorf("prepare: task has no id: %w", sdk.ErrInvalidArgument)
 	}

@@ -47,7 +47,7 @@ func TestPrepareEnv(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := New(Config{})
-			err := e.Prepare(t.Context(), newTask("t1", tt.env...), nil)
+			err := e.Prepare(t.Context(), newTask("t1", tt.env...), nil, nil)
 			failed := tt.wantErr != nil || tt.wantMsg != ""
 			if (err != nil) != failed {
 				t.Fatalf("Prepare(env %q) = %v, want error %v", tt.env, err, failed)
@@ -88,7 +88,7 @@ func TestLifecycle(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				ctx := t.Context()
 				e := New(Config{})
-				if err := e.Prepare(ctx, newTask("t1", tt.env...), nil); err != nil {
+				if err := e.Prepare(ctx, newTask("t1", tt.env...), nil, nil); err != nil {
 					t.Fatal(err)
 				}
 				if err := e.Start(ctx, "t1"); err != nil {
@@ -130,7 +130,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 		if err := e.Start(ctx, "missing"); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("Start(missing) = %v, want %v", err, sdk.ErrNotFound)
 		}
-		if err := e.Prepare(ctx, newTask("t1"), nil); err != nil {
+		if err := e.Prepare(ctx, newTask("t1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := e.Wait(ctx, "t1"); !errors.Is(err, sdk.ErrFailedPrecondition) {
@@ -144,7 +144,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 			t.Errorf("Start took %s, want 2s", took)
 		}
 		// Preparing and starting again changes nothing.
-		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_EXIT_AFTER=1s"), nil); err != nil {
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_EXIT_AFTER=1s"), nil, nil); err != nil {
 			t.Errorf("Prepare again = %v, want nil", err)
 		}
 		if err := e.Start(ctx, "t1"); err != nil {
@@ -167,7 +167,7 @@ func TestStartDelayAndIdempotence(t *testing.T) {
 func TestStartCancelled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := New(Config{StartDelay: time.Minute})
-		if err := e.Prepare(t.Context(), newTask("t1"), nil); err != nil {
+		if err := e.Prepare(t.Context(), newTask("t1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -186,7 +186,7 @@ func TestRemoveKills(t *testing.T) {
 		ctx := t.Context()
 		e := New(Config{})
 		for _, id := range []string{"a", "b"} {
-			if err := e.Prepare(ctx, newTask(id, "SHOAL_SIM_IGNORE_STOP=1"), nil); err != nil {
+			if err := e.Prepare(ctx, newTask(id, "SHOAL_SIM_IGNORE_STOP=1"), nil, nil); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.Start(ctx, id); err != nil {
@@ -224,7 +224,7 @@ func TestRemoveKills(t *testing.T) {
 func TestStopCancelledKillsLater(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := New(Config{})
-		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_IGNORE_STOP=1"), nil); err != nil {
+		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_IGNORE_STOP=1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Start(t.Context(), "t1"); err != nil {
@@ -259,7 +259,7 @@ func BenchmarkLifecycle(b *testing.B) {
 	for b.Loop() {
 		t := tasks[i%len(tasks)]
 		i++
-		if err := e.Prepare(ctx, t, nil); err != nil {
+		if err := e.Prepare(ctx, t, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Start(ctx, t.Id); err != nil {
@@ -296,7 +296,7 @@ func TestStopSignals(t *testing.T) {
 				e := New(Config{})
 				task := newTask("t1", tt.env...)
 				task.Spec.Container.StopSignal = tt.spec
-				if err := e.Prepare(ctx, task, nil); err != nil {
+				if err := e.Prepare(ctx, task, nil, nil); err != nil {
 					t.Fatal(err)
 				}
 				if err := e.Start(ctx, "t1"); err != nil {
@@ -323,10 +323,10 @@ func TestBadSignals(t *testing.T) {
 	e := New(Config{})
 	bad := newTask("bad", "SHOAL_SIM_EXIT_AFTER=1h")
 	bad.Spec.Container.StopSignal = "SIGNOPE"
-	if err := e.Prepare(ctx, bad, nil); !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "stop_signal") {
+	if err := e.Prepare(ctx, bad, nil, nil); !errors.Is(err, sdk.ErrInvalidArgument) || !strings.Contains(err.Error(), "stop_signal") {
 		t.Errorf("Prepare with stop_signal SIGNOPE = %v, want %v naming stop_signal", err, sdk.ErrInvalidArgument)
 	}
-	if err := e.Prepare(ctx, newTask("t1"), nil); err != nil {
+	if err := e.Prepare(ctx, newTask("t1"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Start(ctx, "t1"); err != nil {
@@ -347,7 +347,7 @@ func TestPrepareTimeReportsProgress(t *testing.T) {
 		e := New(Config{})
 		var msgs []string
 		start := time.Now()
-		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_PREPARE_TIME=2s"), func(m string) { msgs = append(msgs, m) }); err != nil {
+		if err := e.Prepare(t.Context(), newTask("t1", "SHOAL_SIM_PREPARE_TIME=2s"), nil, func(m string) { msgs = append(msgs, m) }); err != nil {
 			t.Fatal(err)
 		}
 		if took := time.Since(start); took != 2*time.Second {
@@ -359,7 +359,7 @@ func TestPrepareTimeReportsProgress(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
-		if err := e.Prepare(ctx, newTask("t2", "SHOAL_SIM_PREPARE_TIME=1h"), nil); !errors.Is(err, context.DeadlineExceeded) {
+		if err := e.Prepare(ctx, newTask("t2", "SHOAL_SIM_PREPARE_TIME=1h"), nil, nil); !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Prepare cancelled = %v, want %v", err, context.DeadlineExceeded)
 		}
 		if _, err := e.Inspect(t.Context(), "t2"); !errors.Is(err, sdk.ErrNotFound) {
@@ -382,7 +382,7 @@ func TestLogs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		e := New(Config{})
-		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_STDOUT=a\nb", "SHOAL_SIM_STDERR=oops", "SHOAL_SIM_LOG_LINES=2", "SHOAL_SIM_EXIT_AFTER=10s"), nil); err != nil {
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_STDOUT=a\nb", "SHOAL_SIM_STDERR=oops", "SHOAL_SIM_LOG_LINES=2", "SHOAL_SIM_EXIT_AFTER=10s"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := collect(ctx, e, "t1", executor.LogOptions{Tail: -1}); err != nil || len(got) != 0 {
@@ -433,7 +433,7 @@ func TestLogsFollowEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := t.Context()
 		e := New(Config{})
-		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_LOG_LINES=1"), nil); err != nil {
+		if err := e.Prepare(ctx, newTask("t1", "SHOAL_SIM_LOG_LINES=1"), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Start(ctx, "t1"); err != nil {
@@ -467,7 +467,7 @@ func TestStats(t *testing.T) {
 	if _, err := e.Stats(t.Context(), "t1"); !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("Stats(missing) = %v, want %v", err, sdk.ErrNotFound)
 	}
-	if err := e.Prepare(t.Context(), newTask("t1"), nil); err != nil {
+	if err := e.Prepare(t.Context(), newTask("t1"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := e.Stats(t.Context(), "t1")

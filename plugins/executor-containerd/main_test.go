@@ -86,7 +86,7 @@ func TestSurvivesPluginKill(t *testing.T) {
 	task := &objectv1.Task{Id: "killtest1", Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{
 		Image: image, Args: []string{"out:before", "sleep:1s", "out:after", "err:after", "sleep:inf"},
 	}}}
-	if err := first.Prepare(ctx, task, nil); err != nil {
+	if err := first.Prepare(ctx, task, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := first.Start(ctx, task.Id); err != nil {

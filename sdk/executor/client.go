@@ -56,10 +56,10 @@ func (c *Client) Configure(ctx context.Context, node NodeInfo, config []byte) er
 }
 
 // Prepare calls the plugin's Prepare and passes its progress messages on.
-func (c *Client) Prepare(ctx context.Context, task *objectv1.Task, progress func(string)) error {
+func (c *Client) Prepare(ctx context.Context, task *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.rpc.Prepare(ctx, &executorv1.PrepareRequest{Task: task})
+	stream, err := c.rpc.Prepare(ctx, &executorv1.PrepareRequest{Task: task, Files: files})
 	if err != nil {
 		return sdk.FromGRPC(err)
 	}

@@ -110,9 +110,9 @@ func TestClientRefusesBadReplies(t *testing.T) {
 		{"stats: no time", &liar{stats: &executorv1.StatsResponse{}},
 			func(ctx context.Context, c *Client) error { _, err := c.Stats(ctx, "t1"); return err }, "time: must be a valid time"},
 		{"prepare: no done", &liar{prepare: []*executorv1.PrepareResponse{{Event: &executorv1.PrepareResponse_Progress{Progress: "50%"}}}},
-			func(ctx context.Context, c *Client) error { return c.Prepare(ctx, &objectv1.Task{Id: "t1"}, nil) }, "done: the stream ended without it"},
+			func(ctx context.Context, c *Client) error { return c.Prepare(ctx, &objectv1.Task{Id: "t1"}, nil, nil) }, "done: the stream ended without it"},
 		{"prepare: empty event", &liar{prepare: []*executorv1.PrepareResponse{{}}},
-			func(ctx context.Context, c *Client) error { return c.Prepare(ctx, &objectv1.Task{Id: "t1"}, nil) }, "event: is required"},
+			func(ctx context.Context, c *Client) error { return c.Prepare(ctx, &objectv1.Task{Id: "t1"}, nil, nil) }, "event: is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -137,7 +137,7 @@ type echo struct {
 	lineLen  int
 }
 
-func (e *echo) Prepare(_ context.Context, _ *objectv1.Task, progress func(string)) error {
+func (e *echo) Prepare(_ context.Context, _ *objectv1.Task, _ []*objectv1.TaskFile, progress func(string)) error {
 	for _, m := range e.progress {
 		progress(m)
 	}
@@ -182,8 +182,8 @@ func TestServerValidatesRequests(t *testing.T) {
 		{"inspect without id", second(c.Inspect(ctx, "")), "task_id"},
 		{"stats without id", second(c.Stats(ctx, "")), "task_id"},
 		{"logs without id", c.Logs(ctx, "", LogOptions{}, func(LogEntry) error { return nil }), "task_id"},
-		{"prepare without task", c.Prepare(ctx, nil, nil), "task"},
-		{"prepare without id", c.Prepare(ctx, &objectv1.Task{}, nil), "task.id"},
+		{"prepare without task", c.Prepare(ctx, nil, nil, nil), "task"},
+		{"prepare without id", c.Prepare(ctx, &objectv1.Task{}, nil, nil), "task.id"},
 		{"stop with a bad signal", c.Stop(ctx, "t1", "SIGNOPE", time.Second), "signal"},
 		{"stop with a negative grace", c.Stop(ctx, "t1", "", -time.Second), "grace"},
 	} {
@@ -202,7 +202,7 @@ func TestRoundTrip(t *testing.T) {
 	ctx := t.Context()
 
 	var got []string
-	if err := c.Prepare(ctx, &objectv1.Task{Id: "t1"}, func(m string) { got = append(got, m) }); err != nil {
+	if err := c.Prepare(ctx, &objectv1.Task{Id: "t1"}, nil, func(m string) { got = append(got, m) }); err != nil {
 		t.Fatalf("Prepare = %v", err)
 	}
 	if len(got) != 2 || got[0] != "pulling: 10%" || got[1] != "bad utf-8: \uFFFD" {

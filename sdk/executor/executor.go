@@ -40,8 +40,13 @@ type Executor interface {
 	// messages ("pulling registry.local/web:1: 12.5 MB of 40 MB") that the
 	// kernel shows in the task's status; it must not block for long.
 	// Errors naming what failed ("pull registry.local/web:1: not found") end
-	// the task; the message is what the user sees.
-	Prepare(ctx context.Context, task *objectv1.Task, progress func(message string)) error
+	// the task; the message is what the user sees. files carry the data of
+	// the task's secrets and configs, one per reference in its spec: the
+	// executor keeps them off the node's disk (on memory the container
+	// mounts read-only, secrets at /run/secrets/TARGET, configs at their
+	// target) and drops them with the task. An executor that cannot do so
+	// fails a task that has any.
+	Prepare(ctx context.Context, task *objectv1.Task, files []*objectv1.TaskFile, progress func(message string)) error
 
 	// Start starts a prepared task's process. Starting a task that runs
 	// returns nil; starting an unknown task is sdk.ErrNotFound.

@@ -116,7 +116,7 @@ func (s *server) Prepare(req *executorv1.PrepareRequest, stream executorv1.Execu
 			_ = stream.Send(&executorv1.PrepareResponse{Event: &executorv1.PrepareResponse_Progress{Progress: msg}})
 		}
 	}
-	err := s.impl.Prepare(stream.Context(), req.GetTask(), progress)
+	err := s.impl.Prepare(stream.Context(), req.GetTask(), req.GetFiles(), progress)
 	mu.Lock()
 	open = false
 	mu.Unlock()

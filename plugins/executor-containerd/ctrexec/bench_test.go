@@ -61,7 +61,7 @@ func benchCreate(b *testing.B, address string, opts Options, nets func(i int) []
 			task.Networks = nets(len(samples))
 		}
 		start := time.Now()
-		if err := e.Prepare(ctx, task, nil); err != nil {
+		if err := e.Prepare(ctx, task, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.Start(ctx, task.Id); err != nil {

@@ -331,7 +331,7 @@ func kind(err error) error {
 
 // Prepare pulls the task's image when the node lacks it, attaches the task
 // to its networks and creates its container.
-func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, progress func(string)) error {
+func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, refFiles []*objectv1.TaskFile, progress func(string)) error {
 	e.mu.RLock()
 	nodeID, volumesDir := e.nodeID, e.volumesDir
 	e.mu.RUnlock()

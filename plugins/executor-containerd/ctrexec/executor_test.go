@@ -168,7 +168,7 @@ func TestLogsPerStreamInOrder(t *testing.T) {
 func TestLogsFollowLiveTask(t *testing.T) {
 	e := newExecutor(t, "", "")
 	task := newTask(t, "out:one", "err:two", "sleep:300ms", "out:three", "sleep:300ms", "exit:0")
-	if err := e.Prepare(ctxT(t), task, nil); err != nil {
+	if err := e.Prepare(ctxT(t), task, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Remove(context.Background(), task.Id) })
@@ -259,7 +259,7 @@ func TestRecoverAfterExecutorRestart(t *testing.T) {
 	exited := newTask(t, "exit:7")
 	prepared := newTask(t, "exit:0")
 	for _, task := range []*objectv1.Task{running, exited, prepared} {
-		if err := first.Prepare(ctxT(t), task, nil); err != nil {
+		if err := first.Prepare(ctxT(t), task, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		if task != prepared {
@@ -338,10 +338,10 @@ func TestRemove(t *testing.T) {
 	e := newExecutor(t, state, "")
 	task := newTask(t, "out:hi", "sleep:inf")
 	ctx := ctxT(t)
-	if err := e.Prepare(ctx, task, nil); err != nil {
+	if err := e.Prepare(ctx, task, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Prepare(ctx, task, nil); err != nil {
+	if err := e.Prepare(ctx, task, nil, nil); err != nil {
 		t.Errorf("second Prepare = %v, want nil", err)
 	}
 	if err := e.Start(ctx, task.Id); err != nil {
@@ -483,7 +483,7 @@ func TestPrepareRejectsBadSpecs(t *testing.T) {
 	} {
 		task := newTask(t, "exit:0")
 		tc.setup(task)
-		err := e.Prepare(ctxT(t), task, nil)
+		err := e.Prepare(ctxT(t), task, nil, nil)
 		var fe sdk.FieldErrors
 		if !errors.As(err, &fe) || !errors.Is(err, sdk.ErrInvalidArgument) || fe[0].Field != tc.field {
 			t.Errorf("Prepare with bad %s = %v, want FieldErrors naming it", tc.field, err)
@@ -492,7 +492,7 @@ func TestPrepareRejectsBadSpecs(t *testing.T) {
 	// A task with networks needs task networking.
 	task := newTask(t, "exit:0")
 	task.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", Addr: "10.0.0.2/24"}}
-	if err := e.Prepare(ctxT(t), task, nil); !errors.Is(err, sdk.ErrFailedPrecondition) {
+	if err := e.Prepare(ctxT(t), task, nil, nil); !errors.Is(err, sdk.ErrFailedPrecondition) {
 		t.Errorf("Prepare with networks and no Network = %v, want ErrFailedPrecondition", err)
 	}
 }
@@ -657,7 +657,7 @@ func TestNativeSnapshotter(t *testing.T) {
 		t.Fatal(err)
 	}
 	var progress []string
-	if err := e.Prepare(ctxT(t), task, func(m string) { progress = append(progress, m) }); err != nil {
+	if err := e.Prepare(ctxT(t), task, nil, func(m string) { progress = append(progress, m) }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Remove(context.Background(), task.Id) })

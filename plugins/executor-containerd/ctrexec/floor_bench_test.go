@@ -154,7 +154,7 @@ func BenchmarkExecutorMany(b *testing.B) {
 		errs := make(chan error, n)
 		for _, t := range tasks {
 			wg.Go(func() {
-				if err := e.Prepare(ctx, t, nil); err != nil {
+				if err := e.Prepare(ctx, t, nil, nil); err != nil {
 					errs <- err
 					return
 				}

@@ -27,7 +27,7 @@ func TestPullFromRegistry(t *testing.T) {
 	task.Spec.Container.Image = image
 	var mu sync.Mutex
 	var progress []string
-	if err := e.Prepare(ctxT(t), task, func(m string) {
+	if err := e.Prepare(ctxT(t), task, nil, func(m string) {
 		mu.Lock()
 		progress = append(progress, m)
 		mu.Unlock()
@@ -50,7 +50,7 @@ func TestPullFromRegistry(t *testing.T) {
 	again := newTask(t, "exit:0")
 	again.Spec.Container.Image = image
 	progress = nil
-	if err := e.Prepare(ctxT(t), again, func(m string) { progress = append(progress, m) }); err != nil {
+	if err := e.Prepare(ctxT(t), again, nil, func(m string) { progress = append(progress, m) }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Remove(context.Background(), again.Id) })
@@ -75,7 +75,7 @@ func TestPullErrorsNameTheImage(t *testing.T) {
 	} {
 		task := newTask(t, "exit:0")
 		task.Spec.Container.Image = image
-		err := e.Prepare(ctxT(t), task, nil)
+		err := e.Prepare(ctxT(t), task, nil, nil)
 		if err == nil {
 			e.Remove(context.Background(), task.Id)
 			t.Errorf("Prepare(%s) = nil, want an error", image)
@@ -111,13 +111,14 @@ func TestConcurrentPreparesPullOnce(t *testing.T) {
 		task.Spec.Container.Image = image
 		t.Cleanup(func() { e.Remove(context.Background(), task.Id) })
 		wg.Go(func() {
-			err := e.Prepare(ctxT(t), task, func(m string) {
+			err := e.Prepare(ctxT(t), task, nil, func(m string) {
 				if m == "pulling "+image {
 					mu.Lock()
 					pulls++
 					mu.Unlock()
 				}
 			})
+
 			if err != nil {
 				t.Errorf("Prepare = %v", err)
 			}

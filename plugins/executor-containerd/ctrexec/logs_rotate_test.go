@@ -327,7 +327,7 @@ func TestLogsRotate(t *testing.T) {
 	// 20 KiB, and Logs afterwards returns just those.
 	e := newExecutor(t, "", "log_max_size = \"4KiB\"\nlog_max_files = 5\n")
 	task := newTask(t, "outn:300", "errn:20", "sleep:1s", "outn:300", "exit:0")
-	if err := e.Prepare(ctxT(t), task, nil); err != nil {
+	if err := e.Prepare(ctxT(t), task, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Remove(context.Background(), task.Id) })

@@ -216,7 +216,7 @@ func ctxT(t *testing.T) context.Context {
 func run(t *testing.T, e *Executor, task *objectv1.Task) {
 	t.Helper()
 	ctx := ctxT(t)
-	if err := e.Prepare(ctx, task, nil); err != nil {
+	if err := e.Prepare(ctx, task, nil, nil); err != nil {
 		t.Fatalf("Prepare(%s) = %v", task.Id, err)
 	}
 	t.Cleanup(func() {

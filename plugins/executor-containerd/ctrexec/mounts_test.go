@@ -134,7 +134,7 @@ func TestMountErrors(t *testing.T) {
 	} {
 		task := newTask(t, "exit:0")
 		task.Spec.Container.Mounts = []*objectv1.Mount{tc.m}
-		err := e.Prepare(ctxT(t), task, nil)
+		err := e.Prepare(ctxT(t), task, nil, nil)
 		var fe sdk.FieldErrors
 		if !errors.As(err, &fe) || !errors.Is(err, sdk.ErrInvalidArgument) || fe[0].Field != tc.field || !strings.Contains(fe[0].Message, tc.msg) {
 			t.Errorf("Prepare with mount %v = %v, want %s: ...%s...", tc.m, err, tc.field, tc.msg)

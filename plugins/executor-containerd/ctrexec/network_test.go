@@ -134,7 +134,7 @@ func TestTaskNetworks(t *testing.T) {
 	// So does a prepared task that will never start, once stopped.
 	unstarted := newTask(t, "sleep:inf")
 	unstarted.Networks = []*objectv1.NetworkAttachment{{NetworkId: "n1", NetworkName: "front", Addr: "10.200.3.9/24", Gateway: "10.200.3.1"}}
-	if err := e.Prepare(ctxT(t), unstarted, nil); err != nil {
+	if err := e.Prepare(ctxT(t), unstarted, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Remove(context.Background(), unstarted.Id) })

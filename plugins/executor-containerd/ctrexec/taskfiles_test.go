@@ -106,7 +106,7 @@ func TestTaskResolvConfAndHosts(t *testing.T) {
 	}}
 	hostTask := newTask(t, "sleep:inf")
 	for _, tk := range []*objectv1.Task{task, hostTask} {
-		if err := e.Prepare(ctxT(t), tk, nil); err != nil {
+		if err := e.Prepare(ctxT(t), tk, nil, nil); err != nil {
 			t.Fatalf("Prepare(%s) = %v", tk.Id, err)
 		}
 		t.Cleanup(func() {

@@ -333,7 +333,7 @@ func checkIdempotent(t *testing.T, h *harness) {
 	ctx, cancel := h.ctx(t)
 	defer cancel()
 	for i := range 2 {
-		if err := e.Prepare(ctx, task, nil); err != nil {
+		if err := e.Prepare(ctx, task, nil, nil); err != nil {
 			t.Fatalf("Prepare #%d = %v, want nil", i+1, err)
 		}
 	}
@@ -343,7 +343,7 @@ func checkIdempotent(t *testing.T, h *harness) {
 		}
 	}
 	was := h.inspect(t, e, id)
-	if err := e.Prepare(ctx, task, nil); err != nil {
+	if err := e.Prepare(ctx, task, nil, nil); err != nil {
 		t.Errorf("Prepare of a running task = %v, want nil", err)
 	}
 	if now := h.inspect(t, e, id); !now.Running || now.Pid != was.Pid {
@@ -411,7 +411,7 @@ func checkInvalidArgument(t *testing.T, h *harness) {
 	defer cancel()
 	noID := h.cfg.Task("placeholder", Behaviour{})
 	noID.Id = ""
-	if err := e.Prepare(ctx, noID, nil); !errors.Is(err, sdk.ErrInvalidArgument) {
+	if err := e.Prepare(ctx, noID, nil, nil); !errors.Is(err, sdk.ErrInvalidArgument) {
 		t.Errorf("Prepare(task without id) = %v, want %v", err, sdk.ErrInvalidArgument)
 	}
 	id := h.start(t, e, Behaviour{Sleep: Forever})
@@ -458,7 +458,7 @@ func checkConcurrent(t *testing.T, h *harness) {
 		wg.Go(func() {
 			ctx, cancel := h.ctx(t)
 			defer cancel()
-			if err := e.Prepare(ctx, task, nil); err != nil {
+			if err := e.Prepare(ctx, task, nil, nil); err != nil {
 				t.Errorf("Prepare(%s) = %v", task.GetId(), err)
 				return
 			}
@@ -511,7 +511,7 @@ func checkPrepareFails(t *testing.T, h *harness) {
 	}
 	ctx, cancel := h.ctx(t)
 	defer cancel()
-	err := e.Prepare(ctx, task, nil)
+	err := e.Prepare(ctx, task, nil, nil)
 	if err == nil {
 		t.Fatalf("Prepare(%s) of a task that cannot be prepared = nil, want an error", id)
 	}

@@ -288,7 +288,7 @@ func (h *harness) prepare(t *testing.T, e executor.Executor, b Behaviour) string
 	task := h.task(t, e, b)
 	ctx, cancel := h.ctx(t)
 	defer cancel()
-	if err := e.Prepare(ctx, task, func(string) {}); err != nil {
+	if err := e.Prepare(ctx, task, nil, func(string) {}); err != nil {
 		t.Fatalf("Prepare(%s) = %v, want nil", task.GetId(), err)
 	}
 	return task.GetId()

@@ -58,7 +58,7 @@ func (e procExec) get(id string) (*proc, error) {
 	return p, nil
 }
 
-func (e procExec) Prepare(_ context.Context, t *objectv1.Task, _ func(string)) error {
+func (e procExec) Prepare(_ context.Context, t *objectv1.Task, _ []*objectv1.TaskFile, _ func(string)) error {
 	c := t.GetSpec().GetContainer()
 	var fe sdk.FieldErrors
 	if t.GetId() == "" {

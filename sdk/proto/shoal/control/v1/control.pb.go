@@ -1566,7 +1566,9 @@ func (x *GetNetworkResponse) GetNetwork() *v1.Network {
 type ListNetworksRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// names match exactly.
-	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Names []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// label_selector matches networks whose labels have each given value.
+	LabelSelector map[string]string `protobuf:"bytes,2,rep,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1604,6 +1606,13 @@ func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
 func (x *ListNetworksRequest) GetNames() []string {
 	if x != nil {
 		return x.Names
+	}
+	return nil
+}
+
+func (x *ListNetworksRequest) GetLabelSelector() map[string]string {
+	if x != nil {
+		return x.LabelSelector
 	}
 	return nil
 }
@@ -1735,6 +1744,732 @@ func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
 	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
+// CreateSecretRequest carries the new secret's spec with its data.
+type CreateSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *v1.SecretSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretRequest) Reset() {
+	*x = CreateSecretRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretRequest) ProtoMessage() {}
+
+func (x *CreateSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateSecretRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CreateSecretRequest) GetSpec() *v1.SecretSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// CreateSecretResponse carries the stored secret, without its data.
+type CreateSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *v1.Secret             `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSecretResponse) Reset() {
+	*x = CreateSecretResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSecretResponse) ProtoMessage() {}
+
+func (x *CreateSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSecretResponse.ProtoReflect.Descriptor instead.
+func (*CreateSecretResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CreateSecretResponse) GetSecret() *v1.Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// GetSecretRequest names a secret.
+type GetSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref is an ID, a unique ID prefix, or a name.
+	Ref           string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetSecretRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// GetSecretResponse carries the secret, without its data.
+type GetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *v1.Secret             `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretResponse) Reset() {
+	*x = GetSecretResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretResponse) ProtoMessage() {}
+
+func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetSecretResponse) GetSecret() *v1.Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+// ListSecretsRequest filters secrets; empty filters match all.
+type ListSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// names match exactly.
+	Names []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// label_selector matches secrets whose labels have each given value.
+	LabelSelector map[string]string `protobuf:"bytes,2,rep,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListSecretsRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ListSecretsRequest) GetLabelSelector() map[string]string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return nil
+}
+
+// ListSecretsResponse lists secrets sorted by name, without their data.
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*v1.Secret           `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*v1.Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// RemoveSecretRequest names a secret to remove.
+type RemoveSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretRequest) Reset() {
+	*x = RemoveSecretRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretRequest) ProtoMessage() {}
+
+func (x *RemoveSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretRequest.ProtoReflect.Descriptor instead.
+func (*RemoveSecretRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *RemoveSecretRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// RemoveSecretResponse is empty.
+type RemoveSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveSecretResponse) Reset() {
+	*x = RemoveSecretResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveSecretResponse) ProtoMessage() {}
+
+func (x *RemoveSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveSecretResponse.ProtoReflect.Descriptor instead.
+func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{41}
+}
+
+// CreateConfigRequest carries the new config's spec.
+type CreateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *v1.ConfigSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigRequest) Reset() {
+	*x = CreateConfigRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigRequest) ProtoMessage() {}
+
+func (x *CreateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigRequest.ProtoReflect.Descriptor instead.
+func (*CreateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CreateConfigRequest) GetSpec() *v1.ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// CreateConfigResponse carries the stored config.
+type CreateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *v1.Config             `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateConfigResponse) Reset() {
+	*x = CreateConfigResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateConfigResponse) ProtoMessage() {}
+
+func (x *CreateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateConfigResponse.ProtoReflect.Descriptor instead.
+func (*CreateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CreateConfigResponse) GetConfig() *v1.Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// GetConfigRequest names a config.
+type GetConfigRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref is an ID, a unique ID prefix, or a name.
+	Ref           string `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigRequest) Reset() {
+	*x = GetConfigRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigRequest) ProtoMessage() {}
+
+func (x *GetConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigRequest.ProtoReflect.Descriptor instead.
+func (*GetConfigRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetConfigRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// GetConfigResponse carries the config.
+type GetConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Config        *v1.Config             `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConfigResponse) Reset() {
+	*x = GetConfigResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConfigResponse) ProtoMessage() {}
+
+func (x *GetConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConfigResponse.ProtoReflect.Descriptor instead.
+func (*GetConfigResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *GetConfigResponse) GetConfig() *v1.Config {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// ListConfigsRequest filters configs; empty filters match all.
+type ListConfigsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// names match exactly.
+	Names []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	// label_selector matches configs whose labels have each given value.
+	LabelSelector map[string]string `protobuf:"bytes,2,rep,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsRequest) Reset() {
+	*x = ListConfigsRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsRequest) ProtoMessage() {}
+
+func (x *ListConfigsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsRequest.ProtoReflect.Descriptor instead.
+func (*ListConfigsRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ListConfigsRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ListConfigsRequest) GetLabelSelector() map[string]string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return nil
+}
+
+// ListConfigsResponse lists configs sorted by name.
+type ListConfigsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Configs       []*v1.Config           `protobuf:"bytes,1,rep,name=configs,proto3" json:"configs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConfigsResponse) Reset() {
+	*x = ListConfigsResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConfigsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConfigsResponse) ProtoMessage() {}
+
+func (x *ListConfigsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConfigsResponse.ProtoReflect.Descriptor instead.
+func (*ListConfigsResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListConfigsResponse) GetConfigs() []*v1.Config {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+// RemoveConfigRequest names a config to remove.
+type RemoveConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ref           string                 `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigRequest) Reset() {
+	*x = RemoveConfigRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigRequest) ProtoMessage() {}
+
+func (x *RemoveConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigRequest.ProtoReflect.Descriptor instead.
+func (*RemoveConfigRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *RemoveConfigRequest) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+// RemoveConfigResponse is empty.
+type RemoveConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveConfigResponse) Reset() {
+	*x = RemoveConfigResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveConfigResponse) ProtoMessage() {}
+
+func (x *RemoveConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveConfigResponse.ProtoReflect.Descriptor instead.
+func (*RemoveConfigResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
 // TaskLogsRequest selects the tasks whose logs to stream: a service's, or
 // the named ones (exactly one of service and task_refs).
 type TaskLogsRequest struct {
@@ -1755,7 +2490,7 @@ type TaskLogsRequest struct {
 
 func (x *TaskLogsRequest) Reset() {
 	*x = TaskLogsRequest{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1767,7 +2502,7 @@ func (x *TaskLogsRequest) String() string {
 func (*TaskLogsRequest) ProtoMessage() {}
 
 func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[34]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1780,7 +2515,7 @@ func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
 func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{34}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TaskLogsRequest) GetService() string {
@@ -1825,7 +2560,7 @@ type TaskLogsResponse struct {
 
 func (x *TaskLogsResponse) Reset() {
 	*x = TaskLogsResponse{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +2572,7 @@ func (x *TaskLogsResponse) String() string {
 func (*TaskLogsResponse) ProtoMessage() {}
 
 func (x *TaskLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[35]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +2585,7 @@ func (x *TaskLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskLogsResponse.ProtoReflect.Descriptor instead.
 func (*TaskLogsResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{35}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TaskLogsResponse) GetTasks() []*LogTask {
@@ -1891,7 +2626,7 @@ type LogTask struct {
 
 func (x *LogTask) Reset() {
 	*x = LogTask{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2638,7 @@ func (x *LogTask) String() string {
 func (*LogTask) ProtoMessage() {}
 
 func (x *LogTask) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[36]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2651,7 @@ func (x *LogTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogTask.ProtoReflect.Descriptor instead.
 func (*LogTask) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{36}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LogTask) GetTaskId() string {
@@ -1977,7 +2712,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1989,7 +2724,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[37]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2002,7 +2737,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{37}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *LogLine) GetTaskId() string {
@@ -2047,7 +2782,7 @@ type LogError struct {
 
 func (x *LogError) Reset() {
 	*x = LogError{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2794,7 @@ func (x *LogError) String() string {
 func (*LogError) ProtoMessage() {}
 
 func (x *LogError) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[38]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2807,7 @@ func (x *LogError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogError.ProtoReflect.Descriptor instead.
 func (*LogError) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{38}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *LogError) GetTaskId() string {
@@ -2123,7 +2858,7 @@ type TaskExecStart struct {
 
 func (x *TaskExecStart) Reset() {
 	*x = TaskExecStart{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2870,7 @@ func (x *TaskExecStart) String() string {
 func (*TaskExecStart) ProtoMessage() {}
 
 func (x *TaskExecStart) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[39]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2883,7 @@ func (x *TaskExecStart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecStart.ProtoReflect.Descriptor instead.
 func (*TaskExecStart) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TaskExecStart) GetTask() string {
@@ -2218,7 +2953,7 @@ type TerminalSize struct {
 
 func (x *TerminalSize) Reset() {
 	*x = TerminalSize{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2965,7 @@ func (x *TerminalSize) String() string {
 func (*TerminalSize) ProtoMessage() {}
 
 func (x *TerminalSize) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[40]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2978,7 @@ func (x *TerminalSize) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TerminalSize.ProtoReflect.Descriptor instead.
 func (*TerminalSize) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TerminalSize) GetWidth() uint32 {
@@ -2276,7 +3011,7 @@ type TaskExecRequest struct {
 
 func (x *TaskExecRequest) Reset() {
 	*x = TaskExecRequest{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +3023,7 @@ func (x *TaskExecRequest) String() string {
 func (*TaskExecRequest) ProtoMessage() {}
 
 func (x *TaskExecRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[41]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +3036,7 @@ func (x *TaskExecRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecRequest.ProtoReflect.Descriptor instead.
 func (*TaskExecRequest) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TaskExecRequest) GetMsg() isTaskExecRequest_Msg {
@@ -2390,7 +3125,7 @@ type TaskExecStarted struct {
 
 func (x *TaskExecStarted) Reset() {
 	*x = TaskExecStarted{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +3137,7 @@ func (x *TaskExecStarted) String() string {
 func (*TaskExecStarted) ProtoMessage() {}
 
 func (x *TaskExecStarted) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[42]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +3150,7 @@ func (x *TaskExecStarted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecStarted.ProtoReflect.Descriptor instead.
 func (*TaskExecStarted) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TaskExecStarted) GetTaskId() string {
@@ -2448,7 +3183,7 @@ type TaskExecResponse struct {
 
 func (x *TaskExecResponse) Reset() {
 	*x = TaskExecResponse{}
-	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +3195,7 @@ func (x *TaskExecResponse) String() string {
 func (*TaskExecResponse) ProtoMessage() {}
 
 func (x *TaskExecResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_control_v1_control_proto_msgTypes[43]
+	mi := &file_shoal_control_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +3208,7 @@ func (x *TaskExecResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskExecResponse.ProtoReflect.Descriptor instead.
 func (*TaskExecResponse) Descriptor() ([]byte, []int) {
-	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TaskExecResponse) GetMsg() isTaskExecResponse_Msg {
@@ -2638,14 +3373,56 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\x11GetNetworkRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"H\n" +
 	"\x12GetNetworkResponse\x122\n" +
-	"\anetwork\x18\x01 \x01(\v2\x18.shoal.object.v1.NetworkR\anetwork\"+\n" +
+	"\anetwork\x18\x01 \x01(\v2\x18.shoal.object.v1.NetworkR\anetwork\"\xce\x01\n" +
 	"\x13ListNetworksRequest\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\"L\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12_\n" +
+	"\x0elabel_selector\x18\x02 \x03(\v28.shoal.control.v1.ListNetworksRequest.LabelSelectorEntryR\rlabelSelector\x1a@\n" +
+	"\x12LabelSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"L\n" +
 	"\x14ListNetworksResponse\x124\n" +
 	"\bnetworks\x18\x01 \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\"(\n" +
 	"\x14RemoveNetworkRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x17\n" +
-	"\x15RemoveNetworkResponse\"\x82\x01\n" +
+	"\x15RemoveNetworkResponse\"F\n" +
+	"\x13CreateSecretRequest\x12/\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.SecretSpecR\x04spec\"G\n" +
+	"\x14CreateSecretResponse\x12/\n" +
+	"\x06secret\x18\x01 \x01(\v2\x17.shoal.object.v1.SecretR\x06secret\"$\n" +
+	"\x10GetSecretRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"D\n" +
+	"\x11GetSecretResponse\x12/\n" +
+	"\x06secret\x18\x01 \x01(\v2\x17.shoal.object.v1.SecretR\x06secret\"\xcc\x01\n" +
+	"\x12ListSecretsRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12^\n" +
+	"\x0elabel_selector\x18\x02 \x03(\v27.shoal.control.v1.ListSecretsRequest.LabelSelectorEntryR\rlabelSelector\x1a@\n" +
+	"\x12LabelSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"H\n" +
+	"\x13ListSecretsResponse\x121\n" +
+	"\asecrets\x18\x01 \x03(\v2\x17.shoal.object.v1.SecretR\asecrets\"'\n" +
+	"\x13RemoveSecretRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x16\n" +
+	"\x14RemoveSecretResponse\"F\n" +
+	"\x13CreateConfigRequest\x12/\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.ConfigSpecR\x04spec\"G\n" +
+	"\x14CreateConfigResponse\x12/\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.shoal.object.v1.ConfigR\x06config\"$\n" +
+	"\x10GetConfigRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"D\n" +
+	"\x11GetConfigResponse\x12/\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.shoal.object.v1.ConfigR\x06config\"\xcc\x01\n" +
+	"\x12ListConfigsRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12^\n" +
+	"\x0elabel_selector\x18\x02 \x03(\v27.shoal.control.v1.ListConfigsRequest.LabelSelectorEntryR\rlabelSelector\x1a@\n" +
+	"\x12LabelSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"H\n" +
+	"\x13ListConfigsResponse\x121\n" +
+	"\aconfigs\x18\x01 \x03(\v2\x17.shoal.object.v1.ConfigR\aconfigs\"'\n" +
+	"\x13RemoveConfigRequest\x12\x10\n" +
+	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x16\n" +
+	"\x14RemoveConfigResponse\"\x82\x01\n" +
 	"\x0fTaskLogsRequest\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1b\n" +
 	"\ttask_refs\x18\x02 \x03(\tR\btaskRefs\x12\x16\n" +
@@ -2704,7 +3481,7 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xc8\r\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xa8\x13\n" +
 	"\aControl\x12W\n" +
 	"\n" +
 	"GetCluster\x12#.shoal.control.v1.GetClusterRequest\x1a$.shoal.control.v1.GetClusterResponse\x12`\n" +
@@ -2729,7 +3506,15 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\n" +
 	"GetNetwork\x12#.shoal.control.v1.GetNetworkRequest\x1a$.shoal.control.v1.GetNetworkResponse\x12]\n" +
 	"\fListNetworks\x12%.shoal.control.v1.ListNetworksRequest\x1a&.shoal.control.v1.ListNetworksResponse\x12`\n" +
-	"\rRemoveNetwork\x12&.shoal.control.v1.RemoveNetworkRequest\x1a'.shoal.control.v1.RemoveNetworkResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
+	"\rRemoveNetwork\x12&.shoal.control.v1.RemoveNetworkRequest\x1a'.shoal.control.v1.RemoveNetworkResponse\x12]\n" +
+	"\fCreateSecret\x12%.shoal.control.v1.CreateSecretRequest\x1a&.shoal.control.v1.CreateSecretResponse\x12T\n" +
+	"\tGetSecret\x12\".shoal.control.v1.GetSecretRequest\x1a#.shoal.control.v1.GetSecretResponse\x12Z\n" +
+	"\vListSecrets\x12$.shoal.control.v1.ListSecretsRequest\x1a%.shoal.control.v1.ListSecretsResponse\x12]\n" +
+	"\fRemoveSecret\x12%.shoal.control.v1.RemoveSecretRequest\x1a&.shoal.control.v1.RemoveSecretResponse\x12]\n" +
+	"\fCreateConfig\x12%.shoal.control.v1.CreateConfigRequest\x1a&.shoal.control.v1.CreateConfigResponse\x12T\n" +
+	"\tGetConfig\x12\".shoal.control.v1.GetConfigRequest\x1a#.shoal.control.v1.GetConfigResponse\x12Z\n" +
+	"\vListConfigs\x12$.shoal.control.v1.ListConfigsRequest\x1a%.shoal.control.v1.ListConfigsResponse\x12]\n" +
+	"\fRemoveConfig\x12%.shoal.control.v1.RemoveConfigRequest\x1a&.shoal.control.v1.RemoveConfigResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
 
 var (
 	file_shoal_control_v1_control_proto_rawDescOnce sync.Once
@@ -2744,7 +3529,7 @@ func file_shoal_control_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_control_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_shoal_control_v1_control_proto_goTypes = []any{
 	(LogStream)(0),                // 0: shoal.control.v1.LogStream
 	(*GetClusterRequest)(nil),     // 1: shoal.control.v1.GetClusterRequest
@@ -2781,111 +3566,161 @@ var file_shoal_control_v1_control_proto_goTypes = []any{
 	(*ListNetworksResponse)(nil),  // 32: shoal.control.v1.ListNetworksResponse
 	(*RemoveNetworkRequest)(nil),  // 33: shoal.control.v1.RemoveNetworkRequest
 	(*RemoveNetworkResponse)(nil), // 34: shoal.control.v1.RemoveNetworkResponse
-	(*TaskLogsRequest)(nil),       // 35: shoal.control.v1.TaskLogsRequest
-	(*TaskLogsResponse)(nil),      // 36: shoal.control.v1.TaskLogsResponse
-	(*LogTask)(nil),               // 37: shoal.control.v1.LogTask
-	(*LogLine)(nil),               // 38: shoal.control.v1.LogLine
-	(*LogError)(nil),              // 39: shoal.control.v1.LogError
-	(*TaskExecStart)(nil),         // 40: shoal.control.v1.TaskExecStart
-	(*TerminalSize)(nil),          // 41: shoal.control.v1.TerminalSize
-	(*TaskExecRequest)(nil),       // 42: shoal.control.v1.TaskExecRequest
-	(*TaskExecStarted)(nil),       // 43: shoal.control.v1.TaskExecStarted
-	(*TaskExecResponse)(nil),      // 44: shoal.control.v1.TaskExecResponse
-	nil,                           // 45: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	nil,                           // 46: shoal.control.v1.ListServicesResponse.RunningEntry
-	nil,                           // 47: shoal.control.v1.ListServicesResponse.DesiredEntry
-	(*v1.Cluster)(nil),            // 48: shoal.object.v1.Cluster
-	(*v1.ClusterSpec)(nil),        // 49: shoal.object.v1.ClusterSpec
-	(*v1.Node)(nil),               // 50: shoal.object.v1.Node
-	(v1.NodeRole)(0),              // 51: shoal.object.v1.NodeRole
-	(v1.NodeAvailability)(0),      // 52: shoal.object.v1.NodeAvailability
-	(*v1.NodeSpec)(nil),           // 53: shoal.object.v1.NodeSpec
-	(*v1.ServiceSpec)(nil),        // 54: shoal.object.v1.ServiceSpec
-	(*v1.Service)(nil),            // 55: shoal.object.v1.Service
-	(*v1.Task)(nil),               // 56: shoal.object.v1.Task
-	(v1.TaskState)(0),             // 57: shoal.object.v1.TaskState
-	(*v1.NetworkSpec)(nil),        // 58: shoal.object.v1.NetworkSpec
-	(*v1.Network)(nil),            // 59: shoal.object.v1.Network
-	(*timestamppb.Timestamp)(nil), // 60: google.protobuf.Timestamp
+	(*CreateSecretRequest)(nil),   // 35: shoal.control.v1.CreateSecretRequest
+	(*CreateSecretResponse)(nil),  // 36: shoal.control.v1.CreateSecretResponse
+	(*GetSecretRequest)(nil),      // 37: shoal.control.v1.GetSecretRequest
+	(*GetSecretResponse)(nil),     // 38: shoal.control.v1.GetSecretResponse
+	(*ListSecretsRequest)(nil),    // 39: shoal.control.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 40: shoal.control.v1.ListSecretsResponse
+	(*RemoveSecretRequest)(nil),   // 41: shoal.control.v1.RemoveSecretRequest
+	(*RemoveSecretResponse)(nil),  // 42: shoal.control.v1.RemoveSecretResponse
+	(*CreateConfigRequest)(nil),   // 43: shoal.control.v1.CreateConfigRequest
+	(*CreateConfigResponse)(nil),  // 44: shoal.control.v1.CreateConfigResponse
+	(*GetConfigRequest)(nil),      // 45: shoal.control.v1.GetConfigRequest
+	(*GetConfigResponse)(nil),     // 46: shoal.control.v1.GetConfigResponse
+	(*ListConfigsRequest)(nil),    // 47: shoal.control.v1.ListConfigsRequest
+	(*ListConfigsResponse)(nil),   // 48: shoal.control.v1.ListConfigsResponse
+	(*RemoveConfigRequest)(nil),   // 49: shoal.control.v1.RemoveConfigRequest
+	(*RemoveConfigResponse)(nil),  // 50: shoal.control.v1.RemoveConfigResponse
+	(*TaskLogsRequest)(nil),       // 51: shoal.control.v1.TaskLogsRequest
+	(*TaskLogsResponse)(nil),      // 52: shoal.control.v1.TaskLogsResponse
+	(*LogTask)(nil),               // 53: shoal.control.v1.LogTask
+	(*LogLine)(nil),               // 54: shoal.control.v1.LogLine
+	(*LogError)(nil),              // 55: shoal.control.v1.LogError
+	(*TaskExecStart)(nil),         // 56: shoal.control.v1.TaskExecStart
+	(*TerminalSize)(nil),          // 57: shoal.control.v1.TerminalSize
+	(*TaskExecRequest)(nil),       // 58: shoal.control.v1.TaskExecRequest
+	(*TaskExecStarted)(nil),       // 59: shoal.control.v1.TaskExecStarted
+	(*TaskExecResponse)(nil),      // 60: shoal.control.v1.TaskExecResponse
+	nil,                           // 61: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	nil,                           // 62: shoal.control.v1.ListServicesResponse.RunningEntry
+	nil,                           // 63: shoal.control.v1.ListServicesResponse.DesiredEntry
+	nil,                           // 64: shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
+	nil,                           // 65: shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
+	nil,                           // 66: shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
+	(*v1.Cluster)(nil),            // 67: shoal.object.v1.Cluster
+	(*v1.ClusterSpec)(nil),        // 68: shoal.object.v1.ClusterSpec
+	(*v1.Node)(nil),               // 69: shoal.object.v1.Node
+	(v1.NodeRole)(0),              // 70: shoal.object.v1.NodeRole
+	(v1.NodeAvailability)(0),      // 71: shoal.object.v1.NodeAvailability
+	(*v1.NodeSpec)(nil),           // 72: shoal.object.v1.NodeSpec
+	(*v1.ServiceSpec)(nil),        // 73: shoal.object.v1.ServiceSpec
+	(*v1.Service)(nil),            // 74: shoal.object.v1.Service
+	(*v1.Task)(nil),               // 75: shoal.object.v1.Task
+	(v1.TaskState)(0),             // 76: shoal.object.v1.TaskState
+	(*v1.NetworkSpec)(nil),        // 77: shoal.object.v1.NetworkSpec
+	(*v1.Network)(nil),            // 78: shoal.object.v1.Network
+	(*v1.SecretSpec)(nil),         // 79: shoal.object.v1.SecretSpec
+	(*v1.Secret)(nil),             // 80: shoal.object.v1.Secret
+	(*v1.ConfigSpec)(nil),         // 81: shoal.object.v1.ConfigSpec
+	(*v1.Config)(nil),             // 82: shoal.object.v1.Config
+	(*timestamppb.Timestamp)(nil), // 83: google.protobuf.Timestamp
 }
 var file_shoal_control_v1_control_proto_depIdxs = []int32{
-	48, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	49, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
-	48, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	50, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
-	51, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
-	52, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
-	50, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
-	53, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
-	50, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
-	54, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	55, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
-	55, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
-	45, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	55, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
-	46, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
-	47, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
-	54, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	55, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
-	56, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
-	57, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
-	56, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
-	58, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
-	59, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
-	59, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
-	59, // 24: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
-	37, // 25: shoal.control.v1.TaskLogsResponse.tasks:type_name -> shoal.control.v1.LogTask
-	38, // 26: shoal.control.v1.TaskLogsResponse.lines:type_name -> shoal.control.v1.LogLine
-	39, // 27: shoal.control.v1.TaskLogsResponse.errors:type_name -> shoal.control.v1.LogError
-	0,  // 28: shoal.control.v1.LogLine.stream:type_name -> shoal.control.v1.LogStream
-	60, // 29: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	41, // 30: shoal.control.v1.TaskExecStart.size:type_name -> shoal.control.v1.TerminalSize
-	40, // 31: shoal.control.v1.TaskExecRequest.start:type_name -> shoal.control.v1.TaskExecStart
-	41, // 32: shoal.control.v1.TaskExecRequest.resize:type_name -> shoal.control.v1.TerminalSize
-	43, // 33: shoal.control.v1.TaskExecResponse.started:type_name -> shoal.control.v1.TaskExecStarted
-	1,  // 34: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
-	3,  // 35: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
-	5,  // 36: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
-	7,  // 37: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
-	9,  // 38: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
-	11, // 39: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
-	13, // 40: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
-	15, // 41: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
-	17, // 42: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
-	19, // 43: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
-	21, // 44: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
-	23, // 45: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
-	25, // 46: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
-	35, // 47: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
-	42, // 48: shoal.control.v1.Control.TaskExec:input_type -> shoal.control.v1.TaskExecRequest
-	27, // 49: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
-	29, // 50: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
-	31, // 51: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
-	33, // 52: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
-	2,  // 53: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
-	4,  // 54: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
-	6,  // 55: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
-	8,  // 56: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
-	10, // 57: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
-	12, // 58: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
-	14, // 59: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
-	16, // 60: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
-	18, // 61: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
-	20, // 62: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
-	22, // 63: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
-	24, // 64: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
-	26, // 65: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
-	36, // 66: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
-	44, // 67: shoal.control.v1.Control.TaskExec:output_type -> shoal.control.v1.TaskExecResponse
-	28, // 68: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
-	30, // 69: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
-	32, // 70: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
-	34, // 71: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
-	53, // [53:72] is the sub-list for method output_type
-	34, // [34:53] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	67, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	68, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
+	67, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	69, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
+	70, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
+	71, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
+	69, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
+	72, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
+	69, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
+	73, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	74, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
+	74, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
+	61, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	74, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
+	62, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
+	63, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
+	73, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	74, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
+	75, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
+	76, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
+	75, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
+	77, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
+	78, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
+	78, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
+	64, // 24: shoal.control.v1.ListNetworksRequest.label_selector:type_name -> shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
+	78, // 25: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
+	79, // 26: shoal.control.v1.CreateSecretRequest.spec:type_name -> shoal.object.v1.SecretSpec
+	80, // 27: shoal.control.v1.CreateSecretResponse.secret:type_name -> shoal.object.v1.Secret
+	80, // 28: shoal.control.v1.GetSecretResponse.secret:type_name -> shoal.object.v1.Secret
+	65, // 29: shoal.control.v1.ListSecretsRequest.label_selector:type_name -> shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
+	80, // 30: shoal.control.v1.ListSecretsResponse.secrets:type_name -> shoal.object.v1.Secret
+	81, // 31: shoal.control.v1.CreateConfigRequest.spec:type_name -> shoal.object.v1.ConfigSpec
+	82, // 32: shoal.control.v1.CreateConfigResponse.config:type_name -> shoal.object.v1.Config
+	82, // 33: shoal.control.v1.GetConfigResponse.config:type_name -> shoal.object.v1.Config
+	66, // 34: shoal.control.v1.ListConfigsRequest.label_selector:type_name -> shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
+	82, // 35: shoal.control.v1.ListConfigsResponse.configs:type_name -> shoal.object.v1.Config
+	53, // 36: shoal.control.v1.TaskLogsResponse.tasks:type_name -> shoal.control.v1.LogTask
+	54, // 37: shoal.control.v1.TaskLogsResponse.lines:type_name -> shoal.control.v1.LogLine
+	55, // 38: shoal.control.v1.TaskLogsResponse.errors:type_name -> shoal.control.v1.LogError
+	0,  // 39: shoal.control.v1.LogLine.stream:type_name -> shoal.control.v1.LogStream
+	83, // 40: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	57, // 41: shoal.control.v1.TaskExecStart.size:type_name -> shoal.control.v1.TerminalSize
+	56, // 42: shoal.control.v1.TaskExecRequest.start:type_name -> shoal.control.v1.TaskExecStart
+	57, // 43: shoal.control.v1.TaskExecRequest.resize:type_name -> shoal.control.v1.TerminalSize
+	59, // 44: shoal.control.v1.TaskExecResponse.started:type_name -> shoal.control.v1.TaskExecStarted
+	1,  // 45: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
+	3,  // 46: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
+	5,  // 47: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
+	7,  // 48: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
+	9,  // 49: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
+	11, // 50: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
+	13, // 51: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
+	15, // 52: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
+	17, // 53: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
+	19, // 54: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
+	21, // 55: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
+	23, // 56: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
+	25, // 57: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
+	51, // 58: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
+	58, // 59: shoal.control.v1.Control.TaskExec:input_type -> shoal.control.v1.TaskExecRequest
+	27, // 60: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
+	29, // 61: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
+	31, // 62: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
+	33, // 63: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
+	35, // 64: shoal.control.v1.Control.CreateSecret:input_type -> shoal.control.v1.CreateSecretRequest
+	37, // 65: shoal.control.v1.Control.GetSecret:input_type -> shoal.control.v1.GetSecretRequest
+	39, // 66: shoal.control.v1.Control.ListSecrets:input_type -> shoal.control.v1.ListSecretsRequest
+	41, // 67: shoal.control.v1.Control.RemoveSecret:input_type -> shoal.control.v1.RemoveSecretRequest
+	43, // 68: shoal.control.v1.Control.CreateConfig:input_type -> shoal.control.v1.CreateConfigRequest
+	45, // 69: shoal.control.v1.Control.GetConfig:input_type -> shoal.control.v1.GetConfigRequest
+	47, // 70: shoal.control.v1.Control.ListConfigs:input_type -> shoal.control.v1.ListConfigsRequest
+	49, // 71: shoal.control.v1.Control.RemoveConfig:input_type -> shoal.control.v1.RemoveConfigRequest
+	2,  // 72: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
+	4,  // 73: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
+	6,  // 74: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
+	8,  // 75: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
+	10, // 76: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
+	12, // 77: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
+	14, // 78: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
+	16, // 79: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
+	18, // 80: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
+	20, // 81: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
+	22, // 82: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
+	24, // 83: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
+	26, // 84: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
+	52, // 85: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
+	60, // 86: shoal.control.v1.Control.TaskExec:output_type -> shoal.control.v1.TaskExecResponse
+	28, // 87: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
+	30, // 88: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
+	32, // 89: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
+	34, // 90: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
+	36, // 91: shoal.control.v1.Control.CreateSecret:output_type -> shoal.control.v1.CreateSecretResponse
+	38, // 92: shoal.control.v1.Control.GetSecret:output_type -> shoal.control.v1.GetSecretResponse
+	40, // 93: shoal.control.v1.Control.ListSecrets:output_type -> shoal.control.v1.ListSecretsResponse
+	42, // 94: shoal.control.v1.Control.RemoveSecret:output_type -> shoal.control.v1.RemoveSecretResponse
+	44, // 95: shoal.control.v1.Control.CreateConfig:output_type -> shoal.control.v1.CreateConfigResponse
+	46, // 96: shoal.control.v1.Control.GetConfig:output_type -> shoal.control.v1.GetConfigResponse
+	48, // 97: shoal.control.v1.Control.ListConfigs:output_type -> shoal.control.v1.ListConfigsResponse
+	50, // 98: shoal.control.v1.Control.RemoveConfig:output_type -> shoal.control.v1.RemoveConfigResponse
+	72, // [72:99] is the sub-list for method output_type
+	45, // [45:72] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_shoal_control_v1_control_proto_init() }
@@ -2893,14 +3728,14 @@ func file_shoal_control_v1_control_proto_init() {
 	if File_shoal_control_v1_control_proto != nil {
 		return
 	}
-	file_shoal_control_v1_control_proto_msgTypes[34].OneofWrappers = []any{}
-	file_shoal_control_v1_control_proto_msgTypes[41].OneofWrappers = []any{
+	file_shoal_control_v1_control_proto_msgTypes[50].OneofWrappers = []any{}
+	file_shoal_control_v1_control_proto_msgTypes[57].OneofWrappers = []any{
 		(*TaskExecRequest_Start)(nil),
 		(*TaskExecRequest_Stdin)(nil),
 		(*TaskExecRequest_StdinClosed)(nil),
 		(*TaskExecRequest_Resize)(nil),
 	}
-	file_shoal_control_v1_control_proto_msgTypes[43].OneofWrappers = []any{
+	file_shoal_control_v1_control_proto_msgTypes[59].OneofWrappers = []any{
 		(*TaskExecResponse_Started)(nil),
 		(*TaskExecResponse_Stdout)(nil),
 		(*TaskExecResponse_Stderr)(nil),
@@ -2912,7 +3747,7 @@ func file_shoal_control_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_control_v1_control_proto_rawDesc), len(file_shoal_control_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   47,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -243,8 +243,13 @@ func (*ConfigureResponse) Descriptor() ([]byte, []int) {
 
 // PrepareRequest names the task to prepare, whole: its spec says what to run.
 type PrepareRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Task          *v1.Task               `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Task  *v1.Task               `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	// files are the data of the task's secrets and configs, one per
+	// reference in its spec. The executor must keep them off the node's disk
+	// (on memory the task's container mounts read-only) and drop them when
+	// the task is removed.
+	Files         []*v1.TaskFile `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +287,13 @@ func (*PrepareRequest) Descriptor() ([]byte, []int) {
 func (x *PrepareRequest) GetTask() *v1.Task {
 	if x != nil {
 		return x.Task
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetFiles() []*v1.TaskFile {
+	if x != nil {
+		return x.Files
 	}
 	return nil
 }
@@ -1416,9 +1428,10 @@ const file_shoal_executor_v1_executor_proto_rawDesc = "" +
 	"\x10ConfigureRequest\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.shoal.executor.v1.NodeInfoR\x04node\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\"\x13\n" +
-	"\x11ConfigureResponse\";\n" +
+	"\x11ConfigureResponse\"l\n" +
 	"\x0ePrepareRequest\x12)\n" +
-	"\x04task\x18\x01 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\"n\n" +
+	"\x04task\x18\x01 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\x12/\n" +
+	"\x05files\x18\x02 \x03(\v2\x19.shoal.object.v1.TaskFileR\x05files\"n\n" +
 	"\x0fPrepareResponse\x12\x1c\n" +
 	"\bprogress\x18\x01 \x01(\tH\x00R\bprogress\x124\n" +
 	"\x04done\x18\x02 \x01(\v2\x1e.shoal.executor.v1.PrepareDoneH\x00R\x04doneB\a\n" +
@@ -1536,49 +1549,51 @@ var file_shoal_executor_v1_executor_proto_goTypes = []any{
 	(*StatsRequest)(nil),          // 24: shoal.executor.v1.StatsRequest
 	(*StatsResponse)(nil),         // 25: shoal.executor.v1.StatsResponse
 	(*v1.Task)(nil),               // 26: shoal.object.v1.Task
-	(*timestamppb.Timestamp)(nil), // 27: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 28: google.protobuf.Duration
-	(v1.TaskHealth)(0),            // 29: shoal.object.v1.TaskHealth
+	(*v1.TaskFile)(nil),           // 27: shoal.object.v1.TaskFile
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(v1.TaskHealth)(0),            // 30: shoal.object.v1.TaskHealth
 }
 var file_shoal_executor_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: shoal.executor.v1.ConfigureRequest.node:type_name -> shoal.executor.v1.NodeInfo
 	26, // 1: shoal.executor.v1.PrepareRequest.task:type_name -> shoal.object.v1.Task
-	6,  // 2: shoal.executor.v1.PrepareResponse.done:type_name -> shoal.executor.v1.PrepareDone
-	11, // 3: shoal.executor.v1.WaitResponse.status:type_name -> shoal.executor.v1.ExitStatus
-	27, // 4: shoal.executor.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
-	28, // 5: shoal.executor.v1.StopRequest.grace:type_name -> google.protobuf.Duration
-	18, // 6: shoal.executor.v1.ListResponse.tasks:type_name -> shoal.executor.v1.TaskInfo
-	29, // 7: shoal.executor.v1.TaskInfo.health:type_name -> shoal.object.v1.TaskHealth
-	18, // 8: shoal.executor.v1.InspectResponse.task:type_name -> shoal.executor.v1.TaskInfo
-	23, // 9: shoal.executor.v1.LogsResponse.entries:type_name -> shoal.executor.v1.LogEntry
-	0,  // 10: shoal.executor.v1.LogEntry.stream:type_name -> shoal.executor.v1.LogStream
-	27, // 11: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	27, // 12: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
-	2,  // 13: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
-	4,  // 14: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
-	7,  // 15: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
-	9,  // 16: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
-	12, // 17: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
-	14, // 18: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
-	16, // 19: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
-	19, // 20: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
-	21, // 21: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
-	24, // 22: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
-	3,  // 23: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
-	5,  // 24: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
-	8,  // 25: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
-	10, // 26: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
-	13, // 27: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
-	15, // 28: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
-	17, // 29: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
-	20, // 30: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
-	22, // 31: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
-	25, // 32: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 2: shoal.executor.v1.PrepareRequest.files:type_name -> shoal.object.v1.TaskFile
+	6,  // 3: shoal.executor.v1.PrepareResponse.done:type_name -> shoal.executor.v1.PrepareDone
+	11, // 4: shoal.executor.v1.WaitResponse.status:type_name -> shoal.executor.v1.ExitStatus
+	28, // 5: shoal.executor.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
+	29, // 6: shoal.executor.v1.StopRequest.grace:type_name -> google.protobuf.Duration
+	18, // 7: shoal.executor.v1.ListResponse.tasks:type_name -> shoal.executor.v1.TaskInfo
+	30, // 8: shoal.executor.v1.TaskInfo.health:type_name -> shoal.object.v1.TaskHealth
+	18, // 9: shoal.executor.v1.InspectResponse.task:type_name -> shoal.executor.v1.TaskInfo
+	23, // 10: shoal.executor.v1.LogsResponse.entries:type_name -> shoal.executor.v1.LogEntry
+	0,  // 11: shoal.executor.v1.LogEntry.stream:type_name -> shoal.executor.v1.LogStream
+	28, // 12: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	28, // 13: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
+	2,  // 14: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
+	4,  // 15: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
+	7,  // 16: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
+	9,  // 17: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
+	12, // 18: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
+	14, // 19: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
+	16, // 20: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
+	19, // 21: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
+	21, // 22: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
+	24, // 23: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
+	3,  // 24: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
+	5,  // 25: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
+	8,  // 26: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
+	10, // 27: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
+	13, // 28: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
+	15, // 29: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
+	17, // 30: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
+	20, // 31: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
+	22, // 32: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
+	25, // 33: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
+	24, // [24:34] is the sub-list for method output_type
+	14, // [14:24] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_shoal_executor_v1_executor_proto_init() }

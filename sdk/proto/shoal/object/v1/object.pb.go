@@ -2026,9 +2026,12 @@ type ServiceSpec struct {
 	//	*ServiceSpec_Global
 	//	*ServiceSpec_ReplicatedJob
 	//	*ServiceSpec_GlobalJob
-	Mode          isServiceSpec_Mode `protobuf_oneof:"mode"`
-	Update        *UpdateConfig      `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
-	Endpoint      *EndpointSpec      `protobuf:"bytes,6,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Mode     isServiceSpec_Mode `protobuf_oneof:"mode"`
+	Update   *UpdateConfig      `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
+	Endpoint *EndpointSpec      `protobuf:"bytes,6,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// rollback paces a rollback (`service rollback`, or an update whose
+	// failure action is ROLLBACK); unset uses update's settings.
+	Rollback      *UpdateConfig `protobuf:"bytes,9,opt,name=rollback,proto3" json:"rollback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2130,6 +2133,13 @@ func (x *ServiceSpec) GetUpdate() *UpdateConfig {
 func (x *ServiceSpec) GetEndpoint() *EndpointSpec {
 	if x != nil {
 		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetRollback() *UpdateConfig {
+	if x != nil {
+		return x.Rollback
 	}
 	return nil
 }
@@ -2496,7 +2506,11 @@ type ContainerSpec struct {
 	StopGracePeriod *durationpb.Duration `protobuf:"bytes,9,opt,name=stop_grace_period,json=stopGracePeriod,proto3" json:"stop_grace_period,omitempty"`
 	// healthcheck is the task's health check; unset means the image's own
 	// HEALTHCHECK, if it has one.
-	Healthcheck   *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	Healthcheck *HealthConfig `protobuf:"bytes,10,opt,name=healthcheck,proto3" json:"healthcheck,omitempty"`
+	// secrets are files from cluster secrets, at /run/secrets/TARGET.
+	Secrets []*FileReference `protobuf:"bytes,11,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// configs are files from cluster configs, at their target paths.
+	Configs       []*FileReference `protobuf:"bytes,12,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2601,6 +2615,115 @@ func (x *ContainerSpec) GetHealthcheck() *HealthConfig {
 	return nil
 }
 
+func (x *ContainerSpec) GetSecrets() []*FileReference {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ContainerSpec) GetConfigs() []*FileReference {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+// FileReference puts a secret's or a config's data into a task's container
+// as a read-only file on memory (tmpfs): it is never written to the node's
+// disk, and it is gone with the task.
+type FileReference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the secret's or config's ID; the control API resolves name to it
+	// when the service is created or updated.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// name is the secret's or config's name, for people.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// target is the file: for a secret a file name under /run/secrets (or an
+	// absolute path), for a config an absolute path; empty means the name
+	// (/run/secrets/NAME for a secret, /NAME for a config).
+	Target string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	// uid and gid own the file; "0" when empty.
+	Uid string `protobuf:"bytes,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid string `protobuf:"bytes,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	// mode is the file's permission bits; 0 means 0444.
+	Mode          uint32 `protobuf:"varint,6,opt,name=mode,proto3" json:"mode,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileReference) Reset() {
+	*x = FileReference{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileReference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileReference) ProtoMessage() {}
+
+func (x *FileReference) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileReference.ProtoReflect.Descriptor instead.
+func (*FileReference) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FileReference) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FileReference) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FileReference) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *FileReference) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *FileReference) GetGid() string {
+	if x != nil {
+		return x.Gid
+	}
+	return ""
+}
+
+func (x *FileReference) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
 // HealthConfig is a task's health check, as docker's HEALTHCHECK: test runs
 // in the task's container every interval; a run that exits 0 within timeout
 // passes. The task is STARTING until the first pass, HEALTHY then, and
@@ -2628,7 +2751,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2640,7 +2763,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[26]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2653,7 +2776,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{26}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -2710,7 +2833,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2722,7 +2845,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[27]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2735,7 +2858,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{27}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Mount) GetSource() string {
@@ -2786,7 +2909,7 @@ type ResourceRequirements struct {
 
 func (x *ResourceRequirements) Reset() {
 	*x = ResourceRequirements{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2798,7 +2921,7 @@ func (x *ResourceRequirements) String() string {
 func (*ResourceRequirements) ProtoMessage() {}
 
 func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[28]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2811,7 +2934,7 @@ func (x *ResourceRequirements) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRequirements.ProtoReflect.Descriptor instead.
 func (*ResourceRequirements) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{28}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResourceRequirements) GetLimits() *Resources {
@@ -2844,7 +2967,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2856,7 +2979,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[29]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2869,7 +2992,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{29}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RestartPolicy) GetCondition() RestartCondition {
@@ -2917,7 +3040,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2929,7 +3052,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[30]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2942,7 +3065,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{30}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -2977,7 +3100,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3112,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[31]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3125,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{31}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -3031,7 +3154,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3166,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[32]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3179,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{32}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -3117,7 +3240,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3252,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[33]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3265,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{33}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PortConfig) GetProtocol() string {
@@ -3185,7 +3308,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3197,7 +3320,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[34]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3210,7 +3333,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{34}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *EndpointSpec) GetPorts() []*PortConfig {
@@ -3266,7 +3389,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3278,7 +3401,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[35]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3291,7 +3414,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{35}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Task) GetId() string {
@@ -3408,7 +3531,7 @@ type NetworkAttachment struct {
 
 func (x *NetworkAttachment) Reset() {
 	*x = NetworkAttachment{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3543,7 @@ func (x *NetworkAttachment) String() string {
 func (*NetworkAttachment) ProtoMessage() {}
 
 func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[36]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3556,7 @@ func (x *NetworkAttachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachment.ProtoReflect.Descriptor instead.
 func (*NetworkAttachment) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{36}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *NetworkAttachment) GetNetworkId() string {
@@ -3512,7 +3635,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3647,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[37]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3660,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{37}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Network) GetId() string {
@@ -3598,7 +3721,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3610,7 +3733,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[38]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3623,7 +3746,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{38}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -3645,6 +3768,404 @@ func (x *NetworkSpec) GetNodePrefixLen() uint32 {
 		return x.NodePrefixLen
 	}
 	return 0
+}
+
+// Secret is sensitive data for tasks (a password, a key). Its data is held
+// only encrypted with the cluster's secrets key (see kernel/secrets): the
+// Raft log and snapshots never carry it in clear, and no API returns it.
+type Secret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta  *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	// spec is what the user declared; spec.data is always empty in the store
+	// and in API answers.
+	Spec *SecretSpec `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// sealed is spec.data encrypted; set by the control API, read only by the
+	// leader's dispatcher for the workers running tasks that use the secret.
+	Sealed *SealedData `protobuf:"bytes,4,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// digest is "sha256:<hex>" of an HMAC of the data under a key derived
+	// from the secrets key: equal data gives equal digests within a cluster
+	// (so a redeploy can tell an unchanged secret), and the digest reveals
+	// nothing of the data to anyone without the key.
+	Digest string `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
+	// size is the data's length in bytes.
+	Size          int64 `protobuf:"varint,6,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Secret) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Secret) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Secret) GetSpec() *SecretSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Secret) GetSealed() *SealedData {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *Secret) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *Secret) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+// SecretSpec is what a user declares for a secret.
+type SecretSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// annotations.name is required and unique among secrets.
+	Annotations *Annotations `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	// data is the secret, at most 500 KiB; only in a create request.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretSpec) Reset() {
+	*x = SecretSpec{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretSpec) ProtoMessage() {}
+
+func (x *SecretSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
+func (*SecretSpec) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *SecretSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *SecretSpec) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SealedData is data encrypted with AES-256-GCM.
+type SealedData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id names the key that sealed it (for rotation): "sk1-<hex>" of the
+	// key's fingerprint.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce []byte `protobuf:"bytes,2,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// ciphertext is the data and GCM's tag; the additional data is the
+	// object's ID, so a sealed blob cannot be moved to another secret.
+	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedData) Reset() {
+	*x = SealedData{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedData) ProtoMessage() {}
+
+func (x *SealedData) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedData.ProtoReflect.Descriptor instead.
+func (*SealedData) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SealedData) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedData) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedData) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+// TaskFile is a secret's or a config's data on its way to the node that
+// runs a task using it: in the task's assignment, then in the executor's
+// Prepare. It never goes into Raft.
+type TaskFile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref is the task spec's reference the file is for.
+	Ref *FileReference `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// secret says whether it is a secret (at /run/secrets) or a config.
+	Secret        bool   `protobuf:"varint,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskFile) Reset() {
+	*x = TaskFile{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskFile) ProtoMessage() {}
+
+func (x *TaskFile) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskFile.ProtoReflect.Descriptor instead.
+func (*TaskFile) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *TaskFile) GetRef() *FileReference {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *TaskFile) GetSecret() bool {
+	if x != nil {
+		return x.Secret
+	}
+	return false
+}
+
+func (x *TaskFile) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// Config is non-sensitive data for tasks (a configuration file). It is held
+// in clear and returned by the API.
+type Config struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec          *ConfigSpec            `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Config) Reset() {
+	*x = Config{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Config) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Config) ProtoMessage() {}
+
+func (x *Config) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Config.ProtoReflect.Descriptor instead.
+func (*Config) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *Config) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Config) GetMeta() *Meta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *Config) GetSpec() *ConfigSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+// ConfigSpec is what a user declares for a config.
+type ConfigSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// annotations.name is required and unique among configs.
+	Annotations *Annotations `protobuf:"bytes,1,opt,name=annotations,proto3" json:"annotations,omitempty"`
+	// data is the config's content, at most 500 KiB.
+	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigSpec) Reset() {
+	*x = ConfigSpec{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigSpec) ProtoMessage() {}
+
+func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
+func (*ConfigSpec) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ConfigSpec) GetAnnotations() *Annotations {
+	if x != nil {
+		return x.Annotations
+	}
+	return nil
+}
+
+func (x *ConfigSpec) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
 }
 
 // TaskStatus is a task's observed state.
@@ -3671,7 +4192,7 @@ type TaskStatus struct {
 
 func (x *TaskStatus) Reset() {
 	*x = TaskStatus{}
-	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3683,7 +4204,7 @@ func (x *TaskStatus) String() string {
 func (*TaskStatus) ProtoMessage() {}
 
 func (x *TaskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_shoal_object_v1_object_proto_msgTypes[39]
+	mi := &file_shoal_object_v1_object_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3696,7 +4217,7 @@ func (x *TaskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskStatus.ProtoReflect.Descriptor instead.
 func (*TaskStatus) Descriptor() ([]byte, []int) {
-	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{39}
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskStatus) GetTimestamp() *timestamppb.Timestamp {
@@ -3856,7 +4377,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xfc\x03\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xb7\x04\n" +
 	"\vServiceSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12-\n" +
 	"\x04task\x18\x02 \x01(\v2\x19.shoal.object.v1.TaskSpecR\x04task\x12D\n" +
@@ -3868,7 +4389,8 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\n" +
 	"global_job\x18\b \x01(\v2\x1a.shoal.object.v1.GlobalJobH\x00R\tglobalJob\x125\n" +
 	"\x06update\x18\x05 \x01(\v2\x1d.shoal.object.v1.UpdateConfigR\x06update\x129\n" +
-	"\bendpoint\x18\x06 \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpointB\x06\n" +
+	"\bendpoint\x18\x06 \x01(\v2\x1d.shoal.object.v1.EndpointSpecR\bendpoint\x129\n" +
+	"\brollback\x18\t \x01(\v2\x1d.shoal.object.v1.UpdateConfigR\brollbackB\x06\n" +
 	"\x04mode\"/\n" +
 	"\x11ReplicatedService\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x03R\breplicas\"\x0f\n" +
@@ -3885,7 +4407,7 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\bnetworks\x18\x05 \x03(\v2(.shoal.object.v1.NetworkAttachmentConfigR\bnetworks\"K\n" +
 	"\x17NetworkAttachmentConfig\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12\x18\n" +
-	"\aaliases\x18\x02 \x03(\tR\aaliases\"\xe4\x02\n" +
+	"\aaliases\x18\x02 \x03(\tR\aaliases\"\xd8\x03\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -3898,7 +4420,16 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"stopSignal\x12E\n" +
 	"\x11stop_grace_period\x18\t \x01(\v2\x19.google.protobuf.DurationR\x0fstopGracePeriod\x12?\n" +
 	"\vhealthcheck\x18\n" +
-	" \x01(\v2\x1d.shoal.object.v1.HealthConfigR\vhealthcheck\"\xe6\x01\n" +
+	" \x01(\v2\x1d.shoal.object.v1.HealthConfigR\vhealthcheck\x128\n" +
+	"\asecrets\x18\v \x03(\v2\x1e.shoal.object.v1.FileReferenceR\asecrets\x128\n" +
+	"\aconfigs\x18\f \x03(\v2\x1e.shoal.object.v1.FileReferenceR\aconfigs\"\x83\x01\n" +
+	"\rFileReference\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\tR\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\tR\x03gid\x12\x12\n" +
+	"\x04mode\x18\x06 \x01(\rR\x04mode\"\xe6\x01\n" +
 	"\fHealthConfig\x12\x12\n" +
 	"\x04test\x18\x01 \x03(\tR\x04test\x125\n" +
 	"\binterval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\binterval\x123\n" +
@@ -3982,7 +4513,37 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\vNetworkSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12\x16\n" +
 	"\x06subnet\x18\x02 \x01(\tR\x06subnet\x12&\n" +
-	"\x0fnode_prefix_len\x18\x03 \x01(\rR\rnodePrefixLen\"\xab\x02\n" +
+	"\x0fnode_prefix_len\x18\x03 \x01(\rR\rnodePrefixLen\"\xd5\x01\n" +
+	"\x06Secret\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.shoal.object.v1.SecretSpecR\x04spec\x123\n" +
+	"\x06sealed\x18\x04 \x01(\v2\x1b.shoal.object.v1.SealedDataR\x06sealed\x12\x16\n" +
+	"\x06digest\x18\x05 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x06 \x01(\x03R\x04size\"`\n" +
+	"\n" +
+	"SecretSpec\x12>\n" +
+	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"Y\n" +
+	"\n" +
+	"SealedData\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x02 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x03 \x01(\fR\n" +
+	"ciphertext\"h\n" +
+	"\bTaskFile\x120\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1e.shoal.object.v1.FileReferenceR\x03ref\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\bR\x06secret\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"t\n" +
+	"\x06Config\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12)\n" +
+	"\x04meta\x18\x02 \x01(\v2\x15.shoal.object.v1.MetaR\x04meta\x12/\n" +
+	"\x04spec\x18\x03 \x01(\v2\x1b.shoal.object.v1.ConfigSpecR\x04spec\"`\n" +
+	"\n" +
+	"ConfigSpec\x12>\n" +
+	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xab\x02\n" +
 	"\n" +
 	"TaskStatus\x128\n" +
 	"\ttimestamp\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x120\n" +
@@ -4080,7 +4641,7 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
 	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
@@ -4120,29 +4681,36 @@ var file_shoal_object_v1_object_proto_goTypes = []any{
 	(*TaskSpec)(nil),                // 35: shoal.object.v1.TaskSpec
 	(*NetworkAttachmentConfig)(nil), // 36: shoal.object.v1.NetworkAttachmentConfig
 	(*ContainerSpec)(nil),           // 37: shoal.object.v1.ContainerSpec
-	(*HealthConfig)(nil),            // 38: shoal.object.v1.HealthConfig
-	(*Mount)(nil),                   // 39: shoal.object.v1.Mount
-	(*ResourceRequirements)(nil),    // 40: shoal.object.v1.ResourceRequirements
-	(*RestartPolicy)(nil),           // 41: shoal.object.v1.RestartPolicy
-	(*Placement)(nil),               // 42: shoal.object.v1.Placement
-	(*PlacementPreference)(nil),     // 43: shoal.object.v1.PlacementPreference
-	(*UpdateConfig)(nil),            // 44: shoal.object.v1.UpdateConfig
-	(*PortConfig)(nil),              // 45: shoal.object.v1.PortConfig
-	(*EndpointSpec)(nil),            // 46: shoal.object.v1.EndpointSpec
-	(*Task)(nil),                    // 47: shoal.object.v1.Task
-	(*NetworkAttachment)(nil),       // 48: shoal.object.v1.NetworkAttachment
-	(*Network)(nil),                 // 49: shoal.object.v1.Network
-	(*NetworkSpec)(nil),             // 50: shoal.object.v1.NetworkSpec
-	(*TaskStatus)(nil),              // 51: shoal.object.v1.TaskStatus
-	nil,                             // 52: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 53: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 54: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 55: google.protobuf.Duration
+	(*FileReference)(nil),           // 38: shoal.object.v1.FileReference
+	(*HealthConfig)(nil),            // 39: shoal.object.v1.HealthConfig
+	(*Mount)(nil),                   // 40: shoal.object.v1.Mount
+	(*ResourceRequirements)(nil),    // 41: shoal.object.v1.ResourceRequirements
+	(*RestartPolicy)(nil),           // 42: shoal.object.v1.RestartPolicy
+	(*Placement)(nil),               // 43: shoal.object.v1.Placement
+	(*PlacementPreference)(nil),     // 44: shoal.object.v1.PlacementPreference
+	(*UpdateConfig)(nil),            // 45: shoal.object.v1.UpdateConfig
+	(*PortConfig)(nil),              // 46: shoal.object.v1.PortConfig
+	(*EndpointSpec)(nil),            // 47: shoal.object.v1.EndpointSpec
+	(*Task)(nil),                    // 48: shoal.object.v1.Task
+	(*NetworkAttachment)(nil),       // 49: shoal.object.v1.NetworkAttachment
+	(*Network)(nil),                 // 50: shoal.object.v1.Network
+	(*NetworkSpec)(nil),             // 51: shoal.object.v1.NetworkSpec
+	(*Secret)(nil),                  // 52: shoal.object.v1.Secret
+	(*SecretSpec)(nil),              // 53: shoal.object.v1.SecretSpec
+	(*SealedData)(nil),              // 54: shoal.object.v1.SealedData
+	(*TaskFile)(nil),                // 55: shoal.object.v1.TaskFile
+	(*Config)(nil),                  // 56: shoal.object.v1.Config
+	(*ConfigSpec)(nil),              // 57: shoal.object.v1.ConfigSpec
+	(*TaskStatus)(nil),              // 58: shoal.object.v1.TaskStatus
+	nil,                             // 59: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 60: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 61: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 62: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	54, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	54, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	52, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	61, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	61, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
 	12, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
 	16, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
 	20, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
@@ -4150,8 +4718,8 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	17, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
 	18, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
 	19, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	55, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	55, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	62, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	62, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
 	21, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
 	12, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
 	23, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
@@ -4170,61 +4738,72 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	29, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
 	28, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
 	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
-	54, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	54, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	54, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	61, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	61, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	61, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
 	13, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
 	35, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
 	31, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
 	32, // 36: shoal.object.v1.ServiceSpec.global:type_name -> shoal.object.v1.GlobalService
 	33, // 37: shoal.object.v1.ServiceSpec.replicated_job:type_name -> shoal.object.v1.ReplicatedJob
 	34, // 38: shoal.object.v1.ServiceSpec.global_job:type_name -> shoal.object.v1.GlobalJob
-	44, // 39: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
-	46, // 40: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	37, // 41: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
-	40, // 42: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
-	41, // 43: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
-	42, // 44: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
-	36, // 45: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
-	39, // 46: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	55, // 47: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
-	38, // 48: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
-	55, // 49: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	55, // 50: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	55, // 51: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
-	4,  // 52: shoal.object.v1.Mount.type:type_name -> shoal.object.v1.MountType
-	14, // 53: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
-	14, // 54: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
-	5,  // 55: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	55, // 56: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	55, // 57: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
-	43, // 58: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	55, // 59: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
-	6,  // 60: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	55, // 61: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
-	7,  // 62: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
-	8,  // 63: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
-	45, // 64: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
-	9,  // 65: shoal.object.v1.EndpointSpec.mode:type_name -> shoal.object.v1.EndpointMode
-	12, // 66: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
-	35, // 67: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
-	13, // 68: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
-	10, // 69: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
-	51, // 70: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
-	48, // 71: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
-	46, // 72: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
-	12, // 73: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
-	50, // 74: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	53, // 75: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
-	13, // 76: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
-	54, // 77: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
-	10, // 78: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
-	11, // 79: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
-	80, // [80:80] is the sub-list for method output_type
-	80, // [80:80] is the sub-list for method input_type
-	80, // [80:80] is the sub-list for extension type_name
-	80, // [80:80] is the sub-list for extension extendee
-	0,  // [0:80] is the sub-list for field type_name
+	45, // 39: shoal.object.v1.ServiceSpec.update:type_name -> shoal.object.v1.UpdateConfig
+	47, // 40: shoal.object.v1.ServiceSpec.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	45, // 41: shoal.object.v1.ServiceSpec.rollback:type_name -> shoal.object.v1.UpdateConfig
+	37, // 42: shoal.object.v1.TaskSpec.container:type_name -> shoal.object.v1.ContainerSpec
+	41, // 43: shoal.object.v1.TaskSpec.resources:type_name -> shoal.object.v1.ResourceRequirements
+	42, // 44: shoal.object.v1.TaskSpec.restart:type_name -> shoal.object.v1.RestartPolicy
+	43, // 45: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
+	36, // 46: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
+	40, // 47: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
+	62, // 48: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	39, // 49: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
+	38, // 50: shoal.object.v1.ContainerSpec.secrets:type_name -> shoal.object.v1.FileReference
+	38, // 51: shoal.object.v1.ContainerSpec.configs:type_name -> shoal.object.v1.FileReference
+	62, // 52: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	62, // 53: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	62, // 54: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	4,  // 55: shoal.object.v1.Mount.type:type_name -> shoal.object.v1.MountType
+	14, // 56: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
+	14, // 57: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
+	5,  // 58: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
+	62, // 59: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	62, // 60: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	44, // 61: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
+	62, // 62: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	6,  // 63: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
+	62, // 64: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	7,  // 65: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
+	8,  // 66: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
+	46, // 67: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
+	9,  // 68: shoal.object.v1.EndpointSpec.mode:type_name -> shoal.object.v1.EndpointMode
+	12, // 69: shoal.object.v1.Task.meta:type_name -> shoal.object.v1.Meta
+	35, // 70: shoal.object.v1.Task.spec:type_name -> shoal.object.v1.TaskSpec
+	13, // 71: shoal.object.v1.Task.service_annotations:type_name -> shoal.object.v1.Annotations
+	10, // 72: shoal.object.v1.Task.desired_state:type_name -> shoal.object.v1.TaskState
+	58, // 73: shoal.object.v1.Task.status:type_name -> shoal.object.v1.TaskStatus
+	49, // 74: shoal.object.v1.Task.networks:type_name -> shoal.object.v1.NetworkAttachment
+	47, // 75: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
+	12, // 76: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
+	51, // 77: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
+	60, // 78: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	13, // 79: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
+	12, // 80: shoal.object.v1.Secret.meta:type_name -> shoal.object.v1.Meta
+	53, // 81: shoal.object.v1.Secret.spec:type_name -> shoal.object.v1.SecretSpec
+	54, // 82: shoal.object.v1.Secret.sealed:type_name -> shoal.object.v1.SealedData
+	13, // 83: shoal.object.v1.SecretSpec.annotations:type_name -> shoal.object.v1.Annotations
+	38, // 84: shoal.object.v1.TaskFile.ref:type_name -> shoal.object.v1.FileReference
+	12, // 85: shoal.object.v1.Config.meta:type_name -> shoal.object.v1.Meta
+	57, // 86: shoal.object.v1.Config.spec:type_name -> shoal.object.v1.ConfigSpec
+	13, // 87: shoal.object.v1.ConfigSpec.annotations:type_name -> shoal.object.v1.Annotations
+	61, // 88: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	10, // 89: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
+	11, // 90: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
+	91, // [91:91] is the sub-list for method output_type
+	91, // [91:91] is the sub-list for method input_type
+	91, // [91:91] is the sub-list for extension type_name
+	91, // [91:91] is the sub-list for extension extendee
+	0,  // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -4244,7 +4823,7 @@ func file_shoal_object_v1_object_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   42,
+			NumMessages:   49,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

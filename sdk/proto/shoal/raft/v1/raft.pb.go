@@ -204,6 +204,8 @@ type StoreAction struct {
 	//	*StoreAction_Service
 	//	*StoreAction_Task
 	//	*StoreAction_Network
+	//	*StoreAction_Secret
+	//	*StoreAction_Config
 	Target        isStoreAction_Target `protobuf_oneof:"target"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -298,6 +300,24 @@ func (x *StoreAction) GetNetwork() *v1.Network {
 	return nil
 }
 
+func (x *StoreAction) GetSecret() *v1.Secret {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Secret); ok {
+			return x.Secret
+		}
+	}
+	return nil
+}
+
+func (x *StoreAction) GetConfig() *v1.Config {
+	if x != nil {
+		if x, ok := x.Target.(*StoreAction_Config); ok {
+			return x.Config
+		}
+	}
+	return nil
+}
+
 type isStoreAction_Target interface {
 	isStoreAction_Target()
 }
@@ -322,6 +342,14 @@ type StoreAction_Network struct {
 	Network *v1.Network `protobuf:"bytes,6,opt,name=network,proto3,oneof"`
 }
 
+type StoreAction_Secret struct {
+	Secret *v1.Secret `protobuf:"bytes,7,opt,name=secret,proto3,oneof"`
+}
+
+type StoreAction_Config struct {
+	Config *v1.Config `protobuf:"bytes,8,opt,name=config,proto3,oneof"`
+}
+
 func (*StoreAction_Cluster) isStoreAction_Target() {}
 
 func (*StoreAction_Node) isStoreAction_Target() {}
@@ -331,6 +359,10 @@ func (*StoreAction_Service) isStoreAction_Target() {}
 func (*StoreAction_Task) isStoreAction_Target() {}
 
 func (*StoreAction_Network) isStoreAction_Target() {}
+
+func (*StoreAction_Secret) isStoreAction_Target() {}
+
+func (*StoreAction_Config) isStoreAction_Target() {}
 
 // Snapshot is the whole state, as written to a Raft snapshot.
 type Snapshot struct {
@@ -346,6 +378,8 @@ type Snapshot struct {
 	Networks []*v1.Network `protobuf:"bytes,7,rep,name=networks,proto3" json:"networks,omitempty"`
 	// requests are the most recent applied request IDs, oldest first.
 	Requests      []*AppliedRequest `protobuf:"bytes,8,rep,name=requests,proto3" json:"requests,omitempty"`
+	Secrets       []*v1.Secret      `protobuf:"bytes,9,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	Configs       []*v1.Config      `protobuf:"bytes,10,rep,name=configs,proto3" json:"configs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -432,6 +466,20 @@ func (x *Snapshot) GetNetworks() []*v1.Network {
 func (x *Snapshot) GetRequests() []*AppliedRequest {
 	if x != nil {
 		return x.Requests
+	}
+	return nil
+}
+
+func (x *Snapshot) GetSecrets() []*v1.Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Snapshot) GetConfigs() []*v1.Config {
+	if x != nil {
+		return x.Configs
 	}
 	return nil
 }
@@ -557,8 +605,11 @@ func (x *JoinRequest) GetApiAddr() string {
 
 // JoinResponse lists the group after the caller was added.
 type JoinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Members       []*RaftMember          `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*RaftMember          `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// secrets_key is the cluster's secrets key (32 bytes), which every
+	// manager keeps outside Raft (see kernel/secrets).
+	SecretsKey    []byte `protobuf:"bytes,2,opt,name=secrets_key,json=secretsKey,proto3" json:"secrets_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -596,6 +647,13 @@ func (*JoinResponse) Descriptor() ([]byte, []int) {
 func (x *JoinResponse) GetMembers() []*RaftMember {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetSecretsKey() []byte {
+	if x != nil {
+		return x.SecretsKey
 	}
 	return nil
 }
@@ -747,15 +805,17 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\vTransaction\x124\n" +
 	"\aactions\x18\x01 \x03(\v2\x1a.shoal.raft.v1.StoreActionR\aactions\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\xc2\x02\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\xa8\x03\n" +
 	"\vStoreAction\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.shoal.raft.v1.ActionKindR\x04kind\x124\n" +
 	"\acluster\x18\x02 \x01(\v2\x18.shoal.object.v1.ClusterH\x00R\acluster\x12+\n" +
 	"\x04node\x18\x03 \x01(\v2\x15.shoal.object.v1.NodeH\x00R\x04node\x124\n" +
 	"\aservice\x18\x04 \x01(\v2\x18.shoal.object.v1.ServiceH\x00R\aservice\x12+\n" +
 	"\x04task\x18\x05 \x01(\v2\x15.shoal.object.v1.TaskH\x00R\x04task\x124\n" +
-	"\anetwork\x18\x06 \x01(\v2\x18.shoal.object.v1.NetworkH\x00R\anetworkB\b\n" +
-	"\x06target\"\xf1\x02\n" +
+	"\anetwork\x18\x06 \x01(\v2\x18.shoal.object.v1.NetworkH\x00R\anetwork\x121\n" +
+	"\x06secret\x18\a \x01(\v2\x17.shoal.object.v1.SecretH\x00R\x06secret\x121\n" +
+	"\x06config\x18\b \x01(\v2\x17.shoal.object.v1.ConfigH\x00R\x06configB\b\n" +
+	"\x06target\"\xd7\x03\n" +
 	"\bSnapshot\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x124\n" +
@@ -764,16 +824,21 @@ const file_shoal_raft_v1_raft_proto_rawDesc = "" +
 	"\bservices\x18\x05 \x03(\v2\x18.shoal.object.v1.ServiceR\bservices\x12+\n" +
 	"\x05tasks\x18\x06 \x03(\v2\x15.shoal.object.v1.TaskR\x05tasks\x124\n" +
 	"\bnetworks\x18\a \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\x129\n" +
-	"\brequests\x18\b \x03(\v2\x1d.shoal.raft.v1.AppliedRequestR\brequests\"S\n" +
+	"\brequests\x18\b \x03(\v2\x1d.shoal.raft.v1.AppliedRequestR\brequests\x121\n" +
+	"\asecrets\x18\t \x03(\v2\x17.shoal.object.v1.SecretR\asecrets\x121\n" +
+	"\aconfigs\x18\n" +
+	" \x03(\v2\x17.shoal.object.v1.ConfigR\aconfigs\"S\n" +
 	"\x0eAppliedRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x1b\n" +
 	"\tobject_id\x18\x03 \x01(\tR\bobjectId\"E\n" +
 	"\vJoinRequest\x12\x1b\n" +
 	"\traft_addr\x18\x01 \x01(\tR\braftAddr\x12\x19\n" +
-	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"C\n" +
+	"\bapi_addr\x18\x02 \x01(\tR\aapiAddr\"d\n" +
 	"\fJoinResponse\x123\n" +
-	"\amembers\x18\x01 \x03(\v2\x19.shoal.raft.v1.RaftMemberR\amembers\"X\n" +
+	"\amembers\x18\x01 \x03(\v2\x19.shoal.raft.v1.RaftMemberR\amembers\x12\x1f\n" +
+	"\vsecrets_key\x18\x02 \x01(\fR\n" +
+	"secretsKey\"X\n" +
 	"\n" +
 	"RaftMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
@@ -823,6 +888,8 @@ var file_shoal_raft_v1_raft_proto_goTypes = []any{
 	(*v1.Service)(nil),     // 13: shoal.object.v1.Service
 	(*v1.Task)(nil),        // 14: shoal.object.v1.Task
 	(*v1.Network)(nil),     // 15: shoal.object.v1.Network
+	(*v1.Secret)(nil),      // 16: shoal.object.v1.Secret
+	(*v1.Config)(nil),      // 17: shoal.object.v1.Config
 }
 var file_shoal_raft_v1_raft_proto_depIdxs = []int32{
 	2,  // 0: shoal.raft.v1.Command.transactions:type_name -> shoal.raft.v1.Transaction
@@ -833,22 +900,26 @@ var file_shoal_raft_v1_raft_proto_depIdxs = []int32{
 	13, // 5: shoal.raft.v1.StoreAction.service:type_name -> shoal.object.v1.Service
 	14, // 6: shoal.raft.v1.StoreAction.task:type_name -> shoal.object.v1.Task
 	15, // 7: shoal.raft.v1.StoreAction.network:type_name -> shoal.object.v1.Network
-	11, // 8: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
-	12, // 9: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
-	13, // 10: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
-	14, // 11: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
-	15, // 12: shoal.raft.v1.Snapshot.networks:type_name -> shoal.object.v1.Network
-	5,  // 13: shoal.raft.v1.Snapshot.requests:type_name -> shoal.raft.v1.AppliedRequest
-	8,  // 14: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
-	6,  // 15: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
-	9,  // 16: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
-	7,  // 17: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
-	10, // 18: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	16, // 8: shoal.raft.v1.StoreAction.secret:type_name -> shoal.object.v1.Secret
+	17, // 9: shoal.raft.v1.StoreAction.config:type_name -> shoal.object.v1.Config
+	11, // 10: shoal.raft.v1.Snapshot.clusters:type_name -> shoal.object.v1.Cluster
+	12, // 11: shoal.raft.v1.Snapshot.nodes:type_name -> shoal.object.v1.Node
+	13, // 12: shoal.raft.v1.Snapshot.services:type_name -> shoal.object.v1.Service
+	14, // 13: shoal.raft.v1.Snapshot.tasks:type_name -> shoal.object.v1.Task
+	15, // 14: shoal.raft.v1.Snapshot.networks:type_name -> shoal.object.v1.Network
+	5,  // 15: shoal.raft.v1.Snapshot.requests:type_name -> shoal.raft.v1.AppliedRequest
+	16, // 16: shoal.raft.v1.Snapshot.secrets:type_name -> shoal.object.v1.Secret
+	17, // 17: shoal.raft.v1.Snapshot.configs:type_name -> shoal.object.v1.Config
+	8,  // 18: shoal.raft.v1.JoinResponse.members:type_name -> shoal.raft.v1.RaftMember
+	6,  // 19: shoal.raft.v1.Membership.Join:input_type -> shoal.raft.v1.JoinRequest
+	9,  // 20: shoal.raft.v1.Membership.Leave:input_type -> shoal.raft.v1.LeaveRequest
+	7,  // 21: shoal.raft.v1.Membership.Join:output_type -> shoal.raft.v1.JoinResponse
+	10, // 22: shoal.raft.v1.Membership.Leave:output_type -> shoal.raft.v1.LeaveResponse
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_shoal_raft_v1_raft_proto_init() }
@@ -862,6 +933,8 @@ func file_shoal_raft_v1_raft_proto_init() {
 		(*StoreAction_Service)(nil),
 		(*StoreAction_Task)(nil),
 		(*StoreAction_Network)(nil),
+		(*StoreAction_Secret)(nil),
+		(*StoreAction_Config)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

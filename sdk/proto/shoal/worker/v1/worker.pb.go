@@ -852,7 +852,11 @@ type AssignmentChange struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Action AssignmentChangeAction `protobuf:"varint,1,opt,name=action,proto3,enum=shoal.worker.v1.AssignmentChangeAction" json:"action,omitempty"`
 	// task is the whole task for UPDATE; only its id counts for REMOVE.
-	Task          *v1.Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	Task *v1.Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	// files are the data of the task's secrets and configs, one per reference
+	// in its spec, for UPDATE: the leader sends a secret only to the worker
+	// its task is assigned to. The worker keeps them in memory only.
+	Files         []*v1.TaskFile `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -897,6 +901,13 @@ func (x *AssignmentChange) GetAction() AssignmentChangeAction {
 func (x *AssignmentChange) GetTask() *v1.Task {
 	if x != nil {
 		return x.Task
+	}
+	return nil
+}
+
+func (x *AssignmentChange) GetFiles() []*v1.TaskFile {
+	if x != nil {
+		return x.Files
 	}
 	return nil
 }
@@ -2137,10 +2148,11 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06weight\x18\x03 \x01(\x05R\x06weight\"C\n" +
 	"\x0eHeartbeatReply\x121\n" +
-	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"~\n" +
+	"\x06period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06period\"\xaf\x01\n" +
 	"\x10AssignmentChange\x12?\n" +
 	"\x06action\x18\x01 \x01(\x0e2'.shoal.worker.v1.AssignmentChangeActionR\x06action\x12)\n" +
-	"\x04task\x18\x02 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\"\x80\x01\n" +
+	"\x04task\x18\x02 \x01(\v2\x15.shoal.object.v1.TaskR\x04task\x12/\n" +
+	"\x05files\x18\x03 \x03(\v2\x19.shoal.object.v1.TaskFileR\x05files\"\x80\x01\n" +
 	"\vAssignments\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .shoal.worker.v1.AssignmentsTypeR\x04type\x12;\n" +
 	"\achanges\x18\x02 \x03(\v2!.shoal.worker.v1.AssignmentChangeR\achanges\"\x80\x01\n" +
@@ -2286,7 +2298,8 @@ var file_shoal_worker_v1_worker_proto_goTypes = []any{
 	(*v1.TaskStatus)(nil),         // 31: shoal.object.v1.TaskStatus
 	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
 	(*v1.Task)(nil),               // 33: shoal.object.v1.Task
-	(*timestamppb.Timestamp)(nil), // 34: google.protobuf.Timestamp
+	(*v1.TaskFile)(nil),           // 34: shoal.object.v1.TaskFile
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
 }
 var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
 	4,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
@@ -2306,34 +2319,35 @@ var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
 	32, // 14: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
 	0,  // 15: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
 	33, // 16: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
-	1,  // 17: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
-	12, // 18: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
-	2,  // 19: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
-	34, // 20: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	16, // 21: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
-	17, // 22: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
-	20, // 23: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
-	3,  // 24: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
-	22, // 25: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
-	8,  // 26: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
-	23, // 27: shoal.worker.v1.ExecStart.spec:type_name -> shoal.worker.v1.ExecSpec
-	24, // 28: shoal.worker.v1.ExecStart.size:type_name -> shoal.worker.v1.TerminalSize
-	26, // 29: shoal.worker.v1.ExecUp.attach:type_name -> shoal.worker.v1.ExecAttach
-	27, // 30: shoal.worker.v1.ExecUp.end:type_name -> shoal.worker.v1.ExecEnd
-	24, // 31: shoal.worker.v1.ExecDown.resize:type_name -> shoal.worker.v1.TerminalSize
-	3,  // 32: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
-	28, // 33: shoal.worker.v1.Dispatcher.Exec:input_type -> shoal.worker.v1.ExecUp
-	19, // 34: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
-	28, // 35: shoal.worker.v1.Relay.RelayExec:input_type -> shoal.worker.v1.ExecUp
-	8,  // 36: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
-	29, // 37: shoal.worker.v1.Dispatcher.Exec:output_type -> shoal.worker.v1.ExecDown
-	21, // 38: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
-	29, // 39: shoal.worker.v1.Relay.RelayExec:output_type -> shoal.worker.v1.ExecDown
-	36, // [36:40] is the sub-list for method output_type
-	32, // [32:36] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	34, // 17: shoal.worker.v1.AssignmentChange.files:type_name -> shoal.object.v1.TaskFile
+	1,  // 18: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
+	12, // 19: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
+	2,  // 20: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
+	35, // 21: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	16, // 22: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
+	17, // 23: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
+	20, // 24: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
+	3,  // 25: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
+	22, // 26: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
+	8,  // 27: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
+	23, // 28: shoal.worker.v1.ExecStart.spec:type_name -> shoal.worker.v1.ExecSpec
+	24, // 29: shoal.worker.v1.ExecStart.size:type_name -> shoal.worker.v1.TerminalSize
+	26, // 30: shoal.worker.v1.ExecUp.attach:type_name -> shoal.worker.v1.ExecAttach
+	27, // 31: shoal.worker.v1.ExecUp.end:type_name -> shoal.worker.v1.ExecEnd
+	24, // 32: shoal.worker.v1.ExecDown.resize:type_name -> shoal.worker.v1.TerminalSize
+	3,  // 33: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
+	28, // 34: shoal.worker.v1.Dispatcher.Exec:input_type -> shoal.worker.v1.ExecUp
+	19, // 35: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
+	28, // 36: shoal.worker.v1.Relay.RelayExec:input_type -> shoal.worker.v1.ExecUp
+	8,  // 37: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
+	29, // 38: shoal.worker.v1.Dispatcher.Exec:output_type -> shoal.worker.v1.ExecDown
+	21, // 39: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
+	29, // 40: shoal.worker.v1.Relay.RelayExec:output_type -> shoal.worker.v1.ExecDown
+	37, // [37:41] is the sub-list for method output_type
+	33, // [33:37] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_shoal_worker_v1_worker_proto_init() }
