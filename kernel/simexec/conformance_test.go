@@ -35,8 +35,9 @@ func TestConformance(t *testing.T) {
 	// what a restarted agent or plugin finds again.
 	e := New(Config{})
 	executortest.Run(t, executortest.Config{
-		New:  func(*testing.T) executor.Executor { return e },
-		Task: simTask,
+		New:   func(*testing.T) executor.Executor { return e },
+		Task:  simTask,
+		Files: true,
 		Unpreparable: func(id string) *objectv1.Task {
 			return &objectv1.Task{Id: id, Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{
 				Image: "registry.invalid/missing:1",

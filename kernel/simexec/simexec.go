@@ -114,6 +114,7 @@ type task struct {
 	prepareTime time.Duration
 	output      []executor.LogEntry // written at start; Time is set then
 	health      simHealth
+	files       []*objectv1.TaskFile // Prepare's, copied (files.go)
 
 	phase    phase
 	status   executor.ExitStatus // once exited
@@ -130,8 +131,9 @@ func New(cfg Config) *Executor {
 	return &Executor{cfg: cfg, tasks: map[string]*task{}, starts: map[string]int{}}
 }
 
-// Prepare creates the simulated task from its spec. A task already held is
-// left as it is.
+// Prepare creates the simulated task from its spec, keeping its files (one
+// for each secret and config it references: see Files). A task already
+// held is left as it is.
 func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, files []*objectv1.TaskFile, progress func(string)) error {
 	if t.GetId() == "" {
 		return fmt.Errorf("prepare: task has no id: %w", sdk.ErrInvalidArgument)
@@ -146,6 +148,10 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, files []*objec
 	if err != nil {
 		return err
 	}
+	if err := checkFiles(t, files); err != nil {
+		return err
+	}
+	st.files = cloneFiles(files)
 	if st.prepareTime > 0 {
 		if err := pull(ctx, t, st.prepareTime, progress); err != nil {
 			return err
@@ -393,7 +399,8 @@ func (e *Executor) Stop(ctx context.Context, taskID string, signal string, grace
 	}
 }
 
-// Remove forgets the task and its logs, killing its process if it runs.
+// Remove forgets the task, its logs and its files, killing its process if
+// it runs.
 func (e *Executor) Remove(_ context.Context, taskID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

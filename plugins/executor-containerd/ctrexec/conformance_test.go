@@ -19,8 +19,9 @@ func TestConformance(t *testing.T) {
 			t.Cleanup(func() { e.Close() })
 			return e
 		},
-		Task: progTask,
-		Exec: progExec,
+		Task:  progTask,
+		Exec:  progExec,
+		Files: true,
 		// An image of a registry that does not exist: 127.0.0.1:1 refuses
 		// connections at once.
 		Unpreparable: func(id string) *objectv1.Task {

@@ -28,6 +28,10 @@
 // (the node's DNS server at its first network's gateway), hosts and
 // hostname, rendered with sdk/netfiles and kept in the executor's state
 // directory until Remove (taskfiles.go).
+//
+// A task's secrets and configs are on a tmpfs of its own, mounted at
+// Prepare and unmounted by Remove, and bind-mounted read-only into its
+// container: their data never reaches the node's disk (secrets.go).
 package ctrexec
 
 import (
@@ -141,6 +145,8 @@ type Executor struct {
 	netErr   error // why net is nil
 	logDir   string
 	filesDir string // the task files of tasks with networks (taskfiles.go)
+	// refsDir holds each task's tmpfs of secrets and configs (secrets.go).
+	refsDir string
 	// volumesDir holds the node's named volumes, each in NAME/_data:
 	// made on a task's first use, kept across tasks (no Remove deletes
 	// one).
@@ -236,6 +242,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 	}
 	e.cfg, e.client, e.net, e.netErr, e.logDir, e.driver, e.pullTime = cfg, c, network, netErr, logDir, driver, pullTime
 	e.filesDir = filepath.Join(node.StateDir, "tasks")
+	e.refsDir = filepath.Join(node.StateDir, "secrets")
 	e.volumesDir = filepath.Join(node.StateDir, "volumes")
 	e.nodeID = node.NodeID
 	e.hosts = newRegistryHosts(cfg.InsecureRegistries)
@@ -246,6 +253,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 		sweepAttachments(ctx, c, l, network, e.log)
 	}
 	sweepTaskFiles(ctx, c, e.filesDir, e.log)
+	sweepRefFiles(ctx, c, e.refsDir, e.log)
 	return nil
 }
 
@@ -330,19 +338,36 @@ func kind(err error) error {
 }
 
 // Prepare pulls the task's image when the node lacks it, attaches the task
-// to its networks and creates its container.
-func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, refFiles []*objectv1.TaskFile, progress func(string)) error {
+// to its networks, mounts the tmpfs of its secrets and configs, and creates
+// its container.
+func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, taskFiles []*objectv1.TaskFile, progress func(string)) error {
 	e.mu.RLock()
 	nodeID, volumesDir := e.nodeID, e.volumesDir
 	e.mu.RUnlock()
 	if err := validateTask(t, nodeID); err != nil {
 		return err
 	}
+	refFiles, err := checkRefFiles(t, taskFiles)
+	if err != nil {
+		return err
+	}
 	ctx, c, err := e.conn(ctx)
 	if err != nil {
 		return err
 	}
+	e.mu.RLock()
+	refsDir := e.taskRefsDir(t.GetId())
+	e.mu.RUnlock()
 	if _, err := c.LoadContainer(ctx, t.GetId()); err == nil {
+		// Held already; its tmpfs is gone after a reboot of the node,
+		// while containerd keeps the container: mount it again.
+		if len(refFiles) > 0 {
+			if mounted, err := isTmpfs(refsDir); err != nil || !mounted {
+				if err := writeRefFiles(refsDir, refFiles); err != nil {
+					return fmt.Errorf("task %s: secrets and configs: %w", t.GetId(), err)
+				}
+			}
+		}
 		return nil
 	} else if !errdefs.IsNotFound(err) {
 		return fmt.Errorf("task %s: %w", t.GetId(), kind(err))
@@ -382,6 +407,11 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, refFiles []*ob
 				e.log.Warn("remove task files after a failed prepare", "task_id", t.GetId(), "err", err)
 			}
 		}
+		if len(refFiles) > 0 {
+			if err := removeRefFiles(refsDir); err != nil {
+				e.log.Warn("remove secrets and configs after a failed prepare", "task_id", t.GetId(), "err", err)
+			}
+		}
 	}
 	if network != nil {
 		e.mu.RLock()
@@ -400,7 +430,16 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, refFiles []*ob
 		undo()
 		return fmt.Errorf("task %s: %w", t.GetId(), err)
 	}
+	if len(refFiles) > 0 {
+		if err := writeRefFiles(refsDir, refFiles); err != nil {
+			undo()
+			return fmt.Errorf("task %s: secrets and configs: %w", t.GetId(), err)
+		}
+	}
 	specOpts, err := specFor(ctx, img, t, netns, filesDir, volumesDir)
+	if err == nil && len(refFiles) > 0 {
+		specOpts = append(specOpts, oci.WithMounts(refFileMounts(refsDir, refFiles)))
+	}
 	if err == nil {
 		var hopt oci.SpecOpts
 		if hopt, err = healthSpecOpt(ctx, img, t); hopt != nil {
@@ -694,7 +733,8 @@ func (e *Executor) stop(ctx context.Context, taskID string, signal string, grace
 }
 
 // Remove kills the task's process if it runs and deletes the task, its
-// container, snapshot, network attachments, task files and logs.
+// container, snapshot, network attachments, task files, the tmpfs of its
+// secrets and configs, and its logs.
 func (e *Executor) Remove(ctx context.Context, taskID string) error {
 	if err := checkTaskID(taskID); err != nil {
 		return err
@@ -723,7 +763,7 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 		}
 	}
 	e.mu.RLock()
-	network, dir, filesDir := e.net, e.taskLogDir(taskID), e.taskFilesDir(taskID)
+	network, dir, filesDir, refsDir := e.net, e.taskLogDir(taskID), e.taskFilesDir(taskID), e.taskRefsDir(taskID)
 	e.mu.RUnlock()
 	// Detach even without the label: a Prepare that failed between Attach
 	// and the container's creation leaves an attachment without one.
@@ -738,6 +778,9 @@ func (e *Executor) Remove(ctx context.Context, taskID string) error {
 	// creation leaves the files without one.
 	if err := os.RemoveAll(filesDir); err != nil {
 		return fmt.Errorf("task %s: resolv.conf, hosts and hostname: %w", taskID, err)
+	}
+	if err := removeRefFiles(refsDir); err != nil {
+		return fmt.Errorf("task %s: secrets and configs: %w", taskID, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("task %s: logs: %w", taskID, err)
@@ -804,6 +847,10 @@ func (e *Executor) taskLogDir(taskID string) string { return filepath.Join(e.log
 // taskFilesDir is where the resolv.conf, hosts and hostname of a task with
 // networks are (taskfiles.go). Callers hold e.mu.
 func (e *Executor) taskFilesDir(taskID string) string { return filepath.Join(e.filesDir, taskID) }
+
+// taskRefsDir is where the tmpfs of the task's secrets and configs is
+// mounted (secrets.go). Callers hold e.mu.
+func (e *Executor) taskRefsDir(taskID string) string { return filepath.Join(e.refsDir, taskID) }
 
 // errdefsFromGRPC turns an error of a raw containerd service call into
 // containerd's error classes.

@@ -31,6 +31,7 @@ var env struct {
 	err     error
 	address string
 	driver  string // the log driver's executable
+	dir     string // containerd's config, root and state
 	sup     *containerd.Supervisor
 	stop    func()
 }
@@ -76,6 +77,7 @@ func startContainerd(t testing.TB) string {
 			env.err = err
 			return
 		}
+		env.dir = dir
 		if env.driver, env.err = buildLogDriver(dir); env.err != nil {
 			return
 		}

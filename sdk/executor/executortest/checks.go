@@ -11,6 +11,7 @@ import (
 
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
+	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 func checkConfigure(t *testing.T, h *harness) {
@@ -523,5 +524,50 @@ func checkPrepareFails(t *testing.T, h *harness) {
 	}
 	if ti, err := e.Inspect(ctx, id); !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("Inspect after Remove = %+v, %v, want %v", ti, err, sdk.ErrNotFound)
+	}
+}
+
+func checkFiles(t *testing.T, h *harness) {
+	if !h.cfg.Files {
+		t.Skip("Config.Files is not set")
+	}
+	e := h.open(t)
+	ctx, cancel := h.ctx(t)
+	defer cancel()
+	sref := &objectv1.FileReference{Id: "xt-secret", Name: "xt_password", Uid: "0", Gid: "0", Mode: 0o400}
+	cref := &objectv1.FileReference{Id: "xt-config", Name: "xt.conf", Target: "/etc/xt.conf"}
+	withRefs := func(b Behaviour) *objectv1.Task {
+		task := h.task(t, e, b)
+		c := task.GetSpec().GetContainer()
+		if c == nil {
+			t.Fatalf("Config.Task returned a task without a container spec: %v", task)
+		}
+		c.Secrets = append(c.Secrets, sref)
+		c.Configs = append(c.Configs, cref)
+		return task
+	}
+	secret := &objectv1.TaskFile{Ref: sref, Secret: true, Data: []byte("xt-" + randomHex(8))}
+	config := &objectv1.TaskFile{Ref: cref, Data: []byte("answer = 42\n")}
+
+	missing := withRefs(Behaviour{})
+	if err := e.Prepare(ctx, missing, []*objectv1.TaskFile{config}, nil); !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Errorf("Prepare(%s) of a task referencing a secret without its file = %v, want %v", missing.GetId(), err, sdk.ErrInvalidArgument)
+	}
+	if ti, err := e.Inspect(ctx, missing.GetId()); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("after a refused Prepare Inspect(%s) = %+v, %v, want %v", missing.GetId(), ti, err, sdk.ErrNotFound)
+	}
+
+	task := withRefs(Behaviour{ExitCode: 3})
+	if err := e.Prepare(ctx, task, []*objectv1.TaskFile{secret, config}, nil); err != nil {
+		t.Fatalf("Prepare(%s) with its secret's and config's files = %v, want nil", task.GetId(), err)
+	}
+	if err := e.Start(ctx, task.GetId()); err != nil {
+		t.Fatalf("Start(%s) = %v, want nil", task.GetId(), err)
+	}
+	if es := h.wait(t, e, task.GetId()); es.ExitCode != 3 {
+		t.Errorf("Wait(%s) = %+v, want exit code 3", task.GetId(), es)
+	}
+	if err := e.Remove(ctx, task.GetId()); err != nil {
+		t.Errorf("Remove(%s) = %v, want nil", task.GetId(), err)
 	}
 }

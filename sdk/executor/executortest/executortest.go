@@ -44,6 +44,9 @@
 //     sdk.ErrNotFound; Remove of one succeeds.
 //   - InvalidArgument: a task without an ID and an unknown stop signal are
 //     sdk.ErrInvalidArgument.
+//   - Files (with Config.Files): Prepare of a task referencing a secret
+//     whose file did not come with it is sdk.ErrInvalidArgument; with its
+//     file (and a config's) Prepare succeeds and the task runs.
 //   - PrepareFails (with Config.Unpreparable): Prepare of a task that cannot
 //     be prepared fails with an error naming its image, which is what the
 //     user sees; the task can be removed after.
@@ -111,6 +114,11 @@ type Config struct {
 	// cannot prepare: one whose image does not exist, say. The
 	// PrepareFails check runs only with it.
 	Unpreparable func(id string) *objectv1.Task
+	// Files says that the executor takes secrets and configs (Prepare's
+	// files); the Files check runs only with it. An executor that cannot
+	// keep them off the node's disk leaves it false (and fails the tasks
+	// that have any).
+	Files bool
 	// Node is given to Configure. Default: NodeID "executortest", StateDir
 	// a directory of the test's, shared by every executor New returns.
 	Node executor.NodeInfo
@@ -196,6 +204,7 @@ var checks = []struct {
 	{"Idempotent", checkIdempotent},
 	{"NotFound", checkNotFound},
 	{"InvalidArgument", checkInvalidArgument},
+	{"Files", checkFiles},
 	{"PrepareFails", checkPrepareFails},
 	{"Cancellation", checkCancellation},
 	{"Concurrent", checkConcurrent},
