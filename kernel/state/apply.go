@@ -21,10 +21,11 @@ var ErrVersionConflict = fmt.Errorf("version conflict: %w", sdk.ErrFailedPrecond
 //
 // Each transaction applies whole or not at all. The result has one entry per
 // transaction of cmd: nil if it applied, else why not: sdk.ErrNotFound,
-// sdk.ErrAlreadyExists (an ID or a service name), ErrVersionConflict, or
-// sdk.ErrInvalidArgument for a malformed action (no or unknown kind, no
-// target, an empty ID, a service without a name, a second cluster object, a
-// cluster delete). Every object applied gets meta.version = index.
+// sdk.ErrAlreadyExists (an ID, or the name of a service, network, secret or
+// config), ErrVersionConflict, or sdk.ErrInvalidArgument for a malformed
+// action (no or unknown kind, no target, an empty ID, a named kind without a
+// name, a secret with clear data, a second cluster object, a cluster
+// delete). Every object applied gets meta.version = index.
 //
 // index must be above the last applied index (Raft indexes only grow); if it
 // is not, nothing applies and every transaction gets an
@@ -107,10 +108,7 @@ func (t *tables) applyTxn(index uint64, txn *raftv1.Transaction, events []Event)
 	// Names are checked once every action is in, so that a transaction may
 	// move a name from one service to another, or swap two names.
 	for i, e := range events[start:] {
-		if err := t.checkServiceName(e); err != nil {
-			return events, fmt.Errorf("action %d: %w", i, err)
-		}
-		if err := t.checkNetworkName(e); err != nil {
+		if err := t.checkNames(e); err != nil {
 			return events, fmt.Errorf("action %d: %w", i, err)
 		}
 	}
@@ -138,6 +136,10 @@ func (t *tables) applyAction(index uint64, a *raftv1.StoreAction, e *Event) erro
 		return applyObject(t, taskKind, index, kind, target.Task, e)
 	case *raftv1.StoreAction_Network:
 		return applyObject(t, networkKind, index, kind, target.Network, e)
+	case *raftv1.StoreAction_Secret:
+		return applyObject(t, secretKind, index, kind, target.Secret, e)
+	case *raftv1.StoreAction_Config:
+		return applyObject(t, configKind, index, kind, target.Config, e)
 	}
 	return fmt.Errorf("%s: no target: %w", verb(kind), sdk.ErrInvalidArgument)
 }
@@ -258,45 +260,41 @@ func (t *tables) applyCluster(index uint64, kind raftv1.ActionKind, c *objectv1.
 	return fmt.Errorf("delete cluster %s: the cluster object cannot be deleted: %w", id, sdk.ErrInvalidArgument)
 }
 
-// checkServiceName checks, at the end of a transaction, that the service an
-// event stored still holds its name alone.
-func (t *tables) checkServiceName(e Event) error {
-	s := e.Service
-	if s == nil || e.Kind == raftv1.ActionKind_ACTION_KIND_DELETE || t.services.get(s.GetId()) != s {
-		return nil
+// checkNames checks, at the end of a transaction, that the named object an
+// event stored still holds its name alone among its kind.
+func (t *tables) checkNames(e Event) error {
+	switch {
+	case e.Service != nil:
+		return checkName(t, serviceKind, e.Kind, e.Service)
+	case e.Network != nil:
+		return checkName(t, networkKind, e.Kind, e.Network)
+	case e.Secret != nil:
+		return checkName(t, secretKind, e.Kind, e.Secret)
+	case e.Config != nil:
+		return checkName(t, configKind, e.Kind, e.Config)
 	}
-	set := t.servicesByName.get(serviceName(s)).list
-	if len(set) <= 1 {
-		return nil
-	}
-	others := make([]string, 0, len(set)-1)
-	for _, e := range set {
-		if id := e.v.GetId(); id != s.GetId() {
-			others = append(others, id)
-		}
-	}
-	slices.Sort(others)
-	return fmt.Errorf("%s service %s: name %q is used by service %s: %w", verb(e.Kind), s.GetId(), serviceName(s), others[0], sdk.ErrAlreadyExists)
+	return nil
 }
 
-// checkNetworkName is checkServiceName for networks.
-func (t *tables) checkNetworkName(e Event) error {
-	n := e.Network
-	if n == nil || e.Kind == raftv1.ActionKind_ACTION_KIND_DELETE || t.networks.get(n.GetId()) != n {
+func checkName[T object](t *tables, k *kindOf[T], kind raftv1.ActionKind, v T) error {
+	// A later action of the transaction may have replaced or deleted v: the
+	// check is for the object stored now, by its own event.
+	if kind == raftv1.ActionKind_ACTION_KIND_DELETE || k.table(t).get(v.GetId()) != v {
 		return nil
 	}
-	set := t.networksByName.get(networkName(n)).list
+	name := k.nameOf(v)
+	set := k.byName(t).get(name).list
 	if len(set) <= 1 {
 		return nil
 	}
 	others := make([]string, 0, len(set)-1)
 	for _, e := range set {
-		if id := e.v.GetId(); id != n.GetId() {
+		if id := e.v.GetId(); id != v.GetId() {
 			others = append(others, id)
 		}
 	}
 	slices.Sort(others)
-	return fmt.Errorf("%s network %s: name %q is used by network %s: %w", verb(e.Kind), n.GetId(), networkName(n), others[0], sdk.ErrAlreadyExists)
+	return fmt.Errorf("%s %s %s: name %q is used by %s %s: %w", verb(kind), k.name, v.GetId(), name, k.name, others[0], sdk.ErrAlreadyExists)
 }
 
 // undo reverts the events of a failed transaction, last first.
@@ -314,6 +312,10 @@ func (t *tables) undo(events []Event) {
 			undoObject(&t.tasks, e.Kind, e.Task, e.OldTask)
 		case e.Network != nil:
 			undoObject(&t.networks, e.Kind, e.Network, e.OldNetwork)
+		case e.Secret != nil:
+			undoObject(&t.secrets, e.Kind, e.Secret, e.OldSecret)
+		case e.Config != nil:
+			undoObject(&t.configs, e.Kind, e.Config, e.OldConfig)
 		}
 	}
 }

@@ -29,6 +29,12 @@ func FuzzApply(f *testing.F) {
 			txn(act(opUpdate, withVersion(testCluster("c1"), 1)), act(opCreate, testCluster("c2"))),
 		),
 		command(txn(act(opDelete, withVersion(&objectv1.Task{Id: "t3"}, 1)), act(raftv1.ActionKind(7), testNode("n9", worker, active)))),
+		command(
+			creates(testSecret("sec1", "db-password"), testConfig("cfg1", "nginx.conf")),
+			creates(testSecret("sec2", "db-password")),
+			txn(act(opCreate, clearSecret("sec3", "api-key"))),
+			txn(act(opUpdate, withVersion(testConfig("cfg1", "app.conf"), 2)), act(opDelete, &objectv1.Config{Id: "cfg1"})),
+		),
 	}
 	for _, c := range seeds {
 		data, err := proto.Marshal(c)

@@ -1,8 +1,12 @@
 // Package state is the whole cluster state in memory: the cluster object,
-// nodes, services, tasks and networks, with the indexes the orchestrator,
-// the scheduler and the dispatcher read (tasks by service, node, observed
-// and desired state; nodes by role and availability; services and networks
-// by name).
+// nodes, services, tasks, networks, secrets and configs, with the indexes
+// the orchestrator, the scheduler and the dispatcher read (tasks by service,
+// node, observed and desired state; nodes by role and availability;
+// services, networks, secrets and configs by name).
+//
+// A secret's data is stored only sealed (Secret.sealed): the store refuses
+// a secret whose spec.data is set, so that no writer's mistake can put clear
+// secret data in the Raft log or a snapshot.
 //
 // It knows nothing of Raft. The raftstore package feeds it committed commands
 // through Apply and snapshots through Snapshot and Restore; writers build
@@ -52,7 +56,7 @@
 //     the created_at it was created with.
 //   - Service names are unique, checked against the state at the end of each
 //     transaction (so a transaction may swap two services' names); so are
-//     network names.
+//     network, secret and config names.
 //   - Apply never panics, whatever the command holds.
 //
 // The store does not enforce references between objects (a task's service or

@@ -61,6 +61,10 @@ func withVersion[T proto.Message](m T, v uint64) T {
 		o.Meta = meta
 	case *objectv1.Network:
 		o.Meta = meta
+	case *objectv1.Secret:
+		o.Meta = meta
+	case *objectv1.Config:
+		o.Meta = meta
 	}
 	return c
 }
@@ -79,6 +83,10 @@ func act(kind raftv1.ActionKind, obj proto.Message) *raftv1.StoreAction {
 		a.Target = &raftv1.StoreAction_Task{Task: o}
 	case *objectv1.Network:
 		a.Target = &raftv1.StoreAction_Network{Network: o}
+	case *objectv1.Secret:
+		a.Target = &raftv1.StoreAction_Secret{Secret: o}
+	case *objectv1.Config:
+		a.Target = &raftv1.StoreAction_Config{Config: o}
 	}
 	return a
 }
@@ -163,6 +171,12 @@ func indexesConsistent(got *tables) string {
 	for id, e := range got.networks.byID {
 		want.networks.set(id, e.v)
 	}
+	for id, e := range got.secrets.byID {
+		want.secrets.set(id, e.v)
+	}
+	for id, e := range got.configs.byID {
+		want.configs.set(id, e.v)
+	}
 	for _, c := range []struct {
 		name string
 		ok   bool
@@ -175,6 +189,8 @@ func indexesConsistent(got *tables) string {
 		{"tasksByState", sameIndex(got.tasksByState, want.tasksByState)},
 		{"tasksByDesiredState", sameIndex(got.tasksByDesiredState, want.tasksByDesiredState)},
 		{"networksByName", sameIndex(got.networksByName, want.networksByName)},
+		{"secretsByName", sameIndex(got.secretsByName, want.secretsByName)},
+		{"configsByName", sameIndex(got.configsByName, want.configsByName)},
 	} {
 		if !c.ok {
 			return "index " + c.name + " differs from a rebuild from the tables"

@@ -4,7 +4,7 @@ import (
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// object is what the generated node, service and task types have in common.
+// object is what the generated object types have in common.
 type object interface {
 	comparable
 	GetId() string
@@ -190,6 +190,8 @@ type tables struct {
 	services table[*objectv1.Service]
 	tasks    table[*objectv1.Task]
 	networks table[*objectv1.Network]
+	secrets  table[*objectv1.Secret]
+	configs  table[*objectv1.Config]
 
 	nodesByRole         *keyIndex[objectv1.NodeRole, *objectv1.Node]
 	nodesByAvailability *keyIndex[objectv1.NodeAvailability, *objectv1.Node]
@@ -203,6 +205,8 @@ type tables struct {
 	tasksByDesiredState *keyIndex[objectv1.TaskState, *objectv1.Task]
 	// networksByName holds sets for the same reason as servicesByName.
 	networksByName *keyIndex[string, *objectv1.Network]
+	secretsByName  *keyIndex[string, *objectv1.Secret]
+	configsByName  *keyIndex[string, *objectv1.Config]
 
 	// requests are the request IDs of the last applied transactions.
 	requests requests
@@ -218,11 +222,15 @@ func newTables() *tables {
 		tasksByState:        newKeyIndex(taskState),
 		tasksByDesiredState: newKeyIndex(taskDesiredState),
 		networksByName:      newKeyIndex(networkName),
+		secretsByName:       newKeyIndex(secretName),
+		configsByName:       newKeyIndex(configName),
 	}
 	t.nodes = newTable[*objectv1.Node](t.nodesByRole, t.nodesByAvailability)
 	t.services = newTable[*objectv1.Service](t.servicesByName)
 	t.tasks = newTable[*objectv1.Task](t.tasksByService, t.tasksByNode, t.tasksByState, t.tasksByDesiredState)
 	t.networks = newTable[*objectv1.Network](t.networksByName)
+	t.secrets = newTable[*objectv1.Secret](t.secretsByName)
+	t.configs = newTable[*objectv1.Config](t.configsByName)
 	return t
 }
 
@@ -245,3 +253,7 @@ func taskState(t *objectv1.Task) objectv1.TaskState { return t.GetStatus().GetSt
 func taskDesiredState(t *objectv1.Task) objectv1.TaskState { return t.GetDesiredState() }
 
 func networkName(n *objectv1.Network) string { return n.GetSpec().GetAnnotations().GetName() }
+
+func secretName(s *objectv1.Secret) string { return s.GetSpec().GetAnnotations().GetName() }
+
+func configName(c *objectv1.Config) string { return c.GetSpec().GetAnnotations().GetName() }

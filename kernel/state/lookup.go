@@ -29,37 +29,47 @@ func (tx *ReadTx) LookupNode(ref string) (*objectv1.Node, error) {
 // LookupService resolves ref to a service: an exact ID, else its name, else a
 // unique ID prefix. Errors are those of LookupNode.
 func (tx *ReadTx) LookupService(ref string) (*objectv1.Service, error) {
-	if ref == "" {
-		return nil, emptyRef(serviceKind)
-	}
-	if s := tx.Service(ref); s != nil {
-		return s, nil
-	}
-	if s := tx.ServiceByName(ref); s != nil {
-		return s, nil
-	}
-	return lookup(tx, serviceKind, ref)
+	return lookupNamed(tx, serviceKind, ref)
 }
 
 // LookupNetwork resolves ref to a network: an exact ID, else its name, else
 // a unique ID prefix. Errors are those of LookupNode.
 func (tx *ReadTx) LookupNetwork(ref string) (*objectv1.Network, error) {
-	if ref == "" {
-		return nil, emptyRef(networkKind)
-	}
-	if n := tx.Network(ref); n != nil {
-		return n, nil
-	}
-	if n := tx.NetworkByName(ref); n != nil {
-		return n, nil
-	}
-	return lookup(tx, networkKind, ref)
+	return lookupNamed(tx, networkKind, ref)
+}
+
+// LookupSecret resolves ref to a secret: an exact ID, else its name, else
+// a unique ID prefix. Errors are those of LookupNode.
+func (tx *ReadTx) LookupSecret(ref string) (*objectv1.Secret, error) {
+	return lookupNamed(tx, secretKind, ref)
+}
+
+// LookupConfig resolves ref to a config: an exact ID, else its name, else
+// a unique ID prefix. Errors are those of LookupNode.
+func (tx *ReadTx) LookupConfig(ref string) (*objectv1.Config, error) {
+	return lookupNamed(tx, configKind, ref)
 }
 
 // LookupTask resolves ref to a task: an exact ID, else a unique ID prefix.
 // Errors are those of LookupNode.
 func (tx *ReadTx) LookupTask(ref string) (*objectv1.Task, error) {
 	return lookup(tx, taskKind, ref)
+}
+
+// lookupNamed resolves ref to an object of a named kind, through the name
+// index before any scan.
+func lookupNamed[T object](tx *ReadTx, k *kindOf[T], ref string) (T, error) {
+	var zero T
+	if ref == "" {
+		return zero, emptyRef(k)
+	}
+	if v := get(tx, k, ref); v != zero {
+		return v, nil
+	}
+	if v := byName(tx, k, ref); v != zero {
+		return v, nil
+	}
+	return lookup(tx, k, ref)
 }
 
 // lookup matches ref against, in order, the ID, each of names, and ID

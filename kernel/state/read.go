@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"slices"
 	"strings"
-
-	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 // The generic readers below merge the store's tables with a Tx's own writes
@@ -61,10 +59,28 @@ func each[T object](tx *ReadTx, k *kindOf[T], sel func(*tables) entries[T], fn f
 	sel(tx.ov.t).each(fn)
 }
 
-// sortByName sorts services by name, then ID (names are unique, but the
-// order must not depend on that).
-func sortByName(s []*objectv1.Service) {
-	slices.SortFunc(s, func(a, b *objectv1.Service) int {
-		return cmp.Or(strings.Compare(serviceName(a), serviceName(b)), strings.Compare(a.GetId(), b.GetId()))
+// byName returns the object of the named kind k whose name is name, or nil.
+func byName[T object](tx *ReadTx, k *kindOf[T], name string) T {
+	if tx.ov != nil {
+		for _, e := range k.byName(tx.ov.t).get(name).list {
+			return e.v
+		}
+	}
+	for _, e := range k.byName(tx.t).get(name).list {
+		if !tx.ov.shadows(k.kind, e.v.GetId()) {
+			return e.v
+		}
+	}
+	var zero T
+	return zero
+}
+
+// allByName returns every object of the named kind k, sorted by name, then
+// ID (names are unique, but the order must not depend on that).
+func allByName[T object](tx *ReadTx, k *kindOf[T]) []T {
+	out := merge(tx, k, func(t *tables) entries[T] { return k.table(t).all() })
+	slices.SortFunc(out, func(a, b T) int {
+		return cmp.Or(strings.Compare(k.nameOf(a), k.nameOf(b)), strings.Compare(a.GetId(), b.GetId()))
 	})
+	return out
 }

@@ -107,6 +107,10 @@ func FirstObjectID(txn *raftv1.Transaction) string {
 		return t.Task.GetId()
 	case *raftv1.StoreAction_Network:
 		return t.Network.GetId()
+	case *raftv1.StoreAction_Secret:
+		return t.Secret.GetId()
+	case *raftv1.StoreAction_Config:
+		return t.Config.GetId()
 	}
 	return ""
 }

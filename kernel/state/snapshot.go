@@ -32,12 +32,16 @@ func (s *Store) Snapshot() *raftv1.Snapshot {
 	snap.Services = values(&t.services)
 	snap.Tasks = values(&t.tasks)
 	snap.Networks = values(&t.networks)
+	snap.Secrets = values(&t.secrets)
+	snap.Configs = values(&t.configs)
 	snap.Requests = t.requests.list()
 	s.mu.RUnlock()
 	sortByID(snap.Nodes)
 	sortByID(snap.Services)
 	sortByID(snap.Tasks)
 	sortByID(snap.Networks)
+	sortByID(snap.Secrets)
+	sortByID(snap.Configs)
 	return snap
 }
 
@@ -55,7 +59,8 @@ func sortByID[T object](s []T) {
 
 // Restore replaces the whole state with snap, which it takes ownership of.
 // snap is checked first (format version, at most one cluster, no nil object,
-// empty or duplicate ID, services named uniquely); if it is not valid, the
+// empty or duplicate ID, what the store requires of each kind, services,
+// networks, secrets and configs named uniquely); if it is not valid, the
 // error is of kind sdk.ErrInvalidArgument and the state is unchanged.
 //
 // Every watch is closed: watchers' pictures of the old state are void, and
@@ -95,34 +100,20 @@ func load(snap *raftv1.Snapshot) (*tables, error) {
 	if err := loadAll(t, nodeKind, snap.GetNodes()); err != nil {
 		return nil, err
 	}
-	if err := loadAll(t, serviceKind, snap.GetServices()); err != nil {
+	if err := loadNamed(t, serviceKind, snap.GetServices()); err != nil {
 		return nil, err
-	}
-	for _, name := range slices.Sorted(maps.Keys(t.servicesByName.sets)) {
-		if set := t.servicesByName.get(name).list; len(set) > 1 {
-			ids := make([]string, len(set))
-			for i, e := range set {
-				ids[i] = e.v.GetId()
-			}
-			slices.Sort(ids)
-			return nil, fmt.Errorf("services %s share the name %q: %w", strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
-		}
 	}
 	if err := loadAll(t, taskKind, snap.GetTasks()); err != nil {
 		return nil, err
 	}
-	if err := loadAll(t, networkKind, snap.GetNetworks()); err != nil {
+	if err := loadNamed(t, networkKind, snap.GetNetworks()); err != nil {
 		return nil, err
 	}
-	for _, name := range slices.Sorted(maps.Keys(t.networksByName.sets)) {
-		if set := t.networksByName.get(name).list; len(set) > 1 {
-			ids := make([]string, len(set))
-			for i, e := range set {
-				ids[i] = e.v.GetId()
-			}
-			slices.Sort(ids)
-			return nil, fmt.Errorf("networks %s share the name %q: %w", strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
-		}
+	if err := loadNamed(t, secretKind, snap.GetSecrets()); err != nil {
+		return nil, err
+	}
+	if err := loadNamed(t, configKind, snap.GetConfigs()); err != nil {
+		return nil, err
 	}
 	if err := loadRequests(&t.requests, snap.GetRequests()); err != nil {
 		return nil, err
@@ -146,6 +137,25 @@ func loadAll[T object](t *tables, k *kindOf[T], objs []T) error {
 			return fmt.Errorf("%s %s: %w", k.name, v.GetId(), err)
 		}
 		tbl.set(v.GetId(), v)
+	}
+	return nil
+}
+
+// loadNamed is loadAll for a named kind, whose names must also be unique.
+func loadNamed[T object](t *tables, k *kindOf[T], objs []T) error {
+	if err := loadAll(t, k, objs); err != nil {
+		return err
+	}
+	x := k.byName(t)
+	for _, name := range slices.Sorted(maps.Keys(x.sets)) {
+		if set := x.get(name).list; len(set) > 1 {
+			ids := make([]string, len(set))
+			for i, e := range set {
+				ids[i] = e.v.GetId()
+			}
+			slices.Sort(ids)
+			return fmt.Errorf("%ss %s share the name %q: %w", k.name, strings.Join(ids, ", "), name, sdk.ErrInvalidArgument)
+		}
 	}
 	return nil
 }

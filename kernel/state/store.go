@@ -1,9 +1,6 @@
 package state
 
 import (
-	"cmp"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,26 +126,10 @@ func (tx *ReadTx) Service(id string) *objectv1.Service { return get(tx, serviceK
 
 // ServiceByName returns the service whose spec.annotations.name is name, or
 // nil.
-func (tx *ReadTx) ServiceByName(name string) *objectv1.Service {
-	if tx.ov != nil {
-		for _, e := range tx.ov.t.servicesByName.get(name).list {
-			return e.v
-		}
-	}
-	for _, e := range tx.t.servicesByName.get(name).list {
-		if !tx.ov.shadows(kindService, e.v.GetId()) {
-			return e.v
-		}
-	}
-	return nil
-}
+func (tx *ReadTx) ServiceByName(name string) *objectv1.Service { return byName(tx, serviceKind, name) }
 
 // Services returns every service, sorted by name.
-func (tx *ReadTx) Services() []*objectv1.Service {
-	out := merge(tx, serviceKind, func(t *tables) entries[*objectv1.Service] { return t.services.all() })
-	sortByName(out)
-	return out
-}
+func (tx *ReadTx) Services() []*objectv1.Service { return allByName(tx, serviceKind) }
 
 // Task returns the task with this ID, or nil.
 func (tx *ReadTx) Task(id string) *objectv1.Task { return get(tx, taskKind, id) }
@@ -224,25 +205,28 @@ func (tx *ReadTx) Network(id string) *objectv1.Network { return get(tx, networkK
 
 // NetworkByName returns the network whose spec.annotations.name is name, or
 // nil.
-func (tx *ReadTx) NetworkByName(name string) *objectv1.Network {
-	if tx.ov != nil {
-		for _, e := range tx.ov.t.networksByName.get(name).list {
-			return e.v
-		}
-	}
-	for _, e := range tx.t.networksByName.get(name).list {
-		if !tx.ov.shadows(kindNetwork, e.v.GetId()) {
-			return e.v
-		}
-	}
-	return nil
-}
+func (tx *ReadTx) NetworkByName(name string) *objectv1.Network { return byName(tx, networkKind, name) }
 
 // Networks returns every network, sorted by name.
-func (tx *ReadTx) Networks() []*objectv1.Network {
-	out := merge(tx, networkKind, func(t *tables) entries[*objectv1.Network] { return t.networks.all() })
-	slices.SortFunc(out, func(a, b *objectv1.Network) int {
-		return cmp.Or(strings.Compare(networkName(a), networkName(b)), strings.Compare(a.GetId(), b.GetId()))
-	})
-	return out
-}
+func (tx *ReadTx) Networks() []*objectv1.Network { return allByName(tx, networkKind) }
+
+// Secret returns the secret with this ID, or nil. Its spec.data is empty:
+// the data is in sealed.
+func (tx *ReadTx) Secret(id string) *objectv1.Secret { return get(tx, secretKind, id) }
+
+// SecretByName returns the secret whose spec.annotations.name is name, or
+// nil.
+func (tx *ReadTx) SecretByName(name string) *objectv1.Secret { return byName(tx, secretKind, name) }
+
+// Secrets returns every secret, sorted by name.
+func (tx *ReadTx) Secrets() []*objectv1.Secret { return allByName(tx, secretKind) }
+
+// Config returns the config with this ID, or nil.
+func (tx *ReadTx) Config(id string) *objectv1.Config { return get(tx, configKind, id) }
+
+// ConfigByName returns the config whose spec.annotations.name is name, or
+// nil.
+func (tx *ReadTx) ConfigByName(name string) *objectv1.Config { return byName(tx, configKind, name) }
+
+// Configs returns every config, sorted by name.
+func (tx *ReadTx) Configs() []*objectv1.Config { return allByName(tx, configKind) }

@@ -157,6 +157,31 @@ func (tx *Tx) UpdateNetwork(n *objectv1.Network) error { return update(tx, netwo
 // service or task refers to it: the control API does.
 func (tx *Tx) DeleteNetwork(id string) error { return remove(tx, networkKind, id) }
 
+// CreateSecret creates a secret. Its spec.annotations.name must be set and
+// not used by another secret, and its spec.data must be empty: the data is
+// stored only sealed (s.sealed), and clear data gives sdk.ErrInvalidArgument.
+func (tx *Tx) CreateSecret(s *objectv1.Secret) error { return create(tx, secretKind, s) }
+
+// UpdateSecret replaces a secret, which must exist at s's meta.version. A
+// new name must not be used by another secret; spec.data must be empty.
+func (tx *Tx) UpdateSecret(s *objectv1.Secret) error { return update(tx, secretKind, s) }
+
+// DeleteSecret deletes a secret. The store does not check that no service
+// or task refers to it: the control API does.
+func (tx *Tx) DeleteSecret(id string) error { return remove(tx, secretKind, id) }
+
+// CreateConfig creates a config. Its spec.annotations.name must be set and
+// not used by another config.
+func (tx *Tx) CreateConfig(c *objectv1.Config) error { return create(tx, configKind, c) }
+
+// UpdateConfig replaces a config, which must exist at c's meta.version.
+// A new name must not be used by another config.
+func (tx *Tx) UpdateConfig(c *objectv1.Config) error { return update(tx, configKind, c) }
+
+// DeleteConfig deletes a config. The store does not check that no service
+// or task refers to it: the control API does.
+func (tx *Tx) DeleteConfig(id string) error { return remove(tx, configKind, id) }
+
 func create[T object](tx *Tx, k *kindOf[T], v T) error {
 	var zero T
 	id := v.GetId()
@@ -233,20 +258,19 @@ func (tx *Tx) writable(verb, kind string, isNil bool, id string) error {
 	return nil
 }
 
-// validate runs the kind's own checks, and for services, the unique name.
+// validate runs the kind's own checks, and for the named kinds, the unique
+// name.
 func validate[T object](tx *Tx, k *kindOf[T], v T) error {
 	if err := validateStored(k, v); err != nil {
 		return err
 	}
-	if s, ok := any(v).(*objectv1.Service); ok {
-		if other := tx.ServiceByName(serviceName(s)); other != nil && other.GetId() != s.GetId() {
-			return fmt.Errorf("name %q is used by service %s: %w", serviceName(s), other.GetId(), sdk.ErrAlreadyExists)
-		}
+	if k.byName == nil {
+		return nil
 	}
-	if n, ok := any(v).(*objectv1.Network); ok {
-		if other := tx.NetworkByName(networkName(n)); other != nil && other.GetId() != n.GetId() {
-			return fmt.Errorf("name %q is used by network %s: %w", networkName(n), other.GetId(), sdk.ErrAlreadyExists)
-		}
+	var zero T
+	name := k.nameOf(v)
+	if other := byName(tx.ReadTx, k, name); other != zero && other.GetId() != v.GetId() {
+		return fmt.Errorf("name %q is used by %s %s: %w", name, k.name, other.GetId(), sdk.ErrAlreadyExists)
 	}
 	return nil
 }
@@ -336,6 +360,10 @@ func (o *overlay) transaction() *raftv1.Transaction {
 			acts = appendActions(acts, o, taskKind, c)
 		case kindNetwork:
 			acts = appendActions(acts, o, networkKind, c)
+		case kindSecret:
+			acts = appendActions(acts, o, secretKind, c)
+		case kindConfig:
+			acts = appendActions(acts, o, configKind, c)
 		}
 	}
 	if len(acts) == 0 {

@@ -15,8 +15,8 @@ import (
 // sent the plugin a batch of 65.
 const watchChanBuffer = 1024
 
-// Event is one applied change. Exactly one of Cluster, Node, Service, Task
-// and Network is set: the object after the change, or for a DELETE, the
+// Event is one applied change. Exactly one of Cluster, Node, Service, Task,
+// Network, Secret and Config is set: the object after the change, or for a DELETE, the
 // object as it was. For an UPDATE, the matching Old field holds the object before it.
 // The objects are the stored ones: never modify them.
 type Event struct {
@@ -31,12 +31,16 @@ type Event struct {
 	Service *objectv1.Service
 	Task    *objectv1.Task
 	Network *objectv1.Network
+	Secret  *objectv1.Secret
+	Config  *objectv1.Config
 
 	OldCluster *objectv1.Cluster
 	OldNode    *objectv1.Node
 	OldService *objectv1.Service
 	OldTask    *objectv1.Task
 	OldNetwork *objectv1.Network
+	OldSecret  *objectv1.Secret
+	OldConfig  *objectv1.Config
 }
 
 // ViewAndWatch runs fn on a consistent view of the state and subscribes to
