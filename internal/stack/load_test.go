@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -119,6 +121,9 @@ func TestLoadWarnings(t *testing.T) {
 		{"healthcheck start_interval", "healthcheck: {test: [CMD, x], start_interval: 1s}", "", `compose.yml: service "web": healthcheck.start_interval is not supported, ignored`},
 		{"network driver", "networks: [n]", "networks:\n  n: {driver: bridge}\n", `network "n": driver "bridge" is not supported (shoal networks are overlays), ignored`},
 		{"network attachable", "networks: [n]", "networks:\n  n: {attachable: true}\n", `compose.yml: network "n": attachable is not supported, ignored`},
+		{"profiles", "profiles: [debug]", "", `compose.yml: service "web": profiles is not supported (every service of the files is deployed), ignored`},
+		{"volume driver", `volumes: ["data:/v"]`, "volumes:\n  data: {driver: nfs}\n", `volume "data": driver "nfs" is not supported (volumes are local to each node), ignored`},
+		{"unset variable", "environment: [FOO]", "", `service "web": environment: FOO has no value and is not set in the environment, left out`},
 		{"top-level name", "", "name: other\n", `compose.yml: name is not supported (the stack is named by the deploy command), ignored`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -245,5 +250,95 @@ networks:
 	}
 	if len(plan.Networks) != 0 {
 		t.Errorf("stack networks = %v, want none", plan.Networks)
+	}
+}
+
+// Keys the user chooses may hold dots; they are not taken for paths of
+// unsupported keys.
+func TestLoadNoFalseWarnings(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"compose.yml": `
+services:
+  web.v2:
+    image: web
+    environment:
+      com.example.env: "1"
+    deploy:
+      labels:
+        com.example.tier: front
+    networks: [n]
+    restart: on-failure:3
+networks:
+  n:
+    driver: overlay
+    labels:
+      com.example.net: "x"
+x-common: {a: b}
+`})
+	plan, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "compose.yml")}, Name: "app"})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(plan.Warnings) != 0 {
+		t.Errorf("Load: warnings = %q, want none", plan.Warnings)
+	}
+	svc := plan.Services[0]
+	if svc.GetAnnotations().GetName() != "app_web.v2" || svc.GetAnnotations().GetLabels()["com.example.tier"] != "front" {
+		t.Errorf("service annotations = %v, want app_web.v2 with com.example.tier", svc.GetAnnotations())
+	}
+	want := &objectv1.RestartPolicy{Condition: objectv1.RestartCondition_RESTART_CONDITION_ON_FAILURE, MaxAttempts: 3}
+	if !proto.Equal(svc.GetTask().GetRestart(), want) {
+		t.Errorf("restart = %v, want %v", svc.GetTask().GetRestart(), want)
+	}
+}
+
+func TestLoadModes(t *testing.T) {
+	for _, tc := range []struct {
+		deploy string
+		want   *objectv1.ServiceSpec
+	}{
+		{"{}", &objectv1.ServiceSpec{Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}}}},
+		{"{replicas: 0}", &objectv1.ServiceSpec{Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{}}}},
+		{"{mode: global}", &objectv1.ServiceSpec{Mode: &objectv1.ServiceSpec_Global{Global: &objectv1.GlobalService{}}}},
+		{"{mode: global-job}", &objectv1.ServiceSpec{Mode: &objectv1.ServiceSpec_GlobalJob{GlobalJob: &objectv1.GlobalJob{}}}},
+		{"{mode: replicated-job, replicas: 3}", &objectv1.ServiceSpec{Mode: &objectv1.ServiceSpec_ReplicatedJob{ReplicatedJob: &objectv1.ReplicatedJob{MaxConcurrent: 3, TotalCompletions: 3}}}},
+		{"{endpoint_mode: dnsrr}", &objectv1.ServiceSpec{
+			Mode:     &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+			Endpoint: &objectv1.EndpointSpec{Mode: objectv1.EndpointMode_ENDPOINT_MODE_DNSRR},
+		}},
+		{"{rollback_config: {parallelism: 0, monitor: 20s, max_failure_ratio: 0.5, failure_action: continue, order: stop-first}}", &objectv1.ServiceSpec{
+			Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+			Rollback: &objectv1.UpdateConfig{
+				Delay:           durationpb.New(0),
+				Monitor:         durationpb.New(20 * time.Second),
+				MaxFailureRatio: 0.5,
+				FailureAction:   objectv1.FailureAction_FAILURE_ACTION_CONTINUE,
+				Order:           objectv1.UpdateOrder_UPDATE_ORDER_STOP_FIRST,
+			},
+		}},
+		{"{resources: {reservations: {cpus: '2', memory: 1G}}, placement: {preferences: [{spread: node.labels.rack}]}}", &objectv1.ServiceSpec{
+			Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
+			Task: &objectv1.TaskSpec{
+				Resources: &objectv1.ResourceRequirements{Reservations: &objectv1.Resources{NanoCpus: 2e9, MemoryBytes: 1 << 30}},
+				Placement: &objectv1.Placement{Preferences: []*objectv1.PlacementPreference{{Spread: "node.labels.rack"}}},
+			},
+		}},
+	} {
+		dir := writeFiles(t, map[string]string{"compose.yml": "services:\n  web:\n    image: web\n    deploy: " + tc.deploy + "\n"})
+		plan, err := Load(context.Background(), Options{Files: []string{filepath.Join(dir, "compose.yml")}, Name: "app"})
+		if err != nil {
+			t.Errorf("Load(deploy: %s): %v", tc.deploy, err)
+			continue
+		}
+		got := proto.Clone(plan.Services[0]).(*objectv1.ServiceSpec)
+		// compare only what deploy sets
+		got.Annotations = nil
+		task := got.GetTask()
+		task.Container, task.Networks = nil, nil
+		if proto.Equal(task, &objectv1.TaskSpec{}) {
+			got.Task = nil
+		}
+		if !proto.Equal(got, tc.want) {
+			t.Errorf("Load(deploy: %s) = %v, want %v", tc.deploy, got, tc.want)
+		}
 	}
 }
