@@ -167,6 +167,9 @@ func (c *cli) newServiceInspectCmd() *cobra.Command {
 					if err := writeServicePretty(c.out, s); err != nil {
 						return err
 					}
+					if err := writeRollbackPretty(c.out, s); err != nil {
+						return err
+					}
 				}
 				return errors.Join(errs...)
 			})

@@ -28,6 +28,7 @@ type serviceFlags struct {
 	prefs       []string
 	networks    []string
 	mounts      []*objectv1.Mount
+	rollback    rollbackFlags
 
 	// update only
 	image         string
@@ -101,6 +102,7 @@ func (f *serviceFlags) addCommon(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.maxReplicasPerNode, "max-replicas-per-node", 0, "maximum tasks of the service on one node (0: no bound)")
 	fs.BoolVarP(&f.detach, "detach", "d", false, "exit at once instead of waiting for the service to converge")
 	f.health.add(fs)
+	f.rollback.add(fs)
 }
 
 func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
@@ -156,6 +158,7 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 	f.applyRestart(set, spec)
 	f.applyPlacement(set, spec)
 	f.applyUpdate(set, spec)
+	f.rollback.apply(set, spec)
 	f.applyPorts(set, spec)
 	if set("endpoint-mode") {
 		endpointOf(spec).Mode = f.endpointMode

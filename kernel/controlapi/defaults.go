@@ -122,6 +122,7 @@ func ApplyServiceDefaults(spec *objectv1.ServiceSpec) {
 	if u.Order == objectv1.UpdateOrder_UPDATE_ORDER_UNSPECIFIED {
 		u.Order = objectv1.UpdateOrder_UPDATE_ORDER_STOP_FIRST
 	}
+	applyRollbackDefaults(spec.Rollback) // only if sent: unset means "as update"
 
 	for _, p := range spec.GetEndpoint().GetPorts() {
 		if p == nil {

@@ -62,6 +62,7 @@ func ValidateServiceSpec(spec *objectv1.ServiceSpec) error {
 	validateMode(&fe, spec)
 	validateTask(&fe, "spec.task", spec.GetTask())
 	validateUpdate(&fe, "spec.update", spec.GetUpdate())
+	validateRollback(&fe, "spec.rollback", spec.GetRollback())
 	validateEndpoint(&fe, "spec.endpoint", spec.GetEndpoint(), len(spec.GetTask().GetNetworks()) > 0)
 	return capped(fe).Err()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/shoalhq/shoal/kernel/state"
@@ -14,8 +15,8 @@ import (
 )
 
 // A rolling update replaces the placed tasks whose spec is out of date in
-// batches, as the service's update config says, the way Docker swarm mode
-// does:
+// batches, as the service's update config says (its rollback config, for
+// a rollback: see pacing), the way Docker swarm mode does:
 //
 //   - A batch is at most parallelism slots (nodes, for global services; 0:
 //     all of them). Stop-first (the default), a slot's old task is told to
@@ -127,7 +128,7 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 		return p, setUpdateStatus(tx, svc, st, stats)
 	}
 
-	cfg := svc.GetSpec().GetUpdate()
+	cfg := pacing(svc.GetSpec(), st)
 	monitor := cfg.GetMonitor().AsDuration()
 	b := watchBatch(svc, st, tasks, now, monitor)
 	failed := st.GetFailed() + uint64(len(b.failed))
@@ -193,6 +194,35 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 		p.stopped = batch
 	}
 	return p, setUpdateStatus(tx, svc, st, stats)
+}
+
+// defaultRollback paces a rollback of a spec with neither a rollback nor an
+// update config: Docker's rollback defaults, one task at a time and
+// stop-first, the safest way back.
+var defaultRollback = &objectv1.UpdateConfig{
+	Parallelism:   1,
+	FailureAction: objectv1.FailureAction_FAILURE_ACTION_PAUSE,
+	Monitor:       durationpb.New(5 * time.Second),
+	Order:         objectv1.UpdateOrder_UPDATE_ORDER_STOP_FIRST,
+}
+
+// pacing is the config that paces the update st says is under way. A
+// rollback (automatic, or `service rollback`, which the control API marks
+// ROLLBACK_STARTED) uses the rollback config of the spec rolled back to,
+// as swarm does, else its update config, else defaultRollback. A failure
+// action of ROLLBACK in it pauses: a rollback is not rolled back
+// (failUpdate).
+func pacing(spec *objectv1.ServiceSpec, st *objectv1.UpdateStatus) *objectv1.UpdateConfig {
+	if st.GetState() != rollbackStarted {
+		return spec.GetUpdate()
+	}
+	if r := spec.GetRollback(); r != nil {
+		return r
+	}
+	if u := spec.GetUpdate(); u != nil {
+		return u
+	}
+	return defaultRollback
 }
 
 // updateDone reports whether an update status is final: completed, or
