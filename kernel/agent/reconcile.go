@@ -71,13 +71,17 @@ type taskWorker struct {
 	set *taskSet
 
 	// Guarded by set.mu.
-	task      *objectv1.Task // latest assignment; nil for a task only the executor knew
-	removed   bool           // dropped from the assignment set
-	gen       uint64         // bumped on every change of task or removed
-	active    bool           // a goroutine runs work for this worker
+	task    *objectv1.Task // latest assignment; nil for a task only the executor knew
+	removed bool           // dropped from the assignment set
+	gen     uint64         // bumped on every change of task or removed
+	// files are the data of the task's secrets and configs, in memory
+	// only, until Prepare handed them to the executor.
+	files     []*objectv1.TaskFile
+	active    bool // a goroutine runs work for this worker
 	interrupt context.CancelFunc
 
 	// Owned by the worker's goroutine (one at a time: see active).
+	stepFiles   []*objectv1.TaskFile // files, as the current step started
 	facts       facts
 	status      *objectv1.TaskStatus // the latest state reported, or the manager's when further
 	containerID string
@@ -90,6 +94,17 @@ type taskWorker struct {
 	health    objectv1.TaskHealth
 	unhealthy string
 	inspected bool // health (and the IDs) came from Inspect, not a List at start
+}
+
+// dropFiles forgets the files once the executor holds them, unless a
+// newer assignment brought others meanwhile.
+func (w *taskWorker) dropFiles(held []*objectv1.TaskFile) {
+	w.set.mu.Lock()
+	defer w.set.mu.Unlock()
+	if len(held) > 0 && len(w.files) > 0 && &w.files[0] == &held[0] {
+		w.files = nil
+	}
+	w.stepFiles = nil
 }
 
 // mustNotRun reports whether the task must not run (any desired state but
@@ -222,7 +237,7 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 	w.advance(stateAccepted, "accepted", "")
 	w.advance(statePreparing, "preparing", "")
 	p := newProgress(w.id, w.set.rep, w.status)
-	err := exec.Prepare(ictx, t, nil, p.update)
+	err := exec.Prepare(ictx, t, w.stepFiles, p.update)
 	p.close()
 	if err != nil && !errors.Is(err, sdk.ErrAlreadyExists) {
 		w.facts.held = true // a failed Prepare may leave something behind
@@ -233,6 +248,9 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 	}
 	w.facts.held, w.facts.prepared = true, true
+	// The executor holds the files now (on memory, for the container): the
+	// agent keeps no copy of a secret longer than it must.
+	w.dropFiles(w.stepFiles)
 	w.advance(stateReady, "prepared", "")
 	return stepMore
 }

@@ -113,7 +113,7 @@ func (s *taskSet) apply(a *workerv1.Assignments) error {
 			if named != nil {
 				named[t.GetId()] = true
 			}
-			s.upsert(t)
+			s.upsert(t, ch.GetFiles())
 		case ch.GetAction() == workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_REMOVE:
 			s.remove(t.GetId())
 		default:
@@ -137,8 +137,11 @@ func (s *taskSet) apply(a *workerv1.Assignments) error {
 	return nil
 }
 
-// upsert adds a task to the set or updates it. s.mu is held.
-func (s *taskSet) upsert(t *objectv1.Task) {
+// upsert adds a task to the set or updates it, with the data of its
+// secrets and configs when the change carries them (the leader sends them
+// while the task is to run; a change without them keeps those held). s.mu
+// is held.
+func (s *taskSet) upsert(t *objectv1.Task, files []*objectv1.TaskFile) {
 	w := s.workers[t.GetId()]
 	if w == nil {
 		w = &taskWorker{id: t.GetId(), set: s}
@@ -149,6 +152,9 @@ func (s *taskSet) upsert(t *objectv1.Task) {
 		s.workers[t.GetId()] = w
 	}
 	w.task, w.removed = t, false
+	if len(files) > 0 {
+		w.files = files
+	}
 	s.touch(w)
 }
 
@@ -198,6 +204,7 @@ func (s *taskSet) work(ctx context.Context, w *taskWorker) {
 	for {
 		s.mu.Lock()
 		t, removed, gen := w.task, w.removed, w.gen
+		w.stepFiles = w.files
 		ictx, interrupt := context.WithCancel(ctx)
 		w.interrupt = interrupt
 		s.mu.Unlock()

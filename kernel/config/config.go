@@ -198,6 +198,9 @@ type Cluster struct {
 	// TaskHistoryRetention is how many dead tasks per service slot are kept
 	// for `shoal service ps`. Default: 5.
 	TaskHistoryRetention int `toml:"task_history_retention"`
+	// BindMountRoots are the node paths under which services' bind mount
+	// sources must lie, e.g. ["/srv"]. Default: [] (any absolute path).
+	BindMountRoots []string `toml:"bind_mount_roots"`
 }
 
 // The log levels and formats.
@@ -353,6 +356,7 @@ func Default() Config {
 			HeartbeatPeriod:      Duration{5 * time.Second},
 			NodeCertExpiry:       Duration{2160 * time.Hour},
 			TaskHistoryRetention: 5,
+			BindMountRoots:       []string{},
 		},
 		Log:        Log{Level: LevelInfo, Format: FormatText},
 		Metrics:    Metrics{ListenAddr: "127.0.0.1:9242"},

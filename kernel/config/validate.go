@@ -232,6 +232,14 @@ func (c *Config) validateCluster(fe *sdk.FieldErrors) {
 	if cl.TaskHistoryRetention < 0 || cl.TaskHistoryRetention > maxTaskHistory {
 		fe.Add("cluster.task_history_retention", "must be between 0 and %d, got %d", maxTaskHistory, cl.TaskHistoryRetention)
 	}
+	if len(cl.BindMountRoots) > 32 {
+		fe.Add("cluster.bind_mount_roots", "must hold at most 32 paths, got %d", len(cl.BindMountRoots))
+	}
+	for i, r := range cl.BindMountRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r || len(r) > 4096 {
+			fe.Add(fmt.Sprintf("cluster.bind_mount_roots[%d]", i), "must be a clean absolute path such as /srv, got %q", r)
+		}
+	}
 }
 
 func (c *Config) validateLog(fe *sdk.FieldErrors) {

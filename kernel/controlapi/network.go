@@ -190,7 +190,7 @@ func (s *Server) ListNetworks(ctx context.Context, req *controlv1.ListNetworksRe
 	}
 	err := s.read(ctx, func(tx *state.ReadTx) {
 		for _, n := range tx.Networks() {
-			if len(names) == 0 || names[n.GetSpec().GetAnnotations().GetName()] {
+			if (len(names) == 0 || names[n.GetSpec().GetAnnotations().GetName()]) && labelsMatch(n.GetSpec().GetAnnotations().GetLabels(), req.GetLabelSelector()) {
 				resp.Networks = append(resp.Networks, n)
 			}
 		}

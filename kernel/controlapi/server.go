@@ -17,6 +17,7 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/ids"
 	"github.com/shoalhq/shoal/kernel/raftstore"
+	"github.com/shoalhq/shoal/kernel/secrets"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
@@ -61,6 +62,8 @@ type Server struct {
 	now    func() time.Time
 	logs   Logs  // nil: TaskLogs is unavailable (logs.go)
 	execs  Execs // nil: TaskExec is unavailable (exec.go)
+	// secrets holds the key CreateSecret seals with (secret.go).
+	secrets *secrets.Holder
 }
 
 var _ controlv1.ControlServer = (*Server)(nil)

@@ -34,6 +34,12 @@ func (s *Server) CreateService(ctx context.Context, req *controlv1.CreateService
 		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
 			return err
 		}
+		if err := resolveFileRefs(tx.ReadTx, spec); err != nil {
+			return err
+		}
+		if err := checkBindMountRoots(tx.ReadTx, spec); err != nil {
+			return err
+		}
 		if err := checkPortConflicts(tx.ReadTx, spec, nil); err != nil {
 			return err
 		}
@@ -159,6 +165,12 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 		if err := resolveNetworks(tx.ReadTx, spec); err != nil {
 			return err
 		}
+		if err := resolveFileRefs(tx.ReadTx, spec); err != nil {
+			return err
+		}
+		if err := checkBindMountRoots(tx.ReadTx, spec); err != nil {
+			return err
+		}
 		if err := checkPortConflicts(tx.ReadTx, spec, cur); err != nil {
 			return err
 		}
@@ -167,6 +179,9 @@ func (s *Server) UpdateService(ctx context.Context, req *controlv1.UpdateService
 			next.PreviousSpec = cur.GetSpec()
 			next.Spec = spec
 			next.SpecVersion = cur.GetSpecVersion() + 1
+			// Back to the previous spec (service rollback): paced by
+			// spec.rollback, as an automatic rollback.
+			markRollback(cur, next, s.now())
 		}
 		return tx.UpdateService(next)
 	})

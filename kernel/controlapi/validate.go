@@ -100,6 +100,7 @@ func ValidateClusterSpec(spec *objectv1.ClusterSpec) error {
 	if r := spec.GetOrchestration().GetTaskHistoryRetention(); r < 0 || r > maxTaskHistoryRetention {
 		fe.Add("spec.orchestration.task_history_retention", "must be between 0 and %d, got %d", maxTaskHistoryRetention, r)
 	}
+	validateBindMountRoots(&fe, spec.GetBindMountRoots())
 	return capped(fe).Err()
 }
 
@@ -253,6 +254,8 @@ func validateContainer(fe *sdk.FieldErrors, field string, c *objectv1.ContainerS
 	}
 	validateStrings(fe, field+".command", c.GetCommand(), maxArgs)
 	validateStrings(fe, field+".args", c.GetArgs(), maxArgs)
+	validateFileRefs(fe, field+".secrets", c.GetSecrets(), true)
+	validateFileRefs(fe, field+".configs", c.GetConfigs(), false)
 	validateCount(fe, field+".env", len(c.GetEnv()), maxEnv)
 	for i, e := range c.GetEnv() {
 		f := fmt.Sprintf("%s.env[%d]", field, i)

@@ -107,7 +107,9 @@ type env struct {
 	stop func()
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvConfig(t, Config{Grace: time.Minute}) }
+
+func newEnvConfig(t *testing.T, cfg Config) *env {
 	st := state.New()
 	e := &env{t: t, st: st, raft: &fakeRaft{st: st}, pres: newFakePresence()}
 	e.write(func(tx *state.Tx) error {
@@ -121,7 +123,7 @@ func newEnv(t *testing.T) *env {
 		}
 		return nil
 	})
-	e.d = New(e.raft, st, e.pres, Config{Grace: time.Minute})
+	e.d = New(e.raft, st, e.pres, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.d.Run(ctx) }()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/ids"
+	"github.com/shoalhq/shoal/kernel/secrets"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -56,6 +57,7 @@ type Dispatcher struct {
 	presence Presence
 	grace    time.Duration
 	log      *slog.Logger
+	secrets  *secrets.Holder
 
 	ops    chan func() // run on the event loop
 	status *statusBatcher
@@ -89,6 +91,9 @@ type Config struct {
 	// StatusWritten, when set, is told how many task status reports each
 	// write committed (for metrics).
 	StatusWritten func(n int)
+	// Secrets opens the secrets of the tasks sent to workers (files.go);
+	// nil: tasks using secrets are sent without them, and fail.
+	Secrets *secrets.Holder
 }
 
 // New returns a dispatcher that writes through r, reads st, and tracks
@@ -99,7 +104,7 @@ func New(r Raft, st *state.Store, p Presence, cfg Config) *Dispatcher {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	d := &Dispatcher{
-		raft: r, st: st, presence: p, grace: cfg.Grace, log: logger,
+		raft: r, st: st, presence: p, grace: cfg.Grace, log: logger, secrets: cfg.Secrets,
 		ops:      make(chan func(), 1024),
 		done:     make(chan struct{}),
 		stopped:  make(chan struct{}),

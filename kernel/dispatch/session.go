@@ -94,8 +94,17 @@ func (s *session) flushDue(now time.Time) bool {
 // flush sends the pending changes, at most maxBatch per message.
 func (s *session) flush() {
 	s.lastFlush = time.Now()
+	s.d.attachFiles(s.pending)
 	for len(s.pending) > 0 {
 		n := min(len(s.pending), maxBatch)
+		// Large files split a batch (maxBatchFileBytes); a change is never
+		// split, and one goes even when it alone is over.
+		for i, bytes := 0, 0; i < n; i++ {
+			if bytes += changeBytes(s.pending[i]); bytes > maxBatchFileBytes && i > 0 {
+				n = i
+				break
+			}
+		}
 		batch := s.pending[:n:n]
 		s.pending = s.pending[n:]
 		s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Assignments{Assignments: &workerv1.Assignments{
@@ -117,6 +126,7 @@ func (s *session) sendComplete() {
 			changes = append(changes, &workerv1.AssignmentChange{Action: workerv1.AssignmentChangeAction_ASSIGNMENT_CHANGE_ACTION_UPDATE, Task: t})
 		}
 	})
+	s.d.attachFiles(changes)
 	s.peer.send(&workerv1.ManagerMessage{Msg: &workerv1.ManagerMessage_Assignments{Assignments: &workerv1.Assignments{
 		Type: workerv1.AssignmentsType_ASSIGNMENTS_TYPE_COMPLETE, Changes: changes,
 	}}})

@@ -32,6 +32,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/pluginhost"
 	"github.com/shoalhq/shoal/kernel/presence"
 	"github.com/shoalhq/shoal/kernel/raftstore"
+	"github.com/shoalhq/shoal/kernel/secrets"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/ipam"
@@ -45,9 +46,11 @@ import (
 
 // Manager is one manager node.
 type Manager struct {
-	cfg     config.Config
-	log     *slog.Logger
-	ident   *identity
+	cfg   config.Config
+	log   *slog.Logger
+	ident *identity
+	// secrets holds the cluster's secrets key once this manager knows it.
+	secrets *secrets.Holder
 	apiAddr string // advertised
 	st      *state.Store
 	raft    *raftstore.Node
@@ -86,7 +89,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	if err != nil {
 		return nil, fmt.Errorf("manager.raft_advertise_addr: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: logger.With("node_id", ident.id.NodeID()), ident: ident, apiAddr: apiAddr, st: state.New()}
+	m := &Manager{cfg: cfg, log: logger.With("node_id", ident.id.NodeID()), ident: ident, apiAddr: apiAddr, st: state.New(), secrets: &secrets.Holder{}}
+	if err := m.loadSecretsKey(ident.bootstrap != nil); err != nil {
+		return nil, err
+	}
 	serverTLS, clientTLS := ident.id.MutualTLS()
 	m.raft, err = raftstore.New(raftstore.Config{
 		NodeID:             ident.id.NodeID(),
@@ -142,9 +148,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	}
 	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
 
-	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers))
+	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers), controlapi.WithSecrets(m.secrets))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
-	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership")}
+	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership"), secrets: m.secrets,
+		saveKey: func(key []byte) error { return secrets.Save(secretsKeyFile(cfg), key) }}
 
 	policy := apiPolicy()
 	m.api = grpc.NewServer(controlapi.ServerOptions(
@@ -507,6 +514,7 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 	d := dispatch.New(m.raft, m.st, tracker, dispatch.Config{
 		Logger:        m.log.With("part", "dispatch"),
 		StatusWritten: func(n int) { m.statusWritten.Add(uint64(n)) },
+		Secrets:       m.secrets,
 	})
 	stages := []struct {
 		name string

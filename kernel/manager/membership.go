@@ -16,6 +16,7 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/raftstore"
+	"github.com/shoalhq/shoal/kernel/secrets"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -35,6 +36,10 @@ type membership struct {
 	st     *state.Store
 	leader *leaderDialer
 	log    *slog.Logger
+	// secrets is handed to joining managers; saveKey writes a key the
+	// leader had to make (leaderSecretsKey).
+	secrets *secrets.Holder
+	saveKey func([]byte) error
 }
 
 // caller returns the node ID a Membership call acts for.
@@ -115,6 +120,14 @@ func (m *membership) Join(ctx context.Context, req *raftv1.JoinRequest) (*raftv1
 		return nil, sdk.ToGRPC(err)
 	}
 	resp := &raftv1.JoinResponse{}
+	// Every manager may lead, and a leader seals and opens secrets: each
+	// gets the key with its Join, over mutual TLS with a manager
+	// certificate (the policy admits no other).
+	if k, err := leaderSecretsKey(m.secrets, m.st, m.saveKey); err != nil {
+		m.log.Warn("no secrets key to hand to a joining manager", "node_id", nodeID, "error", err)
+	} else {
+		resp.SecretsKey = k.Key()
+	}
 	for _, mem := range members {
 		resp.Members = append(resp.Members, &raftv1.RaftMember{NodeId: mem.NodeID, RaftAddr: mem.Addr, Voter: mem.Voter})
 	}

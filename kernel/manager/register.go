@@ -107,7 +107,9 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 				needJoin = false
 				m.log.Info("joined the raft group")
 			}
-		} else if !m.raft.IsLeader() && (leaderless || m.recordStale(req)) {
+		} else if !m.raft.IsLeader() && (leaderless || m.recordStale(req) || m.secrets.Get() == nil) {
+			// A manager without the secrets key (one from before secrets,
+			// or whose key file was lost) asks too: Join answers with it.
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			var conn *grpc.ClientConn
 			err := errNoLeaderKnown
@@ -117,7 +119,10 @@ func (m *Manager) registerLoop(ctx context.Context) error {
 				conn, err = m.leader.LeaderConn(cctx)
 			}
 			if err == nil {
-				_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
+				var resp *raftv1.JoinResponse
+				if resp, err = raftv1.NewMembershipClient(conn).Join(cctx, req); err == nil {
+					m.adoptSecretsKey(resp.GetSecretsKey())
+				}
 			} else if jerr := m.joinThroughPeers(cctx, req); jerr == nil {
 				// No leader known here: any other manager forwards the
 				// request to the one that leads.
@@ -196,9 +201,10 @@ func (m *Manager) joinThroughPeers(ctx context.Context, req *raftv1.JoinRequest)
 			last = err
 			continue
 		}
-		_, err = raftv1.NewMembershipClient(conn).Join(ctx, req)
+		resp, err := raftv1.NewMembershipClient(conn).Join(ctx, req)
 		conn.Close()
 		if err == nil {
+			m.adoptSecretsKey(resp.GetSecretsKey())
 			return nil
 		}
 		last = fmt.Errorf("%s: %w", addr, err)
@@ -215,10 +221,11 @@ func (m *Manager) joinThroughSeeds(ctx context.Context, req *raftv1.JoinRequest)
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err = raftv1.NewMembershipClient(conn).Join(cctx, req)
+		resp, err := raftv1.NewMembershipClient(conn).Join(cctx, req)
 		cancel()
 		conn.Close()
 		if err == nil {
+			m.adoptSecretsKey(resp.GetSecretsKey())
 			return nil
 		}
 		last = fmt.Errorf("%s: %w", addr, err)

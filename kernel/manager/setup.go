@@ -89,10 +89,11 @@ func bootstrapIdentity(cfg config.Config, hostname string, now time.Time) (*iden
 	cluster := &objectv1.Cluster{
 		Id: ids.New(),
 		Spec: &objectv1.ClusterSpec{
-			Annotations:   &objectv1.Annotations{Name: "default"},
-			Dispatcher:    &objectv1.DispatcherConfig{HeartbeatPeriod: durationpb.New(cfg.Cluster.HeartbeatPeriod.Duration)},
-			Ca:            &objectv1.CAConfig{NodeCertExpiry: durationpb.New(cfg.Cluster.NodeCertExpiry.Duration)},
-			Orchestration: &objectv1.OrchestrationConfig{TaskHistoryRetention: int64(cfg.Cluster.TaskHistoryRetention)},
+			Annotations:    &objectv1.Annotations{Name: "default"},
+			Dispatcher:     &objectv1.DispatcherConfig{HeartbeatPeriod: durationpb.New(cfg.Cluster.HeartbeatPeriod.Duration)},
+			Ca:             &objectv1.CAConfig{NodeCertExpiry: durationpb.New(cfg.Cluster.NodeCertExpiry.Duration)},
+			Orchestration:  &objectv1.OrchestrationConfig{TaskHistoryRetention: int64(cfg.Cluster.TaskHistoryRetention)},
+			BindMountRoots: cfg.Cluster.BindMountRoots,
 		},
 		RootCa: root,
 	}

@@ -635,7 +635,15 @@ func (e *Executor) Wait(ctx context.Context, taskID string) (_ executor.ExitStat
 // Wait reports the exit: the manager frees the task's addresses and ports
 // once it is reported ended, while the container (and its logs) stays until
 // Remove. Detach is idempotent, so every Wait of an exited task calls it.
+// The task's secrets and configs go too: no process of it can read them
+// any more, and a task never starts twice.
 func (e *Executor) release(ctx context.Context, taskID string) error {
+	e.mu.RLock()
+	refs := e.taskRefsDir(taskID)
+	e.mu.RUnlock()
+	if err := removeRefFiles(refs); err != nil {
+		return fmt.Errorf("task %s: secrets and configs: %w", taskID, err)
+	}
 	e.mu.RLock()
 	network := e.net
 	e.mu.RUnlock()

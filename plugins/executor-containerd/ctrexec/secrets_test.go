@@ -147,6 +147,14 @@ func TestSecretsAndConfigs(t *testing.T) {
 		}
 	}
 
+	// Once the process exited (Wait returned), the files are gone from the
+	// node, though the container stays for its logs until Remove.
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the task ended %s: %v, want it gone", dir, err)
+	}
+	if mounted(t, dir) {
+		t.Errorf("after the task ended %s is still mounted", dir)
+	}
 	if err := e.Remove(ctx, task.Id); err != nil {
 		t.Fatalf("Remove = %v", err)
 	}

@@ -1746,8 +1746,13 @@ func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
 
 // CreateSecretRequest carries the new secret's spec with its data.
 type CreateSecretRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *v1.SecretSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *v1.SecretSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// same_ok makes an existing secret of the same name and the same data the
+	// answer, instead of AlreadyExists (a stack redeploy); one with other
+	// data is a FailedPrecondition: secrets are immutable, a new one takes a
+	// new name.
+	SameOk        bool `protobuf:"varint,2,opt,name=same_ok,json=sameOk,proto3" json:"same_ok,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1789,10 +1794,19 @@ func (x *CreateSecretRequest) GetSpec() *v1.SecretSpec {
 	return nil
 }
 
+func (x *CreateSecretRequest) GetSameOk() bool {
+	if x != nil {
+		return x.SameOk
+	}
+	return false
+}
+
 // CreateSecretResponse carries the stored secret, without its data.
 type CreateSecretResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Secret        *v1.Secret             `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Secret *v1.Secret             `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	// existed says the secret was there already (same_ok).
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1832,6 +1846,13 @@ func (x *CreateSecretResponse) GetSecret() *v1.Secret {
 		return x.Secret
 	}
 	return nil
+}
+
+func (x *CreateSecretResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
 }
 
 // GetSecretRequest names a secret.
@@ -2109,8 +2130,13 @@ func (*RemoveSecretResponse) Descriptor() ([]byte, []int) {
 
 // CreateConfigRequest carries the new config's spec.
 type CreateConfigRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *v1.ConfigSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *v1.ConfigSpec         `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// same_ok makes an existing config of the same name and the same data the
+	// answer, instead of AlreadyExists (a stack redeploy); one with other
+	// data is a FailedPrecondition: configs are immutable, a new one takes a
+	// new name.
+	SameOk        bool `protobuf:"varint,2,opt,name=same_ok,json=sameOk,proto3" json:"same_ok,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2152,10 +2178,19 @@ func (x *CreateConfigRequest) GetSpec() *v1.ConfigSpec {
 	return nil
 }
 
+func (x *CreateConfigRequest) GetSameOk() bool {
+	if x != nil {
+		return x.SameOk
+	}
+	return false
+}
+
 // CreateConfigResponse carries the stored config.
 type CreateConfigResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Config        *v1.Config             `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Config *v1.Config             `protobuf:"bytes,1,opt,name=config,proto3" json:"config,omitempty"`
+	// existed says the config was there already (same_ok).
+	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2195,6 +2230,13 @@ func (x *CreateConfigResponse) GetConfig() *v1.Config {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *CreateConfigResponse) GetExisted() bool {
+	if x != nil {
+		return x.Existed
+	}
+	return false
 }
 
 // GetConfigRequest names a config.
@@ -3384,11 +3426,13 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\bnetworks\x18\x01 \x03(\v2\x18.shoal.object.v1.NetworkR\bnetworks\"(\n" +
 	"\x14RemoveNetworkRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x17\n" +
-	"\x15RemoveNetworkResponse\"F\n" +
+	"\x15RemoveNetworkResponse\"_\n" +
 	"\x13CreateSecretRequest\x12/\n" +
-	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.SecretSpecR\x04spec\"G\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.SecretSpecR\x04spec\x12\x17\n" +
+	"\asame_ok\x18\x02 \x01(\bR\x06sameOk\"a\n" +
 	"\x14CreateSecretResponse\x12/\n" +
-	"\x06secret\x18\x01 \x01(\v2\x17.shoal.object.v1.SecretR\x06secret\"$\n" +
+	"\x06secret\x18\x01 \x01(\v2\x17.shoal.object.v1.SecretR\x06secret\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"$\n" +
 	"\x10GetSecretRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"D\n" +
 	"\x11GetSecretResponse\x12/\n" +
@@ -3403,11 +3447,13 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x17.shoal.object.v1.SecretR\asecrets\"'\n" +
 	"\x13RemoveSecretRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"\x16\n" +
-	"\x14RemoveSecretResponse\"F\n" +
+	"\x14RemoveSecretResponse\"_\n" +
 	"\x13CreateConfigRequest\x12/\n" +
-	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.ConfigSpecR\x04spec\"G\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1b.shoal.object.v1.ConfigSpecR\x04spec\x12\x17\n" +
+	"\asame_ok\x18\x02 \x01(\bR\x06sameOk\"a\n" +
 	"\x14CreateConfigResponse\x12/\n" +
-	"\x06config\x18\x01 \x01(\v2\x17.shoal.object.v1.ConfigR\x06config\"$\n" +
+	"\x06config\x18\x01 \x01(\v2\x17.shoal.object.v1.ConfigR\x06config\x12\x18\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\"$\n" +
 	"\x10GetConfigRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"D\n" +
 	"\x11GetConfigResponse\x12/\n" +

@@ -1028,8 +1028,14 @@ type ClusterSpec struct {
 	Dispatcher    *DispatcherConfig      `protobuf:"bytes,2,opt,name=dispatcher,proto3" json:"dispatcher,omitempty"`
 	Ca            *CAConfig              `protobuf:"bytes,3,opt,name=ca,proto3" json:"ca,omitempty"`
 	Orchestration *OrchestrationConfig   `protobuf:"bytes,4,opt,name=orchestration,proto3" json:"orchestration,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// bind_mount_roots are the node paths under which bind mounts' sources
+	// must lie (e.g. "/srv"); empty allows any absolute path, as docker.
+	// Checked when a service is created or updated: a service mounting
+	// another path is refused, naming the mount. At most 32, each absolute
+	// and clean.
+	BindMountRoots []string `protobuf:"bytes,5,rep,name=bind_mount_roots,json=bindMountRoots,proto3" json:"bind_mount_roots,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -1086,6 +1092,13 @@ func (x *ClusterSpec) GetCa() *CAConfig {
 func (x *ClusterSpec) GetOrchestration() *OrchestrationConfig {
 	if x != nil {
 		return x.Orchestration
+	}
+	return nil
+}
+
+func (x *ClusterSpec) GetBindMountRoots() []string {
+	if x != nil {
+		return x.BindMountRoots
 	}
 	return nil
 }
@@ -4302,14 +4315,15 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\v2\x1c.shoal.object.v1.ClusterSpecR\x04spec\x120\n" +
 	"\aroot_ca\x18\x04 \x01(\v2\x17.shoal.object.v1.RootCAR\x06rootCa\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\x87\x02\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xb1\x02\n" +
 	"\vClusterSpec\x12>\n" +
 	"\vannotations\x18\x01 \x01(\v2\x1c.shoal.object.v1.AnnotationsR\vannotations\x12A\n" +
 	"\n" +
 	"dispatcher\x18\x02 \x01(\v2!.shoal.object.v1.DispatcherConfigR\n" +
 	"dispatcher\x12)\n" +
 	"\x02ca\x18\x03 \x01(\v2\x19.shoal.object.v1.CAConfigR\x02ca\x12J\n" +
-	"\rorchestration\x18\x04 \x01(\v2$.shoal.object.v1.OrchestrationConfigR\rorchestration\"X\n" +
+	"\rorchestration\x18\x04 \x01(\v2$.shoal.object.v1.OrchestrationConfigR\rorchestration\x12(\n" +
+	"\x10bind_mount_roots\x18\x05 \x03(\tR\x0ebindMountRoots\"X\n" +
 	"\x10DispatcherConfig\x12D\n" +
 	"\x10heartbeat_period\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0fheartbeatPeriod\"O\n" +
 	"\bCAConfig\x12C\n" +
