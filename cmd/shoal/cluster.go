@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -59,6 +60,7 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 		heartbeat   time.Duration
 		certExpiry  time.Duration
 		taskHistory int64
+		bindRoots   []string
 		format      outputFormat
 	)
 	cmd := &cobra.Command{
@@ -67,8 +69,8 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			set := cmd.Flags().Changed
-			if !set("heartbeat-period") && !set("cert-expiry") && !set("task-history-limit") {
-				return errors.New("nothing to update: give --heartbeat-period, --cert-expiry or --task-history-limit")
+			if !set("heartbeat-period") && !set("cert-expiry") && !set("task-history-limit") && !set("bind-mount-root") {
+				return errors.New("nothing to update: give --heartbeat-period, --cert-expiry, --task-history-limit or --bind-mount-root")
 			}
 			return c.call(cmd, func(ctx context.Context, client controlv1.ControlClient) error {
 				var updated *objectv1.Cluster
@@ -100,6 +102,11 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 						}
 						spec.Orchestration.TaskHistoryRetention = taskHistory
 					}
+					if set("bind-mount-root") {
+						// The flags give the whole list; one empty value
+						// clears it (any path allowed).
+						spec.BindMountRoots = slices.DeleteFunc(slices.Clone(bindRoots), func(r string) bool { return r == "" })
+					}
 					resp, err := client.UpdateCluster(ctx, &controlv1.UpdateClusterRequest{
 						Version: cl.GetMeta().GetVersion(),
 						Spec:    spec,
@@ -122,6 +129,7 @@ func (c *cli) newClusterUpdateCmd() *cobra.Command {
 	fs.DurationVar(&heartbeat, "heartbeat-period", 0, "how often workers ping the leader")
 	fs.DurationVar(&certExpiry, "cert-expiry", 0, "lifetime of node certificates")
 	fs.Int64Var(&taskHistory, "task-history-limit", 0, "dead tasks kept per slot")
+	fs.StringArrayVar(&bindRoots, "bind-mount-root", nil, "allow bind mounts only from under the node path `PATH`; repeat for several; the list replaces the current one (\"\" alone: any path)")
 	addOutputFlag(fs, &format, "")
 	return cmd
 }

@@ -146,6 +146,8 @@ func (c *cli) newRootCmd() *cobra.Command {
 		c.newServiceCmd(),
 		c.newNodeCmd(),
 		c.newNetworkCmd(),
+		c.newSecretCmd(),
+		c.newConfigCmd(),
 		c.newTaskCmd(),
 		c.newClusterCmd(),
 		c.newJoinTokenCmd(),

@@ -25,7 +25,7 @@ func TestUnknownCommand(t *testing.T) {
 		wantStdout string
 	}{
 		{args: []string{"foo"}, wantCode: 1, wantStderr: "Error: unknown command \"foo\" for \"shoal\"\nRun 'shoal --help' for usage.\n"},
-		{args: []string{"secret", "create", "x"}, wantCode: 1, wantStderr: "Error: unknown command \"secret\" for \"shoal\"\n"},
+		{args: []string{"secrets", "create", "x"}, wantCode: 1, wantStderr: "Error: unknown command \"secrets\" for \"shoal\"\n"},
 		{args: []string{"service", "rolback", "web"}, wantCode: 1,
 			wantStderr: "Error: unknown command \"rolback\" for \"shoal service\"\n\nDid you mean this?\n\trollback\n\nRun 'shoal service --help' for usage.\n"},
 		{args: []string{"node", "frob"}, wantCode: 1, wantStderr: "Error: unknown command \"frob\" for \"shoal node\""},

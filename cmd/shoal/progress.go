@@ -115,6 +115,16 @@ func (cv *convergence) observe(now time.Time, svc *objectv1.Service, tasks []*ob
 	// until its tasks run too, then reported as the failure it is.
 	updated := us == nil && outdated == 0
 	phase, rolledBack := "", ""
+	// A rollback the user asked for (service rollback) carries the
+	// version the change made: it is the change, not its failure. An
+	// automatic one rolls the old spec out under a later version.
+	requested := us.GetSpecVersion() == cv.changed
+	switch st := us.GetState(); {
+	case requested && st == objectv1.UpdateState_UPDATE_STATE_ROLLBACK_STARTED:
+		phase = "rolling back"
+	case requested && st == objectv1.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED:
+		phase, updated = "rolled back", true
+	}
 	switch us.GetState() {
 	case objectv1.UpdateState_UPDATE_STATE_UPDATING:
 		phase = "updating"
@@ -122,12 +132,19 @@ func (cv *convergence) observe(now time.Time, svc *objectv1.Service, tasks []*ob
 		phase, updated = "update completed", true
 	case objectv1.UpdateState_UPDATE_STATE_ROLLBACK_STARTED:
 		phase = "rolling back"
+		if requested {
+			break
+		}
 		if cv.rolledBack == "" {
 			cv.rolledBack = us.GetMessage()
 		}
 	case objectv1.UpdateState_UPDATE_STATE_PAUSED, objectv1.UpdateState_UPDATE_STATE_ROLLBACK_PAUSED:
 		return cv.countLine(want, counts, outdated, ""), true, cmp.Or(us.GetMessage(), updateStateName(us.GetState()))
 	case objectv1.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED:
+		if requested {
+			phase = "rolled back"
+			break
+		}
 		// The reason is the one given when the rollback started, if it
 		// was seen: a server may have replaced it since.
 		phase, updated = "rolling back", true

@@ -28,6 +28,7 @@ type serviceFlags struct {
 	prefs       []string
 	networks    []string
 	mounts      []*objectv1.Mount
+	files       fileRefFlags // --secret, --config and their -add, -rm
 	rollback    rollbackFlags
 
 	// update only
@@ -115,6 +116,7 @@ func (f *serviceFlags) addCreate(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.constraints, "constraint", nil, "placement constraint `EXPR`, e.g. node.labels.zone==a")
 	fs.Var(prefsValue{&f.prefs}, "placement-pref", "placement preference, e.g. spread=node.labels.rack")
 	fs.StringArrayVar(&f.networks, "network", nil, "join the network `NAME` (or ID), or name=NAME,alias=ALIAS,...; repeat for several")
+	f.files.addCreate(fs)
 	fs.Var(mountsValue{&f.mounts}, "mount", "mount type=bind,source=/PATH,target=/PATH | type=volume,source=NAME,target=/PATH | type=tmpfs,target=/PATH[,tmpfs-size=64m]; [,readonly]; repeat for several")
 }
 
@@ -134,6 +136,7 @@ func (f *serviceFlags) addUpdate(fs *pflag.FlagSet) {
 	fs.Var(prefsValue{&f.prefRm}, "placement-pref-rm", "remove a placement preference")
 	fs.Var(mountsValue{&f.mountAdd}, "mount-add", "add a mount (as --mount of service create), replacing one at its target")
 	fs.StringArrayVar(&f.mountRm, "mount-rm", nil, "remove the mount at the container path `TARGET`")
+	f.files.addUpdate(fs)
 }
 
 // apply sets in spec what the given flags say, and nothing else.
@@ -151,6 +154,7 @@ func (f *serviceFlags) apply(fs *pflag.FlagSet, spec *objectv1.ServiceSpec) erro
 	}
 	f.applyContainer(set, spec)
 	f.applyMounts(set, spec)
+	f.files.apply(set, spec)
 	if err := f.health.apply(set, spec); err != nil {
 		return err
 	}
