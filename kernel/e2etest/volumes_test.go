@@ -1,0 +1,51 @@
+package e2etest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestVolumePersists gives a service a named volume at /data: a file a
+// task writes there is read back by the task that replaces it (a spec
+// change, a new task on the same node), and is on the node under the
+// executor's volumes directory, NAME/_data.
+func TestVolumePersists(t *testing.T) {
+	n := startNode(t)
+	n.ok(t, "service", "create", "--name", "store", "--replicas", "1",
+		"--mount", "type=volume,source=e2evol,target=/data", testImage, "sleep:inf")
+	first := waitTasks(t, n, "store", 1, testImage)[0]
+
+	const text = "kept across tasks"
+	if r := n.cli("task", "exec", first.GetId(), "--", "/prog", "write:/data/note="+text); r.code != 0 {
+		t.Fatalf("task exec write:/data/note: %+v", r)
+	}
+	onNode := filepath.Join(n.dir, "data", "plugins", "executor", "volumes", "e2evol", "_data", "note")
+	if b, err := os.ReadFile(onNode); err != nil || string(b) != text {
+		t.Errorf("on the node, %s: %q, %v; want %q", onNode, b, err, text)
+	}
+
+	// A spec change replaces the task.
+	n.ok(t, "service", "update", "--env-add", "GENERATION=2", "store")
+	var second = first
+	eventually(t, 90*time.Second, func(context.Context) error {
+		second = waitTasks(t, n, "store", 1, testImage)[0]
+		if second.GetId() == first.GetId() {
+			return fmt.Errorf("task %s still runs after the update", first.GetId())
+		}
+		return nil
+	})
+	if second.GetNodeId() != first.GetNodeId() {
+		t.Errorf("the new task %s runs on node %s, the first on %s: want the same node", second.GetId(), second.GetNodeId(), first.GetNodeId())
+	}
+	if env := n.ok(t, "task", "exec", second.GetId(), "--", "/prog", "env:GENERATION"); env != "GENERATION=2\n" {
+		t.Errorf("the new task's GENERATION: %q; want the updated spec's 2", env)
+	}
+	r := n.cli("task", "exec", second.GetId(), "--", "/prog", "cat:/data/note")
+	if r.code != 0 || r.stdout != text {
+		t.Errorf("the new task %s: cat /data/note = %+v; want %q, written by task %s", second.GetId(), r, text, first.GetId())
+	}
+}
