@@ -148,10 +148,12 @@ func (c *cli) newRootCmd() *cobra.Command {
 		c.newNetworkCmd(),
 		c.newSecretCmd(),
 		c.newConfigCmd(),
+		c.newStackCmd(),
 		c.newTaskCmd(),
 		c.newClusterCmd(),
 		c.newJoinTokenCmd(),
 		c.newImageCmd(),
+		c.newVolumeCmd(),
 		c.newVersionCmd(),
 	)
 	c.addCompletions(root)
