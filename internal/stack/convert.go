@@ -71,7 +71,7 @@ func (c *converter) convert() (*Plan, error) {
 		}
 		data, source, err := c.readData("secret", key, types.FileObjectConfig(s))
 		if err != nil {
-			return nil, err
+			return nil, c.dataErr("secrets", key, err)
 		}
 		c.plan.Secrets = append(c.plan.Secrets, Secret{
 			Spec: &objectv1.SecretSpec{
@@ -89,7 +89,7 @@ func (c *converter) convert() (*Plan, error) {
 		}
 		data, source, err := c.readData("config", key, types.FileObjectConfig(s))
 		if err != nil {
-			return nil, err
+			return nil, c.dataErr("configs", key, err)
 		}
 		c.plan.Configs = append(c.plan.Configs, Config{
 			Spec: &objectv1.ConfigSpec{
@@ -163,6 +163,33 @@ func (c *converter) convertNetworks() error {
 		c.plan.Networks = append(c.plan.Networks, spec)
 	}
 	return nil
+}
+
+// dataErr names, in an error reading a secret's or config's data, the
+// compose files and the services that use it (key under field, "secrets"
+// or "configs"), so the message says where to look.
+func (c *converter) dataErr(field, key string, err error) error {
+	var users []string
+	for _, name := range sortedKeys(c.project.Services) {
+		svc := c.project.Services[name]
+		refs := svc.Secrets
+		if field == "configs" {
+			refs = []types.ServiceSecretConfig(nil)
+			for _, r := range svc.Configs {
+				refs = append(refs, types.ServiceSecretConfig(r))
+			}
+		}
+		for i, r := range refs {
+			if r.Source == key {
+				users = append(users, fmt.Sprintf("service %q: %s[%d]", name, field, i))
+			}
+		}
+	}
+	where := strings.Join(c.names, ", ")
+	if len(users) == 0 {
+		return fmt.Errorf("%s: %s: %w", where, field, err)
+	}
+	return fmt.Errorf("%s: %s: %w", where, strings.Join(users, "; "), err)
 }
 
 // readData reads a secret's or config's data from its file, environment

@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/loader"
@@ -13,7 +14,21 @@ import (
 // explainLoadError makes sure an error of compose-go names the file it is
 // about and, for the short port syntax (whose parse errors name neither),
 // the service and the port.
+// unknownKey matches compose-go's schema error for an unknown service key.
+var unknownKey = regexp.MustCompile(`^validating (.+): services\.([^.\s]+)\.(\S+) false schema`)
+
 func explainLoadError(ctx context.Context, err error, details types.ConfigDetails, names []string, name string) error {
+	// The schema's words for a key it does not know ("services.web.imagee
+	// false schema") become the file, the service and the key.
+	if m := unknownKey.FindStringSubmatch(err.Error()); m != nil {
+		file := m[1]
+		for i, f := range details.ConfigFiles {
+			if f.Filename == m[1] {
+				file = names[i]
+			}
+		}
+		return fmt.Errorf("%s: service %q: %s: not a key of the compose specification (misspelt?)", file, m[2], m[3])
+	}
 	for _, f := range details.ConfigFiles {
 		if strings.Contains(err.Error(), f.Filename) {
 			return err

@@ -158,7 +158,7 @@ func TestLoadErrors(t *testing.T) {
 		want  []string // substrings of the error
 	}{
 		{"unknown key", map[string]string{"compose.yml": "services:\n  web:\n    imagee: web\n"},
-			[]string{"compose.yml", "web", "imagee"}},
+			[]string{"compose.yml", `service "web": imagee: not a key`}},
 		{"wrong type", map[string]string{"compose.yml": "services:\n  web:\n    image: web\n    deploy:\n      replicas: many\n"},
 			[]string{"compose.yml", "web", "replicas"}},
 		{"negative replicas", map[string]string{"compose.yml": "services:\n  db:\n    image: db\n    deploy:\n      replicas: -1\n"},
@@ -168,7 +168,7 @@ func TestLoadErrors(t *testing.T) {
 		{"600 KiB secret", map[string]string{
 			"compose.yml": "services:\n  web:\n    image: web\n    secrets: [big]\nsecrets:\n  big:\n    file: ./big.txt\n",
 			"big.txt":     big,
-		}, []string{`secret "big"`, "big.txt", "500 KiB"}},
+		}, []string{"compose.yml", `service "web": secrets[0]`, `secret "big"`, "big.txt", "500 KiB"}},
 		{"bad port", map[string]string{"compose.yml": "services:\n  web:\n    image: web\n    ports: [\"80:99999\"]\n"},
 			[]string{"compose.yml", `service "web": ports[0]`, "99999"}},
 		{"bad published port", map[string]string{"compose.yml": "services:\n  web:\n    image: web\n    ports: [{target: 80, published: \"0\"}]\n"},
