@@ -107,6 +107,11 @@ func TestSecrets(t *testing.T) {
 	}
 	waitNewSnapshot(t, n, data)
 	checkOnlyOnTmpfs(t, data, value)
+	// The search reads the Raft store: the secret's name (not secret) is
+	// in its log or its snapshots.
+	if !foundUnder(t, filepath.Join(data, "raft"), "db_password") {
+		t.Errorf("the search found no file under %s with the secret's name: it does not read the Raft store", filepath.Join(data, "raft"))
+	}
 
 	// In the containers: the secret, on a tmpfs, read-only; the config.
 	for _, task := range tasks {
@@ -341,6 +346,23 @@ func checkOnlyOnTmpfs(t *testing.T, data, value string) {
 		t.Fatalf("searching %s: %v", data, err)
 	}
 	t.Logf("searched %d files under %s for %.20s...: %d on the tasks' tmpfs", searched, data, value, found)
+}
+
+// foundUnder reports whether a regular file under dir holds s.
+func foundUnder(t *testing.T, dir, s string) bool {
+	t.Helper()
+	found := false
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(s)) {
+			t.Logf("%s holds %q", path, s)
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 // logLine logs the line of b where value is, for a failure message.
