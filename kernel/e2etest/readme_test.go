@@ -54,7 +54,7 @@ func TestREADMEFlow(t *testing.T) {
 		{"foo"},
 		{"service", "rollbak", "web"},
 		{"service", "rolback"}, // the README's example
-		{"secret", "create", "x"},
+		{"secrets", "create", "x"},
 		{"help", "foo"},
 	} {
 		r := n.cli(args...)
