@@ -307,9 +307,9 @@ func (s *Server) RemoveSecret(ctx context.Context, req *controlv1.RemoveSecretRe
 			return err
 		}
 		id = cur.Id
-		if users := fileUsers(tx.Services(), id, true); len(users) > 0 {
-			return fmt.Errorf("secret %s is used by %d services (%s); update them with --secret-rm or remove them first: %w",
-				cur.GetSpec().GetAnnotations().GetName(), len(users), listSome(users), sdk.ErrFailedPrecondition)
+		current, previous := fileUsers(tx.Services(), id, true)
+		if err := fileInUse("secret", cur.GetSpec().GetAnnotations().GetName(), current, previous); err != nil {
+			return err
 		}
 		if tasks := fileTasks(tx.Tasks(), id, true); len(tasks) > 0 {
 			return fmt.Errorf("secret %s is used by %d tasks that have not ended (%s); retry once they have stopped: %w",
@@ -327,24 +327,39 @@ func (s *Server) RemoveSecret(ctx context.Context, req *controlv1.RemoveSecretRe
 	return resp, nil
 }
 
-// fileUsers names the services whose spec (or previous spec, which a
-// rollback would bring back) uses the secret or config id.
-func fileUsers(services []*objectv1.Service, id string, secret bool) []string {
-	var out []string
+// fileUsers names the services whose spec uses the secret or config id,
+// and, apart, those whose previous spec alone does: a rollback (manual, or
+// an update's failure action) would bring it back, so it must stay.
+func fileUsers(services []*objectv1.Service, id string, secret bool) (current, previous []string) {
+	refsOf := func(spec *objectv1.ServiceSpec) []*objectv1.FileReference {
+		if secret {
+			return spec.GetTask().GetContainer().GetSecrets()
+		}
+		return spec.GetTask().GetContainer().GetConfigs()
+	}
 	for _, svc := range services {
-		for _, spec := range []*objectv1.ServiceSpec{svc.GetSpec(), svc.GetPreviousSpec()} {
-			c := spec.GetTask().GetContainer()
-			refs := c.GetConfigs()
-			if secret {
-				refs = c.GetSecrets()
-			}
-			if usesFile(refs, id) {
-				out = append(out, svc.GetSpec().GetAnnotations().GetName())
-				break
-			}
+		name := svc.GetSpec().GetAnnotations().GetName()
+		switch {
+		case usesFile(refsOf(svc.GetSpec()), id):
+			current = append(current, name)
+		case usesFile(refsOf(svc.GetPreviousSpec()), id):
+			previous = append(previous, name)
 		}
 	}
-	return out
+	return current, previous
+}
+
+// fileInUse is the error for a secret or config that services use.
+func fileInUse(kind, name string, current, previous []string) error {
+	if len(current) > 0 {
+		return fmt.Errorf("%s %s is used by %d services (%s); update them with --%s-rm or remove them first: %w",
+			kind, name, len(current), listSome(current), kind, sdk.ErrFailedPrecondition)
+	}
+	if len(previous) > 0 {
+		return fmt.Errorf("%s %s is used by the previous spec of %d services (%s), which a rollback would restore; update them once more or remove them first: %w",
+			kind, name, len(previous), listSome(previous), sdk.ErrFailedPrecondition)
+	}
+	return nil
 }
 
 // fileTasks names the tasks that use the secret or config id and have not
@@ -462,9 +477,9 @@ func (s *Server) RemoveConfig(ctx context.Context, req *controlv1.RemoveConfigRe
 			return err
 		}
 		id = cur.Id
-		if users := fileUsers(tx.Services(), id, false); len(users) > 0 {
-			return fmt.Errorf("config %s is used by %d services (%s); update them with --config-rm or remove them first: %w",
-				cur.GetSpec().GetAnnotations().GetName(), len(users), listSome(users), sdk.ErrFailedPrecondition)
+		current, previous := fileUsers(tx.Services(), id, false)
+		if err := fileInUse("config", cur.GetSpec().GetAnnotations().GetName(), current, previous); err != nil {
+			return err
 		}
 		if tasks := fileTasks(tx.Tasks(), id, false); len(tasks) > 0 {
 			return fmt.Errorf("config %s is used by %d tasks that have not ended (%s); retry once they have stopped: %w",

@@ -183,6 +183,17 @@ func TestSecretReferences(t *testing.T) {
 	if !errors.Is(sdk.FromGRPC(err), sdk.ErrFailedPrecondition) {
 		t.Errorf("RemoveConfig in use = %v, want FailedPrecondition", err)
 	}
+	// Updated to drop it, the service's previous spec still holds it: a
+	// rollback would bring it back, and the error says so.
+	next := proto.CloneOf(created.GetService().GetSpec())
+	next.Task.Container.Secrets = nil
+	if _, err := s.UpdateService(ctx, &controlv1.UpdateServiceRequest{Ref: created.GetService().GetId(), Version: created.GetService().GetMeta().GetVersion(), Spec: next}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.RemoveSecret(ctx, &controlv1.RemoveSecretRequest{Ref: "db_password"})
+	if !errors.Is(sdk.FromGRPC(err), sdk.ErrFailedPrecondition) || !strings.Contains(err.Error(), "previous spec") {
+		t.Errorf("RemoveSecret used by a previous spec = %v, want FailedPrecondition naming the previous spec", err)
+	}
 	if _, err := s.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: spec.GetAnnotations().GetName()}); err != nil {
 		t.Fatal(err)
 	}
