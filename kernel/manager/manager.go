@@ -148,7 +148,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	}
 	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
 
-	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers), controlapi.WithSecrets(m.secrets))
+	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers), controlapi.WithVolumes(m.workers), controlapi.WithSecrets(m.secrets))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership"), secrets: m.secrets,
 		saveKey: func(key []byte) error { return secrets.Save(secretsKeyFile(cfg), key) }}
@@ -506,6 +506,13 @@ func (m *Manager) runLeaderStages(ctx context.Context) error {
 	}
 	if err := m.registerSelf(ctx); err != nil {
 		return err
+	}
+	// A leader of a cluster from before secrets holds no key: it makes one
+	// while no secret is sealed (leaderSecretsKey), and hands it to the
+	// other managers as they ask (registerLoop). Without one, only secrets
+	// are unavailable.
+	if _, err := leaderSecretsKey(m.secrets, m.st, func(key []byte) error { return secrets.Save(secretsKeyFile(m.cfg), key) }); err != nil {
+		m.log.Error("no secrets key", "error", err)
 	}
 	tracker := presence.NewTracker(presence.Config{
 		Period: m.heartbeatPeriod,
