@@ -9,7 +9,9 @@
 // What runs here: tasks reaching each other across nodes by address
 // (reach_test.go); by name through each node's DNS, through VIPs and the
 // routing mesh, with health and task exec (services_test.go); over VXLAN to
-// a node on another subnet behind a router (overlay_test.go); and, for
+// a node on another subnet behind a router (overlay_test.go); the README's
+// compose stack on two nodes, its redeploy and removal (stack_test.go);
+// and, for
 // make bench only, the figures of service discovery
 // (discovery_figures_test.go).
 //
