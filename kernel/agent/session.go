@@ -115,8 +115,10 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 	defer logs.stop()
 	execs := newExecRunner(ctx, a.cfg.Executor, a.tasks.holds, conn, a.log)
 	defer execs.stop() // after cancel below: the execs end with the session
+	vols := newVolumeRunner(ctx, a.cfg.Executor, s.send, a.log)
+	defer vols.stop()
 	var wg sync.WaitGroup
-	wg.Go(func() { errc <- a.receive(logCtx, stream, addr, replies, &established, logs, execs) })
+	wg.Go(func() { errc <- a.receive(logCtx, stream, addr, replies, &established, logs, execs, vols) })
 	wg.Go(func() { errc <- heartbeat(ctx, s.heartbeat, replies, a.cfg.MinHeartbeatTimeout) })
 	wg.Go(func() { errc <- a.rep.run(ctx, s.report) })
 	err = <-errc
@@ -130,7 +132,7 @@ func (a *Agent) session(ctx context.Context, addr string) (time.Duration, error)
 }
 
 // receive handles the manager's messages until the stream ends.
-func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string, replies chan<- time.Duration, established *time.Time, logs *logSessions, execs *execRunner) error {
+func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string, replies chan<- time.Duration, established *time.Time, logs *logSessions, execs *execRunner, vols *volumeRunner) error {
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -163,6 +165,8 @@ func (a *Agent) receive(logCtx context.Context, stream clientStream, addr string
 			logs.control(m.LogControl)
 		case *workerv1.ManagerMessage_ExecStart:
 			execs.start(m.ExecStart)
+		case *workerv1.ManagerMessage_VolumeRequest:
+			vols.serve(m.VolumeRequest)
 		default:
 			// A message kind newer than this agent: ignore it, the
 			// protocol only ever adds optional ones.

@@ -62,6 +62,8 @@ type Server struct {
 	now    func() time.Time
 	logs   Logs  // nil: TaskLogs is unavailable (logs.go)
 	execs  Execs // nil: TaskExec is unavailable (exec.go)
+	// volumes is nil: ListVolumes and RemoveVolume are unavailable (volume.go).
+	volumes Volumes
 	// secrets holds the key CreateSecret seals with (secret.go).
 	secrets *secrets.Holder
 }
@@ -158,7 +160,8 @@ func (s *Server) forward(ctx context.Context, method string, req, resp any) (boo
 func isRead(method string) bool {
 	i := strings.LastIndexByte(method, '/')
 	name := method[i+1:]
-	return strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")
+	// ListVolumes asks the workers, whose sessions only the leader holds.
+	return (strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List")) && name != "ListVolumes"
 }
 
 // view runs fn on this manager's state as it is, with no read barrier: for

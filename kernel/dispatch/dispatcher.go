@@ -75,6 +75,8 @@ type Dispatcher struct {
 
 	logs  logSubs // open task log subscriptions (logs.go)
 	execs execs   // execs waiting for their worker or running (exec.go)
+	// volumes are the volume requests waiting for their reply (volumes.go).
+	volumes volumeCalls
 }
 
 // Config configures a Dispatcher.

@@ -143,6 +143,8 @@ func (s *session) Handle(msg *workerv1.WorkerMessage) error {
 		return s.d.status.add(s.nodeID, m.Status.GetUpdates())
 	case *workerv1.WorkerMessage_Logs:
 		s.d.deliverLogs(s, m.Logs)
+	case *workerv1.WorkerMessage_VolumeReply:
+		s.d.deliverVolumeReply(s, m.VolumeReply)
 	case *workerv1.WorkerMessage_Hello:
 		return fmt.Errorf("hello sent twice: %w", sdk.ErrInvalidArgument)
 	default:

@@ -136,6 +136,10 @@ type Executor struct {
 	imageLocks keyedLock // per image reference, while it is pulled
 	finalizing keyedLock // per task, while its exit is recorded
 	health     probers   // per running task with a health check (health.go)
+	// volumeMu is held shared by a Prepare from making its volumes to
+	// creating its container, and exclusively by RemoveVolume
+	// (volumes_list.go).
+	volumeMu sync.RWMutex
 
 	// mu guards the fields below, set once by Configure.
 	mu       sync.RWMutex
@@ -426,6 +430,8 @@ func (e *Executor) Prepare(ctx context.Context, t *objectv1.Task, taskFiles []*o
 			return fmt.Errorf("task %s: networks: %w", t.GetId(), err)
 		}
 	}
+	e.volumeMu.RLock()
+	defer e.volumeMu.RUnlock()
 	if err := makeVolumes(volumesDir, t.GetSpec().GetContainer().GetMounts()); err != nil {
 		undo()
 		return fmt.Errorf("task %s: %w", t.GetId(), err)

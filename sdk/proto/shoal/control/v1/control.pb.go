@@ -3327,6 +3327,276 @@ func (*TaskExecResponse_Stderr) isTaskExecResponse_Msg() {}
 
 func (*TaskExecResponse_ExitCode) isTaskExecResponse_Msg() {}
 
+// ListVolumesRequest selects the nodes to ask.
+type ListVolumesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is a node's ID, ID prefix or hostname; empty: every ready node.
+	Node          string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ListVolumesRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+// ListVolumesResponse carries the volumes of the nodes that answered.
+type ListVolumesResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Volumes []*v1.VolumeInfo       `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// errors name the nodes that did not answer, and why.
+	Errors        []*VolumeNodeError `protobuf:"bytes,2,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*v1.VolumeInfo {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *ListVolumesResponse) GetErrors() []*VolumeNodeError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+// VolumeNodeError says why a node's volumes are missing.
+type VolumeNodeError struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// hostname is the node's, for people.
+	Hostname      string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeNodeError) Reset() {
+	*x = VolumeNodeError{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeNodeError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeNodeError) ProtoMessage() {}
+
+func (x *VolumeNodeError) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeNodeError.ProtoReflect.Descriptor instead.
+func (*VolumeNodeError) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *VolumeNodeError) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *VolumeNodeError) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *VolumeNodeError) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// RemoveVolumeRequest names a volume on a node.
+type RemoveVolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node is a node's ID, ID prefix or hostname; required.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// name is the volume's name.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *RemoveVolumeRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *RemoveVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RemoveVolumeResponse names the volume removed.
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_shoal_control_v1_control_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_control_v1_control_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_control_v1_control_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *RemoveVolumeResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemoveVolumeResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_shoal_control_v1_control_proto protoreflect.FileDescriptor
 
 const file_shoal_control_v1_control_proto_rawDesc = "" +
@@ -3523,11 +3793,26 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x03 \x01(\fH\x00R\x06stderr\x12\x1d\n" +
 	"\texit_code\x18\x04 \x01(\x05H\x00R\bexitCodeB\x05\n" +
-	"\x03msg*U\n" +
+	"\x03msg\"(\n" +
+	"\x12ListVolumesRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\"\x87\x01\n" +
+	"\x13ListVolumesResponse\x125\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1b.shoal.object.v1.VolumeInfoR\avolumes\x129\n" +
+	"\x06errors\x18\x02 \x03(\v2!.shoal.control.v1.VolumeNodeErrorR\x06errors\"\\\n" +
+	"\x0fVolumeNodeError\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"=\n" +
+	"\x13RemoveVolumeRequest\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"C\n" +
+	"\x14RemoveVolumeResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\xa8\x13\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xe3\x14\n" +
 	"\aControl\x12W\n" +
 	"\n" +
 	"GetCluster\x12#.shoal.control.v1.GetClusterRequest\x1a$.shoal.control.v1.GetClusterResponse\x12`\n" +
@@ -3560,7 +3845,9 @@ const file_shoal_control_v1_control_proto_rawDesc = "" +
 	"\fCreateConfig\x12%.shoal.control.v1.CreateConfigRequest\x1a&.shoal.control.v1.CreateConfigResponse\x12T\n" +
 	"\tGetConfig\x12\".shoal.control.v1.GetConfigRequest\x1a#.shoal.control.v1.GetConfigResponse\x12Z\n" +
 	"\vListConfigs\x12$.shoal.control.v1.ListConfigsRequest\x1a%.shoal.control.v1.ListConfigsResponse\x12]\n" +
-	"\fRemoveConfig\x12%.shoal.control.v1.RemoveConfigRequest\x1a&.shoal.control.v1.RemoveConfigResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
+	"\fRemoveConfig\x12%.shoal.control.v1.RemoveConfigRequest\x1a&.shoal.control.v1.RemoveConfigResponse\x12Z\n" +
+	"\vListVolumes\x12$.shoal.control.v1.ListVolumesRequest\x1a%.shoal.control.v1.ListVolumesResponse\x12]\n" +
+	"\fRemoveVolume\x12%.shoal.control.v1.RemoveVolumeRequest\x1a&.shoal.control.v1.RemoveVolumeResponseB?Z=github.com/shoalhq/shoal/sdk/proto/shoal/control/v1;controlv1b\x06proto3"
 
 var (
 	file_shoal_control_v1_control_proto_rawDescOnce sync.Once
@@ -3575,7 +3862,7 @@ func file_shoal_control_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_control_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_shoal_control_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 71)
 var file_shoal_control_v1_control_proto_goTypes = []any{
 	(LogStream)(0),                // 0: shoal.control.v1.LogStream
 	(*GetClusterRequest)(nil),     // 1: shoal.control.v1.GetClusterRequest
@@ -3638,135 +3925,147 @@ var file_shoal_control_v1_control_proto_goTypes = []any{
 	(*TaskExecRequest)(nil),       // 58: shoal.control.v1.TaskExecRequest
 	(*TaskExecStarted)(nil),       // 59: shoal.control.v1.TaskExecStarted
 	(*TaskExecResponse)(nil),      // 60: shoal.control.v1.TaskExecResponse
-	nil,                           // 61: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	nil,                           // 62: shoal.control.v1.ListServicesResponse.RunningEntry
-	nil,                           // 63: shoal.control.v1.ListServicesResponse.DesiredEntry
-	nil,                           // 64: shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
-	nil,                           // 65: shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
-	nil,                           // 66: shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
-	(*v1.Cluster)(nil),            // 67: shoal.object.v1.Cluster
-	(*v1.ClusterSpec)(nil),        // 68: shoal.object.v1.ClusterSpec
-	(*v1.Node)(nil),               // 69: shoal.object.v1.Node
-	(v1.NodeRole)(0),              // 70: shoal.object.v1.NodeRole
-	(v1.NodeAvailability)(0),      // 71: shoal.object.v1.NodeAvailability
-	(*v1.NodeSpec)(nil),           // 72: shoal.object.v1.NodeSpec
-	(*v1.ServiceSpec)(nil),        // 73: shoal.object.v1.ServiceSpec
-	(*v1.Service)(nil),            // 74: shoal.object.v1.Service
-	(*v1.Task)(nil),               // 75: shoal.object.v1.Task
-	(v1.TaskState)(0),             // 76: shoal.object.v1.TaskState
-	(*v1.NetworkSpec)(nil),        // 77: shoal.object.v1.NetworkSpec
-	(*v1.Network)(nil),            // 78: shoal.object.v1.Network
-	(*v1.SecretSpec)(nil),         // 79: shoal.object.v1.SecretSpec
-	(*v1.Secret)(nil),             // 80: shoal.object.v1.Secret
-	(*v1.ConfigSpec)(nil),         // 81: shoal.object.v1.ConfigSpec
-	(*v1.Config)(nil),             // 82: shoal.object.v1.Config
-	(*timestamppb.Timestamp)(nil), // 83: google.protobuf.Timestamp
+	(*ListVolumesRequest)(nil),    // 61: shoal.control.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),   // 62: shoal.control.v1.ListVolumesResponse
+	(*VolumeNodeError)(nil),       // 63: shoal.control.v1.VolumeNodeError
+	(*RemoveVolumeRequest)(nil),   // 64: shoal.control.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),  // 65: shoal.control.v1.RemoveVolumeResponse
+	nil,                           // 66: shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	nil,                           // 67: shoal.control.v1.ListServicesResponse.RunningEntry
+	nil,                           // 68: shoal.control.v1.ListServicesResponse.DesiredEntry
+	nil,                           // 69: shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
+	nil,                           // 70: shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
+	nil,                           // 71: shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
+	(*v1.Cluster)(nil),            // 72: shoal.object.v1.Cluster
+	(*v1.ClusterSpec)(nil),        // 73: shoal.object.v1.ClusterSpec
+	(*v1.Node)(nil),               // 74: shoal.object.v1.Node
+	(v1.NodeRole)(0),              // 75: shoal.object.v1.NodeRole
+	(v1.NodeAvailability)(0),      // 76: shoal.object.v1.NodeAvailability
+	(*v1.NodeSpec)(nil),           // 77: shoal.object.v1.NodeSpec
+	(*v1.ServiceSpec)(nil),        // 78: shoal.object.v1.ServiceSpec
+	(*v1.Service)(nil),            // 79: shoal.object.v1.Service
+	(*v1.Task)(nil),               // 80: shoal.object.v1.Task
+	(v1.TaskState)(0),             // 81: shoal.object.v1.TaskState
+	(*v1.NetworkSpec)(nil),        // 82: shoal.object.v1.NetworkSpec
+	(*v1.Network)(nil),            // 83: shoal.object.v1.Network
+	(*v1.SecretSpec)(nil),         // 84: shoal.object.v1.SecretSpec
+	(*v1.Secret)(nil),             // 85: shoal.object.v1.Secret
+	(*v1.ConfigSpec)(nil),         // 86: shoal.object.v1.ConfigSpec
+	(*v1.Config)(nil),             // 87: shoal.object.v1.Config
+	(*timestamppb.Timestamp)(nil), // 88: google.protobuf.Timestamp
+	(*v1.VolumeInfo)(nil),         // 89: shoal.object.v1.VolumeInfo
 }
 var file_shoal_control_v1_control_proto_depIdxs = []int32{
-	67, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	68, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
-	67, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
-	69, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
-	70, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
-	71, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
-	69, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
-	72, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
-	69, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
-	73, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	74, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
-	74, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
-	61, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
-	74, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
-	62, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
-	63, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
-	73, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
-	74, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
-	75, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
-	76, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
-	75, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
-	77, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
-	78, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
-	78, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
-	64, // 24: shoal.control.v1.ListNetworksRequest.label_selector:type_name -> shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
-	78, // 25: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
-	79, // 26: shoal.control.v1.CreateSecretRequest.spec:type_name -> shoal.object.v1.SecretSpec
-	80, // 27: shoal.control.v1.CreateSecretResponse.secret:type_name -> shoal.object.v1.Secret
-	80, // 28: shoal.control.v1.GetSecretResponse.secret:type_name -> shoal.object.v1.Secret
-	65, // 29: shoal.control.v1.ListSecretsRequest.label_selector:type_name -> shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
-	80, // 30: shoal.control.v1.ListSecretsResponse.secrets:type_name -> shoal.object.v1.Secret
-	81, // 31: shoal.control.v1.CreateConfigRequest.spec:type_name -> shoal.object.v1.ConfigSpec
-	82, // 32: shoal.control.v1.CreateConfigResponse.config:type_name -> shoal.object.v1.Config
-	82, // 33: shoal.control.v1.GetConfigResponse.config:type_name -> shoal.object.v1.Config
-	66, // 34: shoal.control.v1.ListConfigsRequest.label_selector:type_name -> shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
-	82, // 35: shoal.control.v1.ListConfigsResponse.configs:type_name -> shoal.object.v1.Config
+	72, // 0: shoal.control.v1.GetClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	73, // 1: shoal.control.v1.UpdateClusterRequest.spec:type_name -> shoal.object.v1.ClusterSpec
+	72, // 2: shoal.control.v1.UpdateClusterResponse.cluster:type_name -> shoal.object.v1.Cluster
+	74, // 3: shoal.control.v1.GetNodeResponse.node:type_name -> shoal.object.v1.Node
+	75, // 4: shoal.control.v1.ListNodesRequest.roles:type_name -> shoal.object.v1.NodeRole
+	76, // 5: shoal.control.v1.ListNodesRequest.availabilities:type_name -> shoal.object.v1.NodeAvailability
+	74, // 6: shoal.control.v1.ListNodesResponse.nodes:type_name -> shoal.object.v1.Node
+	77, // 7: shoal.control.v1.UpdateNodeRequest.spec:type_name -> shoal.object.v1.NodeSpec
+	74, // 8: shoal.control.v1.UpdateNodeResponse.node:type_name -> shoal.object.v1.Node
+	78, // 9: shoal.control.v1.CreateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	79, // 10: shoal.control.v1.CreateServiceResponse.service:type_name -> shoal.object.v1.Service
+	79, // 11: shoal.control.v1.GetServiceResponse.service:type_name -> shoal.object.v1.Service
+	66, // 12: shoal.control.v1.ListServicesRequest.label_selector:type_name -> shoal.control.v1.ListServicesRequest.LabelSelectorEntry
+	79, // 13: shoal.control.v1.ListServicesResponse.services:type_name -> shoal.object.v1.Service
+	67, // 14: shoal.control.v1.ListServicesResponse.running:type_name -> shoal.control.v1.ListServicesResponse.RunningEntry
+	68, // 15: shoal.control.v1.ListServicesResponse.desired:type_name -> shoal.control.v1.ListServicesResponse.DesiredEntry
+	78, // 16: shoal.control.v1.UpdateServiceRequest.spec:type_name -> shoal.object.v1.ServiceSpec
+	79, // 17: shoal.control.v1.UpdateServiceResponse.service:type_name -> shoal.object.v1.Service
+	80, // 18: shoal.control.v1.GetTaskResponse.task:type_name -> shoal.object.v1.Task
+	81, // 19: shoal.control.v1.ListTasksRequest.desired_states:type_name -> shoal.object.v1.TaskState
+	80, // 20: shoal.control.v1.ListTasksResponse.tasks:type_name -> shoal.object.v1.Task
+	82, // 21: shoal.control.v1.CreateNetworkRequest.spec:type_name -> shoal.object.v1.NetworkSpec
+	83, // 22: shoal.control.v1.CreateNetworkResponse.network:type_name -> shoal.object.v1.Network
+	83, // 23: shoal.control.v1.GetNetworkResponse.network:type_name -> shoal.object.v1.Network
+	69, // 24: shoal.control.v1.ListNetworksRequest.label_selector:type_name -> shoal.control.v1.ListNetworksRequest.LabelSelectorEntry
+	83, // 25: shoal.control.v1.ListNetworksResponse.networks:type_name -> shoal.object.v1.Network
+	84, // 26: shoal.control.v1.CreateSecretRequest.spec:type_name -> shoal.object.v1.SecretSpec
+	85, // 27: shoal.control.v1.CreateSecretResponse.secret:type_name -> shoal.object.v1.Secret
+	85, // 28: shoal.control.v1.GetSecretResponse.secret:type_name -> shoal.object.v1.Secret
+	70, // 29: shoal.control.v1.ListSecretsRequest.label_selector:type_name -> shoal.control.v1.ListSecretsRequest.LabelSelectorEntry
+	85, // 30: shoal.control.v1.ListSecretsResponse.secrets:type_name -> shoal.object.v1.Secret
+	86, // 31: shoal.control.v1.CreateConfigRequest.spec:type_name -> shoal.object.v1.ConfigSpec
+	87, // 32: shoal.control.v1.CreateConfigResponse.config:type_name -> shoal.object.v1.Config
+	87, // 33: shoal.control.v1.GetConfigResponse.config:type_name -> shoal.object.v1.Config
+	71, // 34: shoal.control.v1.ListConfigsRequest.label_selector:type_name -> shoal.control.v1.ListConfigsRequest.LabelSelectorEntry
+	87, // 35: shoal.control.v1.ListConfigsResponse.configs:type_name -> shoal.object.v1.Config
 	53, // 36: shoal.control.v1.TaskLogsResponse.tasks:type_name -> shoal.control.v1.LogTask
 	54, // 37: shoal.control.v1.TaskLogsResponse.lines:type_name -> shoal.control.v1.LogLine
 	55, // 38: shoal.control.v1.TaskLogsResponse.errors:type_name -> shoal.control.v1.LogError
 	0,  // 39: shoal.control.v1.LogLine.stream:type_name -> shoal.control.v1.LogStream
-	83, // 40: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	88, // 40: shoal.control.v1.LogLine.time:type_name -> google.protobuf.Timestamp
 	57, // 41: shoal.control.v1.TaskExecStart.size:type_name -> shoal.control.v1.TerminalSize
 	56, // 42: shoal.control.v1.TaskExecRequest.start:type_name -> shoal.control.v1.TaskExecStart
 	57, // 43: shoal.control.v1.TaskExecRequest.resize:type_name -> shoal.control.v1.TerminalSize
 	59, // 44: shoal.control.v1.TaskExecResponse.started:type_name -> shoal.control.v1.TaskExecStarted
-	1,  // 45: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
-	3,  // 46: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
-	5,  // 47: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
-	7,  // 48: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
-	9,  // 49: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
-	11, // 50: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
-	13, // 51: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
-	15, // 52: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
-	17, // 53: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
-	19, // 54: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
-	21, // 55: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
-	23, // 56: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
-	25, // 57: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
-	51, // 58: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
-	58, // 59: shoal.control.v1.Control.TaskExec:input_type -> shoal.control.v1.TaskExecRequest
-	27, // 60: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
-	29, // 61: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
-	31, // 62: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
-	33, // 63: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
-	35, // 64: shoal.control.v1.Control.CreateSecret:input_type -> shoal.control.v1.CreateSecretRequest
-	37, // 65: shoal.control.v1.Control.GetSecret:input_type -> shoal.control.v1.GetSecretRequest
-	39, // 66: shoal.control.v1.Control.ListSecrets:input_type -> shoal.control.v1.ListSecretsRequest
-	41, // 67: shoal.control.v1.Control.RemoveSecret:input_type -> shoal.control.v1.RemoveSecretRequest
-	43, // 68: shoal.control.v1.Control.CreateConfig:input_type -> shoal.control.v1.CreateConfigRequest
-	45, // 69: shoal.control.v1.Control.GetConfig:input_type -> shoal.control.v1.GetConfigRequest
-	47, // 70: shoal.control.v1.Control.ListConfigs:input_type -> shoal.control.v1.ListConfigsRequest
-	49, // 71: shoal.control.v1.Control.RemoveConfig:input_type -> shoal.control.v1.RemoveConfigRequest
-	2,  // 72: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
-	4,  // 73: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
-	6,  // 74: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
-	8,  // 75: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
-	10, // 76: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
-	12, // 77: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
-	14, // 78: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
-	16, // 79: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
-	18, // 80: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
-	20, // 81: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
-	22, // 82: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
-	24, // 83: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
-	26, // 84: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
-	52, // 85: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
-	60, // 86: shoal.control.v1.Control.TaskExec:output_type -> shoal.control.v1.TaskExecResponse
-	28, // 87: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
-	30, // 88: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
-	32, // 89: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
-	34, // 90: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
-	36, // 91: shoal.control.v1.Control.CreateSecret:output_type -> shoal.control.v1.CreateSecretResponse
-	38, // 92: shoal.control.v1.Control.GetSecret:output_type -> shoal.control.v1.GetSecretResponse
-	40, // 93: shoal.control.v1.Control.ListSecrets:output_type -> shoal.control.v1.ListSecretsResponse
-	42, // 94: shoal.control.v1.Control.RemoveSecret:output_type -> shoal.control.v1.RemoveSecretResponse
-	44, // 95: shoal.control.v1.Control.CreateConfig:output_type -> shoal.control.v1.CreateConfigResponse
-	46, // 96: shoal.control.v1.Control.GetConfig:output_type -> shoal.control.v1.GetConfigResponse
-	48, // 97: shoal.control.v1.Control.ListConfigs:output_type -> shoal.control.v1.ListConfigsResponse
-	50, // 98: shoal.control.v1.Control.RemoveConfig:output_type -> shoal.control.v1.RemoveConfigResponse
-	72, // [72:99] is the sub-list for method output_type
-	45, // [45:72] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	89, // 45: shoal.control.v1.ListVolumesResponse.volumes:type_name -> shoal.object.v1.VolumeInfo
+	63, // 46: shoal.control.v1.ListVolumesResponse.errors:type_name -> shoal.control.v1.VolumeNodeError
+	1,  // 47: shoal.control.v1.Control.GetCluster:input_type -> shoal.control.v1.GetClusterRequest
+	3,  // 48: shoal.control.v1.Control.UpdateCluster:input_type -> shoal.control.v1.UpdateClusterRequest
+	5,  // 49: shoal.control.v1.Control.GetNode:input_type -> shoal.control.v1.GetNodeRequest
+	7,  // 50: shoal.control.v1.Control.ListNodes:input_type -> shoal.control.v1.ListNodesRequest
+	9,  // 51: shoal.control.v1.Control.UpdateNode:input_type -> shoal.control.v1.UpdateNodeRequest
+	11, // 52: shoal.control.v1.Control.RemoveNode:input_type -> shoal.control.v1.RemoveNodeRequest
+	13, // 53: shoal.control.v1.Control.CreateService:input_type -> shoal.control.v1.CreateServiceRequest
+	15, // 54: shoal.control.v1.Control.GetService:input_type -> shoal.control.v1.GetServiceRequest
+	17, // 55: shoal.control.v1.Control.ListServices:input_type -> shoal.control.v1.ListServicesRequest
+	19, // 56: shoal.control.v1.Control.UpdateService:input_type -> shoal.control.v1.UpdateServiceRequest
+	21, // 57: shoal.control.v1.Control.RemoveService:input_type -> shoal.control.v1.RemoveServiceRequest
+	23, // 58: shoal.control.v1.Control.GetTask:input_type -> shoal.control.v1.GetTaskRequest
+	25, // 59: shoal.control.v1.Control.ListTasks:input_type -> shoal.control.v1.ListTasksRequest
+	51, // 60: shoal.control.v1.Control.TaskLogs:input_type -> shoal.control.v1.TaskLogsRequest
+	58, // 61: shoal.control.v1.Control.TaskExec:input_type -> shoal.control.v1.TaskExecRequest
+	27, // 62: shoal.control.v1.Control.CreateNetwork:input_type -> shoal.control.v1.CreateNetworkRequest
+	29, // 63: shoal.control.v1.Control.GetNetwork:input_type -> shoal.control.v1.GetNetworkRequest
+	31, // 64: shoal.control.v1.Control.ListNetworks:input_type -> shoal.control.v1.ListNetworksRequest
+	33, // 65: shoal.control.v1.Control.RemoveNetwork:input_type -> shoal.control.v1.RemoveNetworkRequest
+	35, // 66: shoal.control.v1.Control.CreateSecret:input_type -> shoal.control.v1.CreateSecretRequest
+	37, // 67: shoal.control.v1.Control.GetSecret:input_type -> shoal.control.v1.GetSecretRequest
+	39, // 68: shoal.control.v1.Control.ListSecrets:input_type -> shoal.control.v1.ListSecretsRequest
+	41, // 69: shoal.control.v1.Control.RemoveSecret:input_type -> shoal.control.v1.RemoveSecretRequest
+	43, // 70: shoal.control.v1.Control.CreateConfig:input_type -> shoal.control.v1.CreateConfigRequest
+	45, // 71: shoal.control.v1.Control.GetConfig:input_type -> shoal.control.v1.GetConfigRequest
+	47, // 72: shoal.control.v1.Control.ListConfigs:input_type -> shoal.control.v1.ListConfigsRequest
+	49, // 73: shoal.control.v1.Control.RemoveConfig:input_type -> shoal.control.v1.RemoveConfigRequest
+	61, // 74: shoal.control.v1.Control.ListVolumes:input_type -> shoal.control.v1.ListVolumesRequest
+	64, // 75: shoal.control.v1.Control.RemoveVolume:input_type -> shoal.control.v1.RemoveVolumeRequest
+	2,  // 76: shoal.control.v1.Control.GetCluster:output_type -> shoal.control.v1.GetClusterResponse
+	4,  // 77: shoal.control.v1.Control.UpdateCluster:output_type -> shoal.control.v1.UpdateClusterResponse
+	6,  // 78: shoal.control.v1.Control.GetNode:output_type -> shoal.control.v1.GetNodeResponse
+	8,  // 79: shoal.control.v1.Control.ListNodes:output_type -> shoal.control.v1.ListNodesResponse
+	10, // 80: shoal.control.v1.Control.UpdateNode:output_type -> shoal.control.v1.UpdateNodeResponse
+	12, // 81: shoal.control.v1.Control.RemoveNode:output_type -> shoal.control.v1.RemoveNodeResponse
+	14, // 82: shoal.control.v1.Control.CreateService:output_type -> shoal.control.v1.CreateServiceResponse
+	16, // 83: shoal.control.v1.Control.GetService:output_type -> shoal.control.v1.GetServiceResponse
+	18, // 84: shoal.control.v1.Control.ListServices:output_type -> shoal.control.v1.ListServicesResponse
+	20, // 85: shoal.control.v1.Control.UpdateService:output_type -> shoal.control.v1.UpdateServiceResponse
+	22, // 86: shoal.control.v1.Control.RemoveService:output_type -> shoal.control.v1.RemoveServiceResponse
+	24, // 87: shoal.control.v1.Control.GetTask:output_type -> shoal.control.v1.GetTaskResponse
+	26, // 88: shoal.control.v1.Control.ListTasks:output_type -> shoal.control.v1.ListTasksResponse
+	52, // 89: shoal.control.v1.Control.TaskLogs:output_type -> shoal.control.v1.TaskLogsResponse
+	60, // 90: shoal.control.v1.Control.TaskExec:output_type -> shoal.control.v1.TaskExecResponse
+	28, // 91: shoal.control.v1.Control.CreateNetwork:output_type -> shoal.control.v1.CreateNetworkResponse
+	30, // 92: shoal.control.v1.Control.GetNetwork:output_type -> shoal.control.v1.GetNetworkResponse
+	32, // 93: shoal.control.v1.Control.ListNetworks:output_type -> shoal.control.v1.ListNetworksResponse
+	34, // 94: shoal.control.v1.Control.RemoveNetwork:output_type -> shoal.control.v1.RemoveNetworkResponse
+	36, // 95: shoal.control.v1.Control.CreateSecret:output_type -> shoal.control.v1.CreateSecretResponse
+	38, // 96: shoal.control.v1.Control.GetSecret:output_type -> shoal.control.v1.GetSecretResponse
+	40, // 97: shoal.control.v1.Control.ListSecrets:output_type -> shoal.control.v1.ListSecretsResponse
+	42, // 98: shoal.control.v1.Control.RemoveSecret:output_type -> shoal.control.v1.RemoveSecretResponse
+	44, // 99: shoal.control.v1.Control.CreateConfig:output_type -> shoal.control.v1.CreateConfigResponse
+	46, // 100: shoal.control.v1.Control.GetConfig:output_type -> shoal.control.v1.GetConfigResponse
+	48, // 101: shoal.control.v1.Control.ListConfigs:output_type -> shoal.control.v1.ListConfigsResponse
+	50, // 102: shoal.control.v1.Control.RemoveConfig:output_type -> shoal.control.v1.RemoveConfigResponse
+	62, // 103: shoal.control.v1.Control.ListVolumes:output_type -> shoal.control.v1.ListVolumesResponse
+	65, // 104: shoal.control.v1.Control.RemoveVolume:output_type -> shoal.control.v1.RemoveVolumeResponse
+	76, // [76:105] is the sub-list for method output_type
+	47, // [47:76] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_shoal_control_v1_control_proto_init() }
@@ -3793,7 +4092,7 @@ func file_shoal_control_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_control_v1_control_proto_rawDesc), len(file_shoal_control_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   66,
+			NumMessages:   71,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

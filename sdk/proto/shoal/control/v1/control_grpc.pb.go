@@ -53,6 +53,8 @@ const (
 	Control_GetConfig_FullMethodName     = "/shoal.control.v1.Control/GetConfig"
 	Control_ListConfigs_FullMethodName   = "/shoal.control.v1.Control/ListConfigs"
 	Control_RemoveConfig_FullMethodName  = "/shoal.control.v1.Control/RemoveConfig"
+	Control_ListVolumes_FullMethodName   = "/shoal.control.v1.Control/ListVolumes"
+	Control_RemoveVolume_FullMethodName  = "/shoal.control.v1.Control/RemoveVolume"
 )
 
 // ControlClient is the client API for Control service.
@@ -131,6 +133,16 @@ type ControlClient interface {
 	// RemoveConfig removes a config. It fails with FailedPrecondition, naming
 	// them, while services use it.
 	RemoveConfig(ctx context.Context, in *RemoveConfigRequest, opts ...grpc.CallOption) (*RemoveConfigResponse, error)
+	// ListVolumes asks the nodes' executors for their named volumes, sorted
+	// by node and name: one node's (node set), or every ready node's. A node
+	// that cannot answer (down, an executor without volumes, no answer
+	// within a few seconds) is named in errors. Always served by the leader,
+	// which holds the workers' sessions.
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	// RemoveVolume deletes a named volume and its data on one node. It fails
+	// with FailedPrecondition, naming them, while a task's container on that
+	// node mounts it, and with NotFound when the node has no such volume.
+	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
 }
 
 type controlClient struct {
@@ -423,6 +435,26 @@ func (c *controlClient) RemoveConfig(ctx context.Context, in *RemoveConfigReques
 	return out, nil
 }
 
+func (c *controlClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, Control_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumeResponse)
+	err := c.cc.Invoke(ctx, Control_RemoveVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -499,6 +531,16 @@ type ControlServer interface {
 	// RemoveConfig removes a config. It fails with FailedPrecondition, naming
 	// them, while services use it.
 	RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error)
+	// ListVolumes asks the nodes' executors for their named volumes, sorted
+	// by node and name: one node's (node set), or every ready node's. A node
+	// that cannot answer (down, an executor without volumes, no answer
+	// within a few seconds) is named in errors. Always served by the leader,
+	// which holds the workers' sessions.
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	// RemoveVolume deletes a named volume and its data on one node. It fails
+	// with FailedPrecondition, naming them, while a task's container on that
+	// node mounts it, and with NotFound when the node has no such volume.
+	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -589,6 +631,12 @@ func (UnimplementedControlServer) ListConfigs(context.Context, *ListConfigsReque
 }
 func (UnimplementedControlServer) RemoveConfig(context.Context, *RemoveConfigRequest) (*RemoveConfigResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RemoveConfig not implemented")
+}
+func (UnimplementedControlServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedControlServer) RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveVolume not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -1079,6 +1127,42 @@ func _Control_RemoveConfig_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_RemoveVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).RemoveVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_RemoveVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).RemoveVolume(ctx, req.(*RemoveVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1185,6 +1269,14 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RemoveConfig",
 			Handler:    _Control_RemoveConfig_Handler,
+		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _Control_ListVolumes_Handler,
+		},
+		{
+			MethodName: "RemoveVolume",
+			Handler:    _Control_RemoveVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

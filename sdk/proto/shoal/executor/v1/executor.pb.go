@@ -1416,6 +1416,170 @@ func (x *StatsResponse) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ListVolumesRequest is empty.
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_executor_v1_executor_proto_rawDescGZIP(), []int{25}
+}
+
+// ListVolumesResponse carries the executor's named volumes.
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*v1.VolumeInfo       `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_executor_v1_executor_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*v1.VolumeInfo {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// RemoveVolumeRequest names the volume to delete.
+type RemoveVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_executor_v1_executor_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RemoveVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RemoveVolumeResponse is empty.
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_executor_v1_executor_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_shoal_executor_v1_executor_proto_rawDescGZIP(), []int{28}
+}
+
 var File_shoal_executor_v1_executor_proto protoreflect.FileDescriptor
 
 const file_shoal_executor_v1_executor_proto_rawDesc = "" +
@@ -1490,11 +1654,17 @@ const file_shoal_executor_v1_executor_proto_rawDesc = "" +
 	"\tcpu_nanos\x18\x01 \x01(\x04R\bcpuNanos\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x04R\vmemoryBytes\x12,\n" +
 	"\x12memory_limit_bytes\x18\x03 \x01(\x04R\x10memoryLimitBytes\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*U\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x14\n" +
+	"\x12ListVolumesRequest\"L\n" +
+	"\x13ListVolumesResponse\x125\n" +
+	"\avolumes\x18\x01 \x03(\v2\x1b.shoal.object.v1.VolumeInfoR\avolumes\")\n" +
+	"\x13RemoveVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14RemoveVolumeResponse*U\n" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x95\x06\n" +
+	"\x11LOG_STREAM_STDERR\x10\x022\xd4\a\n" +
 	"\bExecutor\x12V\n" +
 	"\tConfigure\x12#.shoal.executor.v1.ConfigureRequest\x1a$.shoal.executor.v1.ConfigureResponse\x12R\n" +
 	"\aPrepare\x12!.shoal.executor.v1.PrepareRequest\x1a\".shoal.executor.v1.PrepareResponse0\x01\x12J\n" +
@@ -1505,7 +1675,9 @@ const file_shoal_executor_v1_executor_proto_rawDesc = "" +
 	"\x04List\x12\x1e.shoal.executor.v1.ListRequest\x1a\x1f.shoal.executor.v1.ListResponse\x12P\n" +
 	"\aInspect\x12!.shoal.executor.v1.InspectRequest\x1a\".shoal.executor.v1.InspectResponse\x12I\n" +
 	"\x04Logs\x12\x1e.shoal.executor.v1.LogsRequest\x1a\x1f.shoal.executor.v1.LogsResponse0\x01\x12J\n" +
-	"\x05Stats\x12\x1f.shoal.executor.v1.StatsRequest\x1a .shoal.executor.v1.StatsResponseBAZ?github.com/shoalhq/shoal/sdk/proto/shoal/executor/v1;executorv1b\x06proto3"
+	"\x05Stats\x12\x1f.shoal.executor.v1.StatsRequest\x1a .shoal.executor.v1.StatsResponse\x12\\\n" +
+	"\vListVolumes\x12%.shoal.executor.v1.ListVolumesRequest\x1a&.shoal.executor.v1.ListVolumesResponse\x12_\n" +
+	"\fRemoveVolume\x12&.shoal.executor.v1.RemoveVolumeRequest\x1a'.shoal.executor.v1.RemoveVolumeResponseBAZ?github.com/shoalhq/shoal/sdk/proto/shoal/executor/v1;executorv1b\x06proto3"
 
 var (
 	file_shoal_executor_v1_executor_proto_rawDescOnce sync.Once
@@ -1520,7 +1692,7 @@ func file_shoal_executor_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_executor_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_shoal_executor_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_shoal_executor_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_shoal_executor_v1_executor_proto_goTypes = []any{
 	(LogStream)(0),                // 0: shoal.executor.v1.LogStream
 	(*NodeInfo)(nil),              // 1: shoal.executor.v1.NodeInfo
@@ -1548,52 +1720,62 @@ var file_shoal_executor_v1_executor_proto_goTypes = []any{
 	(*LogEntry)(nil),              // 23: shoal.executor.v1.LogEntry
 	(*StatsRequest)(nil),          // 24: shoal.executor.v1.StatsRequest
 	(*StatsResponse)(nil),         // 25: shoal.executor.v1.StatsResponse
-	(*v1.Task)(nil),               // 26: shoal.object.v1.Task
-	(*v1.TaskFile)(nil),           // 27: shoal.object.v1.TaskFile
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
-	(v1.TaskHealth)(0),            // 30: shoal.object.v1.TaskHealth
+	(*ListVolumesRequest)(nil),    // 26: shoal.executor.v1.ListVolumesRequest
+	(*ListVolumesResponse)(nil),   // 27: shoal.executor.v1.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),   // 28: shoal.executor.v1.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),  // 29: shoal.executor.v1.RemoveVolumeResponse
+	(*v1.Task)(nil),               // 30: shoal.object.v1.Task
+	(*v1.TaskFile)(nil),           // 31: shoal.object.v1.TaskFile
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 33: google.protobuf.Duration
+	(v1.TaskHealth)(0),            // 34: shoal.object.v1.TaskHealth
+	(*v1.VolumeInfo)(nil),         // 35: shoal.object.v1.VolumeInfo
 }
 var file_shoal_executor_v1_executor_proto_depIdxs = []int32{
 	1,  // 0: shoal.executor.v1.ConfigureRequest.node:type_name -> shoal.executor.v1.NodeInfo
-	26, // 1: shoal.executor.v1.PrepareRequest.task:type_name -> shoal.object.v1.Task
-	27, // 2: shoal.executor.v1.PrepareRequest.files:type_name -> shoal.object.v1.TaskFile
+	30, // 1: shoal.executor.v1.PrepareRequest.task:type_name -> shoal.object.v1.Task
+	31, // 2: shoal.executor.v1.PrepareRequest.files:type_name -> shoal.object.v1.TaskFile
 	6,  // 3: shoal.executor.v1.PrepareResponse.done:type_name -> shoal.executor.v1.PrepareDone
 	11, // 4: shoal.executor.v1.WaitResponse.status:type_name -> shoal.executor.v1.ExitStatus
-	28, // 5: shoal.executor.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
-	29, // 6: shoal.executor.v1.StopRequest.grace:type_name -> google.protobuf.Duration
+	32, // 5: shoal.executor.v1.ExitStatus.exited_at:type_name -> google.protobuf.Timestamp
+	33, // 6: shoal.executor.v1.StopRequest.grace:type_name -> google.protobuf.Duration
 	18, // 7: shoal.executor.v1.ListResponse.tasks:type_name -> shoal.executor.v1.TaskInfo
-	30, // 8: shoal.executor.v1.TaskInfo.health:type_name -> shoal.object.v1.TaskHealth
+	34, // 8: shoal.executor.v1.TaskInfo.health:type_name -> shoal.object.v1.TaskHealth
 	18, // 9: shoal.executor.v1.InspectResponse.task:type_name -> shoal.executor.v1.TaskInfo
 	23, // 10: shoal.executor.v1.LogsResponse.entries:type_name -> shoal.executor.v1.LogEntry
 	0,  // 11: shoal.executor.v1.LogEntry.stream:type_name -> shoal.executor.v1.LogStream
-	28, // 12: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	28, // 13: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
-	2,  // 14: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
-	4,  // 15: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
-	7,  // 16: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
-	9,  // 17: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
-	12, // 18: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
-	14, // 19: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
-	16, // 20: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
-	19, // 21: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
-	21, // 22: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
-	24, // 23: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
-	3,  // 24: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
-	5,  // 25: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
-	8,  // 26: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
-	10, // 27: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
-	13, // 28: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
-	15, // 29: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
-	17, // 30: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
-	20, // 31: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
-	22, // 32: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
-	25, // 33: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
-	24, // [24:34] is the sub-list for method output_type
-	14, // [14:24] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	32, // 12: shoal.executor.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	32, // 13: shoal.executor.v1.StatsResponse.time:type_name -> google.protobuf.Timestamp
+	35, // 14: shoal.executor.v1.ListVolumesResponse.volumes:type_name -> shoal.object.v1.VolumeInfo
+	2,  // 15: shoal.executor.v1.Executor.Configure:input_type -> shoal.executor.v1.ConfigureRequest
+	4,  // 16: shoal.executor.v1.Executor.Prepare:input_type -> shoal.executor.v1.PrepareRequest
+	7,  // 17: shoal.executor.v1.Executor.Start:input_type -> shoal.executor.v1.StartRequest
+	9,  // 18: shoal.executor.v1.Executor.Wait:input_type -> shoal.executor.v1.WaitRequest
+	12, // 19: shoal.executor.v1.Executor.Stop:input_type -> shoal.executor.v1.StopRequest
+	14, // 20: shoal.executor.v1.Executor.Remove:input_type -> shoal.executor.v1.RemoveRequest
+	16, // 21: shoal.executor.v1.Executor.List:input_type -> shoal.executor.v1.ListRequest
+	19, // 22: shoal.executor.v1.Executor.Inspect:input_type -> shoal.executor.v1.InspectRequest
+	21, // 23: shoal.executor.v1.Executor.Logs:input_type -> shoal.executor.v1.LogsRequest
+	24, // 24: shoal.executor.v1.Executor.Stats:input_type -> shoal.executor.v1.StatsRequest
+	26, // 25: shoal.executor.v1.Executor.ListVolumes:input_type -> shoal.executor.v1.ListVolumesRequest
+	28, // 26: shoal.executor.v1.Executor.RemoveVolume:input_type -> shoal.executor.v1.RemoveVolumeRequest
+	3,  // 27: shoal.executor.v1.Executor.Configure:output_type -> shoal.executor.v1.ConfigureResponse
+	5,  // 28: shoal.executor.v1.Executor.Prepare:output_type -> shoal.executor.v1.PrepareResponse
+	8,  // 29: shoal.executor.v1.Executor.Start:output_type -> shoal.executor.v1.StartResponse
+	10, // 30: shoal.executor.v1.Executor.Wait:output_type -> shoal.executor.v1.WaitResponse
+	13, // 31: shoal.executor.v1.Executor.Stop:output_type -> shoal.executor.v1.StopResponse
+	15, // 32: shoal.executor.v1.Executor.Remove:output_type -> shoal.executor.v1.RemoveResponse
+	17, // 33: shoal.executor.v1.Executor.List:output_type -> shoal.executor.v1.ListResponse
+	20, // 34: shoal.executor.v1.Executor.Inspect:output_type -> shoal.executor.v1.InspectResponse
+	22, // 35: shoal.executor.v1.Executor.Logs:output_type -> shoal.executor.v1.LogsResponse
+	25, // 36: shoal.executor.v1.Executor.Stats:output_type -> shoal.executor.v1.StatsResponse
+	27, // 37: shoal.executor.v1.Executor.ListVolumes:output_type -> shoal.executor.v1.ListVolumesResponse
+	29, // 38: shoal.executor.v1.Executor.RemoveVolume:output_type -> shoal.executor.v1.RemoveVolumeResponse
+	27, // [27:39] is the sub-list for method output_type
+	15, // [15:27] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_shoal_executor_v1_executor_proto_init() }
@@ -1611,7 +1793,7 @@ func file_shoal_executor_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_executor_v1_executor_proto_rawDesc), len(file_shoal_executor_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,16 +29,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Executor_Configure_FullMethodName = "/shoal.executor.v1.Executor/Configure"
-	Executor_Prepare_FullMethodName   = "/shoal.executor.v1.Executor/Prepare"
-	Executor_Start_FullMethodName     = "/shoal.executor.v1.Executor/Start"
-	Executor_Wait_FullMethodName      = "/shoal.executor.v1.Executor/Wait"
-	Executor_Stop_FullMethodName      = "/shoal.executor.v1.Executor/Stop"
-	Executor_Remove_FullMethodName    = "/shoal.executor.v1.Executor/Remove"
-	Executor_List_FullMethodName      = "/shoal.executor.v1.Executor/List"
-	Executor_Inspect_FullMethodName   = "/shoal.executor.v1.Executor/Inspect"
-	Executor_Logs_FullMethodName      = "/shoal.executor.v1.Executor/Logs"
-	Executor_Stats_FullMethodName     = "/shoal.executor.v1.Executor/Stats"
+	Executor_Configure_FullMethodName    = "/shoal.executor.v1.Executor/Configure"
+	Executor_Prepare_FullMethodName      = "/shoal.executor.v1.Executor/Prepare"
+	Executor_Start_FullMethodName        = "/shoal.executor.v1.Executor/Start"
+	Executor_Wait_FullMethodName         = "/shoal.executor.v1.Executor/Wait"
+	Executor_Stop_FullMethodName         = "/shoal.executor.v1.Executor/Stop"
+	Executor_Remove_FullMethodName       = "/shoal.executor.v1.Executor/Remove"
+	Executor_List_FullMethodName         = "/shoal.executor.v1.Executor/List"
+	Executor_Inspect_FullMethodName      = "/shoal.executor.v1.Executor/Inspect"
+	Executor_Logs_FullMethodName         = "/shoal.executor.v1.Executor/Logs"
+	Executor_Stats_FullMethodName        = "/shoal.executor.v1.Executor/Stats"
+	Executor_ListVolumes_FullMethodName  = "/shoal.executor.v1.Executor/ListVolumes"
+	Executor_RemoveVolume_FullMethodName = "/shoal.executor.v1.Executor/RemoveVolume"
 )
 
 // ExecutorClient is the client API for Executor service.
@@ -80,6 +82,14 @@ type ExecutorClient interface {
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogsResponse], error)
 	// Stats returns the task's resource use now, or NotFound.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// ListVolumes returns the named volumes the executor holds, each with
+	// the tasks whose containers mount it. Optional: an executor without
+	// named volumes answers Unimplemented.
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	// RemoveVolume deletes a named volume and its data: NotFound when there
+	// is none, FailedPrecondition (naming them) while a task's container,
+	// running or not, mounts it. Optional, as ListVolumes.
+	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
 }
 
 type executorClient struct {
@@ -208,6 +218,26 @@ func (c *executorClient) Stats(ctx context.Context, in *StatsRequest, opts ...gr
 	return out, nil
 }
 
+func (c *executorClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, Executor_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *executorClient) RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumeResponse)
+	err := c.cc.Invoke(ctx, Executor_RemoveVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutorServer is the server API for Executor service.
 // All implementations must embed UnimplementedExecutorServer
 // for forward compatibility.
@@ -247,6 +277,14 @@ type ExecutorServer interface {
 	Logs(*LogsRequest, grpc.ServerStreamingServer[LogsResponse]) error
 	// Stats returns the task's resource use now, or NotFound.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// ListVolumes returns the named volumes the executor holds, each with
+	// the tasks whose containers mount it. Optional: an executor without
+	// named volumes answers Unimplemented.
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	// RemoveVolume deletes a named volume and its data: NotFound when there
+	// is none, FailedPrecondition (naming them) while a task's container,
+	// running or not, mounts it. Optional, as ListVolumes.
+	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
 	mustEmbedUnimplementedExecutorServer()
 }
 
@@ -286,6 +324,12 @@ func (UnimplementedExecutorServer) Logs(*LogsRequest, grpc.ServerStreamingServer
 }
 func (UnimplementedExecutorServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedExecutorServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedExecutorServer) RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveVolume not implemented")
 }
 func (UnimplementedExecutorServer) mustEmbedUnimplementedExecutorServer() {}
 func (UnimplementedExecutorServer) testEmbeddedByValue()                  {}
@@ -474,6 +518,42 @@ func _Executor_Stats_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Executor_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Executor_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Executor_RemoveVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorServer).RemoveVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Executor_RemoveVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorServer).RemoveVolume(ctx, req.(*RemoveVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Executor_ServiceDesc is the grpc.ServiceDesc for Executor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -512,6 +592,14 @@ var Executor_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Stats",
 			Handler:    _Executor_Stats_Handler,
+		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _Executor_ListVolumes_Handler,
+		},
+		{
+			MethodName: "RemoveVolume",
+			Handler:    _Executor_RemoveVolume_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -4289,6 +4289,83 @@ func (x *TaskStatus) GetHealth() TaskHealth {
 	return TaskHealth_TASK_HEALTH_UNSPECIFIED
 }
 
+// VolumeInfo is a named volume as a node's executor holds it: made on a
+// task's first use of it (a mount of type volume), kept across tasks until
+// removed.
+type VolumeInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the volume's name, as mounts name it in their source.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// node_id is the node that holds it; the executor leaves it empty and
+	// the node's agent fills it.
+	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// in_use_by are the IDs of the tasks whose containers (running or not)
+	// mount it, sorted.
+	InUseBy []string `protobuf:"bytes,3,rep,name=in_use_by,json=inUseBy,proto3" json:"in_use_by,omitempty"`
+	// created_at is when the executor made it; unset when unknown.
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeInfo) Reset() {
+	*x = VolumeInfo{}
+	mi := &file_shoal_object_v1_object_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeInfo) ProtoMessage() {}
+
+func (x *VolumeInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_object_v1_object_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeInfo.ProtoReflect.Descriptor instead.
+func (*VolumeInfo) Descriptor() ([]byte, []int) {
+	return file_shoal_object_v1_object_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *VolumeInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *VolumeInfo) GetInUseBy() []string {
+	if x != nil {
+		return x.InUseBy
+	}
+	return nil
+}
+
+func (x *VolumeInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
 var File_shoal_object_v1_object_proto protoreflect.FileDescriptor
 
 const file_shoal_object_v1_object_proto_rawDesc = "" +
@@ -4567,7 +4644,14 @@ const file_shoal_object_v1_object_proto_rawDesc = "" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12!\n" +
 	"\fcontainer_id\x18\x06 \x01(\tR\vcontainerId\x12\x10\n" +
 	"\x03pid\x18\a \x01(\x05R\x03pid\x123\n" +
-	"\x06health\x18\b \x01(\x0e2\x1b.shoal.object.v1.TaskHealthR\x06health*R\n" +
+	"\x06health\x18\b \x01(\x0e2\x1b.shoal.object.v1.TaskHealthR\x06health\"\x90\x01\n" +
+	"\n" +
+	"VolumeInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1a\n" +
+	"\tin_use_by\x18\x03 \x03(\tR\ainUseBy\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*R\n" +
 	"\bNodeRole\x12\x19\n" +
 	"\x15NODE_ROLE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_ROLE_WORKER\x10\x01\x12\x15\n" +
@@ -4655,7 +4739,7 @@ func file_shoal_object_v1_object_proto_rawDescGZIP() []byte {
 }
 
 var file_shoal_object_v1_object_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_shoal_object_v1_object_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_shoal_object_v1_object_proto_goTypes = []any{
 	(NodeRole)(0),                   // 0: shoal.object.v1.NodeRole
 	(NodeAvailability)(0),           // 1: shoal.object.v1.NodeAvailability
@@ -4716,15 +4800,16 @@ var file_shoal_object_v1_object_proto_goTypes = []any{
 	(*Config)(nil),                  // 56: shoal.object.v1.Config
 	(*ConfigSpec)(nil),              // 57: shoal.object.v1.ConfigSpec
 	(*TaskStatus)(nil),              // 58: shoal.object.v1.TaskStatus
-	nil,                             // 59: shoal.object.v1.Annotations.LabelsEntry
-	nil,                             // 60: shoal.object.v1.Network.NodeSubnetsEntry
-	(*timestamppb.Timestamp)(nil),   // 61: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 62: google.protobuf.Duration
+	(*VolumeInfo)(nil),              // 59: shoal.object.v1.VolumeInfo
+	nil,                             // 60: shoal.object.v1.Annotations.LabelsEntry
+	nil,                             // 61: shoal.object.v1.Network.NodeSubnetsEntry
+	(*timestamppb.Timestamp)(nil),   // 62: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 63: google.protobuf.Duration
 }
 var file_shoal_object_v1_object_proto_depIdxs = []int32{
-	61, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	61, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
+	62, // 0: shoal.object.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
+	62, // 1: shoal.object.v1.Meta.updated_at:type_name -> google.protobuf.Timestamp
+	60, // 2: shoal.object.v1.Annotations.labels:type_name -> shoal.object.v1.Annotations.LabelsEntry
 	12, // 3: shoal.object.v1.Cluster.meta:type_name -> shoal.object.v1.Meta
 	16, // 4: shoal.object.v1.Cluster.spec:type_name -> shoal.object.v1.ClusterSpec
 	20, // 5: shoal.object.v1.Cluster.root_ca:type_name -> shoal.object.v1.RootCA
@@ -4732,8 +4817,8 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	17, // 7: shoal.object.v1.ClusterSpec.dispatcher:type_name -> shoal.object.v1.DispatcherConfig
 	18, // 8: shoal.object.v1.ClusterSpec.ca:type_name -> shoal.object.v1.CAConfig
 	19, // 9: shoal.object.v1.ClusterSpec.orchestration:type_name -> shoal.object.v1.OrchestrationConfig
-	62, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
-	62, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
+	63, // 10: shoal.object.v1.DispatcherConfig.heartbeat_period:type_name -> google.protobuf.Duration
+	63, // 11: shoal.object.v1.CAConfig.node_cert_expiry:type_name -> google.protobuf.Duration
 	21, // 12: shoal.object.v1.RootCA.join_tokens:type_name -> shoal.object.v1.JoinTokens
 	12, // 13: shoal.object.v1.Node.meta:type_name -> shoal.object.v1.Meta
 	23, // 14: shoal.object.v1.Node.spec:type_name -> shoal.object.v1.NodeSpec
@@ -4752,9 +4837,9 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	29, // 27: shoal.object.v1.Service.virtual_ips:type_name -> shoal.object.v1.VirtualIP
 	28, // 28: shoal.object.v1.Service.update_status:type_name -> shoal.object.v1.UpdateStatus
 	3,  // 29: shoal.object.v1.UpdateStatus.state:type_name -> shoal.object.v1.UpdateState
-	61, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
-	61, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
-	61, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
+	62, // 30: shoal.object.v1.UpdateStatus.started_at:type_name -> google.protobuf.Timestamp
+	62, // 31: shoal.object.v1.UpdateStatus.completed_at:type_name -> google.protobuf.Timestamp
+	62, // 32: shoal.object.v1.UpdateStatus.batch_started_at:type_name -> google.protobuf.Timestamp
 	13, // 33: shoal.object.v1.ServiceSpec.annotations:type_name -> shoal.object.v1.Annotations
 	35, // 34: shoal.object.v1.ServiceSpec.task:type_name -> shoal.object.v1.TaskSpec
 	31, // 35: shoal.object.v1.ServiceSpec.replicated:type_name -> shoal.object.v1.ReplicatedService
@@ -4770,23 +4855,23 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	43, // 45: shoal.object.v1.TaskSpec.placement:type_name -> shoal.object.v1.Placement
 	36, // 46: shoal.object.v1.TaskSpec.networks:type_name -> shoal.object.v1.NetworkAttachmentConfig
 	40, // 47: shoal.object.v1.ContainerSpec.mounts:type_name -> shoal.object.v1.Mount
-	62, // 48: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
+	63, // 48: shoal.object.v1.ContainerSpec.stop_grace_period:type_name -> google.protobuf.Duration
 	39, // 49: shoal.object.v1.ContainerSpec.healthcheck:type_name -> shoal.object.v1.HealthConfig
 	38, // 50: shoal.object.v1.ContainerSpec.secrets:type_name -> shoal.object.v1.FileReference
 	38, // 51: shoal.object.v1.ContainerSpec.configs:type_name -> shoal.object.v1.FileReference
-	62, // 52: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
-	62, // 53: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
-	62, // 54: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
+	63, // 52: shoal.object.v1.HealthConfig.interval:type_name -> google.protobuf.Duration
+	63, // 53: shoal.object.v1.HealthConfig.timeout:type_name -> google.protobuf.Duration
+	63, // 54: shoal.object.v1.HealthConfig.start_period:type_name -> google.protobuf.Duration
 	4,  // 55: shoal.object.v1.Mount.type:type_name -> shoal.object.v1.MountType
 	14, // 56: shoal.object.v1.ResourceRequirements.limits:type_name -> shoal.object.v1.Resources
 	14, // 57: shoal.object.v1.ResourceRequirements.reservations:type_name -> shoal.object.v1.Resources
 	5,  // 58: shoal.object.v1.RestartPolicy.condition:type_name -> shoal.object.v1.RestartCondition
-	62, // 59: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
-	62, // 60: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
+	63, // 59: shoal.object.v1.RestartPolicy.delay:type_name -> google.protobuf.Duration
+	63, // 60: shoal.object.v1.RestartPolicy.window:type_name -> google.protobuf.Duration
 	44, // 61: shoal.object.v1.Placement.preferences:type_name -> shoal.object.v1.PlacementPreference
-	62, // 62: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
+	63, // 62: shoal.object.v1.UpdateConfig.delay:type_name -> google.protobuf.Duration
 	6,  // 63: shoal.object.v1.UpdateConfig.failure_action:type_name -> shoal.object.v1.FailureAction
-	62, // 64: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
+	63, // 64: shoal.object.v1.UpdateConfig.monitor:type_name -> google.protobuf.Duration
 	7,  // 65: shoal.object.v1.UpdateConfig.order:type_name -> shoal.object.v1.UpdateOrder
 	8,  // 66: shoal.object.v1.PortConfig.mode:type_name -> shoal.object.v1.PublishMode
 	46, // 67: shoal.object.v1.EndpointSpec.ports:type_name -> shoal.object.v1.PortConfig
@@ -4800,7 +4885,7 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	47, // 75: shoal.object.v1.Task.endpoint:type_name -> shoal.object.v1.EndpointSpec
 	12, // 76: shoal.object.v1.Network.meta:type_name -> shoal.object.v1.Meta
 	51, // 77: shoal.object.v1.Network.spec:type_name -> shoal.object.v1.NetworkSpec
-	60, // 78: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
+	61, // 78: shoal.object.v1.Network.node_subnets:type_name -> shoal.object.v1.Network.NodeSubnetsEntry
 	13, // 79: shoal.object.v1.NetworkSpec.annotations:type_name -> shoal.object.v1.Annotations
 	12, // 80: shoal.object.v1.Secret.meta:type_name -> shoal.object.v1.Meta
 	53, // 81: shoal.object.v1.Secret.spec:type_name -> shoal.object.v1.SecretSpec
@@ -4810,14 +4895,15 @@ var file_shoal_object_v1_object_proto_depIdxs = []int32{
 	12, // 85: shoal.object.v1.Config.meta:type_name -> shoal.object.v1.Meta
 	57, // 86: shoal.object.v1.Config.spec:type_name -> shoal.object.v1.ConfigSpec
 	13, // 87: shoal.object.v1.ConfigSpec.annotations:type_name -> shoal.object.v1.Annotations
-	61, // 88: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
+	62, // 88: shoal.object.v1.TaskStatus.timestamp:type_name -> google.protobuf.Timestamp
 	10, // 89: shoal.object.v1.TaskStatus.state:type_name -> shoal.object.v1.TaskState
 	11, // 90: shoal.object.v1.TaskStatus.health:type_name -> shoal.object.v1.TaskHealth
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	62, // 91: shoal.object.v1.VolumeInfo.created_at:type_name -> google.protobuf.Timestamp
+	92, // [92:92] is the sub-list for method output_type
+	92, // [92:92] is the sub-list for method input_type
+	92, // [92:92] is the sub-list for extension type_name
+	92, // [92:92] is the sub-list for extension extendee
+	0,  // [0:92] is the sub-list for field type_name
 }
 
 func init() { file_shoal_object_v1_object_proto_init() }
@@ -4837,7 +4923,7 @@ func file_shoal_object_v1_object_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_object_v1_object_proto_rawDesc), len(file_shoal_object_v1_object_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   49,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

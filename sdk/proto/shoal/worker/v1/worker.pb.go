@@ -194,6 +194,59 @@ func (LogStream) EnumDescriptor() ([]byte, []int) {
 	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{2}
 }
 
+// VolumeOp is what a VolumeRequest asks for.
+type VolumeOp int32
+
+const (
+	VolumeOp_VOLUME_OP_UNSPECIFIED VolumeOp = 0
+	// VOLUME_OP_LIST lists the node's volumes.
+	VolumeOp_VOLUME_OP_LIST VolumeOp = 1
+	// VOLUME_OP_REMOVE removes the volume name, refused while a task's
+	// container mounts it.
+	VolumeOp_VOLUME_OP_REMOVE VolumeOp = 2
+)
+
+// Enum value maps for VolumeOp.
+var (
+	VolumeOp_name = map[int32]string{
+		0: "VOLUME_OP_UNSPECIFIED",
+		1: "VOLUME_OP_LIST",
+		2: "VOLUME_OP_REMOVE",
+	}
+	VolumeOp_value = map[string]int32{
+		"VOLUME_OP_UNSPECIFIED": 0,
+		"VOLUME_OP_LIST":        1,
+		"VOLUME_OP_REMOVE":      2,
+	}
+)
+
+func (x VolumeOp) Enum() *VolumeOp {
+	p := new(VolumeOp)
+	*p = x
+	return p
+}
+
+func (x VolumeOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VolumeOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_shoal_worker_v1_worker_proto_enumTypes[3].Descriptor()
+}
+
+func (VolumeOp) Type() protoreflect.EnumType {
+	return &file_shoal_worker_v1_worker_proto_enumTypes[3]
+}
+
+func (x VolumeOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VolumeOp.Descriptor instead.
+func (VolumeOp) EnumDescriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{3}
+}
+
 // WorkerMessage is one message from a worker.
 type WorkerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -203,6 +256,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Heartbeat
 	//	*WorkerMessage_Status
 	//	*WorkerMessage_Logs
+	//	*WorkerMessage_VolumeReply
 	Msg           isWorkerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -281,6 +335,15 @@ func (x *WorkerMessage) GetLogs() *LogBatch {
 	return nil
 }
 
+func (x *WorkerMessage) GetVolumeReply() *VolumeReply {
+	if x != nil {
+		if x, ok := x.Msg.(*WorkerMessage_VolumeReply); ok {
+			return x.VolumeReply
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Msg interface {
 	isWorkerMessage_Msg()
 }
@@ -305,6 +368,11 @@ type WorkerMessage_Logs struct {
 	Logs *LogBatch `protobuf:"bytes,4,opt,name=logs,proto3,oneof"`
 }
 
+type WorkerMessage_VolumeReply struct {
+	// volume_reply answers a volume_request.
+	VolumeReply *VolumeReply `protobuf:"bytes,5,opt,name=volume_reply,json=volumeReply,proto3,oneof"`
+}
+
 func (*WorkerMessage_Hello) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
@@ -312,6 +380,8 @@ func (*WorkerMessage_Heartbeat) isWorkerMessage_Msg() {}
 func (*WorkerMessage_Status) isWorkerMessage_Msg() {}
 
 func (*WorkerMessage_Logs) isWorkerMessage_Msg() {}
+
+func (*WorkerMessage_VolumeReply) isWorkerMessage_Msg() {}
 
 // Hello opens a session.
 type Hello struct {
@@ -505,6 +575,7 @@ type ManagerMessage struct {
 	//	*ManagerMessage_LogSubscription
 	//	*ManagerMessage_LogControl
 	//	*ManagerMessage_ExecStart
+	//	*ManagerMessage_VolumeRequest
 	Msg           isManagerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -601,6 +672,15 @@ func (x *ManagerMessage) GetExecStart() *ExecStart {
 	return nil
 }
 
+func (x *ManagerMessage) GetVolumeRequest() *VolumeRequest {
+	if x != nil {
+		if x, ok := x.Msg.(*ManagerMessage_VolumeRequest); ok {
+			return x.VolumeRequest
+		}
+	}
+	return nil
+}
+
 type isManagerMessage_Msg interface {
 	isManagerMessage_Msg()
 }
@@ -637,6 +717,13 @@ type ManagerMessage_ExecStart struct {
 	ExecStart *ExecStart `protobuf:"bytes,6,opt,name=exec_start,json=execStart,proto3,oneof"`
 }
 
+type ManagerMessage_VolumeRequest struct {
+	// volume_request asks the worker to list or remove its executor's
+	// named volumes; it answers with a volume_reply of the same
+	// request_id.
+	VolumeRequest *VolumeRequest `protobuf:"bytes,7,opt,name=volume_request,json=volumeRequest,proto3,oneof"`
+}
+
 func (*ManagerMessage_Session) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_Heartbeat) isManagerMessage_Msg() {}
@@ -648,6 +735,8 @@ func (*ManagerMessage_LogSubscription) isManagerMessage_Msg() {}
 func (*ManagerMessage_LogControl) isManagerMessage_Msg() {}
 
 func (*ManagerMessage_ExecStart) isManagerMessage_Msg() {}
+
+func (*ManagerMessage_VolumeRequest) isManagerMessage_Msg() {}
 
 // SessionInfo describes the session and where else to connect.
 type SessionInfo struct {
@@ -2106,16 +2195,152 @@ func (*ExecDown_StdinClosed) isExecDown_Msg() {}
 
 func (*ExecDown_Resize) isExecDown_Msg() {}
 
+// VolumeRequest asks a worker about its named volumes.
+type VolumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request_id is echoed in the reply.
+	RequestId string   `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Op        VolumeOp `protobuf:"varint,2,opt,name=op,proto3,enum=shoal.worker.v1.VolumeOp" json:"op,omitempty"`
+	// name is the volume to remove (VOLUME_OP_REMOVE).
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeRequest) Reset() {
+	*x = VolumeRequest{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeRequest) ProtoMessage() {}
+
+func (x *VolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeRequest.ProtoReflect.Descriptor instead.
+func (*VolumeRequest) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *VolumeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *VolumeRequest) GetOp() VolumeOp {
+	if x != nil {
+		return x.Op
+	}
+	return VolumeOp_VOLUME_OP_UNSPECIFIED
+}
+
+func (x *VolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// VolumeReply answers a VolumeRequest.
+type VolumeReply struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// volumes are the node's volumes (VOLUME_OP_LIST), at most 10000.
+	Volumes []*v1.VolumeInfo `protobuf:"bytes,2,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	// error, when set, says why the request failed, and code is its kind
+	// as a gRPC code (google.rpc.Code: 5 NotFound, 9 FailedPrecondition...).
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Code          uint32 `protobuf:"varint,4,opt,name=code,proto3" json:"code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeReply) Reset() {
+	*x = VolumeReply{}
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeReply) ProtoMessage() {}
+
+func (x *VolumeReply) ProtoReflect() protoreflect.Message {
+	mi := &file_shoal_worker_v1_worker_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeReply.ProtoReflect.Descriptor instead.
+func (*VolumeReply) Descriptor() ([]byte, []int) {
+	return file_shoal_worker_v1_worker_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *VolumeReply) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *VolumeReply) GetVolumes() []*v1.VolumeInfo {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+func (x *VolumeReply) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *VolumeReply) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
 var File_shoal_worker_v1_worker_proto protoreflect.FileDescriptor
 
 const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\n" +
-	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshoal/object/v1/object.proto\"\xec\x01\n" +
+	"\x1cshoal/worker/v1/worker.proto\x12\x0fshoal.worker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshoal/object/v1/object.proto\"\xaf\x02\n" +
 	"\rWorkerMessage\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.shoal.worker.v1.HelloH\x00R\x05hello\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.shoal.worker.v1.HeartbeatH\x00R\theartbeat\x127\n" +
 	"\x06status\x18\x03 \x01(\v2\x1d.shoal.worker.v1.StatusReportH\x00R\x06status\x12/\n" +
-	"\x04logs\x18\x04 \x01(\v2\x19.shoal.worker.v1.LogBatchH\x00R\x04logsB\x05\n" +
+	"\x04logs\x18\x04 \x01(\v2\x19.shoal.worker.v1.LogBatchH\x00R\x04logs\x12A\n" +
+	"\fvolume_reply\x18\x05 \x01(\v2\x1c.shoal.worker.v1.VolumeReplyH\x00R\vvolumeReplyB\x05\n" +
 	"\x03msg\"K\n" +
 	"\x05Hello\x12B\n" +
 	"\vdescription\x18\x01 \x01(\v2 .shoal.object.v1.NodeDescriptionR\vdescription\"\v\n" +
@@ -2124,7 +2349,7 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\aupdates\x18\x01 \x03(\v2!.shoal.worker.v1.TaskStatusUpdateR\aupdates\"`\n" +
 	"\x10TaskStatusUpdate\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x123\n" +
-	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xa0\x03\n" +
+	"\x06status\x18\x02 \x01(\v2\x1b.shoal.object.v1.TaskStatusR\x06status\"\xe9\x03\n" +
 	"\x0eManagerMessage\x128\n" +
 	"\asession\x18\x01 \x01(\v2\x1c.shoal.worker.v1.SessionInfoH\x00R\asession\x12?\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1f.shoal.worker.v1.HeartbeatReplyH\x00R\theartbeat\x12@\n" +
@@ -2133,7 +2358,8 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\vlog_control\x18\x05 \x01(\v2\x1b.shoal.worker.v1.LogControlH\x00R\n" +
 	"logControl\x12;\n" +
 	"\n" +
-	"exec_start\x18\x06 \x01(\v2\x1a.shoal.worker.v1.ExecStartH\x00R\texecStartB\x05\n" +
+	"exec_start\x18\x06 \x01(\v2\x1a.shoal.worker.v1.ExecStartH\x00R\texecStart\x12G\n" +
+	"\x0evolume_request\x18\a \x01(\v2\x1e.shoal.worker.v1.VolumeRequestH\x00R\rvolumeRequestB\x05\n" +
 	"\x03msg\"\xc5\x01\n" +
 	"\vSessionInfo\x12\x1d\n" +
 	"\n" +
@@ -2228,7 +2454,18 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\x05stdin\x18\x01 \x01(\fH\x00R\x05stdin\x12#\n" +
 	"\fstdin_closed\x18\x02 \x01(\bH\x00R\vstdinClosed\x127\n" +
 	"\x06resize\x18\x03 \x01(\v2\x1d.shoal.worker.v1.TerminalSizeH\x00R\x06resizeB\x05\n" +
-	"\x03msg*\x8c\x01\n" +
+	"\x03msg\"m\n" +
+	"\rVolumeRequest\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12)\n" +
+	"\x02op\x18\x02 \x01(\x0e2\x19.shoal.worker.v1.VolumeOpR\x02op\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x8d\x01\n" +
+	"\vVolumeReply\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x125\n" +
+	"\avolumes\x18\x02 \x03(\v2\x1b.shoal.object.v1.VolumeInfoR\avolumes\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12\x12\n" +
+	"\x04code\x18\x04 \x01(\rR\x04code*\x8c\x01\n" +
 	"\x16AssignmentChangeAction\x12(\n" +
 	"$ASSIGNMENT_CHANGE_ACTION_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fASSIGNMENT_CHANGE_ACTION_UPDATE\x10\x01\x12#\n" +
@@ -2240,7 +2477,11 @@ const file_shoal_worker_v1_worker_proto_rawDesc = "" +
 	"\tLogStream\x12\x1a\n" +
 	"\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n" +
-	"\x11LOG_STREAM_STDERR\x10\x022\x9c\x01\n" +
+	"\x11LOG_STREAM_STDERR\x10\x02*O\n" +
+	"\bVolumeOp\x12\x19\n" +
+	"\x15VOLUME_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eVOLUME_OP_LIST\x10\x01\x12\x14\n" +
+	"\x10VOLUME_OP_REMOVE\x10\x022\x9c\x01\n" +
 	"\n" +
 	"Dispatcher\x12N\n" +
 	"\aConnect\x12\x1e.shoal.worker.v1.WorkerMessage\x1a\x1f.shoal.worker.v1.ManagerMessage(\x010\x01\x12>\n" +
@@ -2261,93 +2502,101 @@ func file_shoal_worker_v1_worker_proto_rawDescGZIP() []byte {
 	return file_shoal_worker_v1_worker_proto_rawDescData
 }
 
-var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_shoal_worker_v1_worker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_shoal_worker_v1_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_shoal_worker_v1_worker_proto_goTypes = []any{
 	(AssignmentChangeAction)(0),   // 0: shoal.worker.v1.AssignmentChangeAction
 	(AssignmentsType)(0),          // 1: shoal.worker.v1.AssignmentsType
 	(LogStream)(0),                // 2: shoal.worker.v1.LogStream
-	(*WorkerMessage)(nil),         // 3: shoal.worker.v1.WorkerMessage
-	(*Hello)(nil),                 // 4: shoal.worker.v1.Hello
-	(*Heartbeat)(nil),             // 5: shoal.worker.v1.Heartbeat
-	(*StatusReport)(nil),          // 6: shoal.worker.v1.StatusReport
-	(*TaskStatusUpdate)(nil),      // 7: shoal.worker.v1.TaskStatusUpdate
-	(*ManagerMessage)(nil),        // 8: shoal.worker.v1.ManagerMessage
-	(*SessionInfo)(nil),           // 9: shoal.worker.v1.SessionInfo
-	(*WeightedManager)(nil),       // 10: shoal.worker.v1.WeightedManager
-	(*HeartbeatReply)(nil),        // 11: shoal.worker.v1.HeartbeatReply
-	(*AssignmentChange)(nil),      // 12: shoal.worker.v1.AssignmentChange
-	(*Assignments)(nil),           // 13: shoal.worker.v1.Assignments
-	(*LogSubscription)(nil),       // 14: shoal.worker.v1.LogSubscription
-	(*LogControl)(nil),            // 15: shoal.worker.v1.LogControl
-	(*LogLine)(nil),               // 16: shoal.worker.v1.LogLine
-	(*TaskLogError)(nil),          // 17: shoal.worker.v1.TaskLogError
-	(*LogBatch)(nil),              // 18: shoal.worker.v1.LogBatch
-	(*RelayUp)(nil),               // 19: shoal.worker.v1.RelayUp
-	(*RelayedWorkerMessage)(nil),  // 20: shoal.worker.v1.RelayedWorkerMessage
-	(*RelayDown)(nil),             // 21: shoal.worker.v1.RelayDown
-	(*RelayedManagerMessage)(nil), // 22: shoal.worker.v1.RelayedManagerMessage
-	(*ExecSpec)(nil),              // 23: shoal.worker.v1.ExecSpec
-	(*TerminalSize)(nil),          // 24: shoal.worker.v1.TerminalSize
-	(*ExecStart)(nil),             // 25: shoal.worker.v1.ExecStart
-	(*ExecAttach)(nil),            // 26: shoal.worker.v1.ExecAttach
-	(*ExecEnd)(nil),               // 27: shoal.worker.v1.ExecEnd
-	(*ExecUp)(nil),                // 28: shoal.worker.v1.ExecUp
-	(*ExecDown)(nil),              // 29: shoal.worker.v1.ExecDown
-	(*v1.NodeDescription)(nil),    // 30: shoal.object.v1.NodeDescription
-	(*v1.TaskStatus)(nil),         // 31: shoal.object.v1.TaskStatus
-	(*durationpb.Duration)(nil),   // 32: google.protobuf.Duration
-	(*v1.Task)(nil),               // 33: shoal.object.v1.Task
-	(*v1.TaskFile)(nil),           // 34: shoal.object.v1.TaskFile
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(VolumeOp)(0),                 // 3: shoal.worker.v1.VolumeOp
+	(*WorkerMessage)(nil),         // 4: shoal.worker.v1.WorkerMessage
+	(*Hello)(nil),                 // 5: shoal.worker.v1.Hello
+	(*Heartbeat)(nil),             // 6: shoal.worker.v1.Heartbeat
+	(*StatusReport)(nil),          // 7: shoal.worker.v1.StatusReport
+	(*TaskStatusUpdate)(nil),      // 8: shoal.worker.v1.TaskStatusUpdate
+	(*ManagerMessage)(nil),        // 9: shoal.worker.v1.ManagerMessage
+	(*SessionInfo)(nil),           // 10: shoal.worker.v1.SessionInfo
+	(*WeightedManager)(nil),       // 11: shoal.worker.v1.WeightedManager
+	(*HeartbeatReply)(nil),        // 12: shoal.worker.v1.HeartbeatReply
+	(*AssignmentChange)(nil),      // 13: shoal.worker.v1.AssignmentChange
+	(*Assignments)(nil),           // 14: shoal.worker.v1.Assignments
+	(*LogSubscription)(nil),       // 15: shoal.worker.v1.LogSubscription
+	(*LogControl)(nil),            // 16: shoal.worker.v1.LogControl
+	(*LogLine)(nil),               // 17: shoal.worker.v1.LogLine
+	(*TaskLogError)(nil),          // 18: shoal.worker.v1.TaskLogError
+	(*LogBatch)(nil),              // 19: shoal.worker.v1.LogBatch
+	(*RelayUp)(nil),               // 20: shoal.worker.v1.RelayUp
+	(*RelayedWorkerMessage)(nil),  // 21: shoal.worker.v1.RelayedWorkerMessage
+	(*RelayDown)(nil),             // 22: shoal.worker.v1.RelayDown
+	(*RelayedManagerMessage)(nil), // 23: shoal.worker.v1.RelayedManagerMessage
+	(*ExecSpec)(nil),              // 24: shoal.worker.v1.ExecSpec
+	(*TerminalSize)(nil),          // 25: shoal.worker.v1.TerminalSize
+	(*ExecStart)(nil),             // 26: shoal.worker.v1.ExecStart
+	(*ExecAttach)(nil),            // 27: shoal.worker.v1.ExecAttach
+	(*ExecEnd)(nil),               // 28: shoal.worker.v1.ExecEnd
+	(*ExecUp)(nil),                // 29: shoal.worker.v1.ExecUp
+	(*ExecDown)(nil),              // 30: shoal.worker.v1.ExecDown
+	(*VolumeRequest)(nil),         // 31: shoal.worker.v1.VolumeRequest
+	(*VolumeReply)(nil),           // 32: shoal.worker.v1.VolumeReply
+	(*v1.NodeDescription)(nil),    // 33: shoal.object.v1.NodeDescription
+	(*v1.TaskStatus)(nil),         // 34: shoal.object.v1.TaskStatus
+	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*v1.Task)(nil),               // 36: shoal.object.v1.Task
+	(*v1.TaskFile)(nil),           // 37: shoal.object.v1.TaskFile
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*v1.VolumeInfo)(nil),         // 39: shoal.object.v1.VolumeInfo
 }
 var file_shoal_worker_v1_worker_proto_depIdxs = []int32{
-	4,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
-	5,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
-	6,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
-	18, // 3: shoal.worker.v1.WorkerMessage.logs:type_name -> shoal.worker.v1.LogBatch
-	30, // 4: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
-	7,  // 5: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
-	31, // 6: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
-	9,  // 7: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
-	11, // 8: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
-	13, // 9: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
-	14, // 10: shoal.worker.v1.ManagerMessage.log_subscription:type_name -> shoal.worker.v1.LogSubscription
-	15, // 11: shoal.worker.v1.ManagerMessage.log_control:type_name -> shoal.worker.v1.LogControl
-	25, // 12: shoal.worker.v1.ManagerMessage.exec_start:type_name -> shoal.worker.v1.ExecStart
-	10, // 13: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
-	32, // 14: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
-	0,  // 15: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
-	33, // 16: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
-	34, // 17: shoal.worker.v1.AssignmentChange.files:type_name -> shoal.object.v1.TaskFile
-	1,  // 18: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
-	12, // 19: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
-	2,  // 20: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
-	35, // 21: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
-	16, // 22: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
-	17, // 23: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
-	20, // 24: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
-	3,  // 25: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
-	22, // 26: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
-	8,  // 27: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
-	23, // 28: shoal.worker.v1.ExecStart.spec:type_name -> shoal.worker.v1.ExecSpec
-	24, // 29: shoal.worker.v1.ExecStart.size:type_name -> shoal.worker.v1.TerminalSize
-	26, // 30: shoal.worker.v1.ExecUp.attach:type_name -> shoal.worker.v1.ExecAttach
-	27, // 31: shoal.worker.v1.ExecUp.end:type_name -> shoal.worker.v1.ExecEnd
-	24, // 32: shoal.worker.v1.ExecDown.resize:type_name -> shoal.worker.v1.TerminalSize
-	3,  // 33: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
-	28, // 34: shoal.worker.v1.Dispatcher.Exec:input_type -> shoal.worker.v1.ExecUp
-	19, // 35: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
-	28, // 36: shoal.worker.v1.Relay.RelayExec:input_type -> shoal.worker.v1.ExecUp
-	8,  // 37: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
-	29, // 38: shoal.worker.v1.Dispatcher.Exec:output_type -> shoal.worker.v1.ExecDown
-	21, // 39: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
-	29, // 40: shoal.worker.v1.Relay.RelayExec:output_type -> shoal.worker.v1.ExecDown
-	37, // [37:41] is the sub-list for method output_type
-	33, // [33:37] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	5,  // 0: shoal.worker.v1.WorkerMessage.hello:type_name -> shoal.worker.v1.Hello
+	6,  // 1: shoal.worker.v1.WorkerMessage.heartbeat:type_name -> shoal.worker.v1.Heartbeat
+	7,  // 2: shoal.worker.v1.WorkerMessage.status:type_name -> shoal.worker.v1.StatusReport
+	19, // 3: shoal.worker.v1.WorkerMessage.logs:type_name -> shoal.worker.v1.LogBatch
+	32, // 4: shoal.worker.v1.WorkerMessage.volume_reply:type_name -> shoal.worker.v1.VolumeReply
+	33, // 5: shoal.worker.v1.Hello.description:type_name -> shoal.object.v1.NodeDescription
+	8,  // 6: shoal.worker.v1.StatusReport.updates:type_name -> shoal.worker.v1.TaskStatusUpdate
+	34, // 7: shoal.worker.v1.TaskStatusUpdate.status:type_name -> shoal.object.v1.TaskStatus
+	10, // 8: shoal.worker.v1.ManagerMessage.session:type_name -> shoal.worker.v1.SessionInfo
+	12, // 9: shoal.worker.v1.ManagerMessage.heartbeat:type_name -> shoal.worker.v1.HeartbeatReply
+	14, // 10: shoal.worker.v1.ManagerMessage.assignments:type_name -> shoal.worker.v1.Assignments
+	15, // 11: shoal.worker.v1.ManagerMessage.log_subscription:type_name -> shoal.worker.v1.LogSubscription
+	16, // 12: shoal.worker.v1.ManagerMessage.log_control:type_name -> shoal.worker.v1.LogControl
+	26, // 13: shoal.worker.v1.ManagerMessage.exec_start:type_name -> shoal.worker.v1.ExecStart
+	31, // 14: shoal.worker.v1.ManagerMessage.volume_request:type_name -> shoal.worker.v1.VolumeRequest
+	11, // 15: shoal.worker.v1.SessionInfo.managers:type_name -> shoal.worker.v1.WeightedManager
+	35, // 16: shoal.worker.v1.HeartbeatReply.period:type_name -> google.protobuf.Duration
+	0,  // 17: shoal.worker.v1.AssignmentChange.action:type_name -> shoal.worker.v1.AssignmentChangeAction
+	36, // 18: shoal.worker.v1.AssignmentChange.task:type_name -> shoal.object.v1.Task
+	37, // 19: shoal.worker.v1.AssignmentChange.files:type_name -> shoal.object.v1.TaskFile
+	1,  // 20: shoal.worker.v1.Assignments.type:type_name -> shoal.worker.v1.AssignmentsType
+	13, // 21: shoal.worker.v1.Assignments.changes:type_name -> shoal.worker.v1.AssignmentChange
+	2,  // 22: shoal.worker.v1.LogLine.stream:type_name -> shoal.worker.v1.LogStream
+	38, // 23: shoal.worker.v1.LogLine.time:type_name -> google.protobuf.Timestamp
+	17, // 24: shoal.worker.v1.LogBatch.lines:type_name -> shoal.worker.v1.LogLine
+	18, // 25: shoal.worker.v1.LogBatch.errors:type_name -> shoal.worker.v1.TaskLogError
+	21, // 26: shoal.worker.v1.RelayUp.messages:type_name -> shoal.worker.v1.RelayedWorkerMessage
+	4,  // 27: shoal.worker.v1.RelayedWorkerMessage.message:type_name -> shoal.worker.v1.WorkerMessage
+	23, // 28: shoal.worker.v1.RelayDown.messages:type_name -> shoal.worker.v1.RelayedManagerMessage
+	9,  // 29: shoal.worker.v1.RelayedManagerMessage.message:type_name -> shoal.worker.v1.ManagerMessage
+	24, // 30: shoal.worker.v1.ExecStart.spec:type_name -> shoal.worker.v1.ExecSpec
+	25, // 31: shoal.worker.v1.ExecStart.size:type_name -> shoal.worker.v1.TerminalSize
+	27, // 32: shoal.worker.v1.ExecUp.attach:type_name -> shoal.worker.v1.ExecAttach
+	28, // 33: shoal.worker.v1.ExecUp.end:type_name -> shoal.worker.v1.ExecEnd
+	25, // 34: shoal.worker.v1.ExecDown.resize:type_name -> shoal.worker.v1.TerminalSize
+	3,  // 35: shoal.worker.v1.VolumeRequest.op:type_name -> shoal.worker.v1.VolumeOp
+	39, // 36: shoal.worker.v1.VolumeReply.volumes:type_name -> shoal.object.v1.VolumeInfo
+	4,  // 37: shoal.worker.v1.Dispatcher.Connect:input_type -> shoal.worker.v1.WorkerMessage
+	29, // 38: shoal.worker.v1.Dispatcher.Exec:input_type -> shoal.worker.v1.ExecUp
+	20, // 39: shoal.worker.v1.Relay.Relay:input_type -> shoal.worker.v1.RelayUp
+	29, // 40: shoal.worker.v1.Relay.RelayExec:input_type -> shoal.worker.v1.ExecUp
+	9,  // 41: shoal.worker.v1.Dispatcher.Connect:output_type -> shoal.worker.v1.ManagerMessage
+	30, // 42: shoal.worker.v1.Dispatcher.Exec:output_type -> shoal.worker.v1.ExecDown
+	22, // 43: shoal.worker.v1.Relay.Relay:output_type -> shoal.worker.v1.RelayDown
+	30, // 44: shoal.worker.v1.Relay.RelayExec:output_type -> shoal.worker.v1.ExecDown
+	41, // [41:45] is the sub-list for method output_type
+	37, // [37:41] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_shoal_worker_v1_worker_proto_init() }
@@ -2360,6 +2609,7 @@ func file_shoal_worker_v1_worker_proto_init() {
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Status)(nil),
 		(*WorkerMessage_Logs)(nil),
+		(*WorkerMessage_VolumeReply)(nil),
 	}
 	file_shoal_worker_v1_worker_proto_msgTypes[5].OneofWrappers = []any{
 		(*ManagerMessage_Session)(nil),
@@ -2368,6 +2618,7 @@ func file_shoal_worker_v1_worker_proto_init() {
 		(*ManagerMessage_LogSubscription)(nil),
 		(*ManagerMessage_LogControl)(nil),
 		(*ManagerMessage_ExecStart)(nil),
+		(*ManagerMessage_VolumeRequest)(nil),
 	}
 	file_shoal_worker_v1_worker_proto_msgTypes[25].OneofWrappers = []any{
 		(*ExecUp_Attach)(nil),
@@ -2385,8 +2636,8 @@ func file_shoal_worker_v1_worker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shoal_worker_v1_worker_proto_rawDesc), len(file_shoal_worker_v1_worker_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   27,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
