@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +48,31 @@ func TestVolumePersists(t *testing.T) {
 	r := n.cli("task", "exec", second.GetId(), "--", "/prog", "cat:/data/note")
 	if r.code != 0 || r.stdout != text {
 		t.Errorf("the new task %s: cat /data/note = %+v; want %q, written by task %s", second.GetId(), r, text, first.GetId())
+	}
+
+	// volume ls and rm, through the managers to the node's executor: the
+	// volume is listed with the tasks that mount it, and refused removal
+	// while a container of one exists.
+	if out := n.ok(t, "volume", "ls", "--format", "{{.name}} {{len .in_use_by}}"); !strings.Contains(out, "e2evol ") {
+		t.Errorf("volume ls = %q, want e2evol listed", out)
+	}
+	node := second.GetNodeId()
+	if r := n.cli("volume", "rm", "--node", node, "e2evol"); r.code == 0 || !strings.Contains(r.stderr, "in use") {
+		t.Errorf("volume rm while used = %+v, want it refused as in use", r)
+	}
+	n.ok(t, "service", "rm", "store")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r := n.cli("volume", "rm", "--node", node, "e2evol")
+		if r.code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("volume rm after the service's removal: %+v", r)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if out := n.ok(t, "volume", "ls", "--format", "{{.name}}"); strings.Contains(out, "e2evol") {
+		t.Errorf("volume ls after rm = %q, want e2evol gone", out)
 	}
 }
