@@ -155,6 +155,7 @@ func (c *cli) newRootCmd() *cobra.Command {
 		c.newImageCmd(),
 		c.newVolumeCmd(),
 		c.newVersionCmd(),
+		c.newEventsCmd(),
 	)
 	c.addCompletions(root)
 	return root
@@ -263,19 +264,29 @@ func (c *cli) callCtx(ctx context.Context, fn func(ctx context.Context, client c
 // dial returns a client of the control API at --host. It does no I/O: the
 // connection is made by the first call and bounded by that call's context.
 // Errors of the calls come back as sdk error kinds (sdk.FromGRPC).
-func (c *cli) dial(_ context.Context) (controlv1.ControlClient, func() error, error) {
-	target, creds, err := c.transport()
+func (c *cli) dial(ctx context.Context) (controlv1.ControlClient, func() error, error) {
+	conn, err := c.dialConn(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	return controlv1.NewControlClient(conn), conn.Close, nil
+}
+
+// dialConn is the connection behind dial, for the manager's other services
+// (Events).
+func (c *cli) dialConn(_ context.Context) (*grpc.ClientConn, error) {
+	target, creds, err := c.transport()
+	if err != nil {
+		return nil, err
 	}
 	conn, err := grpc.NewClient(target,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithChainUnaryInterceptor(kindInterceptor(c.host), callTimeout(c.timeout)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("--host %s: %w", c.host, err)
+		return nil, fmt.Errorf("--host %s: %w", c.host, err)
 	}
-	return controlv1.NewControlClient(conn), conn.Close, nil
+	return conn, nil
 }
 
 // transport turns --host and the TLS flags into a gRPC target and its

@@ -27,6 +27,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/controlapi"
 	"github.com/shoalhq/shoal/kernel/dispatch"
+	"github.com/shoalhq/shoal/kernel/events"
 	"github.com/shoalhq/shoal/kernel/orchestrator"
 	"github.com/shoalhq/shoal/kernel/placement"
 	"github.com/shoalhq/shoal/kernel/pluginhost"
@@ -61,6 +62,7 @@ type Manager struct {
 	sockLis net.Listener
 	metLis  net.Listener // nil when metrics are off
 	workers *dispatch.Service
+	hub     *events.Hub // the event stream, on every manager
 	sched   *pluginhost.Host[scheduler.Scheduler]
 	ipam    *pluginhost.Host[ipam.IPAM]
 	// statusWritten counts worker status reports committed by this
@@ -148,6 +150,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	}
 	m.workers = dispatch.NewService(m.leader, m.log.With("part", "dispatch"))
 
+	m.hub = events.New(events.Config{}, m.st, m.log.With("part", "events"))
+	eventsServer := events.NewServer(m.hub, m.log.With("part", "events"))
 	control := controlapi.NewServer(m.raft, m.st, m.leader, m.log.With("part", "controlapi"), controlapi.WithLogs(m.workers), controlapi.WithExecs(m.workers), controlapi.WithVolumes(m.workers), controlapi.WithSecrets(m.secrets))
 	caServer := &nodeCA{inner: ca.NewServer(&registrar{raft: m.raft, st: m.st}, m.log.With("part", "ca")), raft: m.raft, leader: m.leader}
 	member := &membership{raft: m.raft, st: m.st, leader: m.leader, log: m.log.With("part", "membership"), secrets: m.secrets,
@@ -161,6 +165,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)...)
 	controlv1.RegisterControlServer(m.api, control)
+	controlv1.RegisterEventsServer(m.api, eventsServer)
 	cav1.RegisterNodeCAServer(m.api, caServer)
 	raftv1.RegisterMembershipServer(m.api, member)
 	workerv1.RegisterDispatcherServer(m.api, m.workers)
@@ -170,6 +175,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	// administrator, so it serves the control API without certificates.
 	m.local = grpc.NewServer(controlapi.ServerOptions(grpc.ChainUnaryInterceptor(control.UnaryInterceptor()))...)
 	controlv1.RegisterControlServer(m.local, control)
+	controlv1.RegisterEventsServer(m.local, eventsServer)
 	return m, nil
 }
 
@@ -184,6 +190,7 @@ func apiPolicy() ca.Policy {
 	for _, m := range controlv1.Control_ServiceDesc.Streams {
 		p["/"+controlv1.Control_ServiceDesc.ServiceName+"/"+m.StreamName] = manager
 	}
+	p[controlv1.Events_Events_FullMethodName] = manager
 	for _, m := range raftv1.Membership_ServiceDesc.Methods {
 		p["/"+raftv1.Membership_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
 	}
@@ -278,6 +285,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	run("events", m.hub.Run)
 	run("api", func(ctx context.Context) error { return serve(ctx, m.api, m.apiLis) })
 	run("control socket", func(ctx context.Context) error { return serve(ctx, m.local, m.sockLis) })
 	if m.metLis != nil {
