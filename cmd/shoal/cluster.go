@@ -19,6 +19,7 @@ func (c *cli) newClusterCmd() *cobra.Command {
 	return group("cluster", "Manage the cluster",
 		c.newClusterInspectCmd(),
 		c.newClusterUpdateCmd(),
+		c.newClusterBackupCmd(),
 	)
 }
 

@@ -170,11 +170,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 	raftv1.RegisterMembershipServer(m.api, member)
 	workerv1.RegisterDispatcherServer(m.api, m.workers)
 	workerv1.RegisterRelayServer(m.api, m.workers)
+	backup := &backupServer{raft: m.raft, leader: m.leader, log: m.log.With("part", "backup")}
+	controlv1.RegisterBackupServer(m.api, backup)
 
 	// The unix socket is root's (0600): whoever can open it is the local
 	// administrator, so it serves the control API without certificates.
 	m.local = grpc.NewServer(controlapi.ServerOptions(grpc.ChainUnaryInterceptor(control.UnaryInterceptor()))...)
 	controlv1.RegisterControlServer(m.local, control)
+	controlv1.RegisterBackupServer(m.local, backup)
 	controlv1.RegisterEventsServer(m.local, eventsServer)
 	return m, nil
 }
@@ -191,6 +194,9 @@ func apiPolicy() ca.Policy {
 		p["/"+controlv1.Control_ServiceDesc.ServiceName+"/"+m.StreamName] = manager
 	}
 	p[controlv1.Events_Events_FullMethodName] = manager
+	for _, m := range controlv1.Backup_ServiceDesc.Streams {
+		p["/"+controlv1.Backup_ServiceDesc.ServiceName+"/"+m.StreamName] = manager
+	}
 	for _, m := range raftv1.Membership_ServiceDesc.Methods {
 		p["/"+raftv1.Membership_ServiceDesc.ServiceName+"/"+m.MethodName] = manager
 	}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,31 +116,14 @@ func New(cfg Config, st *state.Store) (*Node, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("raftstore: NodeID is required")
 	}
-	walDir := filepath.Join(cfg.Dir, "wal")
-	snapDir := filepath.Join(cfg.Dir, "snapshots")
-	for _, d := range []string{walDir, snapDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("raftstore: %w", err)
-		}
-	}
-	// raft-wal v0.4.0's Close leaves the meta database it opened itself
-	// open, so reopening the directory in one process would hang: own the
-	// meta store and close it ourselves.
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentFiler(newTruncatedTailFiler(walDir)), wal.WithLogger(hclogslog.New(cfg.Logger, "raft-wal")))
+	w, meta, snaps, err := openLog(cfg)
 	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("raftstore: open wal: %w", err)
+		return nil, err
 	}
 	n := &Node{cfg: cfg, st: st, wal: w, meta: meta}
 	cleanup := func() {
 		w.Close()
 		meta.Close()
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, 2, hclogslog.New(cfg.Logger, "raft-snapshots"))
-	if err != nil {
-		cleanup()
-		return nil, fmt.Errorf("raftstore: snapshot store: %w", err)
 	}
 
 	n.trans = cfg.Transport
