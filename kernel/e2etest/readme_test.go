@@ -236,8 +236,10 @@ func TestREADMEFlow(t *testing.T) {
 	if s := inspected[0]; s.GetId() != webID || s.GetSpec().GetAnnotations().GetName() != "web" ||
 		s.GetSpec().GetReplicated().GetReplicas() != 5 || s.GetSpec().GetTask().GetContainer().GetImage() != helloV1 ||
 		s.GetPreviousSpec().GetTask().GetContainer().GetImage() != helloV2 ||
-		s.GetUpdateStatus().GetState() != objectv1.UpdateState_UPDATE_STATE_COMPLETED {
-		t.Errorf("service inspect web: %v\nwant web (%s), 5 replicas of %s, previous spec %s, update completed", s, webID, helloV1, helloV2)
+		s.GetUpdateStatus().GetState() != objectv1.UpdateState_UPDATE_STATE_ROLLBACK_COMPLETED {
+		// service rollback's rollout is a rollback (paced by the
+		// rollback config), and its status says so once it completed.
+		t.Errorf("service inspect web: %v\nwant web (%s), 5 replicas of %s, previous spec %s, rollback completed", s, webID, helloV1, helloV2)
 	}
 	if out := n.ok(t, "service", "inspect", "--pretty", "web"); !strings.Contains(out, "Image:") || !strings.Contains(out, helloV1) {
 		t.Errorf("service inspect --pretty web printed\n%s", out)
