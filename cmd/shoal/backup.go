@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/sdk"
@@ -61,7 +63,7 @@ needs it when the cluster has secrets.`,
 			}
 			fmt.Fprintf(c.out, "Backup of cluster %s at raft index %d written to %s (%d bytes).\n", h.GetClusterId(), h.GetRaftIndex(), args[0], size)
 			if id := h.GetSecretsKeyId(); id != "" {
-				fmt.Fprintf(c.out, "Its %d secrets are sealed with key %s: keep a copy of a manager's data_dir/secrets.key with it.\n", len(b.Snapshot.GetSecrets()), id)
+				fmt.Fprintf(c.out, "Secrets (%d) are sealed with key %s, which is not in the backup: keep a copy of a manager's data_dir/secrets.key with it.\n", len(b.Snapshot.GetSecrets()), id)
 			}
 			return nil
 		},
@@ -110,6 +112,9 @@ func (c *cli) saveBackup(ctx context.Context, path string) (*raftstore.Backup, i
 func (c *cli) backupError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("no backup from %s within --timeout: %w", c.host, ctx.Err())
+	}
+	if status.Code(err) == codes.Unimplemented {
+		return fmt.Errorf("backup from %s: the manager runs a shoal without backups (%s): upgrade it first", c.host, status.Convert(err).Message())
 	}
 	return fmt.Errorf("backup from %s: %w", c.host, sdk.FromGRPC(err))
 }
