@@ -22,6 +22,9 @@
 //	              the IPAM plugin in batches; replays the store's allocations
 //	              into the plugin before any new request
 //	presence      heartbeat deadlines in one heap, a one-timer loop
+//	events        every manager: events (service scaled, task failed, node
+//	              down) derived from its store's watch, the recent ones kept
+//	              for replay; the Events stream of `shoal events`
 //	dispatch      leader stage: worker sessions, assignment sets streamed as
 //	              batched changes, status reports batched into writes; on
 //	              followers, one relay stream carrying all their workers

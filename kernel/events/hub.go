@@ -29,8 +29,9 @@ import (
 )
 
 // DefaultRingSize is how many recent events a hub keeps for replay. An
-// event is a few hundred bytes (a task's carries about ten short
-// attributes), so 10,000 cost a few megabytes per manager: about what a
+// event takes under a kilobyte in memory (a task's carries about ten short
+// attributes in a map), so 10,000 cost at most some 10 MB per manager,
+// little beside the state itself; and they hold about what a
 // cluster of a thousand tasks produces in a rolling update of all of them
 // (some ten events per task: created, assigned, ..., running, shutdown),
 // which is the span `shoal events --since` is most wanted for.
