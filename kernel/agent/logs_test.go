@@ -120,8 +120,13 @@ func TestLogsWithinCredit(t *testing.T) {
 func TestLogsFollowCancelled(t *testing.T) {
 	c := newTestCA(t)
 	m := newFakeManager(t, c, "manager-1", period)
-	env := []string{"SHOAL_SIM_LOG_LINES=3", "SHOAL_SIM_EXIT_AFTER=500ms"}
-	m.initial = []*objectv1.Task{newTask("a", stRunning, assigned, env...), newTask("b", stRunning, assigned, env...)}
+	// b exits on its own; a runs until told to stop, which happens only
+	// once its subscription was cancelled: its process's exit must not end
+	// the cancelled subscription with done, however slowly the tail came.
+	m.initial = []*objectv1.Task{
+		newTask("a", stRunning, assigned, "SHOAL_SIM_LOG_LINES=3"),
+		newTask("b", stRunning, assigned, "SHOAL_SIM_LOG_LINES=3", "SHOAL_SIM_EXIT_AFTER=500ms"),
+	}
 	startAgent(t, c.identity(t, "node-1", objectv1.NodeRole_NODE_ROLE_WORKER), simexec.New(simexec.Config{}), agent.Config{Managers: []string{m.addr}})
 	m.waitFor(t, "a and b running", func() bool { return m.hasState("a", stRunning) && m.hasState("b", stRunning) })
 
@@ -132,11 +137,12 @@ func TestLogsFollowCancelled(t *testing.T) {
 		return len(m.logBatches("follow-a")) > 0 && len(m.logBatches("follow-b")) > 0
 	})
 	m.send(t, logControl("follow-a", 0, true))
+	m.assign(t, incremental, update(newTask("a", shutdown, stRunning, "SHOAL_SIM_LOG_LINES=3")))
 	m.waitFor(t, "b's logs done as its process exited", func() bool {
 		b := m.logBatches("follow-b")
 		return b[len(b)-1].GetDone()
 	})
-	m.waitFor(t, "a finished", func() bool { return m.hasState("a", finished) })
+	m.waitFor(t, "a stopped", func() bool { return m.hasState("a", shutdown) || m.hasState("a", finished) })
 	m.mu.Lock()
 	beats := len(m.session(len(m.sessions) - 1).beats)
 	m.mu.Unlock()
