@@ -8,6 +8,8 @@
 //     them to gRPC status codes and back, so errors.Is works on both sides.
 //   - Validation collects FieldErrors; FieldErrors is an error of kind
 //     ErrInvalidArgument that names every bad field.
+//   - Logging: a plugin logs with Logger, whose lines the kernel carries
+//     into the node's log at their level.
 //
 // Nothing under sdk/ imports the kernel or the plugins: it can become its own
 // module.

@@ -38,8 +38,8 @@ const (
 
 // ServePlugins runs a plugin process serving plugins until the kernel stops
 // it. Plugin authors call a kind's Serve (scheduler.Serve), not this.
-// Logs go to stderr as JSON lines, which the kernel re-levels into its own
-// log.
+// go-plugin's own logs go to stderr as JSON lines, which the kernel
+// re-levels into its own log; a plugin's lines do the same through Logger.
 func ServePlugins(plugins plugin.PluginSet) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig:  Handshake,

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 
 	ctrdlog "github.com/containerd/log"
@@ -15,6 +14,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/plugins/executor-containerd/ctrexec"
 	"github.com/shoalhq/shoal/plugins/executor-containerd/logdriver"
+	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 )
 
@@ -22,7 +22,7 @@ func main() {
 	if logdriver.IsDriver(os.Args) {
 		logdriver.Main()
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: hclogKeys}))
+	logger := sdk.Logger()
 	// The containerd client logs through logrus on stderr; its info lines
 	// (every failed registry request) would drown the plugin's own.
 	_ = ctrdlog.SetLevel("warn")
@@ -32,34 +32,4 @@ func main() {
 			return tasknet.New(tasknet.Config{StateDir: stateDir, Logger: logger.With("part", "tasknet")})
 		},
 	}))
-}
-
-// hclogTime is the time format go-plugin parses in hclog's JSON lines.
-const hclogTime = "2006-01-02T15:04:05.000000Z07:00"
-
-// hclogKeys renames slog's JSON keys to hclog's, which go-plugin reads on
-// the plugin's stderr to re-level each line into the kernel's log.
-func hclogKeys(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		level := a.Value.Any().(slog.Level)
-		name := "info"
-		switch {
-		case level < slog.LevelInfo:
-			name = "debug"
-		case level >= slog.LevelError:
-			name = "error"
-		case level >= slog.LevelWarn:
-			name = "warn"
-		}
-		return slog.String("@level", name)
-	case slog.MessageKey:
-		return slog.String("@message", a.Value.String())
-	case slog.TimeKey:
-		return slog.String("@timestamp", a.Value.Time().Format(hclogTime))
-	}
-	return a
 }
