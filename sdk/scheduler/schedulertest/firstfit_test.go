@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/shoalhq/shoal/sdk"
-	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
 	"github.com/shoalhq/shoal/sdk/scheduler"
 )
@@ -114,37 +112,8 @@ func fitsResource(total, used, want int64) bool {
 	return want == 0 || total > 0 && used+want <= total
 }
 
-// meets evaluates "key==value" or "key!=value".
+// meets evaluates a constraint with the SDK's language.
 func meets(n *schedulerv1.NodeInfo, expr string) bool {
-	op := "=="
-	if i, j := strings.Index(expr, "=="), strings.Index(expr, "!="); j >= 0 && (i < 0 || j < i) {
-		op = "!="
-	}
-	key, want, ok := strings.Cut(expr, op)
-	if !ok {
-		return false
-	}
-	key, want = strings.TrimSpace(key), strings.TrimSpace(want)
-	os, arch, _ := strings.Cut(n.GetPlatform(), "/")
-	var got string
-	has := true
-	switch key {
-	case "node.id":
-		got = n.GetId()
-	case "node.hostname":
-		got = n.GetHostname()
-	case "node.role":
-		got = map[objectv1.NodeRole]string{objectv1.NodeRole_NODE_ROLE_WORKER: "worker", objectv1.NodeRole_NODE_ROLE_MANAGER: "manager"}[n.GetRole()]
-	case "node.platform.os":
-		got = os
-	case "node.platform.arch":
-		got = arch
-	default:
-		label, isLabel := strings.CutPrefix(key, "node.labels.")
-		if !isLabel {
-			return false
-		}
-		got, has = n.GetLabels()[label]
-	}
-	return (has && got == want) == (op == "==")
+	c, err := scheduler.ParseConstraint(expr)
+	return err == nil && c.Match(n)
 }

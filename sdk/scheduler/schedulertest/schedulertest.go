@@ -35,7 +35,10 @@
 //     a delta on another version fails with sdk.ErrFailedPrecondition; a
 //     full view (view_base 0) replaces it.
 //   - Constraints: ==/!= on node.id, node.hostname, node.role,
-//     node.platform.os/arch and node.labels.<label>, alone and combined.
+//     node.platform.os/arch and node.labels.<label>, alone and combined, in
+//     the language of scheduler.ParseConstraint: host names compare without
+//     regard to ASCII case, every other value exactly (match with
+//     scheduler.Constraint, or keep that rule).
 //   - Cancellation: a cancelled ctx makes Schedule return ctx.Err().
 //
 // The kit checks the contract, not a policy: where several nodes fit, any of

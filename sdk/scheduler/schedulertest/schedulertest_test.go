@@ -2,6 +2,7 @@ package schedulertest_test
 
 import (
 	"context"
+	"encoding/hex"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -69,6 +70,20 @@ var flaws = map[string]func() scheduler.Scheduler{
 			}
 		}
 	}),
+	// Compares host names exactly: hex-encoding the host names and the
+	// values compared with them keeps equal only what is byte for byte.
+	"exact-hostnames": rewrite(func(req *schedulerv1.ScheduleRequest) {
+		for _, n := range req.UpsertNodes {
+			n.Hostname = hex.EncodeToString([]byte(n.Hostname))
+		}
+		for _, t := range req.Tasks {
+			for i, expr := range t.GetPlacement().GetConstraints() {
+				if c, err := scheduler.ParseConstraint(expr); err == nil && c.Attribute().String() == scheduler.KeyHostname {
+					t.Placement.Constraints[i] = scheduler.KeyHostname + c.Op() + hex.EncodeToString([]byte(c.Value()))
+				}
+			}
+		}
+	}),
 	"ignores-view-base": rewrite(func(req *schedulerv1.ScheduleRequest) { req.ViewBase = 0 }),
 	"ignores-removals":  rewrite(func(req *schedulerv1.ScheduleRequest) { req.RemovedNodes = nil }),
 	"random-order":      func() scheduler.Scheduler { return shuffled{newFirstFit()} },
@@ -98,6 +113,7 @@ func TestRunCatchesFlaws(t *testing.T) {
 		{"ignores-constraints", []string{"InProcess/Constraints", "GRPC/Constraints"}, "which does not meet its constraint"},
 		{"ignores-reservations", []string{"InProcess/NoOvercommit", "GRPC/NoOvercommitAcrossBatches"}, "CPU over-committed"},
 		{"ignores-caps", []string{"InProcess/MaxReplicasPerNode", "GRPC/MaxReplicasPerNode"}, "over its max_replicas_per_node 2"},
+		{"exact-hostnames", []string{"InProcess/Constraints", "GRPC/Constraints"}, `which does not meet its constraint "node.hostname!=Host-N1": node.hostname is "host-n1", which is "Host-N1" ignoring case`},
 		{"ignores-view-base", []string{"InProcess/ViewVersioning", "GRPC/ViewVersioning"}, "want an error: the scheduler holds no view yet"},
 		{"ignores-removals", []string{"InProcess/NodeRemovals", "GRPC/NodeRemovals"}, "which is not in the view (never sent, or removed)"},
 		{"random-order", []string{"InProcess/Deterministic", "GRPC/Deterministic"}, "two fresh instances given the same requests differ"},

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
-	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // maxProblems caps what one reply reports: past the first few, more lines
@@ -63,8 +63,8 @@ func (c *cluster) verify(req *schedulerv1.ScheduleRequest, resp *schedulerv1.Sch
 			continue
 		}
 		for _, expr := range t.GetPlacement().GetConstraints() {
-			if !meets(n, expr) {
-				add("task %q is placed on node %q (%s), which does not meet its constraint %q", id, n.GetId(), describe(n), expr)
+			if ok, why := meets(n, expr); !ok {
+				add("task %q is placed on node %q (%s), which does not meet its constraint %q: %s", id, n.GetId(), describe(n), expr, why)
 			}
 		}
 		placed[n.GetId()] = append(placed[n.GetId()], t)
@@ -130,63 +130,20 @@ func overCap(n *schedulerv1.NodeInfo, tasks []*schedulerv1.TaskInfo) []string {
 	return problems
 }
 
-// meets reports whether n meets the constraint expr, "key==value" or
-// "key!=value" (white space around key and value ignored) over node.id,
-// node.hostname, node.role, node.platform.os, node.platform.arch and
-// node.labels.<label>. A node without the label does not equal any value.
-func meets(n *schedulerv1.NodeInfo, expr string) bool {
-	eq, ne := strings.Index(expr, "=="), strings.Index(expr, "!=")
-	i, equal := eq, true
-	if ne >= 0 && (eq < 0 || ne < eq) {
-		i, equal = ne, false
+// meets reports whether n meets the constraint expr, in the language of
+// scheduler.ParseConstraint, and says why not. An expression that does not
+// parse is met by no node.
+func meets(n *schedulerv1.NodeInfo, expr string) (bool, string) {
+	c, err := scheduler.ParseConstraint(expr)
+	if err != nil {
+		return false, err.Error()
 	}
-	if i < 0 {
-		return false
-	}
-	key, want := strings.TrimSpace(expr[:i]), strings.TrimSpace(expr[i+2:])
-	got, ok := attribute(n, key)
-	if !ok {
-		return !equal
-	}
-	return (got == want) == equal
-}
-
-// attribute returns the value of a node attribute, and whether n has it.
-func attribute(n *schedulerv1.NodeInfo, key string) (string, bool) {
-	os, arch, _ := strings.Cut(n.GetPlatform(), "/")
-	switch key {
-	case "node.id":
-		return n.GetId(), true
-	case "node.hostname":
-		return n.GetHostname(), true
-	case "node.role":
-		return roleName(n.GetRole()), true
-	case "node.platform.os":
-		return os, true
-	case "node.platform.arch":
-		return arch, true
-	}
-	if label, ok := strings.CutPrefix(key, "node.labels."); ok {
-		v, ok := n.GetLabels()[label]
-		return v, ok
-	}
-	return "", false
-}
-
-// roleName is a role as constraints name it.
-func roleName(r objectv1.NodeRole) string {
-	switch r {
-	case objectv1.NodeRole_NODE_ROLE_WORKER:
-		return "worker"
-	case objectv1.NodeRole_NODE_ROLE_MANAGER:
-		return "manager"
-	}
-	return ""
+	return c.Match(n), c.Explain(n)
 }
 
 // describe sums up a node's attributes for messages.
 func describe(n *schedulerv1.NodeInfo) string {
-	s := fmt.Sprintf("hostname %s, role %s, platform %s", n.GetHostname(), roleName(n.GetRole()), n.GetPlatform())
+	s := fmt.Sprintf("hostname %s, role %s, platform %s", n.GetHostname(), scheduler.RoleName(n.GetRole()), n.GetPlatform())
 	if len(n.GetLabels()) > 0 {
 		var kv []string
 		for _, k := range slices.Sorted(maps.Keys(n.GetLabels())) {

@@ -10,29 +10,37 @@ import (
 
 func TestMeets(t *testing.T) {
 	n := newNode("n1", 4, 8*gib, "rack", "r1")
+	n.Hostname = "Host-N1"
 	n.Platform = "linux/arm64"
 	n.Role = objectv1.NodeRole_NODE_ROLE_MANAGER
 	cases := []struct {
 		expr string
 		want bool
+		why  string // in the explanation when not met
 	}{
-		{"node.id==n1", true},
-		{"node.id!=n1", false},
-		{"node.hostname==host-n1", true},
-		{"node.role==manager", true},
-		{"node.role!=worker", true},
-		{"node.platform.os==linux", true},
-		{"node.platform.arch==arm64", true},
-		{"node.labels.rack==r1", true},
-		{" node.labels.rack == r1 ", true},
-		{"node.labels.rack!=r2", true},
-		{"node.labels.zone==a", false},
-		{"node.labels.zone!=a", true},
-		{"garbage", false},
+		{"node.id==n1", true, ""},
+		{"node.id!=n1", false, `node.id is "n1"`},
+		{"node.id==N1", false, `node.id is "n1", not "N1"`},
+		// The host name case rule the kit holds schedulers to.
+		{"node.hostname==host-n1", true, ""},
+		{"node.hostname==HOST-N1", true, ""},
+		{"node.hostname!=host-n1", false, `node.hostname is "Host-N1", which is "host-n1" ignoring case`},
+		{"node.role==manager", true, ""},
+		{"node.role!=worker", true, ""},
+		{"node.platform.os==linux", true, ""},
+		{"node.platform.arch==arm64", true, ""},
+		{"node.labels.rack==r1", true, ""},
+		{"node.labels.rack==R1", false, `node.labels.rack is "r1", not "R1"`},
+		{" node.labels.rack == r1 ", true, ""},
+		{"node.labels.rack!=r2", true, ""},
+		{"node.labels.zone==a", false, "node.labels.zone is not set"},
+		{"node.labels.zone!=a", true, ""},
+		{"garbage", false, `invalid constraint "garbage"`},
 	}
 	for _, tc := range cases {
-		if got := meets(n, tc.expr); got != tc.want {
-			t.Errorf("meets(n1, %q) = %v, want %v", tc.expr, got, tc.want)
+		got, why := meets(n, tc.expr)
+		if got != tc.want || !tc.want && !strings.Contains(why, tc.why) {
+			t.Errorf("meets(n1, %q) = %v, %q; want %v, %q", tc.expr, got, why, tc.want, tc.why)
 		}
 	}
 }

@@ -140,6 +140,9 @@ func constraintView() []*schedulerv1.NodeInfo {
 		if s.role == "manager" {
 			n.Role = objectv1.NodeRole_NODE_ROLE_MANAGER
 		}
+		if s.id == "n3" {
+			n.Hostname = "Host-N3" // for the constraints on host name case
+		}
 		nodes[i] = n
 	}
 	return nodes
@@ -153,6 +156,14 @@ func checkConstraints(t *testing.T, h *harness) {
 		{"node.id!=n3"},
 		{"node.hostname==host-n2"},
 		{"node.hostname!=host-n2"},
+		// Host names compare without regard to ASCII case, as DNS names
+		// do; nothing else does.
+		{"node.hostname==HOST-N2"},
+		{"node.hostname!=Host-N1"},
+		{"node.hostname==host-n2", "node.id==n2"},
+		{"node.hostname==host-n3"}, // n3's host name is Host-N3
+		{"node.labels.rack==R1"},
+		{"node.platform.os==Linux"},
 		{"node.role==manager"},
 		{"node.role==worker"},
 		{"node.role!=manager"},
@@ -195,7 +206,7 @@ func checkConstraints(t *testing.T, h *harness) {
 
 func meetsAll(n *schedulerv1.NodeInfo, exprs []string) bool {
 	for _, e := range exprs {
-		if !meets(n, e) {
+		if ok, _ := meets(n, e); !ok {
 			return false
 		}
 	}
