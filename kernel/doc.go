@@ -33,8 +33,9 @@
 //	              assignment set against an executor, status reports
 //	simexec       an in-memory executor (tests, simulations, benchmarks)
 //	containerd    supervises the node's own containerd when none is configured
-//	tasknet       a task's network namespace through the CNI plugins; routes
-//	              to other nodes' slices of a network
+//	tasknet       routes to other nodes' slices of a network, plain or over
+//	              the VXLAN overlay (tasks are attached by the executor
+//	              plugin, with sdk/netattach)
 //	gossip        workers share task endpoints and slices peer to peer
 //	              (memberlist); managers stay out
 //	dns           a node's DNS server for its tasks: names per network from

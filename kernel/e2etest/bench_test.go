@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -162,7 +162,7 @@ func BenchmarkCreateToRunning(b *testing.B) {
 // first assigned to the node (orchestrator, allocator, scheduler) and
 // prepared (image, container and network namespace ready).
 func BenchmarkReplicasWithNetwork(b *testing.B) {
-	if _, err := os.Stat(tasknet.DefaultCNIBinDir + "/bridge"); err != nil {
+	if _, err := os.Stat(netattach.DefaultCNIBinDir + "/bridge"); err != nil {
 		b.Skipf("the CNI plugins are not installed (%v): run scripts/deps.sh", err)
 	}
 	n := startNode(b)

@@ -20,8 +20,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/shoalhq/shoal/kernel/clustertest"
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 )
 
@@ -51,8 +51,8 @@ func requireLab(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"loopback", "bridge", "static", "portmap"} {
-		if _, err := os.Stat(filepath.Join(tasknet.DefaultCNIBinDir, p)); err != nil {
-			t.Skipf("CNI plugin %s is missing in %s (apt-get install containernetworking-plugins)", p, tasknet.DefaultCNIBinDir)
+		if _, err := os.Stat(filepath.Join(netattach.DefaultCNIBinDir, p)); err != nil {
+			t.Skipf("CNI plugin %s is missing in %s (apt-get install containernetworking-plugins)", p, netattach.DefaultCNIBinDir)
 		}
 	}
 }

@@ -1,6 +1,10 @@
-// Package tasknet puts a node's tasks on the cluster's networks: a network
-// namespace per task, wired with Debian's CNI plugins through libcni, and
-// host routes to the other nodes' slices of each network.
+// Package tasknet is the node's side of the cluster's task networks: host
+// routes to the other nodes' slices of each network, plain or over the
+// VXLAN overlay (Router). The tasks themselves are attached by the
+// executor plugin, with sdk/netattach (a network namespace per task, wired
+// with Debian's CNI plugins: the bridge, the task's address, its routes
+// to the gateway, the published ports, the network's FORWARD and NAT
+// rules); this package routes between the bridges of different nodes.
 //
 // # Addressing
 //
@@ -17,7 +21,7 @@
 //     to the gateway (the first network carries the task's default route,
 //     the others a route for their subnet), and the host routes it;
 //   - the host routes each other node's slice to that node (installed by
-//     SetPeers or Router.Set), which delivers it on its own bridge.
+//     Router.Set), which delivers it on its own bridge.
 //
 // Had the task the network's /16 on its interface, it would ARP on the
 // bridge for tasks of other nodes, which only works with proxy ARP on
@@ -84,34 +88,28 @@
 // subnets must be trusted, or the overlay kept off untrusted networks.
 //
 // Packets between slices keep the tasks' addresses; traffic from a slice
-// to outside the network's subnet is masqueraded (see firewall.go), and
-// FORWARD rules let the overlay through on hosts whose FORWARD policy is
-// DROP.
+// to outside the network's subnet is masqueraded, and FORWARD rules let
+// the overlay through on hosts whose FORWARD policy is DROP (both kept by
+// sdk/netattach, per network).
 //
 // A worker learns the other nodes' slices from kernel/gossip: each
 // gossip.PeerInfo's address, slices and VTEP MAC become Peers (one per
 // slice) for Router.Set, called again whenever gossip reports a change and
 // every 30 s.
 //
-// Published ports (host mode) are the portmap plugin on the first network:
-// node:published_port is DNATed to the task's address:target_port.
-//
 // Only IPv4 networks are supported.
 //
 // # State
 //
-// StateDir/netns/<task> are the namespaces (bind mounts, as `ip netns add`
-// makes); StateDir/tasks/<task>.json records what Attach did, written before
-// it starts and marked complete at the end, so Detach and a retried Attach
-// work after a crash or restart; StateDir/cni is libcni's cache of results.
 // Host routes are tagged with their own routing protocol number, so the
 // kernel is their record; the VXLAN device, with its entries, is
-// tasknet's by its name. A network's bridge, routes and firewall rules are
-// removed when its last task on the node is detached.
+// tasknet's by its name. A network's routes go when the node no longer has
+// tasks on it (Router.Set without it in locals); its bridge and firewall
+// rules go with its last task (sdk/netattach).
 //
-// The Manager runs the CNI plugins and iptables as child processes and
-// changes routes with netlink: all of it applies to the network namespace
-// the process is in, which is the node's. One Manager per network
-// namespace: nodes simulated on one host each need their own (the tests
-// run each node's Manager in a namespace of its own).
+// The Router changes routes with netlink and runs iptables as a child
+// process: all of it applies to the network namespace the process is in,
+// which is the node's. One Router per network namespace: nodes simulated
+// on one host each need their own (the tests run each node's Router, and
+// its executor's netattach.Manager, in a namespace of its own).
 package tasknet

@@ -23,11 +23,14 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/sdk/hostnet"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// The test harness: a "node" is a network namespace the test makes, with a
-// Manager running in a helper process inside it (this test binary, re-run
+// The test harness: a "node" is a network namespace the test makes, with an
+// executor's Manager (sdk/netattach) and an agent's Router running in a
+// helper process inside it (this test binary, re-run
 // under nsenter), so that the CNI plugins and iptables the Manager runs, and
 // its routes, all land in the node's namespace and never on the host.
 
@@ -42,7 +45,7 @@ func TestMain(m *testing.M) {
 
 // helperReq is one call to the helper's Manager.
 type helperReq struct {
-	Op     string                        `json:"op"` // attach, detach, peers
+	Op     string                        `json:"op"` // attach, detach, peers, route, underlay
 	TaskID string                        `json:"task_id,omitempty"`
 	Nets   []*objectv1.NetworkAttachment `json:"nets,omitempty"`
 	Ports  []*objectv1.PortConfig        `json:"ports,omitempty"`
@@ -70,12 +73,43 @@ type helperResp struct {
 func helperMain(stateDir string) int {
 	overlayRecheck = 0 // tests check repairs of the firewall at once
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	m, err := New(Config{StateDir: stateDir, Logger: log})
+	m, err := netattach.New(netattach.Config{StateDir: stateDir, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	router := NewRouter(log)
+	// For "peers" the helper stands for an agent: after each change its
+	// Router gets the node's slices from the tasks attached (the agent's
+	// come from its assignment set) and the peers last given. Until the
+	// first "peers", routes are left to "route".
+	var (
+		peers    []Peer
+		peersSet bool
+		attached = map[string][]*objectv1.NetworkAttachment{}
+	)
+	setRoutes := func() error {
+		if !peersSet {
+			return nil
+		}
+		seen := map[Local]bool{}
+		var locals []Local
+		for _, nets := range attached {
+			for _, n := range nets {
+				l := Local{NetworkID: n.GetNetworkId(), Subnet: n.GetSubnet(), NodeSubnet: n.GetNodeSubnet()}
+				if !seen[l] {
+					seen[l] = true
+					locals = append(locals, l)
+				}
+			}
+		}
+		return router.Set(locals, peers)
+	}
+	resync := func(taskID string) {
+		if err := setRoutes(); err != nil {
+			log.Warn("routes to peer slices", "task_id", taskID, "err", err)
+		}
+	}
 	dec := json.NewDecoder(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
 	for {
@@ -92,10 +126,19 @@ func helperMain(stateDir string) int {
 		switch req.Op {
 		case "attach":
 			resp.Netns, err = m.Attach(ctx, req.TaskID, req.Nets, req.Ports)
+			if err == nil {
+				attached[req.TaskID] = req.Nets
+				resync(req.TaskID)
+			}
 		case "detach":
 			err = m.Detach(ctx, req.TaskID)
+			if err == nil {
+				delete(attached, req.TaskID)
+				resync(req.TaskID)
+			}
 		case "peers":
-			err = m.SetPeers(req.Peers)
+			peers, peersSet = req.Peers, true
+			err = setRoutes()
 		case "route":
 			err = router.Set(req.Locals, req.Peers)
 		case "underlay":
@@ -118,7 +161,7 @@ func helperMain(stateDir string) int {
 }
 
 // many attaches or detaches req.Many tasks at once.
-func many(ctx context.Context, m *Manager, req helperReq) error {
+func many(ctx context.Context, m *netattach.Manager, req helperReq) error {
 	errs := make(chan error, req.Many)
 	for i := range req.Many {
 		go func() {
@@ -162,9 +205,9 @@ func requireNetworking(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: makes network namespaces, bridges and routes")
 	}
-	for _, p := range requiredPlugins {
-		if _, err := os.Stat(filepath.Join(DefaultCNIBinDir, p)); err != nil {
-			t.Skipf("CNI plugin %s missing in %s (apt-get install containernetworking-plugins)", p, DefaultCNIBinDir)
+	for _, p := range []string{"loopback", "bridge", "static", "portmap"} {
+		if _, err := os.Stat(filepath.Join(netattach.DefaultCNIBinDir, p)); err != nil {
+			t.Skipf("CNI plugin %s missing in %s (apt-get install containernetworking-plugins)", p, netattach.DefaultCNIBinDir)
 		}
 	}
 	for _, b := range []string{"nsenter", "iptables"} {
@@ -183,13 +226,13 @@ func newTestNodes(t testing.TB) (a, b *testNode) {
 	a = &testNode{name: "a", ns: filepath.Join(dir, "node-a"), addr: "192.168.250.1", stateDir: filepath.Join(dir, "state-a")}
 	b = &testNode{name: "b", ns: filepath.Join(dir, "node-b"), addr: "192.168.250.2", stateDir: filepath.Join(dir, "state-b")}
 	for _, n := range []*testNode{a, b} {
-		if err := createNetns(n.ns); err != nil {
+		if err := hostnet.CreateNetns(n.ns); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			n.stop(t)
 			unmountUnder(t, filepath.Join(n.stateDir, "netns"))
-			if err := removeNetns(n.ns); err != nil {
+			if err := hostnet.RemoveNetns(n.ns); err != nil {
 				t.Error(err)
 			}
 		})
@@ -334,7 +377,7 @@ func (n *testNode) detach(t testing.TB, taskID string) {
 func (n *testNode) setPeers(t testing.TB, peers ...Peer) {
 	t.Helper()
 	if resp := n.call(t, helperReq{Op: "peers", Peers: peers}); resp.Err != "" {
-		t.Fatalf("node %s: SetPeers = %s", n.name, resp.Err)
+		t.Fatalf("node %s: Router.Set with peers = %s", n.name, resp.Err)
 	}
 }
 

@@ -49,14 +49,17 @@ type underlay struct {
 	mac    net.HardwareAddr
 }
 
+// maxNodeIDLen bounds a node ID, as long as any ID shoal makes and more.
+const maxNodeIDLen = 128
+
 // newUnderlay validates SetUnderlay's arguments.
 func newUnderlay(nodeID, addr string) (*underlay, error) {
 	var fe sdk.FieldErrors
 	switch {
 	case nodeID == "":
 		fe.Add("node_id", "is required")
-	case len(nodeID) > maxIDLen:
-		fe.Add("node_id", "is %d characters, at most %d are allowed", len(nodeID), maxIDLen)
+	case len(nodeID) > maxNodeIDLen:
+		fe.Add("node_id", "is %d characters, at most %d are allowed", len(nodeID), maxNodeIDLen)
 	}
 	a, err := netip.ParseAddr(addr)
 	switch {
@@ -248,7 +251,7 @@ func vxlanIndex() int {
 // (the kernel prefers the device's address whose prefix holds the next
 // hop), which the peers route back through the overlay and let through
 // their FORWARD rules like a task's.
-func syncVXLANAddrs(vx netlink.Link, locals map[string]netPlan) error {
+func syncVXLANAddrs(vx netlink.Link, locals map[string]local) error {
 	want := map[netip.Prefix]bool{}
 	for _, l := range locals {
 		want[netip.PrefixFrom(l.NodeSubnet.Addr(), l.Subnet.Bits())] = true

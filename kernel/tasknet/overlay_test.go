@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoalhq/shoal/sdk/hostnet"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -79,13 +80,13 @@ func newOverlayNodes(t *testing.T) (a, b, c *testNode) {
 	a, b, c = mk("a", "192.168.250.1"), mk("b", "192.168.250.2"), mk("c", "192.168.249.3")
 	r, lan := mk("r", ""), mk("lan", "")
 	for _, n := range []*testNode{lan, r, a, b, c} {
-		if err := createNetns(n.ns); err != nil {
+		if err := hostnet.CreateNetns(n.ns); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			n.stop(t)
 			unmountUnder(t, filepath.Join(n.stateDir, "netns"))
-			if err := removeNetns(n.ns); err != nil {
+			if err := hostnet.RemoveNetns(n.ns); err != nil {
 				t.Error(err)
 			}
 		})

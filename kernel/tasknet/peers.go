@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"sync"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/hostnet"
 )
 
 // Peer is another node's slice of a network: the tasks of NetworkID with
@@ -35,7 +35,7 @@ type Peer struct {
 	VTEPMAC string
 }
 
-// Bounds on the input of SetPeers and Router.Set: well above a cluster's
+// Bounds on the input of Router.Set: well above a cluster's
 // (1,000 nodes with a slice of each of 64 networks), well below what would
 // make one call hold the kernel's tables for long. Over a bound, nothing
 // is changed.
@@ -56,44 +56,6 @@ type peerRoute struct {
 	via       netip.Addr
 	dst       netip.Prefix
 	mac       net.HardwareAddr // nil when the peer gave none
-}
-
-// SetPeers replaces the set of other nodes' slices. For every peer slice of
-// a network that has tasks on this node, the host gets a route: "node_subnet
-// via node_addr" when the peer's node address is on a link this node is
-// on, otherwise one through the VXLAN overlay (which needs SetUnderlay
-// first, and the peer's VTEP MAC; see doc.go). Routes of peers no longer
-// listed, or of networks that left the node, are deleted, and changed ones
-// replaced. The set is kept: a network that later gets its first task here
-// gets its routes then.
-//
-// SetPeers applies every valid peer. It returns an error of kind
-// ErrInvalidArgument naming each peer it skipped (peers[i].field), joined
-// with the errors of peers it cannot reach and of routes the kernel
-// refused. More than 65,536 peers change nothing.
-func (m *Manager) SetPeers(peers []Peer) error {
-	if len(peers) > maxPeers {
-		return fmt.Errorf("tasknet: %d peers, at most %d are allowed: %w", len(peers), maxPeers, sdk.ErrInvalidArgument)
-	}
-	valid, verr := validatePeers(peers)
-	m.routeMu.Lock()
-	defer m.routeMu.Unlock()
-	m.peers = valid
-	m.peersSet = true
-	return errors.Join(verr, syncRoutes(m.log, m.fw, m.underlay, m.activeNetworks(), m.peers))
-}
-
-// SetUnderlay gives the Manager this node's ID and underlay address, as
-// Router.SetUnderlay does, for the routes SetPeers keeps.
-func (m *Manager) SetUnderlay(nodeID, addr string) (vtepMAC string, err error) {
-	u, err := newUnderlay(nodeID, addr)
-	if err != nil {
-		return "", err
-	}
-	m.routeMu.Lock()
-	defer m.routeMu.Unlock()
-	m.underlay = u
-	return u.mac.String(), nil
 }
 
 // validatePeers checks peers and returns the valid ones in a deterministic
@@ -119,7 +81,7 @@ func validatePeers(peers []Peer) ([]peerRoute, error) {
 		case via.IsUnspecified() || via.IsLoopback() || via.IsMulticast():
 			fe.Add(f+".node_addr", "%s is not an address another node can be reached at", via)
 		}
-		dst, _ := parseIPv4Prefix(&fe, f+".node_subnet", p.NodeSubnet)
+		dst, _ := hostnet.ParseIPv4Prefix(&fe, f+".node_subnet", p.NodeSubnet)
 		var mac net.HardwareAddr
 		if p.VTEPMAC != "" {
 			if mac, err = parseVTEPMAC(p.VTEPMAC); err != nil {
@@ -147,11 +109,14 @@ type Local struct {
 	NodeSubnet string
 }
 
-// Router keeps the host's routes to other nodes' slices for a process that
-// knows the node's slices but does not attach the tasks itself: the agent,
-// whose executor plugin runs its own Manager. Managers leave routes alone
-// until their SetPeers is called, so a Router and the plugin's Manager on
-// one node do not undo each other's work; use one or the other for routes.
+// local is a validated Local.
+type local struct {
+	Subnet, NodeSubnet netip.Prefix
+}
+
+// Router keeps the host's routes to other nodes' slices, for the agent: it
+// knows the node's slices from its tasks, while its executor plugin
+// attaches the tasks (sdk/netattach), which never touches these routes.
 // The Router also keeps the VXLAN overlay (doc.go) and its firewall rules.
 type Router struct {
 	log *slog.Logger
@@ -187,25 +152,34 @@ func (r *Router) SetUnderlay(nodeID, addr string) (vtepMAC string, err error) {
 }
 
 // Set makes the host's routes those to the peers' slices of the networks
-// in locals (this node's slices), like Manager.SetPeers. It applies every
-// valid entry and returns an error naming the invalid ones. Over the bounds
-// (4,096 locals, 65,536 peers) it changes nothing.
+// in locals (this node's slices, those it has tasks on). For every such
+// peer slice the host gets a route: "node_subnet via node_addr" when the
+// peer's node address is on a link this node is on, otherwise one through
+// the VXLAN overlay (which needs SetUnderlay first, and the peer's VTEP
+// MAC; see doc.go). Routes of peers no longer listed, or of networks no
+// longer in locals, are deleted, and changed ones replaced.
+//
+// Set applies every valid entry. It returns an error of kind
+// ErrInvalidArgument naming each entry it skipped (locals[i].field,
+// peers[i].field), joined with the errors of peers it cannot reach and of
+// routes the kernel refused. Over the bounds (4,096 locals, 65,536 peers)
+// it changes nothing.
 func (r *Router) Set(locals []Local, peers []Peer) error {
 	if len(locals) > maxLocals || len(peers) > maxPeers {
 		return fmt.Errorf("tasknet: %d locals and %d peers, at most %d and %d are allowed: %w", len(locals), len(peers), maxLocals, maxPeers, sdk.ErrInvalidArgument)
 	}
 	var fe sdk.FieldErrors
-	plans := make(map[string]netPlan, len(locals))
+	plans := make(map[string]local, len(locals))
 	for i, l := range locals {
 		f := fmt.Sprintf("locals[%d]", i)
 		if l.NetworkID == "" {
 			fe.Add(f+".network_id", "is required")
 			continue
 		}
-		sub, ok1 := parseIPv4Prefix(&fe, f+".subnet", l.Subnet)
-		ns, ok2 := parseIPv4Prefix(&fe, f+".node_subnet", l.NodeSubnet)
+		sub, ok1 := hostnet.ParseIPv4Prefix(&fe, f+".subnet", l.Subnet)
+		ns, ok2 := hostnet.ParseIPv4Prefix(&fe, f+".node_subnet", l.NodeSubnet)
 		if ok1 && ok2 {
-			plans[l.NetworkID] = netPlan{NetworkID: l.NetworkID, Subnet: sub, NodeSubnet: ns}
+			plans[l.NetworkID] = local{Subnet: sub, NodeSubnet: ns}
 		}
 	}
 	valid, verr := validatePeers(peers)
@@ -214,24 +188,13 @@ func (r *Router) Set(locals []Local, peers []Peer) error {
 	return errors.Join(fe.Err(), verr, syncRoutes(r.log, r.fw, r.underlay, plans, valid))
 }
 
-// syncRoutes brings the host routes in line with the peers and the networks
-// that have tasks here.
-func (m *Manager) syncRoutes() error {
-	m.routeMu.Lock()
-	defer m.routeMu.Unlock()
-	if !m.peersSet {
-		return nil // routes are kept by a Router, or not at all
-	}
-	return syncRoutes(m.log, m.fw, m.underlay, m.activeNetworks(), m.peers)
-}
-
 // syncRoutes makes tasknet's host routes those to the peers' slices of the
 // networks in locals: plain routes to the peers on a shared link, routes
 // through the VXLAN device (with its neighbour and FDB entries, addresses
 // and firewall rules) to the others; and removes whatever is no longer
 // wanted, the device itself when no peer needs it. u is nil when the
 // overlay is not configured.
-func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]netPlan, peers []peerRoute) error {
+func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]local, peers []peerRoute) error {
 	var errs []error
 	want := map[netip.Prefix]peerRoute{}
 	for _, p := range peers {
@@ -309,7 +272,7 @@ func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]n
 		tunneled[dst] = p
 	}
 	if len(plain)+len(tunneled) > 0 {
-		if err := enableForwarding(); err != nil {
+		if err := hostnet.EnableForwarding(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -408,7 +371,7 @@ func syncRoutes(log *slog.Logger, fw *firewall, u *underlay, locals map[string]n
 }
 
 // inLocalSubnet reports whether a is inside one of the networks' subnets.
-func inLocalSubnet(locals map[string]netPlan, a netip.Addr) bool {
+func inLocalSubnet(locals map[string]local, a netip.Addr) bool {
 	for _, l := range locals {
 		if l.Subnet.Contains(a) {
 			return true
@@ -439,19 +402,6 @@ func ownRoutes() ([]netlink.Route, error) {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}
 	return rs, nil
-}
-
-// enableForwarding turns on IPv4 forwarding, which routing between the
-// bridge and the node's links needs.
-func enableForwarding() error {
-	const path = "/proc/sys/net/ipv4/ip_forward"
-	if b, err := os.ReadFile(path); err == nil && len(b) > 0 && b[0] == '1' {
-		return nil
-	}
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
-	return nil
 }
 
 func prefixOf(n *net.IPNet) netip.Prefix {

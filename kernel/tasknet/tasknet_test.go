@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -102,8 +103,8 @@ func TestTwoNodes(t *testing.T) {
 
 	for _, n := range []*testNode{a, b} {
 		h := n.handle(t)
-		if _, err := h.LinkByName(bridgeName(testNetID)); err == nil {
-			t.Errorf("node %s: bridge %s is still there", n.name, bridgeName(testNetID))
+		if _, err := h.LinkByName(netattach.BridgeName(testNetID)); err == nil {
+			t.Errorf("node %s: bridge %s is still there", n.name, netattach.BridgeName(testNetID))
 		}
 		rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
@@ -127,7 +128,8 @@ func TestTwoNodes(t *testing.T) {
 	}
 }
 
-// TestSetPeersRoutes checks that SetPeers replaces a changed route, removes
+// TestSetPeersRoutes checks that the Router, given peers as an agent gives
+// them (its slices from the tasks attached), replaces a changed route, removes
 // one of a peer that left, applies the valid peers when others are invalid,
 // and keeps the peers for a network whose first task comes later.
 func TestSetPeersRoutes(t *testing.T) {
@@ -180,7 +182,7 @@ func TestSetPeersRoutes(t *testing.T) {
 	}})
 	for _, want := range []string{"peers[1].node_addr", "outside the network's subnet"} {
 		if !strings.Contains(resp.Err, want) {
-			t.Errorf("SetPeers with bad peers = %q, want it to name %q", resp.Err, want)
+			t.Errorf("Router.Set with bad peers = %q, want it to name %q", resp.Err, want)
 		}
 	}
 	check("b left, bad peers skipped", map[string]string{"10.200.6.0/24": "192.168.250.4"})
@@ -280,7 +282,7 @@ func TestConcurrentAttach(t *testing.T) {
 	if resp := a.call(t, helperReq{Op: "detach-many", TaskID: "c", Many: n}); resp.Err != "" {
 		t.Fatalf("detach %d at once: %s", n, resp.Err)
 	}
-	if _, err := a.handle(t).LinkByName(bridgeName(testNetID)); err == nil {
+	if _, err := a.handle(t).LinkByName(netattach.BridgeName(testNetID)); err == nil {
 		t.Errorf("bridge still there after the last task left")
 	}
 }

@@ -1,6 +1,6 @@
 // Command executor-containerd is the executor plugin that runs a node's
 // tasks as containers through containerd (package ctrexec), with task
-// networking from kernel/tasknet. Each task's log driver is
+// networking from sdk/netattach. Each task's log driver is
 // executor-containerd-logdriver beside it; without that, this binary is
 // the driver when the containerd shim starts it with "log-driver DIR" and
 // its rotation limits (package logdriver).
@@ -11,11 +11,11 @@ import (
 
 	ctrdlog "github.com/containerd/log"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/plugins/executor-containerd/ctrexec"
 	"github.com/shoalhq/shoal/plugins/executor-containerd/logdriver"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netattach"
 )
 
 func main() {
@@ -29,7 +29,7 @@ func main() {
 	executor.Serve(ctrexec.New(ctrexec.Options{
 		Logger: logger,
 		NewNetwork: func(stateDir string) (ctrexec.Network, error) {
-			return tasknet.New(tasknet.Config{StateDir: stateDir, Logger: logger.With("part", "tasknet")})
+			return netattach.New(netattach.Config{StateDir: stateDir, Logger: logger.With("part", "tasknet")})
 		},
 	}))
 }

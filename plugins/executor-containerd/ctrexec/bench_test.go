@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -21,7 +21,7 @@ import (
 // Removing each container is not timed. Its log driver is the plugin's
 // binary, as in production. "host" shares the node's network (a task
 // without networks); "network" gets a network namespace on a bridge from
-// kernel/tasknet.
+// sdk/netattach.
 func BenchmarkCreateToRunning(b *testing.B) {
 	address := startContainerd(b)
 	driver := filepath.Join(b.TempDir(), "executor-containerd")
@@ -31,11 +31,11 @@ func BenchmarkCreateToRunning(b *testing.B) {
 	}
 	b.Run("host", func(b *testing.B) { benchCreate(b, address, Options{LogDriver: driver}, nil) })
 	b.Run("network", func(b *testing.B) {
-		if _, err := os.Stat(tasknet.DefaultCNIBinDir + "/bridge"); err != nil {
+		if _, err := os.Stat(netattach.DefaultCNIBinDir + "/bridge"); err != nil {
 			b.Skipf("the CNI plugins are not installed (%v)", err)
 		}
 		opts := Options{LogDriver: driver, NewNetwork: func(dir string) (Network, error) {
-			return tasknet.New(tasknet.Config{StateDir: dir})
+			return netattach.New(netattach.Config{StateDir: dir})
 		}}
 		benchCreate(b, address, opts, func(i int) []*objectv1.NetworkAttachment {
 			return []*objectv1.NetworkAttachment{{

@@ -2,6 +2,7 @@ package ctrexec
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
-	"github.com/shoalhq/shoal/kernel/ids"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 )
@@ -85,7 +85,8 @@ func (e *Executor) Exec(ctx context.Context, taskID string, spec executor.ExecSp
 	if spec.Tty {
 		opts = append(opts, cio.WithTerminal)
 	}
-	execID := "exec-" + ids.New()
+	// An ID of its own per exec: containerd keys a task's processes by it.
+	execID := "exec-" + rand.Text()
 	proc, err := s.tk.Exec(nctx, execID, &p, cio.NewCreator(opts...))
 	if err != nil {
 		return 0, fmt.Errorf("exec in task %s: %w", taskID, kind(err))

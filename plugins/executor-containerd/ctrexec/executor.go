@@ -24,7 +24,7 @@
 // (like `docker run --network host`), which keeps a one-node cluster simple
 // and its published ports trivially reachable. A task with networks gets
 // its own network namespace from the Network given to the executor
-// (package kernel/tasknet in the plugin's main), and its own resolv.conf
+// (package sdk/netattach in the plugin's main), and its own resolv.conf
 // (the node's DNS server at its first network's gateway), hosts and
 // hostname, rendered with sdk/netfiles and kept in the executor's state
 // directory until Remove (taskfiles.go).
@@ -262,7 +262,7 @@ func (e *Executor) Configure(ctx context.Context, node executor.NodeInfo, config
 }
 
 // attachedLister is implemented by a Network that can list the tasks it
-// holds attachments for (tasknet.Manager does).
+// holds attachments for (netattach.Manager does).
 type attachedLister interface {
 	Attached() ([]string, error)
 }
@@ -533,7 +533,7 @@ func (e *Executor) detach(ctx context.Context, taskID, netns string) {
 }
 
 // taskPorts are the ports a task publishes on its node, from its service's
-// endpoint as the task recorded it; tasknet maps them into the task's
+// endpoint as the task recorded it; netattach maps them into the task's
 // namespace (tasks without networks share the node's network and bind their
 // ports there themselves).
 func taskPorts(t *objectv1.Task) []*objectv1.PortConfig { return t.GetEndpoint().GetPorts() }

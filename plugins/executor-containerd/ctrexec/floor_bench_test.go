@@ -15,8 +15,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -127,12 +127,12 @@ func removeFloor(ctx context.Context, c *client.Client, id string) {
 
 func BenchmarkExecutorMany(b *testing.B) {
 	address := startContainerd(b)
-	if _, err := os.Stat(tasknet.DefaultCNIBinDir + "/bridge"); err != nil {
+	if _, err := os.Stat(netattach.DefaultCNIBinDir + "/bridge"); err != nil {
 		b.Skipf("the CNI plugins are not installed (%v)", err)
 	}
 	n := floorN()
 	e := New(Options{LogDriver: env.driver, NewNetwork: func(dir string) (Network, error) {
-		return tasknet.New(tasknet.Config{StateDir: dir})
+		return netattach.New(netattach.Config{StateDir: dir})
 	}})
 	defer e.Close()
 	ctx := context.Background()

@@ -13,9 +13,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -69,7 +69,7 @@ func TestRenderTaskFiles(t *testing.T) {
 // removes them with the task, and deletes those of tasks whose container is
 // gone. A task without networks keeps the host's files.
 func TestTaskResolvConfAndHosts(t *testing.T) {
-	if _, err := os.Stat(tasknet.DefaultCNIBinDir + "/bridge"); err != nil {
+	if _, err := os.Stat(netattach.DefaultCNIBinDir + "/bridge"); err != nil {
 		t.Skipf("the CNI plugins are not installed (%v): run scripts/deps.sh", err)
 	}
 	address := startContainerd(t)
@@ -86,7 +86,7 @@ func TestTaskResolvConfAndHosts(t *testing.T) {
 	})
 	configure := func() *Executor {
 		e := New(Options{LogDriver: env.driver, ResolvConf: hostRC, NewNetwork: func(dir string) (Network, error) {
-			return tasknet.New(tasknet.Config{StateDir: dir})
+			return netattach.New(netattach.Config{StateDir: dir})
 		}})
 		made = append(made, e)
 		if err := e.Configure(ctxT(t), executor.NodeInfo{StateDir: stateDir, ContainerdAddress: address}, []byte(`namespace = "`+testNamespace+`"`)); err != nil {

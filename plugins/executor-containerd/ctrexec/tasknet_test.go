@@ -6,21 +6,21 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/shoalhq/shoal/kernel/tasknet"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
 // TestTasksReachEachOther puts two tasks on one network with the node's
-// real task networking (kernel/tasknet, Debian's CNI plugins): one serves
+// real task networking (sdk/netattach, Debian's CNI plugins): one serves
 // on its address, the other connects to it.
 func TestTasksReachEachOther(t *testing.T) {
-	if _, err := os.Stat(tasknet.DefaultCNIBinDir + "/bridge"); err != nil {
+	if _, err := os.Stat(netattach.DefaultCNIBinDir + "/bridge"); err != nil {
 		t.Skipf("the CNI plugins are not installed (%v): run scripts/deps.sh", err)
 	}
 	address := startContainerd(t)
 	e := New(Options{LogDriver: env.driver, NewNetwork: func(dir string) (Network, error) {
-		return tasknet.New(tasknet.Config{StateDir: dir})
+		return netattach.New(netattach.Config{StateDir: dir})
 	}})
 	t.Cleanup(func() { e.Close() })
 	if err := e.Configure(ctxT(t), executor.NodeInfo{StateDir: t.TempDir(), ContainerdAddress: address}, []byte(`namespace = "`+testNamespace+`"`)); err != nil {

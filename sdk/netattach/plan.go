@@ -1,4 +1,4 @@
-package tasknet
+package netattach
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/hostnet"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -42,8 +43,9 @@ type portPlan struct {
 	PublishedPort uint16 `json:"published_port"`
 }
 
-// bridgeName is the name of the node's bridge for a network.
-func bridgeName(networkID string) string {
+// BridgeName is the name of the node's bridge for a network: "sh-" and
+// the first 12 characters of its ID.
+func BridgeName(networkID string) string {
 	if len(networkID) > bridgeIDChars {
 		networkID = networkID[:bridgeIDChars]
 	}
@@ -161,10 +163,10 @@ func planNetwork(fe *sdk.FieldErrors, f string, n *objectv1.NetworkAttachment) (
 	case !idPattern.MatchString(p.NetworkID):
 		fe.Add(f+".network_id", "%q has characters other than letters, digits, '_', '.' and '-'", p.NetworkID)
 	}
-	p.Bridge = bridgeName(p.NetworkID)
+	p.Bridge = BridgeName(p.NetworkID)
 
-	subnet, okSubnet := parseIPv4Prefix(fe, f+".subnet", n.GetSubnet())
-	nodeSubnet, okNode := parseIPv4Prefix(fe, f+".node_subnet", n.GetNodeSubnet())
+	subnet, okSubnet := hostnet.ParseIPv4Prefix(fe, f+".subnet", n.GetSubnet())
+	nodeSubnet, okNode := hostnet.ParseIPv4Prefix(fe, f+".node_subnet", n.GetNodeSubnet())
 	if okSubnet && okNode {
 		if nodeSubnet.Bits() < subnet.Bits() || !subnet.Contains(nodeSubnet.Addr()) {
 			fe.Add(f+".node_subnet", "%s is not inside the network's subnet %s", nodeSubnet, subnet)
@@ -203,22 +205,6 @@ func planNetwork(fe *sdk.FieldErrors, f string, n *objectv1.NetworkAttachment) (
 		}
 	}
 	return p, len(*fe) == before
-}
-
-// parseIPv4Prefix parses a canonical IPv4 network ("10.200.0.0/16").
-func parseIPv4Prefix(fe *sdk.FieldErrors, field, s string) (netip.Prefix, bool) {
-	p, err := netip.ParsePrefix(s)
-	switch {
-	case err != nil:
-		fe.Add(field, "%q is not a network in CIDR form (e.g. \"10.200.0.0/16\")", s)
-	case !p.Addr().Is4():
-		fe.Add(field, "%s is not IPv4: only IPv4 networks are supported", p)
-	case p.Masked() != p:
-		fe.Add(field, "%s has host bits set: the network is %s", p, p.Masked())
-	default:
-		return p, true
-	}
-	return netip.Prefix{}, false
 }
 
 // usable reports whether a is a host address of p: inside, and neither its

@@ -1,4 +1,4 @@
-package tasknet
+package netattach
 
 import (
 	"context"
@@ -19,10 +19,11 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/hostnet"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// Config is the tasknet part of a node.
+// Config is a Manager's.
 type Config struct {
 	// StateDir holds the tasks' network namespaces (netns/), their records
 	// (tasks/) and libcni's cached results (cni/). It must survive a restart
@@ -50,15 +51,7 @@ type Manager struct {
 	fw       *firewall
 	tasks    keyedMutex
 
-	// routeMu serializes changes to the host's peer routes.
-	routeMu sync.Mutex
-	peers   []peerRoute
-	// peersSet says SetPeers was called: until then this Manager leaves
-	// the host's routes to a Router (see Router).
-	peersSet bool
-	underlay *underlay // nil until SetUnderlay
-
-	// mu guards nets, the refs and active fields of its values, and ports.
+	// mu guards nets, the refs field of its values, and ports.
 	mu   sync.Mutex
 	nets map[string]*network
 	// ports are the published ports in use on the node, and their tasks.
@@ -73,8 +66,7 @@ type network struct {
 	mu   sync.RWMutex
 	plan netPlan // the network's fields of the first task; every task agrees
 
-	refs   int  // records on disk naming the network; guarded by Manager.mu
-	active bool // the bridge is up and routes apply; guarded by Manager.mu
+	refs int // records on disk naming the network; guarded by Manager.mu
 
 	// setupMu guards setup: the firewall rules are in place.
 	setupMu sync.Mutex
@@ -103,7 +95,7 @@ func (m *Manager) Attached() ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("tasknet: %w", err)
+		return nil, fmt.Errorf("netattach: %w", err)
 	}
 	var ids []string
 	for _, e := range entries {
@@ -127,11 +119,11 @@ func New(cfg Config) (*Manager, error) {
 		cfg.CNIBinDir = DefaultCNIBinDir
 	}
 	if err := fe.Err(); err != nil {
-		return nil, fmt.Errorf("tasknet: %w", err)
+		return nil, fmt.Errorf("netattach: %w", err)
 	}
 	for _, p := range requiredPlugins {
 		if st, err := os.Stat(filepath.Join(cfg.CNIBinDir, p)); err != nil || st.IsDir() {
-			return nil, fmt.Errorf("tasknet: CNI plugin %q not found in %s (Debian: apt-get install containernetworking-plugins): %w", p, cfg.CNIBinDir, sdk.ErrFailedPrecondition)
+			return nil, fmt.Errorf("netattach: CNI plugin %q not found in %s (Debian: apt-get install containernetworking-plugins): %w", p, cfg.CNIBinDir, sdk.ErrFailedPrecondition)
 		}
 	}
 	log := cfg.Logger
@@ -150,26 +142,21 @@ func New(cfg Config) (*Manager, error) {
 		nets:  map[string]*network{},
 		ports: map[portPlan]string{},
 	}
-	if m.fw.bin == "" {
+	if m.fw.ipt.Bin == "" {
 		log.Warn("no iptables: tasks will not reach outside their networks, and published ports fail")
 	}
 	for _, d := range []string{"netns", "tasks", "cni"} {
 		if err := os.MkdirAll(filepath.Join(cfg.StateDir, d), 0o700); err != nil {
-			return nil, fmt.Errorf("tasknet: %w", err)
+			return nil, fmt.Errorf("netattach: %w", err)
 		}
 	}
 	recs, err := m.loadRecords()
 	if err != nil {
-		return nil, fmt.Errorf("tasknet: %w", err)
+		return nil, fmt.Errorf("netattach: %w", err)
 	}
 	for _, rec := range recs {
 		if err := m.acquire(rec); err != nil {
-			return nil, fmt.Errorf("tasknet: task %s: %w", rec.TaskID, err)
-		}
-		if rec.Complete {
-			for _, n := range rec.Networks {
-				m.nets[n.NetworkID].active = true
-			}
+			return nil, fmt.Errorf("netattach: task %s: %w", rec.TaskID, err)
 		}
 	}
 	return m, nil
@@ -202,7 +189,7 @@ func (m *Manager) Attach(ctx context.Context, taskID string, nets []*objectv1.Ne
 			if !old.sameNetworks(rec) {
 				return "", fmt.Errorf("attach task %s: %w: attached already with other networks or ports; detach it first", taskID, sdk.ErrFailedPrecondition)
 			}
-			if ok, err := isNetns(old.Netns); err != nil {
+			if ok, err := hostnet.IsNetns(old.Netns); err != nil {
 				return "", fmt.Errorf("attach task %s: %w", taskID, err)
 			} else if ok {
 				return old.Netns, nil
@@ -243,14 +230,13 @@ func (m *Manager) Attach(ctx context.Context, taskID string, nets []*objectv1.Ne
 
 // attach does the work of Attach for a recorded task.
 func (m *Manager) attach(ctx context.Context, rec *record) error {
-	if err := createNetns(rec.Netns); err != nil {
+	if err := hostnet.CreateNetns(rec.Netns); err != nil {
 		return err
 	}
 	rt := &libcni.RuntimeConf{ContainerID: rec.TaskID, NetNS: rec.Netns, IfName: "lo"}
 	if _, err := m.cni.AddNetworkList(ctx, loopbackList, rt); err != nil {
 		return fmt.Errorf("loopback: %w", err)
 	}
-	newlyActive := false
 	for i, n := range rec.Networks {
 		list, rt, err := m.cniList(rec, i)
 		if err != nil {
@@ -262,22 +248,9 @@ func (m *Manager) attach(ctx context.Context, rec *record) error {
 		if err == nil {
 			_, err = m.cni.AddNetworkList(ctx, list, rt)
 		}
-		if err == nil {
-			m.mu.Lock()
-			newlyActive = newlyActive || !nw.active
-			nw.active = true
-			m.mu.Unlock()
-		}
 		nw.mu.RUnlock()
 		if err != nil {
 			return fmt.Errorf("network %s: %w", n.NetworkID, err)
-		}
-	}
-	if newlyActive {
-		// The task is attached; routes to peers are the node's business,
-		// and SetPeers reports their errors.
-		if err := m.syncRoutes(); err != nil {
-			m.log.Warn("routes to peer slices", "task_id", rec.TaskID, "err", err)
 		}
 	}
 	return nil
@@ -291,7 +264,7 @@ func (m *Manager) setupNetwork(ctx context.Context, nw *network) error {
 	if nw.setup {
 		return nil
 	}
-	if err := enableForwarding(); err != nil {
+	if err := hostnet.EnableForwarding(); err != nil {
 		return err
 	}
 	if err := m.fw.ensureNetwork(ctx, nw.plan.NetworkID, nw.plan.Subnet, nw.plan.NodeSubnet); err != nil {
@@ -304,7 +277,7 @@ func (m *Manager) setupNetwork(ctx context.Context, nw *network) error {
 // Detach removes a task's interfaces, published ports and network
 // namespace. Detaching a task that is not attached is not an error; a
 // failed Detach can be retried. When the task was the network's last on the
-// node, the network's bridge, routes and firewall rules go too.
+// node, the network's bridge and firewall rules go too.
 func (m *Manager) Detach(ctx context.Context, taskID string) error {
 	var fe sdk.FieldErrors
 	validateTaskID(&fe, taskID)
@@ -332,7 +305,7 @@ func (m *Manager) detach(ctx context.Context, rec *record) error {
 	// After a reboot the namespace is gone and its path a plain file: the
 	// plugins are told there is no namespace, and clean up the rest.
 	nsPath := rec.Netns
-	if ok, err := isNetns(nsPath); err != nil {
+	if ok, err := hostnet.IsNetns(nsPath); err != nil {
 		return err
 	} else if !ok {
 		nsPath = ""
@@ -355,7 +328,7 @@ func (m *Manager) detach(ctx context.Context, rec *record) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := removeNetns(rec.Netns); err != nil {
+	if err := hostnet.RemoveNetns(rec.Netns); err != nil {
 		return err
 	}
 	if err := os.Remove(m.recordPath(rec.TaskID)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -451,8 +424,10 @@ func (m *Manager) release(ctx context.Context, rec *record) {
 	}
 }
 
-// teardown removes a network without tasks from the node: routes, bridge,
-// firewall rules. A task attaching meanwhile waits, then sets it up again.
+// teardown removes a network without tasks from the node: bridge, firewall
+// rules. A task attaching meanwhile waits, then sets it up again. The
+// routes to other nodes' slices of the network are the node's: it drops
+// them when it no longer has tasks on the network.
 func (m *Manager) teardown(ctx context.Context, nw *network) error {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
@@ -461,16 +436,9 @@ func (m *Manager) teardown(ctx context.Context, nw *network) error {
 		m.mu.Unlock()
 		return nil
 	}
-	nw.active = false
 	m.mu.Unlock()
 
 	var errs []error
-	// The network is no longer active: its routes (and the overlay's
-	// entries and addresses only it needed) go. As in attach, errors of
-	// routes to peers are the node's business, reported by SetPeers.
-	if err := m.syncRoutes(); err != nil {
-		m.log.Warn("routes to peer slices", "network_id", nw.plan.NetworkID, "err", err)
-	}
 	if l, err := netlink.LinkByName(nw.plan.Bridge); err == nil {
 		if err := netlink.LinkDel(l); err != nil {
 			errs = append(errs, fmt.Errorf("delete bridge %s: %w", nw.plan.Bridge, err))
@@ -494,19 +462,6 @@ func (m *Manager) teardown(ctx context.Context, nw *network) error {
 		m.log.Info("network removed from the node", "network_id", nw.plan.NetworkID, "bridge", nw.plan.Bridge)
 	}
 	return errors.Join(errs...)
-}
-
-// activeNetworks returns the plans of the networks whose bridges are up.
-func (m *Manager) activeNetworks() map[string]netPlan {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make(map[string]netPlan, len(m.nets))
-	for id, nw := range m.nets {
-		if nw.active {
-			out[id] = nw.plan
-		}
-	}
-	return out
 }
 
 // sameNetworks reports whether two records attach to the same networks and

@@ -1,4 +1,4 @@
-package tasknet
+package hostnet
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// createNetns makes a new network namespace kept alive by a bind mount at
+// CreateNetns makes a new network namespace kept alive by a bind mount at
 // path, as `ip netns add` does. The calling goroutine's thread is not
 // touched: the namespace is made on a thread of its own, which exits with
 // the goroutine because its network namespace is no longer the process's.
-func createNetns(path string) error {
+func CreateNetns(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return fmt.Errorf("create netns mount point: %w", err)
@@ -44,9 +44,9 @@ func createNetns(path string) error {
 	return nil
 }
 
-// isNetns reports whether path is a mounted network namespace. A file left
+// IsNetns reports whether path is a mounted network namespace. A file left
 // by a reboot (the mount is gone, the empty file remains) is not.
-func isNetns(path string) (bool, error) {
+func IsNetns(path string) (bool, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -57,10 +57,10 @@ func isNetns(path string) (bool, error) {
 	return st.Type == unix.NSFS_MAGIC, nil
 }
 
-// removeNetns unmounts and removes a namespace made by createNetns. The
+// RemoveNetns unmounts and removes a namespace made by CreateNetns. The
 // namespace itself goes when its last user (a process inside, an open file)
 // goes. Removing one that does not exist is not an error.
-func removeNetns(path string) error {
+func RemoveNetns(path string) error {
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("unmount netns %s: %w", path, err)
 	}

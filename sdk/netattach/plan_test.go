@@ -1,7 +1,8 @@
-package tasknet
+package netattach
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -9,6 +10,20 @@ import (
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
+
+const testNetID = "n0test0network0id0000000a" // 25 characters, like an object ID
+
+// attachment is task host of slice 10.200.<slice>.0/24 of 10.200.0.0/16.
+func attachment(slice, host int) *objectv1.NetworkAttachment {
+	return &objectv1.NetworkAttachment{
+		NetworkId:   testNetID,
+		NetworkName: "backend",
+		Addr:        fmt.Sprintf("10.200.%d.%d/16", slice, host),
+		Subnet:      "10.200.0.0/16",
+		NodeSubnet:  fmt.Sprintf("10.200.%d.0/24", slice),
+		Gateway:     fmt.Sprintf("10.200.%d.1", slice),
+	}
+}
 
 func TestPlanValid(t *testing.T) {
 	second := attachment(3, 9)
@@ -36,8 +51,8 @@ func TestPlanValid(t *testing.T) {
 	if len(ports) != 2 || ports[0] != (portPlan{"tcp", 80, 8080}) || ports[1] != (portPlan{"udp", 53, 8080}) {
 		t.Errorf("plan: ports = %+v", ports)
 	}
-	if n := len(bridgeName(testNetID)); n > 15 {
-		t.Errorf("bridge name %q is %d characters, the kernel allows 15", bridgeName(testNetID), n)
+	if n := len(BridgeName(testNetID)); n > 15 {
+		t.Errorf("bridge name %q is %d characters, the kernel allows 15", BridgeName(testNetID), n)
 	}
 }
 

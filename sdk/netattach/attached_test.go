@@ -1,4 +1,4 @@
-package tasknet
+package netattach
 
 import (
 	"os"
