@@ -38,6 +38,14 @@ lint:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -run TestSDKImportsNoKernel ./sdk/
+	@# Plugins, and the examples plugin authors copy, build outside this
+	@# repository: they may import sdk/, never kernel/.
+	@for d in plugins examples; do \
+	  [ -d $$d ] || continue; \
+	  deps=$$($(GO) list -deps ./$$d/...) || exit 1; \
+	  bad=$$(echo "$$deps" | grep '^github.com/shoalhq/shoal/kernel/'); \
+	  if [ -n "$$bad" ]; then echo "$$d/ must not depend on kernel/ (use or extend sdk/); it depends on:"; echo "$$bad"; exit 1; fi; \
+	done
 
 # protoc with the generators pinned as go.mod tool lines; OUT is where the
 # generated code goes (proto-check generates into a scratch directory).
