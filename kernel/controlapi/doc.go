@@ -17,7 +17,7 @@
 // its value. Validation is pure and deterministic: the same spec always gives
 // the same errors in the same order, so results can be compared and cached.
 //
-// ParseConstraint and ValidateConstraint define the placement constraint
-// language ("node.labels.rack==a") for every part that reads it, the
-// scheduler included.
+// The placement constraint language ("node.labels.rack==a") is the SDK's,
+// scheduler.ParseConstraint, so that what the API accepts is what every
+// scheduler matches; ValidateConstraint adds the API's bounds on lengths.
 package controlapi

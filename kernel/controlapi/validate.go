@@ -1,6 +1,7 @@
 package controlapi
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 var (
@@ -457,7 +459,7 @@ func validatePlacement(fe *sdk.FieldErrors, field string, p *objectv1.Placement)
 		f := fmt.Sprintf("%s.constraints[%d]", field, i)
 		if len(c) > maxConstraintLen {
 			fe.Add(f, "must be at most %d bytes, got %d", maxConstraintLen, len(c))
-		} else if _, reason := checkConstraint(c); reason != "" {
+		} else if reason := checkConstraint(c); reason != "" {
 			fe.Add(f, "%s, got %s", reason, quote(c))
 		}
 	}
@@ -465,7 +467,7 @@ func validatePlacement(fe *sdk.FieldErrors, field string, p *objectv1.Placement)
 	validateCount(fe, field+".preferences", len(ps), maxPreferences)
 	for i, pref := range ps {
 		s := pref.GetSpread()
-		if reason := checkConstraintKey(s); reason != "" {
+		if reason := checkAttribute(s); reason != "" {
 			fe.Add(fmt.Sprintf("%s.preferences[%d].spread", field, i), "%s, got %s", reason, quote(s))
 		}
 	}
@@ -681,124 +683,54 @@ func validUserOrGroup(s string) bool {
 	return len(s) <= maxUserNameLen && userNameRE.MatchString(s)
 }
 
-// Constraint is one placement constraint: the node attribute Key must equal
-// (Op "==") or must differ from (Op "!=") Value.
-type Constraint struct {
-	// Key is a node attribute: node.id, node.hostname, node.role,
-	// node.platform.os, node.platform.arch or node.labels.<label>.
-	Key string
-	// Op is "==" or "!=".
-	Op string
-	// Value is what the attribute is compared with, as written.
-	Value string
-}
-
-// String returns c as an expression that ParseConstraint reads back.
-func (c Constraint) String() string { return c.Key + c.Op + c.Value }
-
-// The constraint operators.
-const (
-	OpEqual    = "=="
-	OpNotEqual = "!="
-)
-
-// constraintKeys are the node attributes constraints and preferences can
-// name, besides node.labels.<label>.
-var constraintKeys = []string{"node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch"}
-
-// labelKeyPrefix starts a constraint key on a node label.
-const labelKeyPrefix = "node.labels."
-
-// ParseConstraint parses "key==value" or "key!=value", ignoring white space
-// around the key and the value. It checks the syntax only; ValidateConstraint
-// also checks the key and the value. Errors are of kind
-// sdk.ErrInvalidArgument.
-func ParseConstraint(expr string) (Constraint, error) {
-	c, reason := parseConstraint(expr)
-	if reason != "" {
-		return Constraint{}, fmt.Errorf("constraint %s: %s: %w", quote(expr), reason, sdk.ErrInvalidArgument)
-	}
-	return c, nil
-}
-
-// ValidateConstraint checks that expr parses and names a known node
-// attribute, with a value that attribute can have. Errors are of kind
-// sdk.ErrInvalidArgument.
+// ValidateConstraint checks that expr is a constraint in the language of
+// scheduler.ParseConstraint, within the control API's bounds. Errors are of
+// kind sdk.ErrInvalidArgument.
 func ValidateConstraint(expr string) error {
-	if _, reason := checkConstraint(expr); reason != "" {
+	if reason := checkConstraint(expr); reason != "" {
 		return fmt.Errorf("constraint %s: %s: %w", quote(expr), reason, sdk.ErrInvalidArgument)
 	}
 	return nil
 }
 
-// parseConstraint splits expr at its first operator. It returns why expr is
-// invalid, or "".
-func parseConstraint(expr string) (Constraint, string) {
+// checkConstraint checks expr with the SDK's constraint language, which
+// every scheduler matches with, and the bounds on its length and its
+// label's. It returns why expr is invalid, or "".
+func checkConstraint(expr string) string {
 	if len(expr) > maxConstraintLen {
-		return Constraint{}, fmt.Sprintf("must be at most %d bytes, got %d", maxConstraintLen, len(expr))
+		return fmt.Sprintf("must be at most %d bytes, got %d", maxConstraintLen, len(expr))
 	}
-	eq, ne := strings.Index(expr, OpEqual), strings.Index(expr, OpNotEqual)
-	i, op := eq, OpEqual
-	if ne >= 0 && (eq < 0 || ne < eq) {
-		i, op = ne, OpNotEqual
+	c, err := scheduler.ParseConstraint(expr)
+	if err != nil {
+		return syntaxReason(err)
 	}
-	if i < 0 {
-		return Constraint{}, "must be KEY==VALUE or KEY!=VALUE"
+	if label, ok := c.Attribute().Label(); ok && len(label) > maxLabelKeyLen {
+		return fmt.Sprintf("the key must name a label of at most %d characters, got %d", maxLabelKeyLen, len(label))
 	}
-	c := Constraint{
-		Key:   strings.TrimSpace(expr[:i]),
-		Op:    op,
-		Value: strings.TrimSpace(expr[i+len(op):]),
+	if len(c.Value()) > maxLabelValueLen {
+		return fmt.Sprintf("the value must be at most %d characters, got %d", maxLabelValueLen, len(c.Value()))
 	}
-	switch {
-	case c.Key == "":
-		return Constraint{}, "the key before " + op + " is missing"
-	case strings.ContainsFunc(c.Key, func(r rune) bool {
-		return r == '=' || r == '!' || unicode.IsSpace(r) || unicode.IsControl(r)
-	}):
-		// '=' and '!' would make "k! ==v" print as "k!==v", which reads
-		// back as k != "=v".
-		return Constraint{}, "the key must not contain '=', '!', white space or control characters"
-	case c.Value == "":
-		return Constraint{}, "the value after " + op + " is missing"
-	case strings.Contains(c.Value, OpEqual) || strings.Contains(c.Value, OpNotEqual):
-		return Constraint{}, "the value must not contain == or != (one operator per constraint)"
-	case strings.ContainsFunc(c.Value, unicode.IsControl):
-		return Constraint{}, "the value must not contain control characters"
-	case len(c.Value) > maxLabelValueLen:
-		return Constraint{}, fmt.Sprintf("the value must be at most %d characters, got %d", maxLabelValueLen, len(c.Value))
-	}
-	return c, ""
+	return ""
 }
 
-// checkConstraint parses expr and checks its key and value. It returns why
-// expr is invalid, or "".
-func checkConstraint(expr string) (Constraint, string) {
-	c, reason := parseConstraint(expr)
-	if reason != "" {
-		return Constraint{}, reason
+// checkAttribute checks the node attribute a placement preference names.
+// It returns why key is invalid, or "".
+func checkAttribute(key string) string {
+	a, err := scheduler.ParseAttribute(key)
+	if err != nil {
+		return syntaxReason(err)
 	}
-	if reason := checkConstraintKey(c.Key); reason != "" {
-		return Constraint{}, "the key " + reason
-	}
-	if c.Key == "node.role" && c.Value != "worker" && c.Value != "manager" {
-		return Constraint{}, "node.role must be compared with worker or manager"
-	}
-	return c, ""
-}
-
-// checkConstraintKey checks a node attribute named by a constraint or a
-// placement preference. It returns why key is invalid, or "".
-func checkConstraintKey(key string) string {
-	if slices.Contains(constraintKeys, key) {
-		return ""
-	}
-	label, ok := strings.CutPrefix(key, labelKeyPrefix)
-	if !ok || label == "" {
-		return "must be " + strings.Join(constraintKeys, ", ") + " or " + labelKeyPrefix + "<label>"
-	}
-	if len(label) > maxLabelKeyLen {
+	if label, ok := a.Label(); ok && len(label) > maxLabelKeyLen {
 		return fmt.Sprintf("must name a label of at most %d characters, got %d", maxLabelKeyLen, len(label))
 	}
 	return ""
+}
+
+// syntaxReason is the reason of a scheduler.SyntaxError, without the
+// expression, which field errors quote themselves.
+func syntaxReason(err error) string {
+	if se, ok := errors.AsType[*scheduler.SyntaxError](err); ok {
+		return se.Reason
+	}
+	return err.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // cancelCheckEvery is how many tasks the scheduler decides between looks
@@ -20,7 +21,7 @@ const cancelCheckEvery = 256
 // index in nodes, which is sorted by ID.
 type batch struct {
 	cfg   Config
-	nodes []*node
+	nodes []*schedulerv1.NodeInfo
 	// freeCPU and freeMem are each node's total minus its reservations and
 	// the batch's placements (negative when the kernel reports a node
 	// over-committed); tasks counts its tasks, the batch's included; load
@@ -51,7 +52,7 @@ type eligibility struct {
 	refusal string
 }
 
-func newBatch(nodes []*node, cfg Config) *batch {
+func newBatch(nodes []*schedulerv1.NodeInfo, cfg Config) *batch {
 	b := &batch{
 		cfg:      cfg,
 		nodes:    nodes,
@@ -65,9 +66,11 @@ func newBatch(nodes []*node, cfg Config) *batch {
 		classes:  make(map[string]*class),
 	}
 	for i, n := range nodes {
-		b.freeCPU[i] = n.totalCPU - n.reservedCPU
-		b.freeMem[i] = n.totalMem - n.reservedMem
-		b.tasks[i] = n.tasks
+		b.freeCPU[i] = n.GetTotal().GetNanoCpus() - n.GetReserved().GetNanoCpus()
+		b.freeMem[i] = n.GetTotal().GetMemoryBytes() - n.GetReserved().GetMemoryBytes()
+		for _, c := range n.GetServiceTasks() {
+			b.tasks[i] += uint64(c)
+		}
 		b.load[i] = b.loadOf(int32(i))
 		b.all[i] = int32(i)
 	}
@@ -98,7 +101,7 @@ func (b *batch) decide(ctx context.Context, tasks []*schedulerv1.TaskInfo) ([]*s
 		}
 		d := &schedulerv1.Decision{TaskId: t.GetId()}
 		if n, ok := c.pick(); ok {
-			d.NodeId = b.nodes[n].id
+			d.NodeId = b.nodes[n].GetId()
 			b.place(c, n)
 		} else {
 			d.Refusal = c.refusal()
@@ -199,12 +202,12 @@ func (b *batch) newSlots() []slot {
 // loadOf is the larger of n's reserved shares of CPU and memory, of the
 // resources it reports.
 func (b *batch) loadOf(n int32) float64 {
-	nd, load := b.nodes[n], 0.0
-	if nd.totalCPU > 0 {
-		load = float64(nd.totalCPU-b.freeCPU[n]) / float64(nd.totalCPU)
+	cpu, mem, load := b.nodes[n].GetTotal().GetNanoCpus(), b.nodes[n].GetTotal().GetMemoryBytes(), 0.0
+	if cpu > 0 {
+		load = float64(cpu-b.freeCPU[n]) / float64(cpu)
 	}
-	if nd.totalMem > 0 {
-		load = max(load, float64(nd.totalMem-b.freeMem[n])/float64(nd.totalMem))
+	if mem > 0 {
+		load = max(load, float64(mem-b.freeMem[n])/float64(mem))
 	}
 	return load
 }
@@ -216,7 +219,7 @@ func (b *batch) serviceCounts(service string) []uint32 {
 	}
 	s := make([]uint32, len(b.nodes))
 	for i, n := range b.nodes {
-		s[i] = n.serviceTasks[service]
+		s[i] = n.GetServiceTasks()[service]
 	}
 	b.services[service] = s
 	return s
@@ -239,19 +242,15 @@ func (b *batch) filter(exprs []string) *eligibility {
 	if len(b.nodes) == 0 {
 		return &eligibility{refusal: "no suitable node: no node is available"}
 	}
-	cs := make([]constraint, len(exprs))
-	for i, expr := range exprs {
-		c, err := parseConstraint(expr)
-		if err != nil {
-			return &eligibility{refusal: fmt.Sprintf("no suitable node: invalid constraint %q: %v", expr, err)}
-		}
-		cs[i] = c
+	cs, err := scheduler.ParseConstraints(exprs)
+	if err != nil {
+		return &eligibility{refusal: "no suitable node: " + err.Error()}
 	}
 	nodes := b.all
 	for i, c := range cs {
 		var met []int32
 		for _, n := range nodes {
-			if c.match(b.nodes[n]) {
+			if c.Match(b.nodes[n]) {
 				met = append(met, n)
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // class is the tasks of a batch that share service, placement and
@@ -102,11 +103,11 @@ func (b *batch) newClass(t *schedulerv1.TaskInfo, last int) *class {
 		c.fixed = e.refusal
 		return c
 	}
-	prefs := make([]attr, len(p.GetPreferences()))
+	prefs := make([]scheduler.Attribute, len(p.GetPreferences()))
 	for i, pref := range p.GetPreferences() {
-		a, err := parseAttr(pref.GetSpread())
+		a, err := scheduler.ParseAttribute(pref.GetSpread())
 		if err != nil {
-			c.fixed = fmt.Sprintf("no suitable node: invalid placement preference spread=%q: %v", pref.GetSpread(), err)
+			c.fixed = fmt.Sprintf("no suitable node: invalid placement preference spread=%q: %s", pref.GetSpread(), err.(*scheduler.SyntaxError).Reason)
 			return c
 		}
 		prefs[i] = a
@@ -119,7 +120,7 @@ func (b *batch) newClass(t *schedulerv1.TaskInfo, last int) *class {
 }
 
 // build makes the tree of the eligible nodes.
-func (c *class) build(eligible []int32, prefs []attr) {
+func (c *class) build(eligible []int32, prefs []scheduler.Attribute) {
 	c.groups = []group{{parent: -1, pos: -1, leaf: len(prefs) == 0}}
 	// children maps, per internal group, a value to its child group.
 	var children []map[string]int32
@@ -129,7 +130,7 @@ func (c *class) build(eligible []int32, prefs []attr) {
 	for _, n := range eligible {
 		g := int32(0)
 		for level, a := range prefs {
-			v, _ := a.value(c.b.nodes[n])
+			v, _ := a.Value(c.b.nodes[n])
 			child, ok := children[g][v]
 			if !ok {
 				child = int32(len(c.groups))

@@ -16,8 +16,9 @@
 // Tasks are decided in the order of the request, each seeing the
 // placements before it. A node takes a task that reserves CPU or memory only
 // if it reports a total of that resource and total - reserved - placed in
-// the batch covers the reservation. Constraints compare values exactly,
-// except node.hostname, which ignores case as DNS names do; a node without
+// the batch covers the reservation. Constraints are the SDK's language
+// (scheduler.ParseConstraint): values compare exactly, except
+// node.hostname, which ignores ASCII case as DNS names do; a node without
 // a label differs from every value (node.labels.rack!=r1 holds on it).
 //
 // A refused task's reason names the filter that left no node:
@@ -26,9 +27,11 @@
 //	no suitable node: insufficient memory on 12 nodes
 //	no suitable node: max_replicas_per_node (2) reached on 3 nodes, insufficient CPU on 2 nodes (5 of 12 nodes meet the constraints)
 //
-// The plugin keeps its copy of the node view between requests and applies
-// each request's changes; a request on another view version fails with
-// FailedPrecondition and the kernel sends the whole view again.
+// The plugin keeps its copy of the node view in a scheduler.View, which
+// applies each request's changes; a request on another view version fails
+// with FailedPrecondition and the kernel sends the whole view again. The
+// batch's own bookkeeping (free resources, task counts, the trees below) is
+// the plugin's, for speed.
 //
 // Settings, in the node's config ([plugins.scheduler.config]; all optional,
 // unknown keys are refused):

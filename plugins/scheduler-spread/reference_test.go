@@ -9,19 +9,20 @@ import (
 
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
+	"github.com/shoalhq/shoal/sdk/scheduler"
 )
 
 // referenceDecide decides tasks the slow, obvious way, ranking every node
 // for every task. It is the policy of doc.go written plainly: the heaps,
 // trees and lazy removals of batch must give exactly its answers.
-func referenceDecide(nodes []*node, cfg Config, tasks []*schedulerv1.TaskInfo) []string {
+func referenceDecide(nodes []*schedulerv1.NodeInfo, cfg Config, tasks []*schedulerv1.TaskInfo) []string {
 	b := newBatch(nodes, cfg) // only for its per-node state and loadOf
 	counts := make(map[string][]uint32)
 	count := func(svc string) []uint32 {
 		if counts[svc] == nil {
 			counts[svc] = make([]uint32, len(nodes))
 			for i, n := range nodes {
-				counts[svc][i] = n.serviceTasks[svc]
+				counts[svc][i] = n.GetServiceTasks()[svc]
 			}
 		}
 		return counts[svc]
@@ -33,24 +34,24 @@ func referenceDecide(nodes []*node, cfg Config, tasks []*schedulerv1.TaskInfo) [
 		sc := count(svc)
 		var eligible []int
 		ok := true
-		var cs []constraint
+		var cs []scheduler.Constraint
 		for _, e := range p.GetConstraints() {
-			c, err := parseConstraint(e)
+			c, err := scheduler.ParseConstraint(e)
 			if err != nil {
 				ok = false
 			}
 			cs = append(cs, c)
 		}
-		var prefs []attr
+		var prefs []scheduler.Attribute
 		for _, pref := range p.GetPreferences() {
-			a, err := parseAttr(pref.GetSpread())
+			a, err := scheduler.ParseAttribute(pref.GetSpread())
 			if err != nil {
 				ok = false
 			}
 			prefs = append(prefs, a)
 		}
 		for i, n := range nodes {
-			if ok && !slices.ContainsFunc(cs, func(c constraint) bool { return !c.match(n) }) {
+			if ok && !slices.ContainsFunc(cs, func(c scheduler.Constraint) bool { return !c.Match(n) }) {
 				eligible = append(eligible, i)
 			}
 		}
@@ -65,7 +66,7 @@ func referenceDecide(nodes []*node, cfg Config, tasks []*schedulerv1.TaskInfo) [
 		prefix := func(i, levels int) []string {
 			var vs []string
 			for _, a := range prefs[:levels] {
-				v, _ := a.value(nodes[i])
+				v, _ := a.Value(nodes[i])
 				vs = append(vs, v)
 			}
 			return vs
@@ -78,18 +79,18 @@ func referenceDecide(nodes []*node, cfg Config, tasks []*schedulerv1.TaskInfo) [
 			groupCount := make(map[string]uint64)
 			for _, i := range eligible {
 				if slices.Equal(prefix(i, level), above) {
-					v, _ := prefs[level].value(nodes[i])
+					v, _ := prefs[level].Value(nodes[i])
 					groupCount[v] += uint64(sc[i])
 				}
 			}
 			best := ""
 			for k, i := range candidates {
-				v, _ := prefs[level].value(nodes[i])
+				v, _ := prefs[level].Value(nodes[i])
 				if k == 0 || groupCount[v] < groupCount[best] || groupCount[v] == groupCount[best] && v < best {
 					best = v
 				}
 			}
-			candidates = slices.DeleteFunc(candidates, func(i int) bool { v, _ := prefs[level].value(nodes[i]); return v != best })
+			candidates = slices.DeleteFunc(candidates, func(i int) bool { v, _ := prefs[level].Value(nodes[i]); return v != best })
 		}
 		if len(candidates) == 0 {
 			out = append(out, "")
@@ -101,7 +102,7 @@ func referenceDecide(nodes []*node, cfg Config, tasks []*schedulerv1.TaskInfo) [
 			}
 			return cmp.Or(cmp.Compare(b.tasks[x], b.tasks[y]), cmp.Compare(b.load[x], b.load[y]), cmp.Compare(x, y))
 		})
-		out = append(out, nodes[n].id)
+		out = append(out, nodes[n].GetId())
 		b.freeCPU[n] -= cpu
 		b.freeMem[n] -= mem
 		b.tasks[n]++
@@ -126,7 +127,7 @@ func TestMatchesReference(t *testing.T) {
 	}
 	for seed := range uint64(30) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		var nodes []*node
+		var nodes []*schedulerv1.NodeInfo
 		for i := range 10 + r.IntN(40) {
 			ni := &schedulerv1.NodeInfo{
 				Id:           fmt.Sprintf("n%02d", i),
@@ -146,7 +147,7 @@ func TestMatchesReference(t *testing.T) {
 					ni.ServiceTasks[fmt.Sprintf("s%d", s)] = uint32(c)
 				}
 			}
-			nodes = append(nodes, newNode(ni))
+			nodes = append(nodes, ni)
 		}
 		var tasks []*schedulerv1.TaskInfo
 		for i := range 300 {

@@ -31,7 +31,7 @@ func DefaultConfig() Config {
 type Spread struct {
 	mu   sync.Mutex
 	cfg  Config
-	view view
+	view scheduler.View
 }
 
 var (
@@ -69,14 +69,10 @@ func (s *Spread) Schedule(ctx context.Context, req *schedulerv1.ScheduleRequest)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
 	}
-	if err := s.view.check(req); err != nil {
+	if err := s.view.Apply(req); err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
 	}
-	if err := validate(req); err != nil {
-		return nil, fmt.Errorf("schedule: %w", err)
-	}
-	s.view.apply(req)
-	decisions, err := newBatch(s.view.nodes, s.cfg).decide(ctx, req.GetTasks())
+	decisions, err := newBatch(s.view.Nodes(), s.cfg).decide(ctx, req.GetTasks())
 	if err != nil {
 		return nil, fmt.Errorf("schedule: %w", err)
 	}
