@@ -253,6 +253,16 @@ type Metrics struct {
 	// HTTP without authentication, so the default listens on loopback only;
 	// expose it deliberately. Default: "127.0.0.1:9242".
 	ListenAddr string `toml:"listen_addr"`
+	// DashboardTokenFile is an absolute path to a file holding the web
+	// dashboard's admin token (at least 32 characters, e.g. `openssl rand
+	// -hex 16`; the file mode must give others no access). With it, a
+	// client that presents the token, from any address, may read the
+	// dashboard and scale services, update their image and drain nodes;
+	// without it, the dashboard serves loopback clients only, read only.
+	// The token travels in clear over this plain-HTTP listener: serve a
+	// non-loopback dashboard through a TLS proxy or an SSH tunnel.
+	// Default: "" (no token). Managers only.
+	DashboardTokenFile string `toml:"dashboard_token_file"`
 }
 
 // Containerd is the containerd the node's executor runs containers with.

@@ -112,6 +112,9 @@ func (c *Config) validateMetrics(fe *sdk.FieldErrors) {
 	if c.Metrics.ListenAddr != "" {
 		checkListenAddr(fe, "metrics.listen_addr", c.Metrics.ListenAddr)
 	}
+	if c.Metrics.DashboardTokenFile != "" {
+		absPath(fe, "metrics.dashboard_token_file", c.Metrics.DashboardTokenFile)
+	}
 }
 
 // nftTableRE is what services.nftables_table may be: a name nft(8) takes

@@ -100,6 +100,8 @@ func TestValidate(t *testing.T) {
 		// metrics
 		{"metrics off", func(c *Config) { c.Metrics.ListenAddr = "" }, "", ""},
 		{"metrics bad", func(c *Config) { c.Metrics.ListenAddr = "localhost" }, "metrics.listen_addr", `must be host:port, got "localhost"`},
+		{"dashboard token file", func(c *Config) { c.Metrics.DashboardTokenFile = "/etc/shoal/dashboard.token" }, "", ""},
+		{"dashboard token file relative", func(c *Config) { c.Metrics.DashboardTokenFile = "dashboard.token" }, "metrics.dashboard_token_file", "must be an absolute path"},
 
 		// raft
 		{"heartbeat too short", func(c *Config) { c.Raft.HeartbeatTimeout = ms(5); c.Raft.LeaderLeaseTimeout = ms(5) }, "raft.heartbeat_timeout", "must be between 10ms and 1m, got 5ms"},

@@ -26,6 +26,7 @@ import (
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/controlapi"
+	"github.com/shoalhq/shoal/kernel/dashboard"
 	"github.com/shoalhq/shoal/kernel/dispatch"
 	"github.com/shoalhq/shoal/kernel/events"
 	"github.com/shoalhq/shoal/kernel/orchestrator"
@@ -61,6 +62,8 @@ type Manager struct {
 	apiLis  net.Listener
 	sockLis net.Listener
 	metLis  net.Listener // nil when metrics are off
+	// dashboardToken is the dashboard's admin token; "" for none.
+	dashboardToken string
 	workers *dispatch.Service
 	hub     *events.Hub // the event stream, on every manager
 	sched   *pluginhost.Host[scheduler.Scheduler]
@@ -135,6 +138,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Manager,
 		if err != nil {
 			m.closeEarly()
 			return nil, fmt.Errorf("metrics.listen_addr: %w", err)
+		}
+		if cfg.Metrics.DashboardTokenFile != "" {
+			if m.dashboardToken, err = dashboard.LoadToken(cfg.Metrics.DashboardTokenFile); err != nil {
+				m.closeEarly()
+				return nil, err
+			}
 		}
 	}
 

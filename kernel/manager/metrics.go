@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -12,8 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shoalhq/shoal/kernel/dashboard"
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/sdk"
+	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -99,7 +105,8 @@ type collectorFunc struct {
 func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
-// serveMetrics serves /metrics on lis until ctx ends.
+// serveMetrics serves /metrics, the profiler and the dashboard on lis
+// until ctx ends.
 func (m *Manager) serveMetrics(ctx context.Context, lis net.Listener) error {
 	reg := prometheus.NewRegistry()
 	m.registerMetrics(reg)
@@ -110,7 +117,28 @@ func (m *Manager) serveMetrics(ctx context.Context, lis net.Listener) error {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// The dashboard acts through the manager's own control socket, as the
+	// local CLI does: logs and writes reach the leader from a follower.
+	conn, err := grpc.NewClient("unix://"+m.cfg.Manager.ControlSocket, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes)))
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	defer conn.Close()
+	dash, err := dashboard.New(dashboard.Config{Token: m.dashboardToken}, dashboard.Deps{
+		Store:   m.st,
+		Hub:     m.hub,
+		Control: controlv1.NewControlClient(conn),
+		Leader:  func() string { id, _ := m.raft.Leader(); return id },
+		Self:    m.NodeID(),
+	}, m.log.With("part", "dashboard"))
+	if err != nil {
+		return err
+	}
+	mux.Handle("/", dash)
+	// Requests live in ctx: the dashboard's streams end with the manager
+	// rather than hold its shutdown.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {
