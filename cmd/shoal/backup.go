@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/kernel/atomicfile"
 	"github.com/shoalhq/shoal/kernel/raftstore"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
@@ -103,7 +102,7 @@ func (c *cli) saveBackup(ctx context.Context, path string) (*raftstore.Backup, i
 	if err != nil {
 		return nil, 0, fmt.Errorf("the backup received from %s: %w", c.host, err)
 	}
-	if err := writeFileAtomic(path, data); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return nil, 0, err
 	}
 	return b, len(data), nil
@@ -117,33 +116,4 @@ func (c *cli) backupError(ctx context.Context, err error) error {
 		return fmt.Errorf("backup from %s: the manager runs a shoal without backups (%s): upgrade it first", c.host, status.Convert(err).Message())
 	}
 	return fmt.Errorf("backup from %s: %w", c.host, sdk.FromGRPC(err))
-}
-
-// writeFileAtomic writes data to path (mode 0600) through a temporary file
-// in the same directory, synced, so that path is either the old file or
-// the whole new one.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	if _, err = f.Write(data); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

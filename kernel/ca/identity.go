@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shoalhq/shoal/kernel/atomicfile"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -95,7 +96,7 @@ func (id *Identity) save() error {
 	if err := os.MkdirAll(id.dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(id.dir, rootFile), id.rootPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(id.dir, rootFile), id.rootPEM, 0o644); err != nil {
 		return err
 	}
 	id.mu.RLock()
@@ -240,16 +241,16 @@ func (id *Identity) current() *tls.Certificate {
 // certificate replaces node.crt, then the key replaces node.key.
 func writeCert(dir string, keyPEM, certPEM []byte) error {
 	next := filepath.Join(dir, nextKeyFile)
-	if err := writeFileAtomic(next, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(next, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, certFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, certFile), certPEM, 0o644); err != nil {
 		return err
 	}
 	if err := os.Rename(next, filepath.Join(dir, keyFile)); err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
-	return syncDir(dir)
+	return atomicfile.SyncDir(dir)
 }
 
 // recoverKeySwap finishes or discards a writeCert a crash interrupted: a
@@ -278,47 +279,5 @@ func recoverKeySwap(dir string) error {
 	if err != nil {
 		return fmt.Errorf("recover key swap: %w", err)
 	}
-	return syncDir(dir)
-}
-
-// writeFileAtomic writes data to a temporary file in path's directory, syncs
-// it and renames it over path, so readers see the old or the new content.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes renames in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(dir)
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoalhq/shoal/kernel/atomicfile"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/kernel/ids"
@@ -101,7 +102,7 @@ func bootstrapIdentity(cfg config.Config, hostname string, now time.Time) (*iden
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(bootstrapFile(cfg), data, 0o600); err != nil {
+	if err := atomicfile.Write(bootstrapFile(cfg), data, 0o600); err != nil {
 		return nil, err
 	}
 	signer, err := ca.NewSigner(root)
@@ -129,23 +130,3 @@ func bootstrapIdentity(cfg config.Config, hostname string, now time.Time) (*iden
 }
 
 func platform() string { return runtime.GOOS + "/" + runtime.GOARCH }
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
