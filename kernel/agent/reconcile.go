@@ -139,7 +139,6 @@ func (w *taskWorker) step(ctx, ictx context.Context, t *objectv1.Task, removed b
 
 // reconcile drives a task that is to run.
 func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) stepResult {
-	exec := w.set.exec
 	reported := w.status.GetState()
 	switch {
 	case reported >= stateComplete:
@@ -152,50 +151,13 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 
 	case w.facts.exited:
-		// Seen exited (adopted after a restart): Wait returns at once for
-		// it, and releases the task's networks before the end is reported,
-		// as after any exit.
-		es, err := exec.Wait(ictx, w.id)
-		switch {
-		case ictx.Err() != nil:
-			return stepMore
-		case err == nil:
-			w.facts.exit = es
-		case errors.Is(err, sdk.ErrNotFound):
-			// Gone since: report the exit it was seen with.
-		default:
-			return w.retry(ictx, "wait", err)
-		}
-		w.finish(w.facts.exit)
-		return stepIdle
+		return w.collectExit(ictx)
 
 	case w.facts.running && w.unhealthy != "":
 		return w.failUnhealthy(ctx, ictx, t)
 
 	case w.facts.running:
-		if !w.inspected {
-			// Adopted after an agent restart: List says nothing of health
-			// checks; Inspect does (and restarts the check in an executor
-			// that restarted too).
-			w.inspect(ictx)
-		}
-		w.advance(stateRunning, "started", "")
-		es, err := w.waitWatchingHealth(ictx)
-		switch {
-		case errors.Is(err, errUnhealthy):
-			return stepMore
-		case ictx.Err() != nil:
-			return stepMore // interrupted, or the agent stops
-		case errors.Is(err, sdk.ErrNotFound):
-			w.facts = facts{}
-			w.advance(stateFailed, "lost", fmt.Sprintf("executor no longer holds the task: %v", err))
-			return stepIdle
-		case err != nil:
-			return w.retry(ictx, "wait", err)
-		}
-		w.facts.running, w.facts.exited, w.facts.exit = false, true, es
-		w.finish(es)
-		return stepIdle
+		return w.waitRunning(ictx)
 
 	case w.facts.prepared && reported >= stateRunning:
 		// The container is there but its process is gone with no exit
@@ -208,20 +170,7 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 
 	case w.facts.prepared:
-		w.advance(stateReady, "prepared", "")
-		w.advance(stateStarting, "starting", "")
-		if err := exec.Start(ctx, w.id); err != nil {
-			if ctx.Err() != nil {
-				return stepMore
-			}
-			w.release(ctx, t)
-			w.advance(stateFailed, "starting failed", fmt.Sprintf("start: %v", err))
-			return stepIdle
-		}
-		w.facts.running = true
-		w.inspect(ctx)
-		w.advance(stateRunning, "started", "")
-		return stepMore
+		return w.start(ctx, t)
 
 	case reported >= stateRunning:
 		// The task ran here once (the manager says so), but the executor
@@ -231,9 +180,84 @@ func (w *taskWorker) reconcile(ctx, ictx context.Context, t *objectv1.Task) step
 		return stepIdle
 	}
 
-	// Not prepared yet. A task the manager holds as PREPARING or STARTING
-	// was interrupted by an agent restart: preparing again is harmless
-	// (Prepare is idempotent), and the states already reported stay.
+	return w.prepare(ictx, t)
+}
+
+// collectExit reports the end of a task seen exited (adopted after a
+// restart). Wait returns at once for it, and releases the task's networks
+// before the end is reported, as after any exit.
+func (w *taskWorker) collectExit(ictx context.Context) stepResult {
+	es, err := w.set.exec.Wait(ictx, w.id)
+	switch {
+	case ictx.Err() != nil:
+		return stepMore
+	case err == nil:
+		w.facts.exit = es
+	case errors.Is(err, sdk.ErrNotFound):
+		// Gone since: report the exit it was seen with.
+	default:
+		return w.retry(ictx, "wait", err)
+	}
+	w.finish(w.facts.exit)
+	return stepIdle
+}
+
+// waitRunning reports a running task RUNNING and waits for its process to
+// exit, watching its health check; it returns stepMore when the check said
+// UNHEALTHY or ictx ended first.
+func (w *taskWorker) waitRunning(ictx context.Context) stepResult {
+	if !w.inspected {
+		// Adopted after an agent restart: List says nothing of health
+		// checks; Inspect does (and restarts the check in an executor
+		// that restarted too).
+		w.inspect(ictx)
+	}
+	w.advance(stateRunning, "started", "")
+	es, err := w.waitWatchingHealth(ictx)
+	switch {
+	case errors.Is(err, errUnhealthy):
+		return stepMore
+	case ictx.Err() != nil:
+		return stepMore // interrupted, or the agent stops
+	case errors.Is(err, sdk.ErrNotFound):
+		w.facts = facts{}
+		w.advance(stateFailed, "lost", fmt.Sprintf("executor no longer holds the task: %v", err))
+		return stepIdle
+	case err != nil:
+		return w.retry(ictx, "wait", err)
+	}
+	w.facts.running, w.facts.exited, w.facts.exit = false, true, es
+	w.finish(es)
+	return stepIdle
+}
+
+// start starts a prepared task, reporting READY, STARTING and then RUNNING,
+// or FAILED when the executor refuses to start it. It uses ctx, not ictx:
+// a start is not interrupted halfway.
+func (w *taskWorker) start(ctx context.Context, t *objectv1.Task) stepResult {
+	w.advance(stateReady, "prepared", "")
+	w.advance(stateStarting, "starting", "")
+	if err := w.set.exec.Start(ctx, w.id); err != nil {
+		if ctx.Err() != nil {
+			return stepMore
+		}
+		w.release(ctx, t)
+		w.advance(stateFailed, "starting failed", fmt.Sprintf("start: %v", err))
+		return stepIdle
+	}
+	w.facts.running = true
+	w.inspect(ctx)
+	w.advance(stateRunning, "started", "")
+	return stepMore
+}
+
+// prepare prepares a task not prepared yet, reporting ACCEPTED, PREPARING
+// and then READY, or REJECTED when the executor refuses it. A task the
+// manager holds as PREPARING or STARTING was interrupted by an agent
+// restart: preparing again is harmless (Prepare is idempotent), and the
+// states already reported stay.
+func (w *taskWorker) prepare(ictx context.Context, t *objectv1.Task) stepResult {
+	exec := w.set.exec
 	w.advance(stateAccepted, "accepted", "")
 	w.advance(statePreparing, "preparing", "")
 	p := newProgress(w.id, w.set.rep, w.status)

@@ -13,7 +13,6 @@ import (
 
 func TestValidateHealthcheck(t *testing.T) {
 	const f = "spec.task.container.healthcheck"
-	dur := func(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 	valid := func() *objectv1.HealthConfig {
 		return &objectv1.HealthConfig{
 			Test:        []string{"CMD-SHELL", "curl -f http://localhost/ || exit 1"},

@@ -71,16 +71,42 @@ func resize(s *string, k int) {
 	*s += strings.Repeat("v", k)
 }
 
-// TestServiceSpecLimits sets each bounded field of a service spec at its
-// limit (accepted) and just over it (refused, with the field, the limit and
-// the value or length in the message).
-func TestServiceSpecLimits(t *testing.T) {
-	tests := []struct {
-		name  string
-		limit int
-		set   func(t *testing.T, s *objectv1.ServiceSpec, n int)
-		want  string // the error at limit+1
-	}{
+// limitCase is a limit of a spec: set makes the spec reach n of what it
+// bounds, and want is the error at limit+1. The TestServiceSpecLimits tests
+// set each bounded field of a service spec at its limit (accepted) and just
+// over it (refused, with the field, the limit and the value or length in the
+// message).
+type limitCase struct {
+	name  string
+	limit int
+	set   func(t *testing.T, s *objectv1.ServiceSpec, n int)
+	want  string // the error at limit+1
+}
+
+// checkLimits runs each case as a subtest: a spec at the limit is valid, one
+// past it is refused with want alone.
+func checkLimits(t *testing.T, tests []limitCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			at := validServiceSpec()
+			tt.set(t, at, tt.limit)
+			if err := ValidateServiceSpec(at); err != nil {
+				t.Errorf("at the limit (%d): ValidateServiceSpec = %v, want nil", tt.limit, err)
+			}
+			over := validServiceSpec()
+			tt.set(t, over, tt.limit+1)
+			if got := oneError(t, ValidateServiceSpec(over)); got != tt.want {
+				t.Errorf("over the limit: ValidateServiceSpec = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestServiceSpecLimitsSpec checks the limits of the size of the whole
+// spec, its annotations and its replicas.
+func TestServiceSpecLimitsSpec(t *testing.T) {
+	checkLimits(t, []limitCase{
 		{"spec size", maxSpecBytes, func(t *testing.T, s *objectv1.ServiceSpec, n int) {
 			// Entries of 100 kB, then one that makes up the rest.
 			c := s.Task.Container
@@ -105,6 +131,13 @@ func TestServiceSpecLimits(t *testing.T) {
 		{"replicas", maxReplicas, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.GetReplicated().Replicas = int64(n)
 		}, "spec.mode.replicated.replicas: must be between 0 and 100000, got 100001"},
+	})
+}
+
+// TestServiceSpecLimitsContainer checks the limits of the container's
+// command, arguments, environment, directory and user.
+func TestServiceSpecLimitsContainer(t *testing.T) {
+	checkLimits(t, []limitCase{
 		{"command", maxArgs, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Container.Command = slices.Repeat([]string{"x"}, n)
 		}, "spec.task.container.command: must have at most 1000 entries, got 1001"},
@@ -130,6 +163,12 @@ func TestServiceSpecLimits(t *testing.T) {
 			s.Task.Container.User = strings.Repeat("u", n)
 		}, "spec.task.container.user: must be name|uid[:group|gid], with names of at most 32 characters " +
 			`([a-zA-Z_][a-zA-Z0-9_.-]*) and IDs between 0 and 4294967294, got "` + strings.Repeat("u", 33) + `"`},
+	})
+}
+
+// TestServiceSpecLimitsMounts checks the limits of mounts, volumes and tmpfs.
+func TestServiceSpecLimitsMounts(t *testing.T) {
+	checkLimits(t, []limitCase{
 		{"mounts", maxMounts, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Container.Mounts = nil
 			for i := range n {
@@ -148,6 +187,13 @@ func TestServiceSpecLimits(t *testing.T) {
 		{"tmpfs size", maxTmpfsSize, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Container.Mounts[0] = &objectv1.Mount{Type: objectv1.MountType_MOUNT_TYPE_TMPFS, Target: "/data", TmpfsSizeBytes: int64(n)}
 		}, "spec.task.container.mounts[0].tmpfs_size_bytes: must be between 0 (the node's default, half its memory) and 1099511627776 (1 TiB), got 1099511627777"},
+	})
+}
+
+// TestServiceSpecLimitsPlacement checks the limits of placement
+// constraints and preferences.
+func TestServiceSpecLimitsPlacement(t *testing.T) {
+	checkLimits(t, []limitCase{
 		{"constraints", maxConstraints, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Placement.Constraints = slices.Repeat([]string{"node.role==worker"}, n)
 		}, "spec.task.placement.constraints: must have at most 64 entries, got 65"},
@@ -162,6 +208,13 @@ func TestServiceSpecLimits(t *testing.T) {
 		{"preferences", maxPreferences, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			s.Task.Placement.Preferences = slices.Repeat([]*objectv1.PlacementPreference{{Spread: "node.id"}}, n)
 		}, "spec.task.placement.preferences: must have at most 16 entries, got 17"},
+	})
+}
+
+// TestServiceSpecLimitsEndpoint checks the limits of networks, aliases and
+// published ports.
+func TestServiceSpecLimitsEndpoint(t *testing.T) {
+	checkLimits(t, []limitCase{
 		{"networks", maxNetworksPerTask, func(_ *testing.T, s *objectv1.ServiceSpec, n int) {
 			for i := range n {
 				s.Task.Networks = append(s.Task.Networks, &objectv1.NetworkAttachmentConfig{Target: fmt.Sprintf("net%d", i)})
@@ -184,21 +237,7 @@ func TestServiceSpecLimits(t *testing.T) {
 				})
 			}
 		}, "spec.endpoint.ports: must have at most 1000 entries, got 1001"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			at := validServiceSpec()
-			tt.set(t, at, tt.limit)
-			if err := ValidateServiceSpec(at); err != nil {
-				t.Errorf("at the limit (%d): ValidateServiceSpec = %v, want nil", tt.limit, err)
-			}
-			over := validServiceSpec()
-			tt.set(t, over, tt.limit+1)
-			if got := oneError(t, ValidateServiceSpec(over)); got != tt.want {
-				t.Errorf("over the limit: ValidateServiceSpec = %q, want %q", got, tt.want)
-			}
-		})
-	}
+	})
 }
 
 // TestImageLimit: the longest valid reference (a 255-character repository

@@ -123,6 +123,99 @@ func (lt *logTasks) onNode(nodeID string) []string {
 	return append([]string(nil), lt.byNode[nodeID]...)
 }
 
+// resolve looks up the tasks req asks for in tx and records them in lt:
+// the service's tasks that logTask keeps, or the named tasks (an error for
+// each ref not found, the others still returned). It returns the tasks not
+// known to lt before, by slot, node and ID, and the service's ID when req
+// names a service. A service not found returns its lookup error alone.
+func (lt *logTasks) resolve(tx *state.ReadTx, req *controlv1.TaskLogsRequest) (tasks []*objectv1.Task, serviceID string, lookErr error) {
+	if req.GetService() != "" {
+		svc, err := tx.LookupService(req.GetService())
+		if err != nil {
+			return nil, "", err
+		}
+		serviceID = svc.GetId()
+		for _, t := range tx.TasksByService(serviceID) {
+			if logTask(t) {
+				tasks = append(tasks, t)
+			}
+		}
+	} else {
+		var errs []error
+		for i, ref := range req.GetTaskRefs() {
+			t, err := tx.LookupTask(ref)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("task_refs[%d]: %w", i, err))
+				continue
+			}
+			tasks = append(tasks, t)
+		}
+		lookErr = errors.Join(errs...)
+	}
+	sort.Slice(tasks, func(i, j int) bool {
+		a, b := tasks[i], tasks[j]
+		return cmp.Or(cmp.Compare(a.GetSlot(), b.GetSlot()), cmp.Compare(a.GetNodeId(), b.GetNodeId()), cmp.Compare(a.GetId(), b.GetId())) < 0
+	})
+	uniq := tasks[:0]
+	for _, t := range tasks {
+		if lt.add(t, logNodeName(tx, t.GetNodeId())) {
+			uniq = append(uniq, t)
+		}
+	}
+	return uniq, serviceID, lookErr
+}
+
+// unplaced is the first response of a call: an error for each of tasks not
+// placed on a node, which has no logs. Only named tasks get there: a
+// service's unplaced ones are not asked about. It has no errors when every
+// task is placed, and is then not sent.
+func (lt *logTasks) unplaced(tasks []*objectv1.Task) *controlv1.TaskLogsResponse {
+	first := &controlv1.TaskLogsResponse{}
+	for _, t := range tasks {
+		if t.GetNodeId() == "" {
+			lt.describe(first, t.GetId())
+			first.Errors = append(first.Errors, &controlv1.LogError{TaskId: t.GetId(), Error: "task is not placed on a node yet: no logs"})
+		}
+	}
+	return first
+}
+
+// placedByNode returns the IDs of the placed ones of tasks by node, as
+// dispatch.LogQuery.Tasks takes them.
+func placedByNode(tasks []*objectv1.Task) map[string][]string {
+	byNode := map[string][]string{}
+	for _, t := range tasks {
+		if t.GetNodeId() != "" {
+			byNode[t.GetNodeId()] = append(byNode[t.GetNodeId()], t.GetId())
+		}
+	}
+	return byNode
+}
+
+// response turns what a node sent into a response to the client: its lines,
+// its errors per task, and its error as a node (the node's tasks did not
+// all send their lines), each task described on its first mention.
+func (lt *logTasks) response(ev dispatch.LogEvent) *controlv1.TaskLogsResponse {
+	resp := &controlv1.TaskLogsResponse{}
+	for _, l := range ev.Lines {
+		lt.describe(resp, l.GetTaskId())
+		resp.Lines = append(resp.Lines, &controlv1.LogLine{
+			TaskId: l.GetTaskId(), Stream: logStream(l.GetStream()), Time: l.GetTime(), Data: l.GetData(),
+		})
+	}
+	for _, e := range ev.TaskErrors {
+		lt.describe(resp, e.GetTaskId())
+		resp.Errors = append(resp.Errors, &controlv1.LogError{TaskId: e.GetTaskId(), NodeId: ev.NodeID, Error: e.GetError()})
+	}
+	if ev.Err != nil {
+		for _, id := range lt.onNode(ev.NodeID) {
+			lt.describe(resp, id)
+		}
+		resp.Errors = append(resp.Errors, &controlv1.LogError{NodeId: ev.NodeID, Error: ev.Err.Error()})
+	}
+	return resp
+}
+
 func logNodeName(tx *state.ReadTx, id string) string {
 	if n := tx.Node(id); n != nil {
 		return cmp.Or(n.GetDescription().GetHostname(), n.GetSpec().GetAnnotations().GetName(), id)
@@ -157,43 +250,7 @@ func (s *Server) TaskLogs(req *controlv1.TaskLogsRequest, stream controlv1.Contr
 		serviceID string
 		lookErr   error
 	)
-	resolve := func(tx *state.ReadTx) {
-		if req.GetService() != "" {
-			svc, err := tx.LookupService(req.GetService())
-			if err != nil {
-				lookErr = err
-				return
-			}
-			serviceID = svc.GetId()
-			for _, t := range tx.TasksByService(serviceID) {
-				if logTask(t) {
-					tasks = append(tasks, t)
-				}
-			}
-		} else {
-			var errs []error
-			for i, ref := range req.GetTaskRefs() {
-				t, err := tx.LookupTask(ref)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("task_refs[%d]: %w", i, err))
-					continue
-				}
-				tasks = append(tasks, t)
-			}
-			lookErr = errors.Join(errs...)
-		}
-		sort.Slice(tasks, func(i, j int) bool {
-			a, b := tasks[i], tasks[j]
-			return cmp.Or(cmp.Compare(a.GetSlot(), b.GetSlot()), cmp.Compare(a.GetNodeId(), b.GetNodeId()), cmp.Compare(a.GetId(), b.GetId())) < 0
-		})
-		uniq := tasks[:0]
-		for _, t := range tasks {
-			if lt.add(t, logNodeName(tx, t.GetNodeId())) {
-				uniq = append(uniq, t)
-			}
-		}
-		tasks = uniq
-	}
+	resolve := func(tx *state.ReadTx) { tasks, serviceID, lookErr = lt.resolve(tx, req) }
 	q := dispatch.LogQuery{Follow: req.GetFollow(), Tail: -1}
 	if req.Tail != nil {
 		q.Tail = req.GetTail()
@@ -218,46 +275,15 @@ func (s *Server) TaskLogs(req *controlv1.TaskLogsRequest, stream controlv1.Contr
 		return grpcErr(lookErr)
 	}
 
-	first := &controlv1.TaskLogsResponse{}
-	for _, t := range tasks {
-		if t.GetNodeId() == "" {
-			// Only named tasks get here: a service's unplaced ones are
-			// not asked about.
-			lt.describe(first, t.GetId())
-			first.Errors = append(first.Errors, &controlv1.LogError{TaskId: t.GetId(), Error: "task is not placed on a node yet: no logs"})
-		}
-	}
-	if len(first.Errors) > 0 {
+	if first := lt.unplaced(tasks); len(first.Errors) > 0 {
 		if err := stream.Send(first); err != nil {
 			return err
 		}
 	}
-	q.Tasks = map[string][]string{}
-	for _, t := range tasks {
-		if t.GetNodeId() != "" {
-			q.Tasks[t.GetNodeId()] = append(q.Tasks[t.GetNodeId()], t.GetId())
-		}
-	}
+	q.Tasks = placedByNode(tasks)
 	start := time.Now()
 	err := s.logs.Logs(ctx, q, func(ev dispatch.LogEvent) error {
-		resp := &controlv1.TaskLogsResponse{}
-		for _, l := range ev.Lines {
-			lt.describe(resp, l.GetTaskId())
-			resp.Lines = append(resp.Lines, &controlv1.LogLine{
-				TaskId: l.GetTaskId(), Stream: logStream(l.GetStream()), Time: l.GetTime(), Data: l.GetData(),
-			})
-		}
-		for _, e := range ev.TaskErrors {
-			lt.describe(resp, e.GetTaskId())
-			resp.Errors = append(resp.Errors, &controlv1.LogError{TaskId: e.GetTaskId(), NodeId: ev.NodeID, Error: e.GetError()})
-		}
-		if ev.Err != nil {
-			for _, id := range lt.onNode(ev.NodeID) {
-				lt.describe(resp, id)
-			}
-			resp.Errors = append(resp.Errors, &controlv1.LogError{NodeId: ev.NodeID, Error: ev.Err.Error()})
-		}
-		return stream.Send(resp)
+		return stream.Send(lt.response(ev))
 	})
 	if err != nil && ctx.Err() != nil {
 		return nil // the caller went away: nothing to tell it

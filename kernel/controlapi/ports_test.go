@@ -72,16 +72,56 @@ func updateSpec(ctx context.Context, s *Server, ref string, spec *objectv1.Servi
 	return err
 }
 
-func TestPublishedPortConflicts(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		// setup creates the services already there.
-		setup func(t *testing.T, s *Server, r *leaderRaft)
-		// call is the create or update under test.
-		call func(ctx context.Context, s *Server) error
-		// field and message are the refusal expected; "" for success.
-		field, message string
-	}{{
+// portCase is a create or update of a service and the refusal expected of it.
+type portCase struct {
+	name string
+	// setup creates the services already there.
+	setup func(t *testing.T, s *Server, r *leaderRaft)
+	// call is the create or update under test.
+	call func(ctx context.Context, s *Server) error
+	// field and message are the refusal expected; "" for success.
+	field, message string
+}
+
+// checkPortCases runs each case as a subtest on a new test server: the
+// call either succeeds, or is refused naming the field with the message and
+// leaves the services as they were.
+func checkPortCases(t *testing.T, cases []portCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, r := newTestServer(t)
+			ctx := t.Context()
+			if tc.setup != nil {
+				tc.setup(t, s, r)
+			}
+			before := services(r)
+			err := tc.call(ctx, s)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("got %v, want success", err)
+				}
+				return
+			}
+			err = sdk.FromGRPC(err)
+			if got := fields(t, err); !slices.Equal(got, []string{tc.field}) {
+				t.Fatalf("got %v, want InvalidArgument naming %s", err, tc.field)
+			}
+			if !strings.Contains(err.Error(), tc.message) {
+				t.Errorf("got %q, want it to say %q", err, tc.message)
+			}
+			if after := services(r); !equalServices(before, after) {
+				t.Errorf("state changed by a refused call:\nbefore %v\nafter  %v", before, after)
+			}
+		})
+	}
+}
+
+// TestPublishedPortConflictsCreate checks that a create is refused a
+// published port that another service holds, or that the spec publishes
+// twice.
+func TestPublishedPortConflictsCreate(t *testing.T) {
+	checkPortCases(t, []portCase{{
 		name:    "create: a port another service publishes",
 		setup:   create(portSpec("web", tcp(8080))),
 		call:    createSpec(portSpec("api", tcp(8080))),
@@ -120,7 +160,14 @@ func TestPublishedPortConflicts(t *testing.T) {
 		call:    createSpec(portSpec("api", tcp(8080), tcp(8080))),
 		field:   "spec.endpoint.ports[1].published_port",
 		message: "8080/tcp is already published by spec.endpoint.ports[0]",
-	}, {
+	}})
+}
+
+// TestPublishedPortConflictsUpdate checks that an update is refused a
+// published port that another service holds, and keeps the ports its
+// service holds.
+func TestPublishedPortConflictsUpdate(t *testing.T) {
+	checkPortCases(t, []portCase{{
 		name:    "update: taking another service's port",
 		setup:   create(portSpec("web", tcp(8080)), portSpec("api", tcp(9090))),
 		call:    updateTo("api", portSpec("api", tcp(9090), tcp(8080))),
@@ -139,24 +186,6 @@ func TestPublishedPortConflicts(t *testing.T) {
 			spec := portSpec("web", udp(8080), tcp(8080))
 			spec.Task.Container.Image = "example.com/web:2"
 			return updateSpec(ctx, s, "web", spec)
-		},
-	}, {
-		name:  "update: a port of a removed service is free again",
-		setup: create(portSpec("web", tcp(8080)), portSpec("api", tcp(9090))),
-		call: func(ctx context.Context, s *Server) error {
-			if _, err := s.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "web"}); err != nil {
-				return err
-			}
-			return updateSpec(ctx, s, "api", portSpec("api", tcp(8080)))
-		},
-	}, {
-		name:  "create: a port of a removed service is free again",
-		setup: create(portSpec("web", tcp(8080))),
-		call: func(ctx context.Context, s *Server) error {
-			if _, err := s.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "web"}); err != nil {
-				return err
-			}
-			return createSpec(portSpec("api", tcp(8080)))(ctx, s)
 		},
 	}, {
 		name: "update: a port given up and taken by another cannot be had back",
@@ -190,33 +219,31 @@ func TestPublishedPortConflicts(t *testing.T) {
 		call:    updateTo("old2", portSpec("old2", tcp(8080), tcp(9090))),
 		field:   "spec.endpoint.ports[1].published_port",
 		message: `port 9090/tcp is already in use by service "old1"`,
-	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, r := newTestServer(t)
-			ctx := t.Context()
-			if tc.setup != nil {
-				tc.setup(t, s, r)
+	}})
+}
+
+// TestPublishedPortFreedByRemove checks that the ports of a removed
+// service are free again, for a create and an update.
+func TestPublishedPortFreedByRemove(t *testing.T) {
+	checkPortCases(t, []portCase{{
+		name:  "update: a port of a removed service is free again",
+		setup: create(portSpec("web", tcp(8080)), portSpec("api", tcp(9090))),
+		call: func(ctx context.Context, s *Server) error {
+			if _, err := s.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "web"}); err != nil {
+				return err
 			}
-			before := services(r)
-			err := tc.call(ctx, s)
-			if tc.field == "" {
-				if err != nil {
-					t.Fatalf("got %v, want success", err)
-				}
-				return
+			return updateSpec(ctx, s, "api", portSpec("api", tcp(8080)))
+		},
+	}, {
+		name:  "create: a port of a removed service is free again",
+		setup: create(portSpec("web", tcp(8080))),
+		call: func(ctx context.Context, s *Server) error {
+			if _, err := s.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "web"}); err != nil {
+				return err
 			}
-			err = sdk.FromGRPC(err)
-			if got := fields(t, err); !slices.Equal(got, []string{tc.field}) {
-				t.Fatalf("got %v, want InvalidArgument naming %s", err, tc.field)
-			}
-			if !strings.Contains(err.Error(), tc.message) {
-				t.Errorf("got %q, want it to say %q", err, tc.message)
-			}
-			if after := services(r); !equalServices(before, after) {
-				t.Errorf("state changed by a refused call:\nbefore %v\nafter  %v", before, after)
-			}
-		})
-	}
+			return createSpec(portSpec("api", tcp(8080)))(ctx, s)
+		},
+	}})
 }
 
 func equalServices(a, b []*objectv1.Service) bool {

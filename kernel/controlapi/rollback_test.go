@@ -29,7 +29,6 @@ func rollbackSpec() *objectv1.ServiceSpec {
 }
 
 func TestValidateRollback(t *testing.T) {
-	dur := func(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 	for _, tc := range []struct {
 		name   string
 		change func(*objectv1.ServiceSpec)

@@ -90,14 +90,35 @@ func TestValidateServiceSpecValid(t *testing.T) {
 	}
 }
 
-func TestValidateServiceSpec(t *testing.T) {
-	dur := func(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
-	tests := []struct {
-		name   string
-		mutate func(s *objectv1.ServiceSpec)
-		want   []string
-	}{
-		// annotations
+// specCase is a change to validServiceSpec and the fields
+// ValidateServiceSpec names for it, in order (nil: still valid).
+type specCase struct {
+	name   string
+	mutate func(s *objectv1.ServiceSpec)
+	want   []string
+}
+
+// checkSpecCases runs each case as a subtest on a fresh validServiceSpec.
+func checkSpecCases(t *testing.T, tests []specCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validServiceSpec()
+			tt.mutate(s)
+			got := fields(t, ValidateServiceSpec(s))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ValidateServiceSpec fields = %q, want %q (error: %v)", got, tt.want, ValidateServiceSpec(s))
+			}
+		})
+	}
+}
+
+func dur(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+// TestValidateServiceSpecAnnotations checks the validation of the
+// service's name and labels.
+func TestValidateServiceSpecAnnotations(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"name missing", func(s *objectv1.ServiceSpec) { s.Annotations.Name = "" }, []string{"spec.annotations.name"}},
 		{"annotations missing", func(s *objectv1.ServiceSpec) { s.Annotations = nil }, []string{"spec.annotations.name"}},
 		{"name too long", func(s *objectv1.ServiceSpec) { s.Annotations.Name = strings.Repeat("a", 64) }, []string{"spec.annotations.name"}},
@@ -118,8 +139,13 @@ func TestValidateServiceSpec(t *testing.T) {
 			s.Annotations.Labels["a="] = ""
 			s.Annotations.Labels["m="] = ""
 		}, []string{`spec.annotations.labels["a="]`, `spec.annotations.labels["m="]`, `spec.annotations.labels["z="]`}},
+	})
+}
 
-		// mode
+// TestValidateServiceSpecMode checks the validation of the mode, replicated
+// or global, and the number of replicas.
+func TestValidateServiceSpecMode(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"no mode", func(s *objectv1.ServiceSpec) { s.Mode = nil }, []string{"spec.mode"}},
 		{"replicated nil", func(s *objectv1.ServiceSpec) { s.Mode = &objectv1.ServiceSpec_Replicated{} }, []string{"spec.mode.replicated"}},
 		{"global nil", func(s *objectv1.ServiceSpec) { s.Mode = &objectv1.ServiceSpec_Global{} }, []string{"spec.mode.global"}},
@@ -130,8 +156,13 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"replicas zero", func(s *objectv1.ServiceSpec) { s.GetReplicated().Replicas = 0 }, nil},
 		{"replicas max", func(s *objectv1.ServiceSpec) { s.GetReplicated().Replicas = maxReplicas }, nil},
 		{"replicas too many", func(s *objectv1.ServiceSpec) { s.GetReplicated().Replicas = maxReplicas + 1 }, []string{"spec.mode.replicated.replicas"}},
+	})
+}
 
-		// container
+// TestValidateServiceSpecContainer checks the validation of the
+// container's image, command, environment, directory and user.
+func TestValidateServiceSpecContainer(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"task missing", func(s *objectv1.ServiceSpec) { s.Task = nil }, []string{"spec.task.container.image"}},
 		{"image missing", func(s *objectv1.ServiceSpec) { s.Task.Container.Image = "" }, []string{"spec.task.container.image"}},
 		{"image bad", func(s *objectv1.ServiceSpec) { s.Task.Container.Image = "Web" }, []string{"spec.task.container.image"}},
@@ -148,6 +179,13 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"user uid overflow", func(s *objectv1.ServiceSpec) { s.Task.Container.User = "4294967295" }, []string{"spec.task.container.user"}},
 		{"user three parts", func(s *objectv1.ServiceSpec) { s.Task.Container.User = "a:b:c" }, []string{"spec.task.container.user"}},
 		{"user name", func(s *objectv1.ServiceSpec) { s.Task.Container.User = "nobody" }, nil},
+	})
+}
+
+// TestValidateServiceSpecMounts checks the validation of bind, volume and
+// tmpfs mounts.
+func TestValidateServiceSpecMounts(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"mount source relative", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts[0].Source = "data" },
 			[]string{"spec.task.container.mounts[0].source"}},
 		{"mount target relative", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts[1].Target = "etc" },
@@ -195,14 +233,26 @@ func TestValidateServiceSpec(t *testing.T) {
 			[]string{"spec.task.container.mounts[0].type"}},
 		{"mount bind with a tmpfs size", func(s *objectv1.ServiceSpec) { s.Task.Container.Mounts[0].TmpfsSizeBytes = 1 },
 			[]string{"spec.task.container.mounts[0].tmpfs_size_bytes"}},
+	})
+}
+
+// TestValidateServiceSpecStop checks the validation of the container's
+// stop signal and grace period.
+func TestValidateServiceSpecStop(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"stop signal unknown", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "SIGSTOP" }, []string{"spec.task.container.stop_signal"}},
 		{"stop signal lower case", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "sigterm" }, []string{"spec.task.container.stop_signal"}},
 		{"stop signal number", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "15" }, []string{"spec.task.container.stop_signal"}},
 		{"stop signal short", func(s *objectv1.ServiceSpec) { s.Task.Container.StopSignal = "TERM" }, nil},
 		{"stop grace negative", func(s *objectv1.ServiceSpec) { s.Task.Container.StopGracePeriod = dur(-time.Second) },
 			[]string{"spec.task.container.stop_grace_period"}},
+	})
+}
 
-		// resources
+// TestValidateServiceSpecResources checks the validation of limits and
+// reservations of CPU and memory.
+func TestValidateServiceSpecResources(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"cpu limit negative", func(s *objectv1.ServiceSpec) { s.Task.Resources.Limits.NanoCpus = -1 },
 			[]string{"spec.task.resources.limits.nano_cpus"}},
 		{"memory limit negative", func(s *objectv1.ServiceSpec) { s.Task.Resources.Limits.MemoryBytes = -1 },
@@ -224,8 +274,12 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"memory reservation above limit", func(s *objectv1.ServiceSpec) { s.Task.Resources.Reservations.MemoryBytes = 1 << 30 },
 			[]string{"spec.task.resources.reservations.memory_bytes"}},
 		{"reservation without limit", func(s *objectv1.ServiceSpec) { s.Task.Resources.Limits = nil }, nil},
+	})
+}
 
-		// restart
+// TestValidateServiceSpecRestart checks the validation of the restart policy.
+func TestValidateServiceSpecRestart(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"restart delay negative", func(s *objectv1.ServiceSpec) { s.Task.Restart.Delay = dur(-time.Second) },
 			[]string{"spec.task.restart.delay"}},
 		{"restart delay invalid", func(s *objectv1.ServiceSpec) { s.Task.Restart.Delay = &durationpb.Duration{Seconds: 1, Nanos: -1} },
@@ -236,8 +290,13 @@ func TestValidateServiceSpec(t *testing.T) {
 			[]string{"spec.task.restart.window"}},
 		{"restart condition unknown", func(s *objectv1.ServiceSpec) { s.Task.Restart.Condition = 9 },
 			[]string{"spec.task.restart.condition"}},
+	})
+}
 
-		// placement
+// TestValidateServiceSpecPlacement checks the validation of constraints
+// and preferences.
+func TestValidateServiceSpecPlacement(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"constraint no operator", func(s *objectv1.ServiceSpec) { s.Task.Placement.Constraints[1] = "node.role" },
 			[]string{"spec.task.placement.constraints[1]"}},
 		{"constraint unknown key", func(s *objectv1.ServiceSpec) { s.Task.Placement.Constraints[0] = "engine.labels.a==b" },
@@ -257,8 +316,12 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"too many preferences", func(s *objectv1.ServiceSpec) {
 			s.Task.Placement.Preferences = slices.Repeat([]*objectv1.PlacementPreference{{Spread: "node.id"}}, maxPreferences+1)
 		}, []string{"spec.task.placement.preferences"}},
+	})
+}
 
-		// update
+// TestValidateServiceSpecUpdate checks the validation of the update policy.
+func TestValidateServiceSpecUpdate(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"update delay negative", func(s *objectv1.ServiceSpec) { s.Update.Delay = dur(-1) }, []string{"spec.update.delay"}},
 		{"update monitor negative", func(s *objectv1.ServiceSpec) { s.Update.Monitor = dur(-1) }, []string{"spec.update.monitor"}},
 		{"failure ratio above 1", func(s *objectv1.ServiceSpec) { s.Update.MaxFailureRatio = 1.5 }, []string{"spec.update.max_failure_ratio"}},
@@ -268,8 +331,13 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"failure action unknown", func(s *objectv1.ServiceSpec) { s.Update.FailureAction = 4 }, []string{"spec.update.failure_action"}},
 		{"order unknown", func(s *objectv1.ServiceSpec) { s.Update.Order = -1 }, []string{"spec.update.order"}},
 		{"parallelism zero", func(s *objectv1.ServiceSpec) { s.Update.Parallelism = 0 }, nil},
+	})
+}
 
-		// ports
+// TestValidateServiceSpecPorts checks the validation of published ports
+// and the endpoint mode.
+func TestValidateServiceSpecPorts(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"target port zero", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[1].TargetPort = 0 }, []string{"spec.endpoint.ports[1].target_port"}},
 		{"target port too big", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[1].TargetPort = 65536 }, []string{"spec.endpoint.ports[1].target_port"}},
 		{"published port zero", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].PublishedPort = 0 }, []string{"spec.endpoint.ports[0].published_port"}},
@@ -279,8 +347,13 @@ func TestValidateServiceSpec(t *testing.T) {
 		{"published twice", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[1].Protocol = "tcp" }, []string{"spec.endpoint.ports[1].published_port"}},
 		{"publish mode unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Ports[0].Mode = 9 }, []string{"spec.endpoint.ports[0].mode"}},
 		{"endpoint mode unknown", func(s *objectv1.ServiceSpec) { s.Endpoint.Mode = 9 }, []string{"spec.endpoint.mode"}},
+	})
+}
 
-		// every error is collected
+// TestValidateServiceSpecCollectsEveryError checks several errors at once:
+// every one is named, in the order of the spec.
+func TestValidateServiceSpecCollectsEveryError(t *testing.T) {
+	checkSpecCases(t, []specCase{
 		{"several", func(s *objectv1.ServiceSpec) {
 			s.Annotations.Name = ""
 			s.GetReplicated().Replicas = -5
@@ -289,17 +362,7 @@ func TestValidateServiceSpec(t *testing.T) {
 			s.Endpoint.Ports[1].TargetPort = 0
 		}, []string{"spec.annotations.name", "spec.mode.replicated.replicas", "spec.task.container.image",
 			"spec.task.restart.delay", "spec.endpoint.ports[1].target_port"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := validServiceSpec()
-			tt.mutate(s)
-			got := fields(t, ValidateServiceSpec(s))
-			if !slices.Equal(got, tt.want) {
-				t.Errorf("ValidateServiceSpec fields = %q, want %q (error: %v)", got, tt.want, ValidateServiceSpec(s))
-			}
-		})
-	}
+	})
 }
 
 func TestValidateServiceSpecNil(t *testing.T) {
@@ -309,7 +372,8 @@ func TestValidateServiceSpecNil(t *testing.T) {
 	}
 }
 
-// TestValidateMessages checks that messages give the bounds and the bad value.
+// TestValidateMessages checks that messages give the bounds and the bad
+// value.
 func TestValidateMessages(t *testing.T) {
 	tests := []struct {
 		mutate func(s *objectv1.ServiceSpec)
@@ -525,7 +589,6 @@ func TestValidateClusterSpec(t *testing.T) {
 			Orchestration: &objectv1.OrchestrationConfig{TaskHistoryRetention: 5},
 		}
 	}
-	dur := func(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
 	tests := []struct {
 		name   string
 		mutate func(s *objectv1.ClusterSpec)
