@@ -40,11 +40,38 @@ func TestSecrets(t *testing.T) {
 	n.waitReady(90 * time.Second)
 
 	data := filepath.Join(n.dir, "data")
-	refsDir := filepath.Join(data, "plugins", "executor", "secrets")
-	value := "e2e-secret-" + randomHex(t)
-	value2 := "e2e-secret-v2-" + randomHex(t)
-	conf := "listen = 8080\nname = app-" + randomHex(t)[:8] + "\n"
+	s := secretsRun{
+		n:       n,
+		data:    data,
+		refsDir: filepath.Join(data, "plugins", "executor", "secrets"),
+		value:   "e2e-secret-" + randomHex(t),
+		value2:  "e2e-secret-v2-" + randomHex(t),
+		conf:    "listen = 8080\nname = app-" + randomHex(t)[:8] + "\n",
+	}
+	tasks := s.create(t)
+	s.checkCLIHides(t)
+	s.checkOnNode(t, tasks)
+	s.checkInTasks(t, tasks)
+	s.rotate(t, tasks)
+	s.remove(t)
+}
 
+// secretsRun is what the steps of TestSecrets share: the node, its data
+// directory, and the secrets' and the config's data.
+type secretsRun struct {
+	n *node
+	// data is the node's data directory; refsDir where the executor
+	// mounts the tasks' secrets.
+	data, refsDir string
+	// value is db_password's data, value2 db_password_v2's; conf app_conf's.
+	value, value2, conf string
+}
+
+// create refuses a secret too big, creates db_password and app_conf, and
+// the service app that uses them; it returns app's tasks.
+func (s secretsRun) create(t *testing.T) []*objectv1.Task {
+	t.Helper()
+	n := s.n
 	// Too big: refused, naming the limit, and nothing stored.
 	big := filepath.Join(t.TempDir(), "big")
 	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 600<<10), 0o600); err != nil {
@@ -59,12 +86,12 @@ func TestSecrets(t *testing.T) {
 	}
 
 	// Created from stdin and from a file.
-	r = n.cliIn(value, "secret", "create", "db_password", "-")
+	r = n.cliIn(s.value, "secret", "create", "db_password", "-")
 	if r.code != 0 {
 		t.Fatalf("secret create db_password -: %+v", r)
 	}
 	confFile := filepath.Join(t.TempDir(), "app.conf")
-	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(confFile, []byte(s.conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n.ok(t, "config", "create", "app_conf", confFile)
@@ -72,9 +99,15 @@ func TestSecrets(t *testing.T) {
 	n.ok(t, "service", "create", "--name", "app", "--replicas", "2",
 		"--secret", "db_password", "--config", "source=app_conf,target=/etc/app.conf",
 		testImage, "sleep:inf")
-	tasks := waitTasks(t, n, "app", 2, testImage)
+	return waitTasks(t, n, "app", 2, testImage)
+}
 
-	// Nothing the CLI prints shows the data.
+// checkCLIHides checks that nothing the CLI prints shows the secret's data,
+// while config inspect --pretty shows the config's.
+func (s secretsRun) checkCLIHides(t *testing.T) {
+	t.Helper()
+	n := s.n
+	// Nothing the CLI prints shows the s.data.
 	for _, args := range [][]string{
 		{"secret", "inspect", "db_password"},
 		{"secret", "inspect", "--pretty", "db_password"},
@@ -84,7 +117,7 @@ func TestSecrets(t *testing.T) {
 		{"service", "ps", "--format", "json", "app"},
 	} {
 		out := n.ok(t, args...)
-		if containsValue([]byte(out), value) {
+		if containsValue([]byte(out), s.value) {
 			t.Errorf("shoal %s shows the secret's data:\n%s", strings.Join(args, " "), out)
 		}
 		if args[0] == "secret" && !strings.Contains(out, "db_password") {
@@ -92,37 +125,48 @@ func TestSecrets(t *testing.T) {
 		}
 	}
 	// A config's data is not secret: inspect --pretty shows it.
-	if out := n.ok(t, "config", "inspect", "--pretty", "app_conf"); !strings.Contains(out, strings.TrimSpace(conf)) {
+	if out := n.ok(t, "config", "inspect", "--pretty", "app_conf"); !strings.Contains(out, strings.TrimSpace(s.conf)) {
 		t.Errorf("config inspect --pretty app_conf:\n%s\nwant the config's data in it", out)
 	}
+}
 
-	// On the node: each task has a tmpfs of its own, and the data is
-	// nowhere else under the data directory, not in the Raft log and not
+// checkOnNode checks that each task has a tmpfs of its own and that the
+// s.data is nowhere else under the s.data directory.
+func (s secretsRun) checkOnNode(t *testing.T, tasks []*objectv1.Task) {
+	t.Helper()
+	n := s.n
+	// On the node: each task has a tmpfs of its own, and the s.data is
+	// nowhere else under the s.data directory, not in the Raft log and not
 	// in a snapshot taken since.
-	mounts := hostTmpfsUnder(t, refsDir)
+	mounts := hostTmpfsUnder(t, s.refsDir)
 	for _, task := range tasks {
-		if !slices.Contains(mounts, filepath.Join(refsDir, task.GetId())) {
-			t.Errorf("no tmpfs mounted at %s for task %s; tmpfs under %s: %q", filepath.Join(refsDir, task.GetId()), task.GetId(), refsDir, mounts)
+		if !slices.Contains(mounts, filepath.Join(s.refsDir, task.GetId())) {
+			t.Errorf("no tmpfs mounted at %s for task %s; tmpfs under %s: %q", filepath.Join(s.refsDir, task.GetId()), task.GetId(), s.refsDir, mounts)
 		}
 	}
-	waitNewSnapshot(t, n, data)
-	checkOnlyOnTmpfs(t, data, value)
+	waitNewSnapshot(t, n, s.data)
+	checkOnlyOnTmpfs(t, s.data, s.value)
 	// The search reads the Raft store: the secret's name (not secret) is
 	// in its log or its snapshots.
-	if !foundUnder(t, filepath.Join(data, "raft"), "db_password") {
-		t.Errorf("the search found no file under %s with the secret's name: it does not read the Raft store", filepath.Join(data, "raft"))
+	if !foundUnder(t, filepath.Join(s.data, "raft"), "db_password") {
+		t.Errorf("the search found no file under %s with the secret's name: it does not read the Raft store", filepath.Join(s.data, "raft"))
 	}
+}
 
+// checkInTasks checks the secret and the config in the containers.
+func (s secretsRun) checkInTasks(t *testing.T, tasks []*objectv1.Task) {
+	t.Helper()
+	n := s.n
 	// In the containers: the secret, on a tmpfs, read-only; the config.
 	for _, task := range tasks {
 		id := task.GetId()
 		r := n.cli("task", "exec", id, "--", "/prog", "cat:/run/secrets/db_password")
-		if r.code != 0 || r.stdout != value {
-			t.Errorf("task %s: cat /run/secrets/db_password = %+v; want %q", id, r, value)
+		if r.code != 0 || r.stdout != s.value {
+			t.Errorf("task %s: cat /run/secrets/db_password = %+v; want %q", id, r, s.value)
 		}
 		r = n.cli("task", "exec", id, "--", "/prog", "cat:/etc/app.conf")
-		if r.code != 0 || r.stdout != conf {
-			t.Errorf("task %s: cat /etc/app.conf = %+v; want %q", id, r, conf)
+		if r.code != 0 || r.stdout != s.conf {
+			t.Errorf("task %s: cat /etc/app.conf = %+v; want %q", id, r, s.conf)
 		}
 		mi := n.ok(t, "task", "exec", id, "--", "/prog", "cat:/proc/self/mountinfo")
 		if fstype, opts, ok := mountOf(mi, "/run/secrets/db_password"); !ok || fstype != "tmpfs" || !slices.Contains(opts, "ro") {
@@ -133,9 +177,15 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("task %s: writing /run/secrets/db_password succeeded; want it read-only", id)
 		}
 	}
+}
 
+// rotate checks that a secret in use is not removed, then replaces it by a
+// new secret at the same target, which rolls the tasks.
+func (s secretsRun) rotate(t *testing.T, tasks []*objectv1.Task) {
+	t.Helper()
+	n := s.n
 	// In use: not removed, and the error names the service.
-	r = n.cli("secret", "rm", "db_password")
+	r := n.cli("secret", "rm", "db_password")
 	if r.code == 0 || !strings.Contains(r.stderr, "app") {
 		t.Errorf("secret rm of a used secret = %+v; want it refused, naming the service app", r)
 	}
@@ -144,7 +194,7 @@ func TestSecrets(t *testing.T) {
 	}
 
 	// Rotation: a new secret at the same target rolls the tasks.
-	r = n.cliIn(value2, "secret", "create", "db_password_v2", "-")
+	r = n.cliIn(s.value2, "secret", "create", "db_password_v2", "-")
 	if r.code != 0 {
 		t.Fatalf("secret create db_password_v2 -: %+v", r)
 	}
@@ -155,19 +205,26 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("task %s ran before the update and still runs: want every task replaced", task.GetId())
 		}
 	}
-	waitNewSnapshot(t, n, data)
-	checkOnlyOnTmpfs(t, data, value2)
-	checkOnlyOnTmpfs(t, data, value)
+	waitNewSnapshot(t, n, s.data)
+	checkOnlyOnTmpfs(t, s.data, s.value2)
+	checkOnlyOnTmpfs(t, s.data, s.value)
 	for _, task := range rolled {
 		var r result
 		eventually(t, 30*time.Second, func(context.Context) error {
 			r = n.cli("task", "exec", task.GetId(), "--", "/prog", "cat:/run/secrets/db_password")
-			if r.code != 0 || r.stdout != value2 {
-				return fmt.Errorf("task %s: cat /run/secrets/db_password = %+v; want %q", task.GetId(), r, value2)
+			if r.code != 0 || r.stdout != s.value2 {
+				return fmt.Errorf("task %s: cat /run/secrets/db_password = %+v; want %q", task.GetId(), r, s.value2)
 			}
 			return nil
 		})
 	}
+}
+
+// remove removes the service, then the secrets and the config, and checks
+// that nothing of theirs is left.
+func (s secretsRun) remove(t *testing.T) {
+	t.Helper()
+	n := s.n
 	// Once the service and its tasks are gone, no tmpfs of theirs is left
 	// and the secret can be removed.
 	appID := n.serviceID("app")
@@ -186,8 +243,8 @@ func TestSecrets(t *testing.T) {
 		}
 		return nil
 	})
-	if left := hostTmpfsUnder(t, refsDir); len(left) != 0 {
-		t.Errorf("tmpfs still mounted under %s once the service is removed: %q", refsDir, left)
+	if left := hostTmpfsUnder(t, s.refsDir); len(left) != 0 {
+		t.Errorf("tmpfs still mounted under %s once the service is removed: %q", s.refsDir, left)
 	}
 	// The previous spec (which a rollback would bring back) used the old
 	// secret until the service was removed: both can go now.
@@ -196,7 +253,7 @@ func TestSecrets(t *testing.T) {
 	if ls := n.ok(t, "secret", "ls", "--format", "json"); strings.Contains(ls, "db_password") {
 		t.Errorf("secret ls --format json after rm:\n%s\nwant no secret", ls)
 	}
-	checkOnlyOnTmpfs(t, data, value2)
+	checkOnlyOnTmpfs(t, s.data, s.value2)
 }
 
 // appendConfig appends text to the node's config file.
