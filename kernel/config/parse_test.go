@@ -308,13 +308,7 @@ func TestLoad(t *testing.T) {
 // cannot decode): each must be named, with its key and line, in one error,
 // in the order of the file.
 func TestParseReportsEveryError(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		// want are the errors, in order, each "field: message start" and
-		// " (line N)" at its end.
-		want []string
-	}{
+	checkParseErrors(t, []parseCase{
 		{
 			name: "unknown keys, bad values and out-of-range values",
 			in: `version = 1
@@ -377,6 +371,14 @@ token = "t"
 				"join.addrs: incompatible types: TOML value has type string; destination has type slice (line 6)",
 			},
 		},
+	})
+}
+
+// TestParseReportsEveryMismatchedTable gives files whose tables are of the
+// wrong type, beside other errors: each is named, as in
+// TestParseReportsEveryError.
+func TestParseReportsEveryMismatchedTable(t *testing.T) {
+	checkParseErrors(t, []parseCase{
 		{
 			name: "tables of the wrong type, and no version",
 			in:   "raft = 5\nnode = []\n[[cluster]]\n[log]\nformat = \"xml\"\n",
@@ -396,7 +398,23 @@ token = "t"
 				"plugins.ipam.path: incompatible types",
 			},
 		},
-	}
+	})
+}
+
+// parseCase is a file and the errors Parse must report for it.
+type parseCase struct {
+	name string
+	in   string
+	// want are the errors, in order, each "field: message start" and
+	// " (line N)" at its end.
+	want []string
+}
+
+// checkParseErrors runs each case as a subtest: Parse returns sdk.FieldErrors
+// that start with want, one for one and in order, each ending with its line
+// (but for a missing version).
+func checkParseErrors(t *testing.T, tests []parseCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.in))

@@ -18,21 +18,58 @@ func TestDefaultIsValid(t *testing.T) {
 	}
 }
 
-// TestValidate changes one thing in Default() per case and checks that
-// Validate names the field with the message (bounds included), or accepts
-// the change when want is empty.
-func TestValidate(t *testing.T) {
-	tests := []struct {
-		name   string
-		change func(c *Config)
-		field  string
-		want   string
-	}{
-		// version
+// validateCase changes one thing in Default(); field and want are the field
+// Validate names with the message (bounds included), or "" when the change
+// is accepted.
+type validateCase struct {
+	name   string
+	change func(c *Config)
+	field  string
+	want   string
+}
+
+// checkValidate runs each case as a subtest on a fresh Default(): Validate
+// names the field with a message containing want, or accepts the change
+// when field is empty.
+func checkValidate(t *testing.T, tests []validateCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(&c)
+			err := c.Validate()
+			if tt.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			var fe sdk.FieldErrors
+			if !errors.As(err, &fe) {
+				t.Fatalf("Validate() = %v, want sdk.FieldErrors naming %s", err, tt.field)
+			}
+			for _, f := range fe {
+				if f.Field == tt.field && strings.Contains(f.Message, tt.want) {
+					return
+				}
+			}
+			t.Errorf("Validate() = %v, want %s: ...%s...", err, tt.field, tt.want)
+		})
+	}
+}
+
+// TestValidateVersion checks the validation of the config version.
+func TestValidateVersion(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"version 0", func(c *Config) { c.Version = 0 }, "version", "must be 1, got 0"},
 		{"version 2", func(c *Config) { c.Version = 2 }, "version", "must be 1, got 2"},
+	})
+}
 
-		// node
+// TestValidateNode checks the validation of the node's hostname, data
+// directory and role.
+func TestValidateNode(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"hostname set", func(c *Config) { c.Node.Hostname = "node-1.example" }, "", ""},
 		{"hostname with space", func(c *Config) { c.Node.Hostname = "node 1" }, "node.hostname", `without spaces, got "node 1"`},
 		{"hostname too long", func(c *Config) { c.Node.Hostname = strings.Repeat("a", 254) }, "node.hostname", "at most 253"},
@@ -45,8 +82,13 @@ func TestValidate(t *testing.T) {
 			c.Join = Join{Addrs: []string{"10.0.0.1:4242"}, Token: "t"}
 		}, "", ""},
 		{"worker without join", func(c *Config) { c.Node.Role = RoleWorker }, "join.addrs", "required for a worker"},
+	})
+}
 
-		// manager
+// TestValidateManager checks the validation of the manager's listen and
+// advertise addresses.
+func TestValidateManager(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"listen_addr no port", func(c *Config) { c.Manager.ListenAddr = "0.0.0.0" }, "manager.listen_addr", `must be host:port, got "0.0.0.0"`},
 		{"listen_addr bad port", func(c *Config) { c.Manager.ListenAddr = "0.0.0.0:70000" }, "manager.listen_addr", `port must be between 0 and 65535, got "70000"`},
 		{"listen_addr named port", func(c *Config) { c.Manager.ListenAddr = ":http" }, "manager.listen_addr", `got "http"`},
@@ -67,7 +109,13 @@ func TestValidate(t *testing.T) {
 		{"raft_listen_addr bad", func(c *Config) { c.Manager.RaftListenAddr = "4243" }, "manager.raft_listen_addr", "must be host:port"},
 		{"raft port clashes with api", func(c *Config) { c.Manager.RaftListenAddr = "10.0.0.5:4242" }, "manager.raft_listen_addr", "must not use the port of manager.listen_addr"},
 		{"metrics port clashes", func(c *Config) { c.Metrics.ListenAddr = "127.0.0.1:4243" }, "metrics.listen_addr", "must not use the port of manager.raft_listen_addr"},
-		// gossip
+	})
+}
+
+// TestValidateGossip checks the validation of the gossip listen and
+// advertise addresses.
+func TestValidateGossip(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"gossip port 0", func(c *Config) { c.Gossip.ListenAddr = "127.0.0.1:0" }, "", ""},
 		{"gossip empty host", func(c *Config) { c.Gossip.ListenAddr = ":7946" }, "", ""},
 		{"gossip listen no port", func(c *Config) { c.Gossip.ListenAddr = "0.0.0.0" }, "gossip.listen_addr", `must be ip:port, got "0.0.0.0"`},
@@ -96,14 +144,23 @@ func TestValidate(t *testing.T) {
 		}, "", ""},
 		{"control_socket relative", func(c *Config) { c.Manager.ControlSocket = "control.sock" }, "manager.control_socket", "must be an absolute path"},
 		{"control_socket too long", func(c *Config) { c.Manager.ControlSocket = "/" + strings.Repeat("s", 107) }, "manager.control_socket", "must be at most 107 bytes (a unix socket path), got 108"},
+	})
+}
 
-		// metrics
+// TestValidateMetrics checks the validation of the metrics listener and
+// the dashboard.
+func TestValidateMetrics(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"metrics off", func(c *Config) { c.Metrics.ListenAddr = "" }, "", ""},
 		{"metrics bad", func(c *Config) { c.Metrics.ListenAddr = "localhost" }, "metrics.listen_addr", `must be host:port, got "localhost"`},
 		{"dashboard token file", func(c *Config) { c.Metrics.DashboardTokenFile = "/etc/shoal/dashboard.token" }, "", ""},
 		{"dashboard token file relative", func(c *Config) { c.Metrics.DashboardTokenFile = "dashboard.token" }, "metrics.dashboard_token_file", "must be an absolute path"},
+	})
+}
 
-		// raft
+// TestValidateRaft checks the validation of Raft's timeouts.
+func TestValidateRaft(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"heartbeat too short", func(c *Config) { c.Raft.HeartbeatTimeout = ms(5); c.Raft.LeaderLeaseTimeout = ms(5) }, "raft.heartbeat_timeout", "must be between 10ms and 1m, got 5ms"},
 		{"heartbeat too long", func(c *Config) {
 			c.Raft.HeartbeatTimeout = Duration{2 * time.Minute}
@@ -126,8 +183,13 @@ func TestValidate(t *testing.T) {
 		{"trailing logs 0", func(c *Config) { c.Raft.TrailingLogs = 0 }, "", ""},
 		{"max append 0", func(c *Config) { c.Raft.MaxAppendEntries = 0 }, "raft.max_append_entries", "must be between 1 and 1024, got 0"},
 		{"max append too many", func(c *Config) { c.Raft.MaxAppendEntries = 1025 }, "raft.max_append_entries", "must be between 1 and 1024, got 1025"},
+	})
+}
 
-		// join
+// TestValidateJoin checks the validation of the addresses and token a node
+// joins with.
+func TestValidateJoin(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"join ok", func(c *Config) { c.Join = Join{Addrs: []string{"10.0.0.1:4242", "[fd00::1]:4242"}, Token: "tok"} }, "", ""},
 		{"join without token", func(c *Config) { c.Join.Addrs = []string{"10.0.0.1:4242"} }, "join.token", "required to join"},
 		{"token without addrs", func(c *Config) { c.Join.Token = "tok" }, "join.addrs", "required with join.token"},
@@ -136,8 +198,13 @@ func TestValidate(t *testing.T) {
 		{"join addr port 0", func(c *Config) { c.Join = Join{Addrs: []string{"a:1", "b:0"}, Token: "t"} }, "join.addrs[1]", `port must be between 1 and 65535, got "0"`},
 		{"join addr unspecified", func(c *Config) { c.Join = Join{Addrs: []string{"0.0.0.0:4242"}, Token: "t"} }, "join.addrs[0]", `host must be a manager's address or DNS name, got "0.0.0.0"`},
 		{"join addr empty host", func(c *Config) { c.Join = Join{Addrs: []string{":4242"}, Token: "t"} }, "join.addrs[0]", `got ""`},
+	})
+}
 
-		// cluster
+// TestValidateCluster checks the validation of the cluster's heartbeat
+// period, certificate expiry and task history.
+func TestValidateCluster(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"heartbeat period short", func(c *Config) { c.Cluster.HeartbeatPeriod = ms(999) }, "cluster.heartbeat_period", "must be between 1s and 5m, got 999ms"},
 		{"heartbeat period long", func(c *Config) { c.Cluster.HeartbeatPeriod = Duration{6 * time.Minute} }, "cluster.heartbeat_period", "must be between 1s and 5m, got 6m"},
 		{"cert expiry short", func(c *Config) { c.Cluster.NodeCertExpiry = Duration{59 * time.Minute} }, "cluster.node_cert_expiry", "must be between 1h and 87600h, got 59m"},
@@ -145,12 +212,21 @@ func TestValidate(t *testing.T) {
 		{"history negative", func(c *Config) { c.Cluster.TaskHistoryRetention = -1 }, "cluster.task_history_retention", "must be between 0 and 1000, got -1"},
 		{"history too many", func(c *Config) { c.Cluster.TaskHistoryRetention = 1001 }, "cluster.task_history_retention", "must be between 0 and 1000, got 1001"},
 		{"history 0", func(c *Config) { c.Cluster.TaskHistoryRetention = 0 }, "", ""},
+	})
+}
 
-		// log
+// TestValidateLog checks the validation of the log level and format.
+func TestValidateLog(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"log level", func(c *Config) { c.Log.Level = "INFO" }, "log.level", `must be one of "debug", "info", "warn", "error", got "INFO"`},
 		{"log format", func(c *Config) { c.Log.Format = "logfmt" }, "log.format", `must be one of "text", "json", got "logfmt"`},
+	})
+}
 
-		// plugins
+// TestValidatePlugins checks the validation of the plugins and their
+// paths.
+func TestValidatePlugins(t *testing.T) {
+	checkValidate(t, []validateCase{
 		{"plugins known kinds", func(c *Config) {
 			c.Plugins[KindScheduler] = Plugin{Path: "/opt/sched"}
 			c.Plugins[KindIPAM] = Plugin{}
@@ -166,30 +242,7 @@ func TestValidate(t *testing.T) {
 		{"containerd socket", func(c *Config) { c.Containerd.Address = "/run/containerd/containerd.sock" }, "", ""},
 		{"no executor", func(c *Config) { c.Plugins[KindExecutor] = Plugin{Path: NoExecutor} }, "", ""},
 		{"none is for executors", func(c *Config) { c.Plugins[KindIPAM] = Plugin{Path: NoExecutor} }, "plugins.ipam.path", `must be an absolute path, got "none"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := Default()
-			tt.change(&c)
-			err := c.Validate()
-			if tt.field == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			var fe sdk.FieldErrors
-			if !errors.As(err, &fe) {
-				t.Fatalf("Validate() = %v, want sdk.FieldErrors naming %s", err, tt.field)
-			}
-			for _, f := range fe {
-				if f.Field == tt.field && strings.Contains(f.Message, tt.want) {
-					return
-				}
-			}
-			t.Errorf("Validate() = %v, want %s: ...%s...", err, tt.field, tt.want)
-		})
-	}
+	})
 }
 
 func TestValidateZeroValueNamesEverything(t *testing.T) {
