@@ -48,22 +48,34 @@ lint:
 	done
 
 # protoc with the generators pinned as go.mod tool lines; OUT is where the
-# generated code goes (proto-check generates into a scratch directory).
+# generated code goes (proto-check generates into a scratch directory). The
+# Python scheduler plugin's stubs go to PYOUT, made by Debian's
+# python3-grpc-tools for Debian's python3 (by its path: a python3 earlier on
+# PATH may lack the packages).
 OUT ?= sdk/proto
+PYPLUGIN := examples/scheduler-python
+PYOUT ?= $(PYPLUGIN)/gen
+PYPROTOS := shoal/object/v1/object.proto shoal/scheduler/v1/scheduler.proto grpc_health/v1/health.proto
 proto:
+	@mkdir -p $(OUT) $(PYOUT)
 	protoc -I sdk/proto -I /usr/include \
 	  --plugin=protoc-gen-go="$$($(GO) tool -n protoc-gen-go)" \
 	  --plugin=protoc-gen-go-grpc="$$($(GO) tool -n protoc-gen-go-grpc)" \
 	  --go_out=$(OUT) --go_opt=paths=source_relative \
 	  --go-grpc_out=$(OUT) --go-grpc_opt=paths=source_relative \
 	  $(patsubst sdk/proto/%,%,$(PROTOS))
+	/usr/bin/python3 -m grpc_tools.protoc -I sdk/proto -I $(PYPLUGIN)/proto -I /usr/include \
+	  --python_out=$(PYOUT) --grpc_python_out=$(PYOUT) $(PYPROTOS)
 
 proto-check: deps
-	@tmp=$$(mktemp -d) && $(MAKE) -s proto OUT=$$tmp && \
-	  for f in $$(cd $$tmp && find . -name '*.go'); do \
-	    cmp -s $$tmp/$$f sdk/proto/$$f || { echo "stale generated code: sdk/proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	@tmp=$$(mktemp -d) && $(MAKE) -s proto OUT=$$tmp/go PYOUT=$$tmp/py && \
+	  for f in $$(cd $$tmp/go && find . -name '*.go'); do \
+	    cmp -s $$tmp/go/$$f sdk/proto/$$f || { echo "stale generated code: sdk/proto/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
 	  done; \
-	  extra=$$(cd sdk/proto && find . -name '*.pb.go' | while read f; do [ -f $$tmp/$$f ] || echo $$f; done); \
+	  for f in $$(cd $$tmp/py && find . -name '*.py'); do \
+	    cmp -s $$tmp/py/$$f $(PYPLUGIN)/gen/$$f || { echo "stale generated code: $(PYPLUGIN)/gen/$$f (run make proto)"; rm -rf $$tmp; exit 1; }; \
+	  done; \
+	  extra=$$(cd sdk/proto && find . -name '*.pb.go' | while read f; do [ -f $$tmp/go/$$f ] || echo $$f; done); \
 	  rm -rf $$tmp; [ -z "$$extra" ] || { echo "generated code without a .proto: $$extra"; exit 1; }
 
 bench: deps build

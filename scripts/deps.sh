@@ -14,6 +14,10 @@ command -v gcc >/dev/null || need+=(gcc) # go test -race needs cgo
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry) # the image pull tests
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables) # task networks' forwarding and NAT rules
+# The Python scheduler plugin (examples/scheduler-python) and its stubs (make
+# proto): Debian's packages, for Debian's python3.
+/usr/bin/python3 -c 'import grpc, google.protobuf, cryptography, grpc_tools' 2>/dev/null ||
+  need+=(python3-grpcio python3-protobuf python3-cryptography python3-grpc-tools)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing ${need[*]}: run as root, or install them with apt-get" >&2

@@ -9,7 +9,9 @@
 // scheduler, twice: calling it directly (subtests under "InProcess") and
 // through the plugin's real gRPC glue, scheduler.Plugin on one end and
 // scheduler.Client on the other (subtests under "GRPC"), so that a plugin
-// also learns what survives the wire. Each check is a subtest whose name says
+// also learns what survives the wire. RunBinary runs the same checks
+// against a plugin binary, in any language, started as the kernel starts it.
+// Each check is a subtest whose name says
 // which part of the contract it covers; every reply of every check is also
 // held to the rules any reply must keep (one decision per task, nodes of the
 // view only, a reason with each refusal, constraints met, max_replicas_per_node
@@ -56,6 +58,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/shoalhq/shoal/sdk"
+	"github.com/shoalhq/shoal/sdk/plugintest"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
 	"github.com/shoalhq/shoal/sdk/scheduler"
 )
@@ -81,6 +84,23 @@ func Run(t *testing.T, factory func() scheduler.Scheduler) {
 	}
 }
 
+// RunBinary checks that the scheduler plugin binary at path keeps the
+// scheduler contract, whatever language it is written in: each check starts
+// the binary afresh, as the kernel starts a plugin (go-plugin's handshake,
+// gRPC with mutual TLS, sdk.ProtocolVersion), and plays the kernel's
+// placement stage against it. The plugin's stderr goes to the test log.
+//
+// A plugin not written in Go runs it without a line of Go:
+//
+//	SHOAL_SCHEDULER_PLUGIN=/path/to/plugin go test github.com/shoalhq/shoal/sdk/scheduler/schedulertest -run TestPluginBinary
+func RunBinary(t *testing.T, path string) {
+	t.Helper()
+	h := &harness{binary: path}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.run(t, h) })
+	}
+}
+
 // checks are the parts of the contract, one subtest each.
 var checks = []struct {
 	name string
@@ -102,10 +122,12 @@ var checks = []struct {
 	{"Cancellation", checkCancellation},
 }
 
-// harness opens schedulers for the checks, in process or over gRPC.
+// harness opens schedulers for the checks: in process or over gRPC (from
+// factory), or in a process of the plugin binary.
 type harness struct {
 	factory  func() scheduler.Scheduler
 	overGRPC bool
+	binary   string // the plugin binary's path, for RunBinary
 }
 
 // instance is one fresh scheduler as a check sees it.
@@ -121,6 +143,13 @@ type instance struct {
 // fresh returns a new, unconfigured scheduler.
 func (h *harness) fresh(t *testing.T) instance {
 	t.Helper()
+	if h.binary != "" {
+		// Whether the plugin takes settings is not known from outside: the
+		// Configure check asks only for the kind of the error, as from a Go
+		// plugin that is no Configurer.
+		sc := plugintest.Start(t, h.binary, sdk.KindScheduler, &scheduler.Plugin{}).(*scheduler.Client)
+		return instance{Scheduler: sc, configurer: sc}
+	}
 	impl := h.factory()
 	if impl == nil {
 		t.Fatal("factory returned a nil scheduler")

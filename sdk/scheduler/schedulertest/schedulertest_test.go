@@ -244,3 +244,17 @@ func (d *doubleCounting) Schedule(ctx context.Context, req *schedulerv1.Schedule
 type lax struct{ *firstFit }
 
 func (lax) Configure(context.Context, []byte) error { return nil }
+
+// pluginEnv names a scheduler plugin binary TestPluginBinary runs the kit
+// against: how a plugin written in another language uses the kit.
+const pluginEnv = "SHOAL_SCHEDULER_PLUGIN"
+
+// TestPluginBinary runs the kit against the plugin binary named by
+// $SHOAL_SCHEDULER_PLUGIN. The bundled plugins' own tests call RunBinary.
+func TestPluginBinary(t *testing.T) {
+	path := os.Getenv(pluginEnv)
+	if path == "" {
+		t.Skip("set " + pluginEnv + " to a scheduler plugin binary to check it")
+	}
+	schedulertest.RunBinary(t, path)
+}

@@ -1,0 +1,143 @@
+// Package plugintest starts plugin binaries for the conformance kits
+// (schedulertest.RunBinary and its kin), the way the kernel starts them: the
+// handshake of sdk.Handshake, gRPC only, mutual TLS set up per start
+// (go-plugin's AutoMTLS), a unix socket in a private directory, and the
+// plugin killed with the test process (Linux's parent-death signal).
+//
+// A plugin in any language that passes a kit started this way speaks what
+// the kernel speaks. Plugin authors call the kits, not this package.
+package plugintest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/shoalhq/shoal/sdk"
+)
+
+// startTimeout bounds a plugin's start, to its handshake line. An
+// interpreted plugin loads its gRPC library first; on a loaded CI machine
+// that takes seconds, not minutes.
+const startTimeout = 30 * time.Second
+
+// Start runs the plugin binary at path and returns the client of kind
+// dispensed from it (for sdk.KindScheduler with p a &scheduler.Plugin{}, a
+// *scheduler.Client), not configured. The process is stopped when the test
+// ends. What the plugin writes to stderr goes to the test's log.
+func Start(t testing.TB, path, kind string, p plugin.Plugin) any {
+	t.Helper()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		t.Fatalf("plugin binary %s: %v", path, err)
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.Mode().Perm()&0o111 == 0 {
+		t.Fatalf("plugin binary %s: not an executable file (%v)", path, err)
+	}
+	// The kernel's socket directory is the node's; here a short private
+	// one, since t.TempDir's names can pass the 107 bytes of a socket path.
+	dir, err := os.MkdirTemp("", "shoal-plugintest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+
+	cmd := exec.Command(abs)
+	cmd.Env = append(os.Environ(), plugin.EnvUnixSocketDir+"="+dir)
+	cmd.SysProcAttr = sysProcAttr()
+	out := &testWriter{t: t}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {kind: p}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		StartTimeout:     startTimeout,
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name: filepath.Base(path),
+			// go-plugin logs a plugin's stderr lines that are not JSON
+			// (a Python traceback) at Debug.
+			Level:  hclog.Debug,
+			Output: out,
+		}),
+		SyncStdout: out,
+		SyncStderr: out,
+		GRPCDialOptions: []grpc.DialOption{
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes)),
+		},
+	})
+	// Cleanups run last first: the process is gone before the log closes.
+	t.Cleanup(out.close)
+	t.Cleanup(client.Kill)
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatalf("start %s plugin %s: %v", kind, path, err)
+	}
+	if err := rpc.Ping(); err != nil {
+		t.Fatalf("%s plugin %s: health check (grpc.health.v1, service %q): %v", kind, path, plugin.GRPCServiceName, err)
+	}
+	raw, err := rpc.Dispense(kind)
+	if err != nil {
+		t.Fatalf("dispense %s plugin %s: %v", kind, path, err)
+	}
+	return raw
+}
+
+// Build compiles the Go main package pkg (an import path, or a directory
+// such as ".") into a directory of the test and returns the binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "plugin")
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// testWriter writes a plugin's output to the test log, line by line, until
+// the test ends; go-plugin's goroutines may still write after.
+type testWriter struct {
+	t testing.TB
+
+	// mu guards the fields below.
+	mu     sync.Mutex
+	buf    []byte
+	closed bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return len(p), nil
+	}
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.t.Log(fmt.Sprintf("plugin: %s", w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.t.Log(fmt.Sprintf("plugin: %s", w.buf))
+	}
+	w.closed = true
+}
