@@ -60,138 +60,150 @@ func succeeded(t *objectv1.Task) bool {
 	return t.GetStatus().GetState() == objectv1.TaskState_TASK_STATE_COMPLETE
 }
 
+// jobPass runs one job service's slots (nodes, for a global job) in one
+// pass, by slotKey.
+type jobPass struct {
+	tx    *state.Tx
+	svc   *objectv1.Service
+	tasks []*objectv1.Task // all the service's tasks, history included
+	now   time.Time
+	stats *passStats
+
+	global bool
+	// maxConcurrent and total are a replicated job's JobBounds.
+	maxConcurrent, total uint64
+	// keeps and accepts are a global job's eligibleNodes.
+	keeps, accepts map[string]bool
+
+	// busy holds the slots with a task under way, active counts them.
+	busy   map[string]bool
+	active int
+	// done holds the slots whose current task ended for good.
+	done map[string]bool
+}
+
+// reconcileJob runs a job's tasks to completion (see the top of this file):
+// it settles the tasks the job has, then starts the slots it may.
 func reconcileJob(tx *state.Tx, svc *objectv1.Service, tasks []*objectv1.Task, now time.Time, stats *passStats) error {
-	global := isGlobal(svc)
-	var maxConcurrent, total uint64
-	accepts := map[string]bool{} // global: the nodes that take new tasks
-	keeps := map[string]bool{}   // global: the nodes that keep theirs
-	if global {
-		for _, n := range tx.Nodes() {
-			if n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN || n.GetDescription().GetExecutor() == "" {
-				continue
-			}
-			switch n.GetSpec().GetAvailability() {
-			case objectv1.NodeAvailability_NODE_AVAILABILITY_ACTIVE:
-				keeps[n.Id], accepts[n.Id] = true, true
-			case objectv1.NodeAvailability_NODE_AVAILABILITY_PAUSE:
-				keeps[n.Id] = true
-			}
-		}
+	j := &jobPass{tx: tx, svc: svc, tasks: tasks, now: now, stats: stats, global: isGlobal(svc),
+		busy: map[string]bool{}, done: map[string]bool{}}
+	if j.global {
+		j.keeps, j.accepts = eligibleNodes(tx.ReadTx)
 	} else {
-		maxConcurrent, total = JobBounds(svc.GetSpec().GetReplicatedJob())
+		j.maxConcurrent, j.total = JobBounds(svc.GetSpec().GetReplicatedJob())
 	}
-	inRange := func(t *objectv1.Task) bool {
-		if global {
-			return t.GetSlot() == 0 && t.GetNodeId() != ""
-		}
-		return t.GetSlot() >= 1 && t.GetSlot() <= total
-	}
-	busy := map[string]bool{} // keys with a task under way
-	done := map[string]bool{} // keys whose current task ended for good
-	active := 0
 	var over []*objectv1.Task
 	for _, t := range tasks {
-		current := t.GetSpecVersion() == svc.GetSpecVersion()
-		switch {
-		case !current || !inRange(t):
-			// An older run of the job, or a slot beyond total_completions:
-			// stop what is still under way; the rest is history.
-			if wanted(t) || finished(t) {
-				if err := retire(tx, t, stats); err != nil {
-					return err
-				}
-			}
-		case finished(t):
-			if done[slotKey(t)] || (global && !keeps[t.GetNodeId()] && !succeeded(t)) {
-				if err := retire(tx, t, stats); err != nil {
-					return err
-				}
-				continue
-			}
-			done[slotKey(t)] = true
-		case !wanted(t):
-			// History.
-		case placed(t) && !ended(t) && nodeLost(tx.ReadTx, t.GetNodeId()):
-			if err := orphan(tx, t, now, stats); err != nil {
-				return err
-			}
-		case placed(t) && !ended(t) && nodeDrained(tx.ReadTx, t.GetNodeId()):
-			stats.drained++
-			if err := retire(tx, t, stats); err != nil {
-				return err
-			}
-		case global && !ended(t) && !keeps[t.GetNodeId()]:
-			if err := retire(tx, t, stats); err != nil {
-				return err
-			}
-		case ended(t):
+		isOver, err := j.settle(t)
+		if err != nil {
+			return err
+		}
+		if isOver {
 			over = append(over, t)
-		default:
-			if busy[slotKey(t)] {
-				// A duplicate: one task per slot.
-				if err := retire(tx, t, stats); err != nil {
-					return err
-				}
-				continue
-			}
-			busy[slotKey(t)] = true
-			active++
 		}
 	}
 	sort.Slice(over, func(i, j int) bool { return over[i].Id < over[j].Id })
 	for _, t := range over {
-		k := slotKey(t)
-		if busy[k] || done[k] {
-			if err := retire(tx, t, stats); err != nil {
-				return err
-			}
-			continue
-		}
-		// A success is never run again; a failure is the restart policy's
-		// call.
-		again, at := false, time.Time{}
-		if !succeeded(t) {
-			again, at = decide(svc, t, tasks, now)
-		}
-		if again && !at.IsZero() {
-			// The restart delay runs: the slot stays under way.
-			busy[k] = true
-			active++
-			stats.wake(svc.Id, at)
-			continue
-		}
-		if err := settleEnded(tx, t, again); err != nil {
+		if err := j.restart(t); err != nil {
 			return err
 		}
-		if !again {
-			done[k] = true
-		}
 	}
-	if global {
-		ids := make([]string, 0, len(accepts))
-		for id := range accepts {
-			if !busy[id] && !done[id] {
-				ids = append(ids, id)
-			}
+	return j.start()
+}
+
+// inRange reports whether a task has one of the job's slots: one of
+// 1..total_completions, or, for a global job, a node.
+func (j *jobPass) inRange(t *objectv1.Task) bool {
+	if j.global {
+		return t.GetSlot() == 0 && t.GetNodeId() != ""
+	}
+	return t.GetSlot() >= 1 && t.GetSlot() <= j.total
+}
+
+// settle files one task of the job: a slot it keeps busy or done, or
+// history, retiring or orphaning what no longer runs where it is. It
+// reports whether the task ended while desired running, for restart.
+func (j *jobPass) settle(t *objectv1.Task) (bool, error) {
+	current := t.GetSpecVersion() == j.svc.GetSpecVersion()
+	switch {
+	case !current || !j.inRange(t):
+		// An older run of the job, or a slot beyond total_completions:
+		// stop what is still under way; the rest is history.
+		if wanted(t) || finished(t) {
+			return false, retire(j.tx, t, j.stats)
 		}
-		sort.Strings(ids)
-		for _, id := range ids {
-			if err := tx.CreateTask(newTask(svc, 0, id, now)); err != nil {
+	case finished(t):
+		if j.done[slotKey(t)] || (j.global && !j.keeps[t.GetNodeId()] && !succeeded(t)) {
+			return false, retire(j.tx, t, j.stats)
+		}
+		j.done[slotKey(t)] = true
+	case !wanted(t):
+		// History.
+	case onLostNode(j.tx.ReadTx, t):
+		return false, orphan(j.tx, t, j.now, j.stats)
+	case onDrainedNode(j.tx.ReadTx, t, j.stats):
+		return false, retire(j.tx, t, j.stats)
+	case j.global && !ended(t) && !j.keeps[t.GetNodeId()]:
+		return false, retire(j.tx, t, j.stats)
+	case ended(t):
+		return true, nil
+	case j.busy[slotKey(t)]:
+		// A duplicate: one task per slot.
+		return false, retire(j.tx, t, j.stats)
+	default:
+		j.busy[slotKey(t)] = true
+		j.active++
+	}
+	return false, nil
+}
+
+// restart settles a task that ended while desired running. A success is
+// never run again; a failure is the restart policy's call.
+func (j *jobPass) restart(t *objectv1.Task) error {
+	k := slotKey(t)
+	if j.busy[k] || j.done[k] {
+		return retire(j.tx, t, j.stats)
+	}
+	again, at := false, time.Time{}
+	if !succeeded(t) {
+		again, at = decide(j.svc, t, j.tasks, j.now)
+	}
+	if again && !at.IsZero() {
+		// The restart delay runs: the slot stays under way.
+		j.busy[k] = true
+		j.active++
+		j.stats.wake(j.svc.Id, at)
+		return nil
+	}
+	if err := settleEnded(j.tx, t, again); err != nil {
+		return err
+	}
+	if !again {
+		j.done[k] = true
+	}
+	return nil
+}
+
+// start creates the tasks of the slots neither busy nor done: on every
+// node that accepts them, for a global job; lowest slots first up to
+// max_concurrent under way, for a replicated one.
+func (j *jobPass) start() error {
+	if j.global {
+		for _, id := range uncovered(j.accepts, func(id string) bool { return j.busy[id] || j.done[id] }) {
+			if err := create(j.tx, newTask(j.svc, 0, id, j.now), j.stats); err != nil {
 				return err
 			}
-			stats.created++
 		}
 		return nil
 	}
-	for slot := uint64(1); slot <= total && uint64(active) < maxConcurrent; slot++ {
-		if k := "#" + strconv.FormatUint(slot, 10); busy[k] || done[k] {
+	for slot := uint64(1); slot <= j.total && uint64(j.active) < j.maxConcurrent; slot++ {
+		if k := "#" + strconv.FormatUint(slot, 10); j.busy[k] || j.done[k] {
 			continue
 		}
-		if err := tx.CreateTask(newTask(svc, slot, "", now)); err != nil {
+		if err := create(j.tx, newTask(j.svc, slot, "", j.now), j.stats); err != nil {
 			return err
 		}
-		stats.created++
-		active++
+		j.active++
 	}
 	return nil
 }

@@ -81,47 +81,12 @@ const (
 // service's tasks as the pass read them, history included.
 func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks []*objectv1.Task, now time.Time, stats *passStats) (plan, error) {
 	var p plan
-	// A start-first replacement that runs lets its old task go, whatever
-	// the update's state: the slot's replacement was decided already.
-	var waiting []*objectv1.Task // old tasks without a replacement
-	for _, s := range stale {
-		switch {
-		case s.repl == nil:
-			waiting = append(waiting, s.old)
-		case up(s.repl):
-			if err := retire(tx, s.old, stats); err != nil {
-				return p, err
-			}
-		}
+	waiting, err := letReplacedGo(tx, stale, stats)
+	if err != nil {
+		return p, err
 	}
-
-	st := proto.Clone(svc.GetUpdateStatus()).(*objectv1.UpdateStatus)
-	if svc.GetUpdateStatus() == nil {
-		st = nil
-	}
-	switch {
-	case st.GetSpecVersion() == svc.GetSpecVersion() && !updateDone(st):
-		// The update of this spec goes on.
-	case len(waiting) > 0:
-		// A new update: the spec changed (or tasks are out of date again
-		// after one completed). A paused one resumes with fresh counts, as
-		// when a Docker service is updated again.
-		rollback := st.GetSpecVersion() == svc.GetSpecVersion() && st.GetState() == rollbackCompleted
-		st = &objectv1.UpdateStatus{State: updating, StartedAt: timestamppb.New(now), SpecVersion: svc.GetSpecVersion()}
-		if rollback {
-			st.State = rollbackStarted
-		}
-	case st != nil && !updateDone(st):
-		// An unfinished update of an older spec, and this spec has nothing
-		// left to replace: it finishes under this spec_version.
-		st.SpecVersion = svc.GetSpecVersion()
-		switch st.GetState() {
-		case updatePaused:
-			st.State = updating
-		case rollbackPaused:
-			st.State = rollbackStarted
-		}
-	default:
+	st := updateStatus(svc, len(waiting) > 0, now)
+	if st == nil {
 		return p, nil
 	}
 	if st.GetState() == updatePaused || st.GetState() == rollbackPaused {
@@ -151,25 +116,97 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 	}
 	st.Failed = failed
 	if len(waiting) == 0 {
-		if st.GetState() == rollbackStarted {
-			// The message keeps why the update was rolled back ("update
-			// rolled back: task ... failed: exit code 1"): that is what
-			// whoever reads the status once it is over needs.
-			st.State = rollbackCompleted
-			if st.GetMessage() == "" {
-				st.Message = "rollback completed"
-			}
-		} else {
-			st.State, st.Message = updateCompleted, "update completed"
-		}
-		if failed > 0 {
-			st.Message += fmt.Sprintf(" (%d of %d new tasks failed)", failed, st.GetUpdated())
-		}
-		st.CompletedAt = timestamppb.New(now)
-		st.BatchStartedAt = nil
+		completeUpdate(st, now)
 		return p, setUpdateStatus(tx, svc, st, stats)
 	}
+	p, err = startBatch(tx, cfg, st, waiting, now, stats)
+	if err != nil {
+		return p, err
+	}
+	return p, setUpdateStatus(tx, svc, st, stats)
+}
 
+// letReplacedGo retires the old tasks whose start-first replacement runs,
+// whatever the update's state: the slot's replacement was decided already.
+// It returns the old tasks that have no replacement yet.
+func letReplacedGo(tx *state.Tx, stale []staleSlot, stats *passStats) ([]*objectv1.Task, error) {
+	var waiting []*objectv1.Task
+	for _, s := range stale {
+		switch {
+		case s.repl == nil:
+			waiting = append(waiting, s.old)
+		case up(s.repl):
+			if err := retire(tx, s.old, stats); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return waiting, nil
+}
+
+// updateStatus returns a copy of svc's update status as this pass starts
+// it: the update of this spec going on, a new one when tasks wait for
+// replacement, or an unfinished one of an older spec carried on under this
+// one. It returns nil when there is no update to move on.
+func updateStatus(svc *objectv1.Service, waiting bool, now time.Time) *objectv1.UpdateStatus {
+	st := proto.Clone(svc.GetUpdateStatus()).(*objectv1.UpdateStatus)
+	if svc.GetUpdateStatus() == nil {
+		st = nil
+	}
+	switch {
+	case st.GetSpecVersion() == svc.GetSpecVersion() && !updateDone(st):
+		// The update of this spec goes on.
+	case waiting:
+		// A new update: the spec changed (or tasks are out of date again
+		// after one completed). A paused one resumes with fresh counts, as
+		// when a Docker service is updated again.
+		rollback := st.GetSpecVersion() == svc.GetSpecVersion() && st.GetState() == rollbackCompleted
+		st = &objectv1.UpdateStatus{State: updating, StartedAt: timestamppb.New(now), SpecVersion: svc.GetSpecVersion()}
+		if rollback {
+			st.State = rollbackStarted
+		}
+	case st != nil && !updateDone(st):
+		// An unfinished update of an older spec, and this spec has nothing
+		// left to replace: it finishes under this spec_version.
+		st.SpecVersion = svc.GetSpecVersion()
+		switch st.GetState() {
+		case updatePaused:
+			st.State = updating
+		case rollbackPaused:
+			st.State = rollbackStarted
+		}
+	default:
+		return nil
+	}
+	return st
+}
+
+// completeUpdate marks st, whose update has no task left to replace,
+// completed (or rolled back).
+func completeUpdate(st *objectv1.UpdateStatus, now time.Time) {
+	if st.GetState() == rollbackStarted {
+		// The message keeps why the update was rolled back ("update
+		// rolled back: task ... failed: exit code 1"): that is what
+		// whoever reads the status once it is over needs.
+		st.State = rollbackCompleted
+		if st.GetMessage() == "" {
+			st.Message = "rollback completed"
+		}
+	} else {
+		st.State, st.Message = updateCompleted, "update completed"
+	}
+	if st.GetFailed() > 0 {
+		st.Message += fmt.Sprintf(" (%d of %d new tasks failed)", st.GetFailed(), st.GetUpdated())
+	}
+	st.CompletedAt = timestamppb.New(now)
+	st.BatchStartedAt = nil
+}
+
+// startBatch starts the next batch of the update: up to parallelism of the
+// waiting tasks, lowest slot (node) first, retired now stop-first, or left
+// beside their replacements start-first. It counts them in st.
+func startBatch(tx *state.Tx, cfg *objectv1.UpdateConfig, st *objectv1.UpdateStatus, waiting []*objectv1.Task, now time.Time, stats *passStats) (plan, error) {
+	var p plan
 	sort.Slice(waiting, func(i, j int) bool {
 		if waiting[i].GetSlot() != waiting[j].GetSlot() {
 			return waiting[i].GetSlot() < waiting[j].GetSlot()
@@ -185,15 +222,15 @@ func rollingUpdate(tx *state.Tx, svc *objectv1.Service, stale []staleSlot, tasks
 	st.BatchStartedAt = timestamppb.New(now)
 	if cfg.GetOrder() == objectv1.UpdateOrder_UPDATE_ORDER_START_FIRST {
 		p.started = batch
-	} else {
-		for _, t := range batch {
-			if err := retire(tx, t, stats); err != nil {
-				return p, err
-			}
-		}
-		p.stopped = batch
+		return p, nil
 	}
-	return p, setUpdateStatus(tx, svc, st, stats)
+	for _, t := range batch {
+		if err := retire(tx, t, stats); err != nil {
+			return p, err
+		}
+	}
+	p.stopped = batch
+	return p, nil
 }
 
 // defaultRollback paces a rollback of a spec with neither a rollback nor an
