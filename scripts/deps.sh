@@ -12,6 +12,7 @@ command -v gcc >/dev/null || need+=(gcc) # go test -race needs cgo
 [ -x /usr/sbin/runc ] || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry) # the image pull tests
+[ -x /usr/bin/chromium ] || need+=(chromium) # the dashboard's browser test (kernel/e2etest)
 command -v ip >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables) # task networks' forwarding and NAT rules
 # The Python scheduler plugin (examples/scheduler-python) and its stubs (make

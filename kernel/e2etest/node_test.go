@@ -96,7 +96,10 @@ type node struct {
 	dir    string
 	config string
 	socket string
-	client controlv1.ControlClient
+	// metrics is the metrics listener's address: /metrics and the
+	// dashboard.
+	metrics string
+	client  controlv1.ControlClient
 	// table is the node's nftables table (services.nftables_table): its
 	// own, since every node of these tests shares the host's namespace
 	// (and perhaps a `make run` node's); deleted when the node stops.
@@ -124,12 +127,13 @@ func startNode(tb testing.TB) *node {
 	}
 	ports := clustertest.FreePorts(tb, 3)
 	n := &node{
-		tb:     tb,
-		bin:    bin,
-		dir:    dir,
-		config: filepath.Join(dir, "node.toml"),
-		socket: filepath.Join(dir, "control.sock"),
-		table:  filepath.Base(dir),
+		tb:      tb,
+		bin:     bin,
+		dir:     dir,
+		config:  filepath.Join(dir, "node.toml"),
+		socket:  filepath.Join(dir, "control.sock"),
+		metrics: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		table:   filepath.Base(dir),
 	}
 	cfg := fmt.Sprintf(`version = 1
 [node]
