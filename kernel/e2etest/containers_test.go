@@ -131,6 +131,17 @@ func TestReplicasRestartWithExitCodes(t *testing.T) {
 	webID := n.serviceID("web")
 	before := snapshot(t, n.waitRunning(webID, 3, 60*time.Second))
 
+	killOneReplica(t, n, before)
+	checkExitCodeRestarts(t, n)
+	replicas := n.waitRunning(webID, 3, 30*time.Second)
+	checkReplicasLogs(t, n, replicas)
+	removeReplicas(t, n, replicas)
+}
+
+// killOneReplica kills one of web's tasks and checks that it shows its
+// exit code and is replaced in its slot, the others untouched.
+func killOneReplica(t *testing.T, n *node, before map[string]running) {
+	t.Helper()
 	var victim running
 	for _, r := range before {
 		victim = r
@@ -179,7 +190,12 @@ func TestReplicasRestartWithExitCodes(t *testing.T) {
 	if table := n.mustRun("service", "ps", "--no-trunc", "web"); !strings.Contains(table, "137") {
 		t.Errorf("service ps web does not show exit code 137:\n%s", table)
 	}
+}
 
+// checkExitCodeRestarts checks that a task that exits with code 3 is FAILED
+// with exit code 3, and is restarted.
+func checkExitCodeRestarts(t *testing.T, n *node) {
+	t.Helper()
 	// A task that exits with code 3 is FAILED with exit code 3, and is
 	// restarted.
 	n.mustRun("service", "create", "--name", "exit3", "--detach", "--restart-delay", "200ms", testImage, "out:bye", "exit:3")
@@ -199,11 +215,15 @@ func TestReplicasRestartWithExitCodes(t *testing.T) {
 		}
 		return nil
 	})
+}
 
+// checkReplicasLogs checks that service logs web prints every replica's
+// output, prefixed with its task.
+func checkReplicasLogs(t *testing.T, n *node, replicas []*objectv1.Task) {
+	t.Helper()
 	// Every replica's output, prefixed with its task. (The dead task's
 	// logs went with it: the node drops a finished task that is no longer
 	// wanted, and its logs.)
-	replicas := n.waitRunning(webID, 3, 30*time.Second)
 	eventually(t, 30*time.Second, func(context.Context) error {
 		out, err := n.run("service", "logs", "web")
 		if err != nil {
@@ -224,7 +244,12 @@ func TestReplicasRestartWithExitCodes(t *testing.T) {
 		}
 		return nil
 	})
+}
 
+// removeReplicas removes web and exit3 and checks that no task, container
+// or process of theirs is left.
+func removeReplicas(t *testing.T, n *node, replicas []*objectv1.Task) {
+	t.Helper()
 	// `service rm` stops the containers and leaves no task behind.
 	n.mustRun("service", "rm", "web", "exit3")
 	eventually(t, 60*time.Second, func(ctx context.Context) error {
