@@ -153,6 +153,9 @@ type Options struct {
 	// (127.0.0.10, .11, ...; Linux routes all of 127/8 to lo), so that a
 	// firewall rule can cut one off from the others (Partition).
 	OwnAddresses bool
+	// Config is TOML appended to each manager's config: a
+	// [plugins.scheduler] table naming another scheduler plugin, say.
+	Config string
 }
 
 // Start starts n managers: the first bootstraps the cluster, the others
@@ -206,7 +209,8 @@ level = "info"
 # killing a manager never takes tasks with it.
 [plugins.executor]
 path = "none"
-%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, host, ports[1], m.Socket, opts.Raft, m.MetricsAddr, join)
+%s
+%s`, m.Name, filepath.Join(m.Dir, "data"), m.APIAddr, host, ports[1], m.Socket, opts.Raft, m.MetricsAddr, opts.Config, join)
 		m.config = filepath.Join(m.Dir, "node.toml")
 		if err := os.WriteFile(m.config, []byte(cfg), 0o600); err != nil {
 			tb.Fatal(err)
