@@ -179,6 +179,9 @@ func TestSecretClearDataRefused(t *testing.T) {
 	checkIndexes(t, s)
 }
 
+// TestSecretConfigTx writes secrets and configs through Prepare and Apply
+// and reads them back: in the Tx, as events, from a view, and refused when
+// stale.
 func TestSecretConfigTx(t *testing.T) {
 	s := New()
 	mustApply(t, s, 1, creates(testSecret("sec1", "tls-key"), testConfig("cfg1", "nginx.conf")))
@@ -187,40 +190,7 @@ func TestSecretConfigTx(t *testing.T) {
 
 	// Create, update and delete through Prepare; the Tx reads its own
 	// writes, names included.
-	prepared, err := s.Prepare(now, func(tx *Tx) error {
-		if err := tx.CreateSecret(testSecret("sec2", "db-password")); err != nil {
-			return err
-		}
-		if got := tx.SecretByName("db-password").GetId(); got != "sec2" {
-			t.Errorf("in the Tx, SecretByName(db-password) = %q, want sec2", got)
-		}
-		cfg := clone(tx.Config("cfg1"))
-		cfg.Spec.Annotations.Name = "site.conf"
-		cfg.Spec.Data = []byte("server {}")
-		if err := tx.UpdateConfig(cfg); err != nil {
-			return err
-		}
-		if tx.ConfigByName("nginx.conf") != nil || tx.ConfigByName("site.conf").GetId() != "cfg1" {
-			t.Error("in the Tx, the config's old name still resolves, or its new one does not")
-		}
-		// The freed name may be taken in the same Tx.
-		if err := tx.CreateConfig(testConfig("cfg2", "nginx.conf")); err != nil {
-			return err
-		}
-		if err := tx.DeleteSecret("sec1"); err != nil {
-			return err
-		}
-		if got := ids(tx.Secrets()); !slices.Equal(got, []string{"sec2"}) {
-			t.Errorf("in the Tx, Secrets() = %v, want [sec2]", got)
-		}
-		if got := ids(tx.Configs()); !slices.Equal(got, []string{"cfg2", "cfg1"}) {
-			t.Errorf("in the Tx, Configs() = %v, want [cfg2 cfg1]", got)
-		}
-		if _, err := tx.LookupSecret("sec1"); !errors.Is(err, sdk.ErrNotFound) {
-			t.Errorf("in the Tx, LookupSecret(deleted sec1) = %v, want NotFound", err)
-		}
-		return nil
-	})
+	prepared, err := s.Prepare(now, func(tx *Tx) error { return changeSecretsAndConfigs(t, tx) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +204,69 @@ func TestSecretConfigTx(t *testing.T) {
 	prepared.RequestId = "r1"
 	mustApply(t, s, 2, prepared)
 
+	checkSecretConfigEvents(t, events)
+
+	s.View(func(tx *ReadTx) {
+		if rec, ok := tx.Request("r1"); !ok || rec != (Request{Index: 2, ObjectID: "sec2"}) {
+			t.Errorf("Request(r1) = %+v, %v; want index 2, object sec2", rec, ok)
+		}
+		if tx.Secret("sec1") != nil || tx.SecretByName("tls-key") != nil {
+			t.Error("sec1 still readable after its delete")
+		}
+		cfg := tx.Config("cfg1")
+		if cfg.GetMeta().GetVersion() != 2 || string(cfg.GetSpec().GetData()) != "server {}" {
+			t.Errorf("Config(cfg1) = %v, want version 2 with its new data", cfg)
+		}
+	})
+
+	checkStaleSecretConfigWrites(t, s)
+	checkIndexes(t, s)
+}
+
+// changeSecretsAndConfigs creates, updates and deletes secrets and configs
+// in tx (sec1 and cfg1 "nginx.conf" exist), checking on the way that the Tx
+// reads its own writes, names included. Its actions are, in order: create
+// sec2, update cfg1 (renamed "site.conf"), create cfg2 (taking the freed
+// name "nginx.conf"), delete sec1.
+func changeSecretsAndConfigs(t *testing.T, tx *Tx) error {
+	if err := tx.CreateSecret(testSecret("sec2", "db-password")); err != nil {
+		return err
+	}
+	if got := tx.SecretByName("db-password").GetId(); got != "sec2" {
+		t.Errorf("in the Tx, SecretByName(db-password) = %q, want sec2", got)
+	}
+	cfg := clone(tx.Config("cfg1"))
+	cfg.Spec.Annotations.Name = "site.conf"
+	cfg.Spec.Data = []byte("server {}")
+	if err := tx.UpdateConfig(cfg); err != nil {
+		return err
+	}
+	if tx.ConfigByName("nginx.conf") != nil || tx.ConfigByName("site.conf").GetId() != "cfg1" {
+		t.Error("in the Tx, the config's old name still resolves, or its new one does not")
+	}
+	// The freed name may be taken in the same Tx.
+	if err := tx.CreateConfig(testConfig("cfg2", "nginx.conf")); err != nil {
+		return err
+	}
+	if err := tx.DeleteSecret("sec1"); err != nil {
+		return err
+	}
+	if got := ids(tx.Secrets()); !slices.Equal(got, []string{"sec2"}) {
+		t.Errorf("in the Tx, Secrets() = %v, want [sec2]", got)
+	}
+	if got := ids(tx.Configs()); !slices.Equal(got, []string{"cfg2", "cfg1"}) {
+		t.Errorf("in the Tx, Configs() = %v, want [cfg2 cfg1]", got)
+	}
+	if _, err := tx.LookupSecret("sec1"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("in the Tx, LookupSecret(deleted sec1) = %v, want NotFound", err)
+	}
+	return nil
+}
+
+// checkSecretConfigEvents reads the four events of the actions of
+// changeSecretsAndConfigs from events and checks them, in order.
+func checkSecretConfigEvents(t *testing.T, events <-chan Event) {
+	t.Helper()
 	type seen struct {
 		kind    raftv1.ActionKind
 		id, old string
@@ -254,21 +287,13 @@ func TestSecretConfigTx(t *testing.T) {
 	if !slices.Equal(evs, want) {
 		t.Errorf("events = %v, want %v", evs, want)
 	}
+}
 
-	s.View(func(tx *ReadTx) {
-		if rec, ok := tx.Request("r1"); !ok || rec != (Request{Index: 2, ObjectID: "sec2"}) {
-			t.Errorf("Request(r1) = %+v, %v; want index 2, object sec2", rec, ok)
-		}
-		if tx.Secret("sec1") != nil || tx.SecretByName("tls-key") != nil {
-			t.Error("sec1 still readable after its delete")
-		}
-		cfg := tx.Config("cfg1")
-		if cfg.GetMeta().GetVersion() != 2 || string(cfg.GetSpec().GetData()) != "server {}" {
-			t.Errorf("Config(cfg1) = %v, want version 2 with its new data", cfg)
-		}
-	})
-
-	// An update from a stale read is refused, by Prepare and by Apply.
+// checkStaleSecretConfigWrites checks that an update from a stale read is
+// refused, by Prepare and by Apply (at indexes 3 and 4), and so is a delete
+// of a config s does not hold.
+func checkStaleSecretConfigWrites(t *testing.T, s *Store) {
+	t.Helper()
 	stale := withVersion(testSecret("sec2", "db-password"), 1)
 	if _, err := s.Prepare(now, func(tx *Tx) error { return tx.UpdateSecret(clone(stale)) }); !errors.Is(err, ErrVersionConflict) {
 		t.Errorf("Prepare(stale secret update) = %v, want ErrVersionConflict", err)
@@ -282,7 +307,6 @@ func TestSecretConfigTx(t *testing.T) {
 	if _, err := s.Prepare(now, func(tx *Tx) error { return tx.DeleteConfig("cfg404") }); !errors.Is(err, sdk.ErrNotFound) {
 		t.Errorf("Prepare(delete a missing config) = %v, want NotFound", err)
 	}
-	checkIndexes(t, s)
 }
 
 func TestSecretConfigRenameSwapAndUndo(t *testing.T) {

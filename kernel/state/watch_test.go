@@ -191,68 +191,7 @@ func TestViewAndWatchMissesNothing(t *testing.T) {
 	s := New()
 	var wg sync.WaitGroup
 	results := make(chan error, watchers)
-	watch := func() {
-		versions := map[string]uint64{}
-		var viewIndex uint64
-		events, cancel := s.ViewAndWatch(func(tx *ReadTx) {
-			viewIndex = tx.Index()
-			for _, tk := range tx.Tasks() {
-				versions[tk.GetId()] = tk.GetMeta().GetVersion()
-			}
-		})
-		defer cancel()
-		// The last command is one event: seeing it means having seen all.
-		last := viewIndex
-		for last < commands+1 {
-			e, ok := <-events
-			if !ok {
-				results <- fmt.Errorf("watch from index %d closed", viewIndex)
-				return
-			}
-			if e.Index <= viewIndex || e.Index < last {
-				results <- fmt.Errorf("watch from index %d: event at index %d after %d", viewIndex, e.Index, last)
-				return
-			}
-			last = e.Index
-			id := e.Task.GetId()
-			v, exists := versions[id]
-			switch e.Kind {
-			case opCreate:
-				if exists {
-					results <- fmt.Errorf("watch from index %d: create of %s seen twice", viewIndex, id)
-					return
-				}
-				versions[id] = e.Task.GetMeta().GetVersion()
-			case opUpdate:
-				if !exists || v != e.OldTask.GetMeta().GetVersion() {
-					results <- fmt.Errorf("watch from index %d: update of %s from version %d, have %d (%t)", viewIndex, id, e.OldTask.GetMeta().GetVersion(), v, exists)
-					return
-				}
-				versions[id] = e.Task.GetMeta().GetVersion()
-			case opDelete:
-				if !exists {
-					results <- fmt.Errorf("watch from index %d: delete of unknown %s", viewIndex, id)
-					return
-				}
-				delete(versions, id)
-			}
-		}
-		want := map[string]uint64{}
-		for _, tk := range s.Snapshot().Tasks {
-			want[tk.GetId()] = tk.GetMeta().GetVersion()
-		}
-		if len(want) != len(versions) {
-			results <- fmt.Errorf("watch from index %d: %d tasks, want %d", viewIndex, len(versions), len(want))
-			return
-		}
-		for id, v := range want {
-			if versions[id] != v {
-				results <- fmt.Errorf("watch from index %d: task %s at version %d, want %d", viewIndex, id, versions[id], v)
-				return
-			}
-		}
-		results <- nil
-	}
+	watch := func() { results <- watchTaskVersions(s, commands+1) }
 	for i := 1; i <= commands; i++ {
 		txn, err := s.Prepare(now, func(tx *Tx) error {
 			if err := tx.CreateTask(testTask(fmt.Sprint("t", i), "s", "", running, pending)); err != nil {
@@ -286,4 +225,83 @@ func TestViewAndWatchMissesNothing(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// watchTaskVersions rebuilds the version of every task from a ViewAndWatch
+// of s: its view, then its events until the one at index last (which is
+// one event: seeing it means having seen all). It returns nil when the
+// versions rebuilt are those of s's final state, and an error naming the
+// index the watch started from at the first change missed or seen twice.
+func watchTaskVersions(s *Store, last uint64) error {
+	versions := map[string]uint64{}
+	var viewIndex uint64
+	events, cancel := s.ViewAndWatch(func(tx *ReadTx) {
+		viewIndex = tx.Index()
+		for _, tk := range tx.Tasks() {
+			versions[tk.GetId()] = tk.GetMeta().GetVersion()
+		}
+	})
+	defer cancel()
+	seen := viewIndex
+	for seen < last {
+		e, ok := <-events
+		if !ok {
+			return fmt.Errorf("watch from index %d closed", viewIndex)
+		}
+		if e.Index <= viewIndex || e.Index < seen {
+			return fmt.Errorf("watch from index %d: event at index %d after %d", viewIndex, e.Index, seen)
+		}
+		seen = e.Index
+		if err := applyTaskEvent(versions, e); err != nil {
+			return fmt.Errorf("watch from index %d: %w", viewIndex, err)
+		}
+	}
+	if err := sameTaskVersions(s, versions); err != nil {
+		return fmt.Errorf("watch from index %d: %w", viewIndex, err)
+	}
+	return nil
+}
+
+// applyTaskEvent applies a task event to versions, the version of each task
+// by ID: an error for a create of a task known already, an update from
+// another version than the one known, or a delete of a task unknown.
+func applyTaskEvent(versions map[string]uint64, e Event) error {
+	id := e.Task.GetId()
+	v, exists := versions[id]
+	switch e.Kind {
+	case opCreate:
+		if exists {
+			return fmt.Errorf("create of %s seen twice", id)
+		}
+		versions[id] = e.Task.GetMeta().GetVersion()
+	case opUpdate:
+		if !exists || v != e.OldTask.GetMeta().GetVersion() {
+			return fmt.Errorf("update of %s from version %d, have %d (%t)", id, e.OldTask.GetMeta().GetVersion(), v, exists)
+		}
+		versions[id] = e.Task.GetMeta().GetVersion()
+	case opDelete:
+		if !exists {
+			return fmt.Errorf("delete of unknown %s", id)
+		}
+		delete(versions, id)
+	}
+	return nil
+}
+
+// sameTaskVersions reports how versions differs from the versions of the
+// tasks in s's snapshot, or nil when it does not.
+func sameTaskVersions(s *Store, versions map[string]uint64) error {
+	want := map[string]uint64{}
+	for _, tk := range s.Snapshot().Tasks {
+		want[tk.GetId()] = tk.GetMeta().GetVersion()
+	}
+	if len(want) != len(versions) {
+		return fmt.Errorf("%d tasks, want %d", len(versions), len(want))
+	}
+	for id, v := range want {
+		if versions[id] != v {
+			return fmt.Errorf("task %s at version %d, want %d", id, versions[id], v)
+		}
+	}
+	return nil
 }
