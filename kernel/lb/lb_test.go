@@ -335,16 +335,7 @@ func TestAllPorts(t *testing.T) {
 	// traffic: a new port can change the bridge's MAC address, which
 	// the other clients' ARP caches would still hold.
 	fresh := task(t, l.node, "br0", "tr", netip.MustParseAddr("10.200.3.21"), netip.MustParseAddr("10.200.3.1"))
-	// The remote node answers for the VIP without backends, where the
-	// node's default route goes: a connection that leaked out would reach
-	// it instead of being refused.
-	lo, err := l.remote.handle(t).LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addAddr(t, l.remote.handle(t), lo, netip.MustParsePrefix("10.96.0.7/32"))
-	backend(t, l.remote, "leaked", "tcp", "10.96.0.7:6379")
-	backend(t, l.remote, "leaked", "udp", "10.96.0.7:6379")
+	l.leakTrap(t, "10.96.0.7")
 
 	if err := l.lb.Sync(context.Background(), l.allPorts("t1", "t2", "t4")); err != nil {
 		t.Fatal(err)
@@ -386,34 +377,64 @@ func TestAllPorts(t *testing.T) {
 	t.Run("any port from 127.0.0.1 on the node", func(t *testing.T) {
 		// Masqueraded, as on the VIP's ports: 127.0.0.1 cannot leave
 		// the node, and the backends see the node's address on their way.
-		got, clients := map[string]int{}, map[string]map[string]bool{}
-		for i := range n {
-			var line string
-			if err := l.node.do(func() error {
-				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
-				c, err := d.Dial("tcp", "10.96.0.5:6379")
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				line, err = bufio.NewReader(c).ReadString('\n')
-				return err
-			}); err != nil {
-				t.Fatalf("dial 10.96.0.5:6379 from 127.0.0.1 (%d of %d): %v", i+1, n, err)
-			}
-			name, client, _ := strings.Cut(strings.TrimSpace(line), " ")
-			got[name]++
-			if clients[name] == nil {
-				clients[name] = map[string]bool{}
-			}
-			clients[name][client] = true
-		}
+		got, clients := spreadFromLoopback(t, l.node, "10.96.0.5:6379", n)
 		wantEvery(t, "any port from 127.0.0.1", got, web...)
 		wantClients(t, "any port from 127.0.0.1", clients,
 			map[string]string{"t1:6379": "10.200.3.1", "t2:6379": "10.200.3.1", "t4:6379": "192.168.250.1"})
 	})
 
+	l.wantRefused(t, fresh, "10.96.0.7:6379")
+}
+
+// leakTrap has the remote node answer on vip:6379, where the node's
+// default route goes: a connection to a VIP without backends that leaked
+// out would reach it ("leaked") instead of being refused.
+func (l *lab) leakTrap(t *testing.T, vip string) {
+	t.Helper()
+	lo, err := l.remote.handle(t).LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addAddr(t, l.remote.handle(t), lo, netip.MustParsePrefix(vip+"/32"))
+	backend(t, l.remote, "leaked", "tcp", vip+":6379")
+	backend(t, l.remote, "leaked", "udp", vip+":6379")
+}
+
+// spreadFromLoopback is spread over TCP from 127.0.0.1 inside ns: the
+// backends reached, and the client addresses each saw.
+func spreadFromLoopback(t *testing.T, ns *testNS, addr string, n int) (map[string]int, map[string]map[string]bool) {
+	t.Helper()
+	got, clients := map[string]int{}, map[string]map[string]bool{}
+	for i := range n {
+		var line string
+		if err := ns.do(func() error {
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			line, err = bufio.NewReader(c).ReadString('\n')
+			return err
+		}); err != nil {
+			t.Fatalf("dial %s from 127.0.0.1 (%d of %d): %v", addr, i+1, n, err)
+		}
+		name, client, _ := strings.Cut(strings.TrimSpace(line), " ")
+		got[name]++
+		if clients[name] == nil {
+			clients[name] = map[string]bool{}
+		}
+		clients[name][client] = true
+	}
+	return got, clients
+}
+
+// wantRefused checks that addr, a VIP's port without backends, is
+// refused from a task, from a task with its ICMP budget whole (fresh),
+// and from the node.
+func (l *lab) wantRefused(t *testing.T, fresh *testNS, addr string) {
+	t.Helper()
 	// Refused, not timed out, and not answered by the remote node. TCP
 	// gets a reset, even from a client whose hairpin connections made the
 	// node send it ICMP redirects: those spend the kernel's per-client
@@ -433,9 +454,9 @@ func TestAllPorts(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("a VIP without backends refuses %s from %s", c.network, c.from.name), func(t *testing.T) {
 			for range 3 {
-				r, _, err := dial(c.from, c.network, "10.96.0.7:6379", false)
+				r, _, err := dial(c.from, c.network, addr, false)
 				if !errors.Is(err, c.want) {
-					t.Fatalf("dial %s 10.96.0.7:6379 = %v, %v; want %v", c.network, r, err, c.want)
+					t.Fatalf("dial %s %s = %v, %v; want %v", c.network, addr, r, err, c.want)
 				}
 			}
 		})

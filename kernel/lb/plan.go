@@ -102,178 +102,240 @@ func (rs *ruleset) backendCount() int {
 // plan checks services against cfg's bounds and computes their ruleset.
 // Every bad field is reported, by its path in the input.
 func plan(cfg Config, services []Service) (*ruleset, error) {
-	var fe sdk.FieldErrors
 	if len(services) > cfg.MaxServices {
+		var fe sdk.FieldErrors
 		fe.Add("services", "%d services, at most %d", len(services), cfg.MaxServices)
 		return nil, fe
 	}
-	rs := &ruleset{table: cfg.Table, mark: cfg.Mark, localhost: !cfg.NoLocalhost}
-	names := map[string]int{}
-	type vipKey struct {
-		addr  netip.Addr
-		proto Protocol
-		port  uint16
+	pl := &planner{
+		cfg:        cfg,
+		rs:         &ruleset{table: cfg.Table, mark: cfg.Mark, localhost: !cfg.NoLocalhost},
+		names:      map[string]int{},
+		vipOwner:   map[vipKey]string{},
+		pubOwner:   map[pubKey]string{},
+		vipService: map[netip.Addr]string{},
 	}
-	type pubKey struct {
-		proto Protocol
-		port  uint16
-	}
-	vipOwner := map[vipKey]string{}
-	pubOwner := map[pubKey]string{}
-	// A VIP is one service's: its ports outside Ports go to that
-	// service's Backends, which two services cannot share.
-	vipService := map[netip.Addr]string{}
 	for i, s := range services {
-		sf := fmt.Sprintf("services[%d]", i)
-		if !nameRE.MatchString(s.Name) {
-			fe.Add(sf+".name", "%q is not a name (letters, digits, '.', '_', '-'; at most 64)", s.Name)
-		} else if j, dup := names[s.Name]; dup {
-			fe.Add(sf+".name", "%q is also services[%d]", s.Name, j)
-		} else {
-			names[s.Name] = i
-		}
-		vip := s.VIP.Unmap()
-		vipOK := false
-		if s.VIP.IsValid() {
-			switch {
-			case !vip.Is4():
-				fe.Add(sf+".vip", "%s is not IPv4", s.VIP)
-			case !vip.IsGlobalUnicast():
-				fe.Add(sf+".vip", "%s is not a unicast address", s.VIP)
-			default:
-				if other, dup := vipService[vip]; dup {
-					fe.Add(sf+".vip", "%s is also service %s's", vip, other)
-				} else {
-					vipService[vip] = s.Name
-					vipOK = true
-				}
-			}
-		}
-		if len(s.Backends) > cfg.MaxBackends {
-			fe.Add(sf+".backends", "%d backends, at most %d", len(s.Backends), cfg.MaxBackends)
-		} else {
-			seen := map[netip.Addr]int{}
-			addrs := make([]netip.AddrPort, 0, len(s.Backends))
-			for m, be := range s.Backends {
-				bf := fmt.Sprintf("%s.backends[%d]", sf, m)
-				a := be.Unmap()
-				switch {
-				case !a.IsValid():
-					fe.Add(bf, "is the zero Addr, not an IPv4 address")
-					continue
-				case !a.Is4():
-					fe.Add(bf, "%s is not IPv4", be)
-					continue
-				case !a.IsGlobalUnicast():
-					fe.Add(bf, "%s is not a unicast address", be)
-					continue
-				}
-				if j, dup := seen[a]; dup {
-					fe.Add(bf, "%s is also backends[%d]", be, j)
-					continue
-				}
-				seen[a] = m
-				addrs = append(addrs, netip.AddrPortFrom(a, 0))
-			}
-			// Backends without a VIP are checked, and unused: only a VIP
-			// forwards every port.
-			if vipOK {
-				chain := chainPrefixVIP + s.Name
-				for _, p := range []Protocol{TCP, UDP} {
-					rs.anyPorts = append(rs.anyPorts, anyEntry{addr: vip, proto: p, chain: chain})
-				}
-				slices.SortFunc(addrs, netip.AddrPort.Compare)
-				rs.targets = append(rs.targets, target{
-					chain:    chain,
-					backends: mapPrefixVIPBe + s.Name,
-					addrs:    addrs,
-					anyPort:  true,
-				})
-			}
-		}
-		if len(s.Ports) > cfg.MaxPorts {
-			fe.Add(sf+".ports", "%d ports, at most %d", len(s.Ports), cfg.MaxPorts)
-			continue
-		}
-		ports := map[pubKey]int{}
-		for k, p := range s.Ports {
-			pf := fmt.Sprintf("%s.ports[%d]", sf, k)
-			if p.Protocol != TCP && p.Protocol != UDP {
-				fe.Add(pf+".protocol", "%q is not tcp or udp", p.Protocol)
-				continue
-			}
-			if p.Port == 0 {
-				fe.Add(pf+".port", "is 0")
-			}
-			if j, dup := ports[pubKey{p.Protocol, p.Port}]; dup {
-				fe.Add(pf+".port", "%s/%d is also ports[%d]", p.Protocol, p.Port, j)
-			} else {
-				ports[pubKey{p.Protocol, p.Port}] = k
-			}
-			if len(p.Backends) > cfg.MaxBackends {
-				fe.Add(pf+".backends", "%d backends, at most %d", len(p.Backends), cfg.MaxBackends)
-				continue
-			}
-			seen := map[netip.AddrPort]int{}
-			addrs := make([]netip.AddrPort, 0, len(p.Backends))
-			for m, be := range p.Backends {
-				bf := fmt.Sprintf("%s.backends[%d]", pf, m)
-				a := be.Addr().Unmap()
-				switch {
-				case !a.Is4():
-					fe.Add(bf, "%s is not an IPv4 address and port", be)
-					continue
-				case !a.IsGlobalUnicast():
-					fe.Add(bf, "%s is not a unicast address", be)
-					continue
-				case be.Port() == 0:
-					fe.Add(bf, "%s has port 0", be)
-					continue
-				}
-				ap := netip.AddrPortFrom(a, be.Port())
-				if j, dup := seen[ap]; dup {
-					fe.Add(bf, "%s is also backends[%d]", be, j)
-					continue
-				}
-				seen[ap] = m
-				addrs = append(addrs, ap)
-			}
-			if p.Port == 0 {
-				continue
-			}
-			chain := fmt.Sprintf("%s%s-%s-%d", chainPrefixSvc, s.Name, p.Protocol, p.Port)
-			if vip.IsValid() && vip.Is4() {
-				key := vipKey{vip, p.Protocol, p.Port}
-				if other, dup := vipOwner[key]; dup {
-					fe.Add(pf+".port", "%s:%d/%s is also service %s's", vip, p.Port, p.Protocol, other)
-				} else {
-					vipOwner[key] = s.Name
-					rs.vips = append(rs.vips, vipEntry{addr: vip, proto: p.Protocol, port: p.Port, chain: chain})
-				}
-			}
-			if p.Published != 0 {
-				key := pubKey{p.Protocol, p.Published}
-				if other, dup := pubOwner[key]; dup {
-					fe.Add(pf+".published", "%s/%d is also published by service %s", p.Protocol, p.Published, other)
-				} else {
-					pubOwner[key] = s.Name
-					mc := fmt.Sprintf("%s%s-%s-%d", chainPrefixPub, s.Name, p.Protocol, p.Published)
-					rs.published = append(rs.published, pubEntry{proto: p.Protocol, port: p.Published, chain: mc})
-					rs.meshes = append(rs.meshes, mesh{chain: mc, target: chain})
-				}
-			}
-			// Sorted, so that the same state renders the same rules.
-			slices.SortFunc(addrs, netip.AddrPort.Compare)
-			rs.targets = append(rs.targets, target{
-				chain:    chain,
-				backends: fmt.Sprintf("%s%s-%s-%d", mapPrefixBe, s.Name, p.Protocol, p.Port),
-				addrs:    addrs,
-			})
-		}
+		pl.service(fmt.Sprintf("services[%d]", i), i, s)
 	}
-	if err := fe.Err(); err != nil {
+	if err := pl.fe.Err(); err != nil {
 		return nil, err
 	}
+	pl.rs.sort()
+	return pl.rs, nil
+}
+
+// vipKey is a service port on a VIP, owned by one service.
+type vipKey struct {
+	addr  netip.Addr
+	proto Protocol
+	port  uint16
+}
+
+// pubKey is a port, published by one service, or a port of one service.
+type pubKey struct {
+	proto Protocol
+	port  uint16
+}
+
+// planner is one run of plan: the ruleset so far, the bad fields found,
+// and who owns what among the services already seen.
+type planner struct {
+	cfg      Config
+	rs       *ruleset
+	fe       sdk.FieldErrors
+	names    map[string]int // service name → its index
+	vipOwner map[vipKey]string
+	pubOwner map[pubKey]string
+	// A VIP is one service's: its ports outside Ports go to that
+	// service's Backends, which two services cannot share.
+	vipService map[netip.Addr]string
+}
+
+// service checks services[i], at field path sf, and adds its entries.
+func (pl *planner) service(sf string, i int, s Service) {
+	if !nameRE.MatchString(s.Name) {
+		pl.fe.Add(sf+".name", "%q is not a name (letters, digits, '.', '_', '-'; at most 64)", s.Name)
+	} else if j, dup := pl.names[s.Name]; dup {
+		pl.fe.Add(sf+".name", "%q is also services[%d]", s.Name, j)
+	} else {
+		pl.names[s.Name] = i
+	}
+	vip := s.VIP.Unmap()
+	vipOK := pl.vip(sf, s)
+	if len(s.Backends) > pl.cfg.MaxBackends {
+		pl.fe.Add(sf+".backends", "%d backends, at most %d", len(s.Backends), pl.cfg.MaxBackends)
+	} else {
+		addrs := pl.vipBackends(sf, s.Backends)
+		// Backends without a VIP are checked, and unused: only a VIP
+		// forwards every port.
+		if vipOK {
+			pl.anyPorts(s.Name, vip, addrs)
+		}
+	}
+	if len(s.Ports) > pl.cfg.MaxPorts {
+		pl.fe.Add(sf+".ports", "%d ports, at most %d", len(s.Ports), pl.cfg.MaxPorts)
+		return
+	}
+	ports := map[pubKey]int{}
+	for k, p := range s.Ports {
+		pl.port(fmt.Sprintf("%s.ports[%d]", sf, k), k, s.Name, vip, p, ports)
+	}
+}
+
+// vip checks s's VIP, if it has one, and reports whether it is a good one
+// that is s's alone.
+func (pl *planner) vip(sf string, s Service) bool {
+	if !s.VIP.IsValid() {
+		return false
+	}
+	vip := s.VIP.Unmap()
+	switch {
+	case !vip.Is4():
+		pl.fe.Add(sf+".vip", "%s is not IPv4", s.VIP)
+	case !vip.IsGlobalUnicast():
+		pl.fe.Add(sf+".vip", "%s is not a unicast address", s.VIP)
+	default:
+		if other, dup := pl.vipService[vip]; dup {
+			pl.fe.Add(sf+".vip", "%s is also service %s's", vip, other)
+			return false
+		}
+		pl.vipService[vip] = s.Name
+		return true
+	}
+	return false
+}
+
+// vipBackends checks a service's own backends (the addresses a VIP's
+// every other port goes to) and returns the good ones, with port 0.
+func (pl *planner) vipBackends(sf string, backends []netip.Addr) []netip.AddrPort {
+	seen := map[netip.Addr]int{}
+	addrs := make([]netip.AddrPort, 0, len(backends))
+	for m, be := range backends {
+		bf := fmt.Sprintf("%s.backends[%d]", sf, m)
+		a := be.Unmap()
+		switch {
+		case !a.IsValid():
+			pl.fe.Add(bf, "is the zero Addr, not an IPv4 address")
+			continue
+		case !a.Is4():
+			pl.fe.Add(bf, "%s is not IPv4", be)
+			continue
+		case !a.IsGlobalUnicast():
+			pl.fe.Add(bf, "%s is not a unicast address", be)
+			continue
+		}
+		if j, dup := seen[a]; dup {
+			pl.fe.Add(bf, "%s is also backends[%d]", be, j)
+			continue
+		}
+		seen[a] = m
+		addrs = append(addrs, netip.AddrPortFrom(a, 0))
+	}
+	return addrs
+}
+
+// anyPorts adds the all-ports chain of service name's VIP.
+func (pl *planner) anyPorts(name string, vip netip.Addr, addrs []netip.AddrPort) {
+	chain := chainPrefixVIP + name
+	for _, p := range []Protocol{TCP, UDP} {
+		pl.rs.anyPorts = append(pl.rs.anyPorts, anyEntry{addr: vip, proto: p, chain: chain})
+	}
+	slices.SortFunc(addrs, netip.AddrPort.Compare)
+	pl.rs.targets = append(pl.rs.targets, target{
+		chain:    chain,
+		backends: mapPrefixVIPBe + name,
+		addrs:    addrs,
+		anyPort:  true,
+	})
+}
+
+// port checks ports[k] of service name, at field path pf, and adds its
+// chain and its entries in the VIP and published maps. ports holds the
+// service's ports seen so far.
+func (pl *planner) port(pf string, k int, name string, vip netip.Addr, p Port, ports map[pubKey]int) {
+	if p.Protocol != TCP && p.Protocol != UDP {
+		pl.fe.Add(pf+".protocol", "%q is not tcp or udp", p.Protocol)
+		return
+	}
+	if p.Port == 0 {
+		pl.fe.Add(pf+".port", "is 0")
+	}
+	if j, dup := ports[pubKey{p.Protocol, p.Port}]; dup {
+		pl.fe.Add(pf+".port", "%s/%d is also ports[%d]", p.Protocol, p.Port, j)
+	} else {
+		ports[pubKey{p.Protocol, p.Port}] = k
+	}
+	if len(p.Backends) > pl.cfg.MaxBackends {
+		pl.fe.Add(pf+".backends", "%d backends, at most %d", len(p.Backends), pl.cfg.MaxBackends)
+		return
+	}
+	addrs := pl.portBackends(pf, p.Backends)
+	if p.Port == 0 {
+		return
+	}
+	chain := fmt.Sprintf("%s%s-%s-%d", chainPrefixSvc, name, p.Protocol, p.Port)
+	if vip.IsValid() && vip.Is4() {
+		key := vipKey{vip, p.Protocol, p.Port}
+		if other, dup := pl.vipOwner[key]; dup {
+			pl.fe.Add(pf+".port", "%s:%d/%s is also service %s's", vip, p.Port, p.Protocol, other)
+		} else {
+			pl.vipOwner[key] = name
+			pl.rs.vips = append(pl.rs.vips, vipEntry{addr: vip, proto: p.Protocol, port: p.Port, chain: chain})
+		}
+	}
+	if p.Published != 0 {
+		key := pubKey{p.Protocol, p.Published}
+		if other, dup := pl.pubOwner[key]; dup {
+			pl.fe.Add(pf+".published", "%s/%d is also published by service %s", p.Protocol, p.Published, other)
+		} else {
+			pl.pubOwner[key] = name
+			mc := fmt.Sprintf("%s%s-%s-%d", chainPrefixPub, name, p.Protocol, p.Published)
+			pl.rs.published = append(pl.rs.published, pubEntry{proto: p.Protocol, port: p.Published, chain: mc})
+			pl.rs.meshes = append(pl.rs.meshes, mesh{chain: mc, target: chain})
+		}
+	}
+	// Sorted, so that the same state renders the same rules.
+	slices.SortFunc(addrs, netip.AddrPort.Compare)
+	pl.rs.targets = append(pl.rs.targets, target{
+		chain:    chain,
+		backends: fmt.Sprintf("%s%s-%s-%d", mapPrefixBe, name, p.Protocol, p.Port),
+		addrs:    addrs,
+	})
+}
+
+// portBackends checks a service port's backends and returns the good ones.
+func (pl *planner) portBackends(pf string, backends []netip.AddrPort) []netip.AddrPort {
+	seen := map[netip.AddrPort]int{}
+	addrs := make([]netip.AddrPort, 0, len(backends))
+	for m, be := range backends {
+		bf := fmt.Sprintf("%s.backends[%d]", pf, m)
+		a := be.Addr().Unmap()
+		switch {
+		case !a.Is4():
+			pl.fe.Add(bf, "%s is not an IPv4 address and port", be)
+			continue
+		case !a.IsGlobalUnicast():
+			pl.fe.Add(bf, "%s is not a unicast address", be)
+			continue
+		case be.Port() == 0:
+			pl.fe.Add(bf, "%s has port 0", be)
+			continue
+		}
+		ap := netip.AddrPortFrom(a, be.Port())
+		if j, dup := seen[ap]; dup {
+			pl.fe.Add(bf, "%s is also backends[%d]", be, j)
+			continue
+		}
+		seen[ap] = m
+		addrs = append(addrs, ap)
+	}
+	return addrs
+}
+
+// sort puts the ruleset's lists in their order (see ruleset), so that the
+// same state renders the same rules.
+func (rs *ruleset) sort() {
 	slices.SortFunc(rs.vips, func(a, b vipEntry) int {
 		return cmp.Or(a.addr.Compare(b.addr), strings.Compare(string(a.proto), string(b.proto)), cmp.Compare(a.port, b.port))
 	})
@@ -285,101 +347,4 @@ func plan(cfg Config, services []Service) (*ruleset, error) {
 	})
 	slices.SortFunc(rs.targets, func(a, b target) int { return strings.Compare(a.chain, b.chain) })
 	slices.SortFunc(rs.meshes, func(a, b mesh) int { return strings.Compare(a.chain, b.chain) })
-	return rs, nil
-}
-
-// String renders the ruleset in nft's syntax.
-func (rs *ruleset) String() string {
-	var b strings.Builder
-	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	w("table ip %s {", rs.table)
-	w("\tmap %s {", vipsMap)
-	w("\t\ttype ipv4_addr . inet_proto . inet_service : verdict")
-	for _, e := range rs.vips {
-		w("\t\telement %s . %s . %d : goto %s", e.addr, e.proto, e.port, e.chain)
-	}
-	w("\t}")
-	w("\tmap %s {", vipsAnyMap)
-	w("\t\ttype ipv4_addr . inet_proto : verdict")
-	for _, e := range rs.anyPorts {
-		w("\t\telement %s . %s : goto %s", e.addr, e.proto, e.chain)
-	}
-	w("\t}")
-	w("\tmap %s {", publishedMap)
-	w("\t\ttype inet_proto . inet_service : verdict")
-	for _, e := range rs.published {
-		w("\t\telement %s . %d : goto %s", e.proto, e.port, e.chain)
-	}
-	w("\t}")
-	for _, t := range rs.targets {
-		if len(t.addrs) == 0 {
-			continue
-		}
-		w("\tmap %s {", t.backends)
-		if t.anyPort {
-			w("\t\ttype integer : ipv4_addr")
-		} else {
-			w("\t\ttype integer : ipv4_addr . inet_service")
-		}
-		for i, a := range t.addrs {
-			if t.anyPort {
-				w("\t\telement %d : %s", i, a.Addr())
-			} else {
-				w("\t\telement %d : %s . %d", i, a.Addr(), a.Port())
-			}
-		}
-		w("\t}")
-	}
-	w("\tchain %s {", preroutingCh)
-	w("\t\ttype nat hook prerouting priority dstnat; policy accept;")
-	w("\t\tjump %s", servicesChain)
-	w("\t}")
-	w("\tchain %s {", outputCh)
-	w("\t\ttype nat hook output priority -100; policy accept;")
-	w("\t\tjump %s", servicesChain)
-	w("\t}")
-	w("\tchain %s {", servicesChain)
-	w("\t\tip daddr . meta l4proto . th dport vmap @%s", vipsMap)
-	w("\t\tip daddr . meta l4proto vmap @%s", vipsAnyMap)
-	if rs.localhost {
-		w("\t\tfib daddr type local meta l4proto . th dport vmap @%s", publishedMap)
-	} else {
-		w("\t\tip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @%s", publishedMap)
-	}
-	w("\t}")
-	for _, t := range rs.targets {
-		w("\tchain %s {", t.chain)
-		if len(t.addrs) == 0 {
-			if t.anyPort {
-				w("\t\tmeta l4proto tcp reject with tcp reset")
-			}
-			w("\t\treject")
-		} else {
-			w("\t\tip saddr 127.0.0.0/8 meta mark set meta mark | %#x", rs.mark)
-			w("\t\tdnat ip to numgen random mod %d map @%s", len(t.addrs), t.backends)
-		}
-		w("\t}")
-	}
-	for _, m := range rs.meshes {
-		w("\tchain %s {", m.chain)
-		w("\t\tmeta mark set meta mark | %#x goto %s", rs.mark, m.target)
-		w("\t}")
-	}
-	w("\tchain %s {", hairpinCh)
-	w("\t\ttype filter hook prerouting priority %d; policy accept;", hairpinPrio)
-	w("\t\tct state new ct status dnat fib daddr . iif oif != 0 meta mark set meta mark | %#x", rs.mark)
-	w("\t}")
-	w("\tchain %s {", postroutingCh)
-	w("\t\ttype nat hook postrouting priority srcnat; policy accept;")
-	w("\t\tmeta mark & %#x == 0 return", rs.mark)
-	w("\t\tmeta mark set meta mark & %#x masquerade", ^rs.mark)
-	w("\t}")
-	if rs.localhost {
-		w("\tchain %s {", localnetCh)
-		w("\t\ttype filter hook input priority filter; policy accept;")
-		w("\t\tiifname != \"lo\" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 drop")
-		w("\t}")
-	}
-	w("}")
-	return b.String()
 }

@@ -2,12 +2,16 @@ package lb
 
 import (
 	"errors"
+	"flag"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/shoalhq/shoal/sdk"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func testConfig() Config {
 	return Config{Table: DefaultTable, MaxServices: 3, MaxPorts: 2, MaxBackends: 3, Mark: DefaultMark}
@@ -29,9 +33,10 @@ func aps(s ...string) []netip.AddrPort {
 	return out
 }
 
-// TestPlanRenders: a desired state and the table it becomes.
-func TestPlanRenders(t *testing.T) {
-	services := []Service{
+// renderServices is the desired state of the rendering tests: out of
+// order, with and without a VIP and backends.
+func renderServices() []Service {
+	return []Service{
 		// Out of order: the maps are sorted.
 		{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Backends: addrs("10.200.5.9", "::ffff:10.200.3.7"), Ports: []Port{
 			{Protocol: TCP, Port: 80, Published: 8080, Backends: aps("10.200.5.9:80", "10.200.3.7:80")},
@@ -41,132 +46,98 @@ func TestPlanRenders(t *testing.T) {
 		// No Backends: the VIP's other ports are refused.
 		{Name: "idle", VIP: netip.MustParseAddr("::ffff:10.96.0.7"), Ports: []Port{{Protocol: TCP, Port: 443}}},
 	}
-	rs, err := plan(testConfig(), services)
+}
+
+// render plans services under cfg and renders the ruleset.
+func render(t *testing.T, cfg Config, services []Service) string {
+	t.Helper()
+	rs, err := plan(cfg, services)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `table ip shoal {
-	map vips {
-		type ipv4_addr . inet_proto . inet_service : verdict
-		element 10.96.0.5 . tcp . 80 : goto svc-web-tcp-80
-		element 10.96.0.7 . tcp . 443 : goto svc-idle-tcp-443
+	return rs.String()
+}
+
+// TestPlanRenders: a desired state and the table it becomes
+// (testdata/plan.nft; go test -update rewrites it).
+func TestPlanRenders(t *testing.T) {
+	got := render(t, testConfig(), renderServices())
+	const golden = "testdata/plan.nft"
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	map vips-any {
-		type ipv4_addr . inet_proto : verdict
-		element 10.96.0.5 . tcp : goto vip-web
-		element 10.96.0.5 . udp : goto vip-web
-		element 10.96.0.7 . tcp : goto vip-idle
-		element 10.96.0.7 . udp : goto vip-idle
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
 	}
-	map published {
-		type inet_proto . inet_service : verdict
-		element tcp . 8080 : goto mesh-web-tcp-8080
-		element udp . 5353 : goto mesh-mesh-only-udp-5353
+	if got != string(want) {
+		t.Errorf("rendered:\n%s\nwant (%s):\n%s", got, golden, want)
 	}
-	map be-mesh-only-udp-53 {
-		type integer : ipv4_addr . inet_service
-		element 0 : 10.200.3.8 . 53
-	}
-	map be-web-tcp-80 {
-		type integer : ipv4_addr . inet_service
-		element 0 : 10.200.3.7 . 80
-		element 1 : 10.200.5.9 . 80
-	}
-	map vip-be-web {
-		type integer : ipv4_addr
-		element 0 : 10.200.3.7
-		element 1 : 10.200.5.9
-	}
-	chain prerouting {
-		type nat hook prerouting priority dstnat; policy accept;
-		jump services
-	}
-	chain output {
-		type nat hook output priority -100; policy accept;
-		jump services
-	}
-	chain services {
-		ip daddr . meta l4proto . th dport vmap @vips
-		ip daddr . meta l4proto vmap @vips-any
-		fib daddr type local meta l4proto . th dport vmap @published
-	}
-	chain svc-idle-tcp-443 {
-		reject
-	}
-	chain svc-mesh-only-udp-53 {
-		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
-		dnat ip to numgen random mod 1 map @be-mesh-only-udp-53
-	}
-	chain svc-web-tcp-80 {
-		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
-		dnat ip to numgen random mod 2 map @be-web-tcp-80
-	}
-	chain vip-idle {
-		meta l4proto tcp reject with tcp reset
-		reject
-	}
-	chain vip-web {
-		ip saddr 127.0.0.0/8 meta mark set meta mark | 0x100000
-		dnat ip to numgen random mod 2 map @vip-be-web
-	}
-	chain mesh-mesh-only-udp-5353 {
-		meta mark set meta mark | 0x100000 goto svc-mesh-only-udp-53
-	}
-	chain mesh-web-tcp-8080 {
-		meta mark set meta mark | 0x100000 goto svc-web-tcp-80
-	}
-	chain hairpin {
-		type filter hook prerouting priority -99; policy accept;
-		ct state new ct status dnat fib daddr . iif oif != 0 meta mark set meta mark | 0x100000
-	}
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		meta mark & 0x100000 == 0 return
-		meta mark set meta mark & 0xffefffff masquerade
-	}
-	chain localnet {
-		type filter hook input priority filter; policy accept;
-		iifname != "lo" ip daddr 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 drop
+	// The same state in another order renders the same.
+	s := renderServices()
+	if got := render(t, testConfig(), []Service{s[2], s[1], s[0]}); got != string(want) {
+		t.Errorf("another order renders differently:\n%s", got)
 	}
 }
-`
-	if got := rs.String(); got != want {
-		t.Errorf("rendered:\n%s\nwant:\n%s", got, want)
-	}
 
-	// Without localhost: no guard, and 127/8 is not a published address.
+// TestPlanRendersWithoutLocalhost: no guard, and 127/8 is not a published
+// address.
+func TestPlanRendersWithoutLocalhost(t *testing.T) {
 	cfg := testConfig()
 	cfg.NoLocalhost = true
-	rs, err = plan(cfg, services)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := rs.String()
+	got := render(t, cfg, renderServices())
 	if strings.Contains(got, "chain localnet") || !strings.Contains(got, "ip daddr != 127.0.0.0/8 fib daddr type local") {
 		t.Errorf("with NoLocalhost:\n%s", got)
 	}
+}
 
-	// The same state in another order renders the same.
-	rev := []Service{services[2], services[1], services[0]}
-	rs2, err := plan(testConfig(), rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rs2.String() != want {
-		t.Errorf("another order renders differently:\n%s", rs2.String())
-	}
-
-	empty, err := plan(testConfig(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := empty.String(); strings.Contains(s, "element") || !strings.Contains(s, "chain postrouting") {
+// TestPlanRendersEmpty: no services, no elements, and the chains that
+// masquerade all the same.
+func TestPlanRendersEmpty(t *testing.T) {
+	if s := render(t, testConfig(), nil); strings.Contains(s, "element") || !strings.Contains(s, "chain postrouting") {
 		t.Errorf("empty state:\n%s", s)
 	}
 }
 
 // TestPlanRejects: every bad field is named, and nothing is planned.
 func TestPlanRejects(t *testing.T) {
+	for _, c := range planRejectCases() {
+		t.Run(c.name, func(t *testing.T) {
+			rs, err := plan(testConfig(), c.services)
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("plan = %v, want no error", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("plan = %v, want an error", rs)
+			}
+			if !errors.Is(err, sdk.ErrInvalidArgument) {
+				t.Errorf("error %v is not an invalid argument", err)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// planRejectCase is a bad desired state and what plan's error says of it
+// (nil: no error).
+type planRejectCase struct {
+	name     string
+	services []Service
+	want     []string // substrings of the error
+}
+
+// planRejectCases are the cases of TestPlanRejects: each bad field, on
+// its own and all at once.
+func planRejectCases() []planRejectCase {
 	ok := func() Service {
 		return Service{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
 			{Protocol: TCP, Port: 80, Published: 8080, Backends: aps("10.200.3.7:80")},
@@ -177,11 +148,7 @@ func TestPlanRejects(t *testing.T) {
 		f(&s)
 		return []Service{s}
 	}
-	for _, c := range []struct {
-		name     string
-		services []Service
-		want     []string // substrings of the error
-	}{
+	return []planRejectCase{
 		{"too many services", []Service{ok(), ok(), ok(), ok()}, []string{"services: 4 services, at most 3"}},
 		{"bad name", with(func(s *Service) { s.Name = "a b" }), []string{`services[0].name: "a b" is not a name`}},
 		{"empty name", with(func(s *Service) { s.Name = "" }), []string{`services[0].name`}},
@@ -244,27 +211,6 @@ func TestPlanRejects(t *testing.T) {
 			s.Ports[0].Backends = aps("10.200.3.7:0")
 			s.Backends = addrs("10.200.3.7", "fd00::8")
 		}), []string{"services[0].name", "services[0].ports[0].port", "services[0].ports[0].backends[0]", "services[0].backends[1]"}},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			rs, err := plan(testConfig(), c.services)
-			if c.want == nil {
-				if err != nil {
-					t.Fatalf("plan = %v, want no error", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("plan = %v, want an error", rs)
-			}
-			if !errors.Is(err, sdk.ErrInvalidArgument) {
-				t.Errorf("error %v is not an invalid argument", err)
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-		})
 	}
 }
 
