@@ -12,6 +12,8 @@
 // (subtests under "InProcess") and through the plugin's real gRPC glue,
 // executor.Plugin on one end and executor.Client on the other (subtests
 // under "GRPC"), so that a plugin also learns what survives the wire.
+// RunBinary runs the same checks against a plugin binary, in any language,
+// started as the agent starts it.
 //
 // The kit runs real processes when the executor does, so it cannot name an
 // image or a command itself: Config.Task builds a task that behaves as a
@@ -79,6 +81,7 @@ import (
 
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
+	"github.com/shoalhq/shoal/sdk/plugintest"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -142,6 +145,48 @@ func Run(t *testing.T, cfg Config) {
 	if cfg.New == nil {
 		t.Fatal("executortest.Config.New is required")
 	}
+	cfg, run := withDefaults(t, cfg)
+	for _, overGRPC := range []bool{false, true} {
+		name := "InProcess"
+		if overGRPC {
+			name = "GRPC"
+		}
+		t.Run(name, func(t *testing.T) {
+			for _, c := range checks {
+				t.Run(c.name, func(t *testing.T) {
+					h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, strings.ToLower(name[:1]), strings.ToLower(c.name))}
+					c.run(t, h)
+				})
+			}
+		})
+	}
+}
+
+// RunBinary checks that the executor plugin binary at path keeps the
+// executor contract, whatever language it is written in. Every executor a
+// check opens is a new process of the binary, started as the agent starts
+// it (go-plugin's handshake, gRPC with mutual TLS, sdk.ProtocolVersion); the
+// Recover check's second one finds the first one's state, through
+// cfg.Node.StateDir. cfg.New is not used. The plugin's stderr goes to the
+// test log.
+func RunBinary(t *testing.T, path string, cfg Config) {
+	t.Helper()
+	cfg.New = func(t *testing.T) executor.Executor {
+		return plugintest.Start(t, path, sdk.KindExecutor, &executor.Plugin{}).(*executor.Client)
+	}
+	cfg, run := withDefaults(t, cfg)
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			h := &harness{cfg: cfg, binary: true, prefix: fmt.Sprintf("xt-%s-b-%s", run, strings.ToLower(c.name))}
+			c.run(t, h)
+		})
+	}
+}
+
+// withDefaults fills cfg's unset fields and returns it with a name for the
+// run, unique to it, that the task IDs start with.
+func withDefaults(t *testing.T, cfg Config) (Config, string) {
+	t.Helper()
 	if cfg.Task == nil {
 		if cfg.Image == "" {
 			t.Fatal("executortest.Config needs Task or Image")
@@ -160,21 +205,7 @@ func Run(t *testing.T, cfg Config) {
 	setDefault(&cfg.Timeout, 30*time.Second)
 	setDefault(&cfg.Grace, time.Second)
 	setDefault(&cfg.Slack, 5*time.Second)
-	run := randomHex(3)
-	for _, overGRPC := range []bool{false, true} {
-		name := "InProcess"
-		if overGRPC {
-			name = "GRPC"
-		}
-		t.Run(name, func(t *testing.T) {
-			for _, c := range checks {
-				t.Run(c.name, func(t *testing.T) {
-					h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, strings.ToLower(name[:1]), strings.ToLower(c.name))}
-					c.run(t, h)
-				})
-			}
-		})
-	}
+	return cfg, randomHex(3)
 }
 
 func setDefault(d *time.Duration, def time.Duration) {
@@ -217,8 +248,11 @@ var checks = []struct {
 type harness struct {
 	cfg      Config
 	overGRPC bool
-	prefix   string // of the check's task IDs
-	n        int
+	// binary is whether cfg.New starts a plugin binary (RunBinary), whose
+	// client is a Configurer whether or not the plugin takes settings.
+	binary bool
+	prefix string // of the check's task IDs
+	n      int
 }
 
 // fresh returns a new executor, not configured, and how to configure it:
@@ -232,6 +266,9 @@ func (h *harness) fresh(t *testing.T) (e executor.Executor, c executor.Configure
 		t.Fatal("Config.New returned a nil executor")
 	}
 	c, implConfigurable = impl.(executor.Configurer)
+	if h.binary {
+		return impl, c, false
+	}
 	if !h.overGRPC {
 		return impl, c, implConfigurable
 	}

@@ -8,7 +8,8 @@
 // Run plays the kernel's allocator stage against fresh instances, twice:
 // calling them directly (subtests under "InProcess") and through the real
 // gRPC glue, ipam.Plugin on one end and ipam.Client on the other (subtests
-// under "GRPC"). Every allocation any check gets is also held to the rules
+// under "GRPC"). RunBinary runs the same checks against a plugin binary, in
+// any language, started as the kernel starts it. Every allocation any check gets is also held to the rules
 // any answer must keep: one result per item, in order, naming its item; an
 // address in CIDR form with its network's prefix length, inside the node's
 // slice (or outside every node's slice, for a virtual IP), never the slice's
@@ -47,6 +48,7 @@ import (
 
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/ipam"
+	"github.com/shoalhq/shoal/sdk/plugintest"
 	ipamv1 "github.com/shoalhq/shoal/sdk/proto/shoal/ipam/v1"
 )
 
@@ -70,6 +72,18 @@ func Run(t *testing.T, factory func() ipam.IPAM) {
 	}
 }
 
+// RunBinary checks that the IPAM plugin binary at path keeps the IPAM
+// contract, whatever language it is written in: each check starts the binary
+// afresh, as the kernel starts a plugin (go-plugin's handshake, gRPC with
+// mutual TLS, sdk.ProtocolVersion). The plugin's stderr goes to the test log.
+func RunBinary(t *testing.T, path string) {
+	t.Helper()
+	h := &harness{binary: path}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) { c.run(t, h) })
+	}
+}
+
 var checks = []struct {
 	name string
 	run  func(*testing.T, *harness)
@@ -90,6 +104,7 @@ var checks = []struct {
 type harness struct {
 	factory  func() ipam.IPAM
 	overGRPC bool
+	binary   string // the plugin binary's path, for RunBinary
 }
 
 // instance is one fresh IPAM as a check sees it.
@@ -101,6 +116,10 @@ type instance struct {
 
 func (h *harness) fresh(t *testing.T) instance {
 	t.Helper()
+	if h.binary != "" {
+		ic := plugintest.Start(t, h.binary, sdk.KindIPAM, &ipam.Plugin{}).(*ipam.Client)
+		return instance{IPAM: ic, configurer: ic}
+	}
 	impl := h.factory()
 	if impl == nil {
 		t.Fatal("factory returned a nil IPAM")
