@@ -146,11 +146,7 @@ func TestGlobalPausedNodeKeepsItsTask(t *testing.T) {
 }
 
 func TestGlobalRestartPolicy(t *testing.T) {
-	tests := []struct {
-		cond    objectv1.RestartCondition
-		end     objectv1.TaskState
-		replace bool
-	}{
+	tests := []restartCase{
 		{restartAny, stateFailed, true},
 		{restartFailure, stateComplete, false},
 		{restartNone, stateFailed, false},
@@ -165,11 +161,7 @@ func TestGlobalRestartPolicy(t *testing.T) {
 				e.waitFor("2 tasks", func(tx *state.ReadTx) bool { return countDesired(tx, "agent", stateRunning) == 2 })
 				old := e.nodeTask("agent", "a").GetId()
 				e.report(old, "", stateRunning)
-				e.report(old, "", tt.end)
-				e.waitFor("the ended task handled", func(tx *state.ReadTx) bool {
-					return tx.Task(old).GetDesiredState() != stateRunning
-				})
-				e.idle()
+				e.endTask(old, tt.end)
 
 				check := func(when string) {
 					t.Helper()

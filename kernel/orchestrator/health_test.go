@@ -133,12 +133,7 @@ func TestRollingUpdateUnhealthyFails(t *testing.T) {
 // told to stop only once its replacement is healthy.
 func TestRollingUpdateStartFirstWaitsForHealthy(t *testing.T) {
 	bubble(t, func(e *env) {
-		e.startUpdating(updatingService(2, 1, startFirst, onPause))
-		old1 := e.slotTask("web", 1)
-		e.setImage("web", image2)
-		e.waitFor("slot 1's new task", func(tx *state.ReadTx) bool { return len(e.withImage("web", image2)) == 1 })
-		e.idle()
-		repl := e.withImage("web", image2)[1]
+		old1, repl := e.startFirstReplacement()
 		e.reportHealth(repl.GetId(), healthStarting)
 		e.idle()
 		if got := e.task(old1.GetId()).GetDesiredState(); got != stateRunning {

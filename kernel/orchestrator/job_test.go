@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -24,20 +25,25 @@ func replicatedJob(id string, maxConcurrent, total uint64, cond objectv1.Restart
 	}
 }
 
+// globalJob is replicatedJob in global-job mode.
 func globalJob(id string, cond objectv1.RestartCondition) *objectv1.Service {
-	return &objectv1.Service{
-		Id:          id,
-		SpecVersion: 1,
-		Spec: &objectv1.ServiceSpec{
-			Annotations: &objectv1.Annotations{Name: "svc-" + id},
-			Task:        taskSpec("registry.local:5000/batch:1", cond),
-			Mode:        &objectv1.ServiceSpec_GlobalJob{GlobalJob: &objectv1.GlobalJob{}},
-		},
-	}
+	svc := replicatedJob(id, 0, 0, cond)
+	svc.Spec.Mode = &objectv1.ServiceSpec_GlobalJob{GlobalJob: &objectv1.GlobalJob{}}
+	return svc
 }
 
 // underWay returns a service's tasks desired running that have not ended,
 // sorted by ID.
+// startJob creates a job service, starts the orchestrator, waits for the
+// job's n tasks and returns them (underWay).
+func startJob(e *env, svc *objectv1.Service, n int) []*objectv1.Task {
+	e.createService(svc)
+	e.start()
+	e.waitFor(fmt.Sprintf("%d tasks", n), func(tx *state.ReadTx) bool { return len(tx.TasksByService(svc.Id)) == n })
+	e.idle()
+	return underWay(e, svc.Id)
+}
+
 func underWay(e *env, serviceID string) []*objectv1.Task {
 	var out []*objectv1.Task
 	for _, t := range e.tasks() {
@@ -161,11 +167,7 @@ func TestJobSuccessNotRestarted(t *testing.T) {
 	for _, cond := range []objectv1.RestartCondition{restartAny, restartNone} {
 		t.Run(cond.String(), func(t *testing.T) {
 			bubble(t, func(e *env) {
-				e.createService(replicatedJob("batch", 2, 2, cond))
-				e.start()
-				e.waitFor("2 tasks", func(tx *state.ReadTx) bool { return len(tx.TasksByService("batch")) == 2 })
-				e.idle()
-				run := underWay(e, "batch")
+				run := startJob(e, replicatedJob("batch", 2, 2, cond), 2)
 				e.report(run[0].Id, "n1", stateComplete)
 				e.report(run[1].Id, "n1", stateFailed)
 				e.idle()
@@ -292,11 +294,7 @@ func TestGlobalJob(t *testing.T) {
 // A task that completed on the drained node stays completed.
 func TestJobLostAndDrainedNodes(t *testing.T) {
 	bubble(t, func(e *env) {
-		e.createService(replicatedJob("batch", 3, 3, restartFailure))
-		e.start()
-		e.waitFor("3 tasks", func(tx *state.ReadTx) bool { return len(tx.TasksByService("batch")) == 3 })
-		e.idle()
-		run := underWay(e, "batch")
+		run := startJob(e, replicatedJob("batch", 3, 3, restartFailure), 3)
 		e.report(run[0].Id, "down", stateRunning)
 		e.report(run[1].Id, "drained", stateRunning)
 		e.report(run[2].Id, "drained", stateComplete)

@@ -45,12 +45,26 @@ func TestRestarts(t *testing.T) {
 // checks whether its slot gets a new task, then that the decision holds:
 // neither another pass over the service (a scale up) nor a new orchestrator
 // (a leader change) brings back a task the policy let end.
+// restartCase is a case of a restart-policy test: a task that ends in end
+// under restart condition cond, and whether its slot (node) gets a new task.
+type restartCase struct {
+	cond    objectv1.RestartCondition
+	end     objectv1.TaskState
+	replace bool
+}
+
+// endTask reports a task ended, as its worker would, and waits until the
+// orchestrator has handled it.
+func (e *env) endTask(id string, end objectv1.TaskState) {
+	e.report(id, "", end)
+	e.waitFor("the ended task handled", func(tx *state.ReadTx) bool {
+		return tx.Task(id).GetDesiredState() != stateRunning
+	})
+	e.idle()
+}
+
 func TestReplicatedRestartPolicy(t *testing.T) {
-	tests := []struct {
-		cond    objectv1.RestartCondition
-		end     objectv1.TaskState
-		replace bool
-	}{
+	tests := []restartCase{
 		{restartAny, stateFailed, true},
 		{restartAny, stateComplete, true},
 		{restartUnset, stateFailed, true},
@@ -72,11 +86,7 @@ func TestReplicatedRestartPolicy(t *testing.T) {
 				e.idle()
 				other := e.slotTask("web", 2)
 
-				e.report(old, "", tt.end)
-				e.waitFor("the ended task handled", func(tx *state.ReadTx) bool {
-					return tx.Task(old).GetDesiredState() != stateRunning
-				})
-				e.idle()
+				e.endTask(old, tt.end)
 
 				check := func(when string) {
 					t.Helper()

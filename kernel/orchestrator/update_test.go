@@ -230,16 +230,23 @@ func TestRollingUpdateStartFirst(t *testing.T) {
 	})
 }
 
+// startFirstReplacement starts a start-first update of a two-replica
+// service "web" to image2, one task at a time, and returns slot 1's old
+// task and its replacement once the replacement is created.
+func (e *env) startFirstReplacement() (old1, repl *objectv1.Task) {
+	e.startUpdating(updatingService(2, 1, startFirst, onPause))
+	old1 = e.slotTask("web", 1)
+	e.setImage("web", image2)
+	e.waitFor("slot 1's new task", func(tx *state.ReadTx) bool { return len(e.withImage("web", image2)) == 1 })
+	e.idle()
+	return old1, e.withImage("web", image2)[1]
+}
+
 // TestRollingUpdateStartFirstFailure: a start-first replacement that fails
 // leaves the old task running, and pauses the update.
 func TestRollingUpdateStartFirstFailure(t *testing.T) {
 	bubble(t, func(e *env) {
-		e.startUpdating(updatingService(2, 1, startFirst, onPause))
-		old1 := e.slotTask("web", 1)
-		e.setImage("web", image2)
-		e.waitFor("slot 1's new task", func(tx *state.ReadTx) bool { return len(e.withImage("web", image2)) == 1 })
-		e.idle()
-		repl := e.withImage("web", image2)[1]
+		old1, repl := e.startFirstReplacement()
 		e.report(repl.GetId(), "n1", stateRejected)
 		st := e.waitUpdateState("web", updatePaused)
 		if want := "update paused: task " + repl.GetId() + " was rejected"; st.GetMessage() != want {
