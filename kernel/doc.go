@@ -42,6 +42,9 @@
 //	              an in-memory index, the rest forwarded
 //	lb            a node's VIPs and published ports in one nftables table,
 //	              replaced in one transaction per sync
+//	dashboard     the web dashboard on the metrics listener: embedded page,
+//	              state snapshot and live changes from the event hub, logs
+//	              and write actions through the control API, token access
 //	manager       wiring: identity (bootstrap or join), Raft, the API servers,
 //	              membership, and the leader-only stages under one context
 //	              that is cancelled when leadership is lost

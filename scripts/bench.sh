@@ -33,3 +33,6 @@ go test -run '^$' -bench Sync1000 -benchtime 20x -count 3 ./kernel/lb/
 # Service discovery in tasks (issue 12): DNS latency in a task, and from a
 # backend's death to its removal from every node's VIP backends (3 workers).
 SHOAL_BENCH_DISCOVERY=20 go test -count 1 -run '^TestDiscoveryFigures$' -v -timeout 20m ./kernel/netnstest/ | grep -E '^(---|ok|FAIL)|lookupbench|death to removal'
+# The web dashboard (issue 14): page weight and time to first paint with
+# 1,000 tasks, in headless Chromium.
+SHOAL_DASHBOARD_PAINT=9 go test -count 1 -run '^(TestPageWeight1000|TestFirstPaint1000)$' -v -timeout 10m ./kernel/dashboard/ | grep -E '^(---|ok|FAIL)|page weight: assets|first paint'

@@ -52,7 +52,6 @@ func TestDashboard(t *testing.T) {
 	); err != nil {
 		t.Fatalf("the dashboard at %s shows no ready node, service web and its 2 running tasks: %v", url, err)
 	}
-	screenshot(t, ctx, "dashboard.png")
 
 	// Scale: the new tasks appear without a reload. The page notes when
 	// (on its clock, the machine's) and keeps a mark a reload would lose.

@@ -63,6 +63,8 @@ function render() {
   frame = 0;
   for (const s of dirty) ({cluster: renderCluster, nodes: renderNodes, services: renderServices, networks: renderNetworks, secrets: renderSecrets, events: renderEvents})[s]?.();
   dirty.clear();
+  // When the first state was on screen: the time to first paint with data.
+  if (!performance.getEntriesByName('shoal-rendered').length) performance.mark('shoal-rendered');
 }
 
 const byName = (a, b) => name(a).localeCompare(name(b));
