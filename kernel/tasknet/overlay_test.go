@@ -79,97 +79,23 @@ func newOverlayNodes(t *testing.T) (a, b, c *testNode) {
 	}
 	a, b, c = mk("a", "192.168.250.1"), mk("b", "192.168.250.2"), mk("c", "192.168.249.3")
 	r, lan := mk("r", ""), mk("lan", "")
-	for _, n := range []*testNode{lan, r, a, b, c} {
-		if err := hostnet.CreateNetns(n.ns); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			n.stop(t)
-			unmountUnder(t, filepath.Join(n.stateDir, "netns"))
-			if err := hostnet.RemoveNetns(n.ns); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	handle := func(n *testNode) (*netlink.Handle, func()) {
-		nsh, err := netns.GetFromPath(n.ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := netlink.NewHandleAt(nsh)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return h, func() { h.Close(); nsh.Close() }
-	}
-	must := func(what string, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	}
-	lh, closeLan := handle(lan)
+	makeNamespaces(t, lan, r, a, b, c)
+	lh, closeLan := nsHandle(t, lan)
 	defer closeLan()
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-	must("bridge", lh.LinkAdd(br))
-	must("bridge up", lh.LinkSetUp(br))
+	must(t, "bridge", lh.LinkAdd(br))
+	must(t, "bridge up", lh.LinkSetUp(br))
 	for _, n := range []*testNode{lan, r, a, b, c} {
-		h, done := handle(n)
+		h, done := nsHandle(t, n)
 		lo, err := h.LinkByName("lo")
-		must("lo", err)
-		must("lo up", h.LinkSetUp(lo))
+		must(t, "lo", err)
+		must(t, "lo up", h.LinkSetUp(lo))
 		done()
 	}
-
-	// link makes a veth pair on the host (unique names, as other runs may
-	// be making theirs), moves the ends into two namespaces and names
-	// them there.
-	pid := os.Getpid() % 100000
-	link := func(i int, x *testNode, xName, xAddr string, y *testNode, yName, yAddr string) {
-		t.Helper()
-		vx, vy := fmt.Sprintf("sto%d%dx", pid, i), fmt.Sprintf("sto%d%dy", pid, i)
-		must("veth", netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vx}, PeerName: vy}))
-		t.Cleanup(func() {
-			for _, v := range []string{vx, vy} {
-				if l, err := netlink.LinkByName(v); err == nil {
-					_ = netlink.LinkDel(l)
-				}
-			}
-		})
-		for _, e := range []struct {
-			n           *testNode
-			dev, name   string
-			addr        string
-			toLANBridge bool
-		}{{x, vx, xName, xAddr, x == lan}, {y, vy, yName, yAddr, y == lan}} {
-			nsh, err := netns.GetFromPath(e.n.ns)
-			must("netns", err)
-			l, err := netlink.LinkByName(e.dev)
-			must("find "+e.dev, err)
-			must("move "+e.dev, netlink.LinkSetNsFd(l, int(nsh)))
-			nsh.Close()
-			h, done := handle(e.n)
-			l, err = h.LinkByName(e.dev)
-			must("find "+e.dev+" in "+e.n.name, err)
-			must("rename", h.LinkSetName(l, e.name))
-			if e.addr != "" {
-				ad, err := netlink.ParseAddr(e.addr)
-				must("parse "+e.addr, err)
-				must("address "+e.addr, h.AddrAdd(l, ad))
-			}
-			if e.toLANBridge {
-				br, err := h.LinkByName("br0")
-				must("br0", err)
-				must("enslave", h.LinkSetMaster(l, br))
-			}
-			must("up", h.LinkSetUp(l))
-			done()
-		}
-	}
-	link(1, a, "eth0", a.addr+"/24", lan, "va", "")
-	link(2, b, "eth0", b.addr+"/24", lan, "vb", "")
-	link(3, r, "eth0", "192.168.250.254/24", lan, "vr", "")
-	link(4, r, "eth1", "192.168.249.254/24", c, "eth0", c.addr+"/24")
+	link(t, 1, vethEnd{a, "eth0", a.addr + "/24", false}, vethEnd{lan, "va", "", true})
+	link(t, 2, vethEnd{b, "eth0", b.addr + "/24", false}, vethEnd{lan, "vb", "", true})
+	link(t, 3, vethEnd{r, "eth0", "192.168.250.254/24", false}, vethEnd{lan, "vr", "", true})
+	link(t, 4, vethEnd{r, "eth1", "192.168.249.254/24", false}, vethEnd{c, "eth0", c.addr + "/24", false})
 	r.run(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
 	for _, n := range []*testNode{a, b, c} {
 		gw := "192.168.250.254"
@@ -186,6 +112,153 @@ func newOverlayNodes(t *testing.T) (a, b, c *testNode) {
 	return a, b, c
 }
 
+// makeNamespaces makes the nodes' namespaces, stopped and removed when
+// the test ends.
+func makeNamespaces(t *testing.T, nodes ...*testNode) {
+	t.Helper()
+	for _, n := range nodes {
+		if err := hostnet.CreateNetns(n.ns); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			n.stop(t)
+			unmountUnder(t, filepath.Join(n.stateDir, "netns"))
+			if err := hostnet.RemoveNetns(n.ns); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// nsHandle is a netlink handle inside n's namespace, and what closes it.
+func nsHandle(t *testing.T, n *testNode) (*netlink.Handle, func()) {
+	t.Helper()
+	nsh, err := netns.GetFromPath(n.ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, func() { h.Close(); nsh.Close() }
+}
+
+// must fails the test with what when err is not nil.
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// vethEnd is one end of a veth pair: the node it goes to, its name and
+// address there ("" for none), and whether it joins the LAN's bridge.
+type vethEnd struct {
+	n           *testNode
+	name, addr  string
+	toLANBridge bool
+}
+
+// link makes veth pair i on the host (unique names, as other runs may be
+// making theirs), moves the ends into their namespaces and sets them up
+// there.
+func link(t *testing.T, i int, x, y vethEnd) {
+	t.Helper()
+	pid := os.Getpid() % 100000
+	vx, vy := fmt.Sprintf("sto%d%dx", pid, i), fmt.Sprintf("sto%d%dy", pid, i)
+	must(t, "veth", netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: vx}, PeerName: vy}))
+	t.Cleanup(func() {
+		for _, v := range []string{vx, vy} {
+			if l, err := netlink.LinkByName(v); err == nil {
+				_ = netlink.LinkDel(l)
+			}
+		}
+	})
+	x.setUp(t, vx)
+	y.setUp(t, vy)
+}
+
+// setUp moves host device dev into the end's namespace and gives it the
+// end's name, address and bridge.
+func (e vethEnd) setUp(t *testing.T, dev string) {
+	t.Helper()
+	nsh, err := netns.GetFromPath(e.n.ns)
+	must(t, "netns", err)
+	l, err := netlink.LinkByName(dev)
+	must(t, "find "+dev, err)
+	must(t, "move "+dev, netlink.LinkSetNsFd(l, int(nsh)))
+	nsh.Close()
+	h, done := nsHandle(t, e.n)
+	defer done()
+	l, err = h.LinkByName(dev)
+	must(t, "find "+dev+" in "+e.n.name, err)
+	must(t, "rename", h.LinkSetName(l, e.name))
+	if e.addr != "" {
+		ad, err := netlink.ParseAddr(e.addr)
+		must(t, "parse "+e.addr, err)
+		must(t, "address "+e.addr, h.AddrAdd(l, ad))
+	}
+	if e.toLANBridge {
+		br, err := h.LinkByName("br0")
+		must(t, "br0", err)
+		must(t, "enslave", h.LinkSetMaster(l, br))
+	}
+	must(t, "up", h.LinkSetUp(l))
+}
+
+// overlayLab is TestOverlay's three nodes (see newOverlayNodes), a task on
+// each, and what each published.
+type overlayLab struct {
+	a, b, c       *testNode
+	nsA, nsB, nsC string               // the tasks' namespaces
+	macs          map[*testNode]string // VTEP MACs
+	slice         map[*testNode]int    // third byte of each node's slice of 10.200.0.0/16
+}
+
+// newOverlayLab starts the nodes, attaches a task on each, gives each its
+// underlay, and has every Router route to the other two.
+func newOverlayLab(t *testing.T) *overlayLab {
+	a, b, c := newOverlayNodes(t)
+	l := &overlayLab{
+		a: a, b: b, c: c,
+		nsA:   a.attach(t, "task-a", []*objectv1.NetworkAttachment{attachment(3, 7)}, nil),
+		nsB:   b.attach(t, "task-b", []*objectv1.NetworkAttachment{attachment(5, 9)}, nil),
+		nsC:   c.attach(t, "task-c", []*objectv1.NetworkAttachment{attachment(6, 8)}, nil),
+		macs:  map[*testNode]string{},
+		slice: map[*testNode]int{a: 3, b: 5, c: 6},
+	}
+	for _, n := range []*testNode{a, b, c} {
+		resp := n.call(t, helperReq{Op: "underlay", NodeID: "node-" + n.name, Addr: n.addr})
+		if resp.Err != "" || resp.VTEPMAC != vtepMAC("node-"+n.name).String() {
+			t.Fatalf("node %s: SetUnderlay = %q, %s; want MAC %s", n.name, resp.VTEPMAC, resp.Err, vtepMAC("node-"+n.name))
+		}
+		l.macs[n] = resp.VTEPMAC
+	}
+	for _, n := range []*testNode{a, b, c} {
+		if err := l.set(t, n, l.all()...); err != "" {
+			t.Fatalf("node %s: Router.Set = %s", n.name, err)
+		}
+	}
+	return l
+}
+
+// peer is node n as the others see it.
+func (l *overlayLab) peer(n *testNode) Peer {
+	return Peer{NodeID: "node-" + n.name, NodeAddr: n.addr, NetworkID: testNetID, NodeSubnet: ip4(10, 200, l.slice[n], 0) + "/24", VTEPMAC: l.macs[n]}
+}
+
+// all is every node as a peer.
+func (l *overlayLab) all() []Peer { return []Peer{l.peer(l.a), l.peer(l.b), l.peer(l.c)} }
+
+// set calls node n's Router.Set with n's slice and peers, and returns its
+// error's text.
+func (l *overlayLab) set(t *testing.T, n *testNode, peers ...Peer) string {
+	t.Helper()
+	locals := []Local{{NetworkID: testNetID, Subnet: "10.200.0.0/16", NodeSubnet: ip4(10, 200, l.slice[n], 0) + "/24"}}
+	return n.call(t, helperReq{Op: "route", Locals: locals, Peers: peers}).Err
+}
+
 // TestOverlay: of three nodes, a and b share a LAN and c is behind a
 // router. The Routers route a and b to each other plainly and each of
 // them to c over VXLAN (device, neighbour and FDB entries, addresses,
@@ -196,48 +269,51 @@ func newOverlayNodes(t *testing.T) (a, b, c *testNode) {
 // that leaves takes its entries, and the last one the device; peers that
 // cannot be tunneled to are reported.
 func TestOverlay(t *testing.T) {
-	a, b, c := newOverlayNodes(t)
-	nsA := a.attach(t, "task-a", []*objectv1.NetworkAttachment{attachment(3, 7)}, nil)
-	nsB := b.attach(t, "task-b", []*objectv1.NetworkAttachment{attachment(5, 9)}, nil)
-	nsC := c.attach(t, "task-c", []*objectv1.NetworkAttachment{attachment(6, 8)}, nil)
-
-	macs := map[*testNode]string{}
-	for _, n := range []*testNode{a, b, c} {
-		resp := n.call(t, helperReq{Op: "underlay", NodeID: "node-" + n.name, Addr: n.addr})
-		if resp.Err != "" || resp.VTEPMAC != vtepMAC("node-"+n.name).String() {
-			t.Fatalf("node %s: SetUnderlay = %q, %s; want MAC %s", n.name, resp.VTEPMAC, resp.Err, vtepMAC("node-"+n.name))
+	l := newOverlayLab(t)
+	l.checkRouted(t)
+	l.checkReach(t)
+	l.checkRepair(t)
+	l.checkNotTunneled(t)
+	l.checkLeave(t)
+	for _, n := range []*testNode{l.a, l.b, l.c} {
+		if err := n.call(t, helperReq{Op: "route"}).Err; err != "" {
+			t.Errorf("node %s: Router.Set(nothing) = %s", n.name, err)
 		}
-		macs[n] = resp.VTEPMAC
-	}
-	slice := map[*testNode]int{a: 3, b: 5, c: 6}
-	peer := func(n *testNode) Peer {
-		return Peer{NodeID: "node-" + n.name, NodeAddr: n.addr, NetworkID: testNetID, NodeSubnet: ip4(10, 200, slice[n], 0) + "/24", VTEPMAC: macs[n]}
-	}
-	local := func(n *testNode) []Local {
-		return []Local{{NetworkID: testNetID, Subnet: "10.200.0.0/16", NodeSubnet: ip4(10, 200, slice[n], 0) + "/24"}}
-	}
-	set := func(n *testNode, peers ...Peer) string {
-		t.Helper()
-		return n.call(t, helperReq{Op: "route", Locals: local(n), Peers: peers}).Err
-	}
-	all := []Peer{peer(a), peer(b), peer(c)}
-	for _, n := range []*testNode{a, b, c} {
-		if err := set(n, all...); err != "" {
-			t.Fatalf("node %s: Router.Set = %s", n.name, err)
+		if _, err := n.handle(t).LinkByName(vxlanDevice); err == nil {
+			t.Errorf("node %s: %s left after the last peer", n.name, vxlanDevice)
+		}
+		if rs := ownRoutesIn(t, n); len(rs) != 0 {
+			t.Errorf("node %s: routes left: %v", n.name, rs)
 		}
 	}
+	l.a.detach(t, "task-a")
+	l.b.detach(t, "task-b")
+	l.c.detach(t, "task-c")
+}
 
+// checkRouted checks that a and b route to each other plainly and to c
+// over VXLAN, and c to both over VXLAN.
+func (l *overlayLab) checkRouted(t *testing.T) {
+	t.Helper()
+	a, b, c := l.a, l.b, l.c
 	for _, x := range []struct{ n, other *testNode }{{a, b}, {b, a}} {
-		checkOverlay(t, x.n, macs[x.n], ip4(10, 200, slice[x.n], 0))
-		if rs := ownRoutesIn(t, x.n); rs[ip4(10, 200, slice[x.other], 0)+"/24"] != "via "+x.other.addr {
+		checkOverlay(t, x.n, l.macs[x.n], ip4(10, 200, l.slice[x.n], 0))
+		if rs := ownRoutesIn(t, x.n); rs[ip4(10, 200, l.slice[x.other], 0)+"/24"] != "via "+x.other.addr {
 			t.Errorf("node %s: routes %v, want %s's slice plainly via %s", x.n.name, rs, x.other.name, x.other.addr)
 		}
-		checkVXLANPeer(t, x.n, "10.200.6.0/24", macs[c], c.addr)
+		checkVXLANPeer(t, x.n, "10.200.6.0/24", l.macs[c], c.addr)
 	}
-	checkOverlay(t, c, macs[c], "10.200.6.0")
-	checkVXLANPeer(t, c, "10.200.3.0/24", macs[a], a.addr)
-	checkVXLANPeer(t, c, "10.200.5.0/24", macs[b], b.addr)
+	checkOverlay(t, c, l.macs[c], "10.200.6.0")
+	checkVXLANPeer(t, c, "10.200.3.0/24", l.macs[a], a.addr)
+	checkVXLANPeer(t, c, "10.200.5.0/24", l.macs[b], b.addr)
+}
 
+// checkReach checks that the tasks reach each other both ways, the nodes
+// reach the tasks behind the router from their overlay addresses, and
+// segments above the overlay's MTU pass (the tasks' interfaces have 1500).
+func (l *overlayLab) checkReach(t *testing.T) {
+	t.Helper()
+	nsA, nsB, nsC := l.nsA, l.nsB, l.nsC
 	echoServer(t, nsA, "tcp", ":7000")
 	echoServer(t, nsB, "tcp", ":7000")
 	echoServer(t, nsC, "tcp", ":7000")
@@ -249,15 +325,14 @@ func TestOverlay(t *testing.T) {
 		{"c to a, VXLAN", nsC, "10.200.3.7:7000", "10.200.6.8"},
 		{"c to b, VXLAN", nsC, "10.200.5.9:7000", "10.200.6.8"},
 		{"b to c, VXLAN", nsB, "10.200.6.8:7000", "10.200.5.9"},
-		{"node a to c's task, from its overlay address", a.ns, "10.200.6.8:7000", "10.200.3.0"},
-		{"node c to a's task, from its overlay address", c.ns, "10.200.3.7:7000", "10.200.6.0"},
+		{"node a to c's task, from its overlay address", l.a.ns, "10.200.6.8:7000", "10.200.3.0"},
+		{"node c to a's task, from its overlay address", l.c.ns, "10.200.3.7:7000", "10.200.6.0"},
 	} {
 		got, err := dialFrom(x.from, x.to)
 		if err != nil || got != x.want {
 			t.Errorf("%s: %s saw the client as %q (%v), want %s", x.name, x.to, got, err, x.want)
 		}
 	}
-	// Segments above the overlay's MTU: the tasks' interfaces have 1500.
 	bulkServer(t, nsC, ":7001")
 	bulkServer(t, nsA, ":7001")
 	for _, x := range []struct{ name, from, to string }{
@@ -268,57 +343,71 @@ func TestOverlay(t *testing.T) {
 			t.Errorf("%s, 4 MiB each way over VXLAN: %v", x.name, err)
 		}
 	}
+}
 
-	// Entries deleted and changed by hand come back at the next sync.
+// checkRepair deletes and changes a's entries by hand and checks that
+// they come back at the next sync.
+func (l *overlayLab) checkRepair(t *testing.T) {
+	t.Helper()
+	a, b, c := l.a, l.b, l.c
 	a.run(t, "ip", "neigh", "del", "10.200.6.0", "dev", vxlanDevice)
-	a.run(t, "bridge", "fdb", "del", macs[c], "dev", vxlanDevice, "dst", c.addr)
+	a.run(t, "bridge", "fdb", "del", l.macs[c], "dev", vxlanDevice, "dst", c.addr)
 	a.run(t, "ip", "route", "del", "10.200.6.0/24")
 	a.run(t, "ip", "link", "set", vxlanDevice, "mtu", "1300")
 	a.run(t, "iptables", "-F", inputChain)
-	if err := set(a, all...); err != "" {
+	if err := l.set(t, a, l.all()...); err != "" {
 		t.Fatalf("node a: Router.Set again = %s", err)
 	}
-	checkOverlay(t, a, macs[a], "10.200.3.0")
-	checkVXLANPeer(t, a, "10.200.6.0/24", macs[c], c.addr)
+	checkOverlay(t, a, l.macs[a], "10.200.3.0")
+	checkVXLANPeer(t, a, "10.200.6.0/24", l.macs[c], c.addr)
 	if rs := ownRoutesIn(t, a); rs["10.200.5.0/24"] != "via "+b.addr {
 		t.Errorf("node a: routes after the repair %v, want b's slice plainly via %s", rs, b.addr)
 	}
-	if got, err := dialFrom(nsA, "10.200.6.8:7000"); err != nil || got != "10.200.3.7" {
+	if got, err := dialFrom(l.nsA, "10.200.6.8:7000"); err != nil || got != "10.200.3.7" {
 		t.Errorf("a to c after the repair = %q, %v", got, err)
 	}
+}
 
-	// Peers that cannot be tunneled to are reported, and not routed.
-	noMAC := peer(c)
+// checkNotTunneled checks that peers that cannot be tunneled to are
+// reported, and not routed.
+func (l *overlayLab) checkNotTunneled(t *testing.T) {
+	t.Helper()
+	a, b, c := l.a, l.b, l.c
+	noMAC := l.peer(c)
 	noMAC.VTEPMAC = ""
-	if err := set(a, peer(b), noMAC); !strings.Contains(err, "published no VTEP MAC") {
+	if err := l.set(t, a, l.peer(b), noMAC); !strings.Contains(err, "published no VTEP MAC") {
 		t.Errorf("Router.Set with c without a MAC = %q, want it reported", err)
 	}
 	if rs := ownRoutesIn(t, a); rs["10.200.6.0/24"] != "" {
 		t.Errorf("routes with c without a MAC = %v, want none to c", rs)
 	}
-	sameMAC := peer(c)
-	sameMAC.VTEPMAC = macs[a]
-	if err := set(a, peer(b), sameMAC); !strings.Contains(err, "this node's") {
+	sameMAC := l.peer(c)
+	sameMAC.VTEPMAC = l.macs[a]
+	if err := l.set(t, a, l.peer(b), sameMAC); !strings.Contains(err, "this node's") {
 		t.Errorf("Router.Set with c having a's MAC = %q, want it reported", err)
 	}
-	badMAC := peer(c)
+	badMAC := l.peer(c)
 	badMAC.VTEPMAC = "01:00:5e:00:00:01"
-	if err := set(a, badMAC); !strings.Contains(err, "peers[0].vtep_mac") {
+	if err := l.set(t, a, badMAC); !strings.Contains(err, "peers[0].vtep_mac") {
 		t.Errorf("Router.Set with a multicast MAC = %q, want peers[0].vtep_mac named", err)
 	}
-	inside := peer(c)
+	inside := l.peer(c)
 	inside.NodeAddr = "10.200.9.1"
-	if err := set(a, inside); !strings.Contains(err, "inside a network's subnet") {
+	if err := l.set(t, a, inside); !strings.Contains(err, "inside a network's subnet") {
 		t.Errorf("Router.Set with c at an address of the network = %q, want it reported", err)
 	}
+}
 
-	// c leaves a's view: its entries go, and with them the device, which
-	// no other peer needs.
-	if err := set(a, peer(b)); err != "" {
+// checkLeave checks that when c leaves a's view its entries go, and with
+// them the device, which no other peer needs; and that when a leaves
+// c's, b's entries stay and a's go.
+func (l *overlayLab) checkLeave(t *testing.T) {
+	t.Helper()
+	a, b, c := l.a, l.b, l.c
+	if err := l.set(t, a, l.peer(b)); err != "" {
 		t.Fatalf("node a: Router.Set without c = %s", err)
 	}
-	h := a.handle(t)
-	if _, err := h.LinkByName(vxlanDevice); err == nil {
+	if _, err := a.handle(t).LinkByName(vxlanDevice); err == nil {
 		t.Errorf("node a: %s is still there without VXLAN peers", vxlanDevice)
 	}
 	if rs := ownRoutesIn(t, a); len(rs) != 1 || rs["10.200.5.0/24"] != "via "+b.addr {
@@ -327,11 +416,10 @@ func TestOverlay(t *testing.T) {
 	if out := a.run(t, "iptables", "-S", inputChain); strings.Contains(out, overlayComment) {
 		t.Errorf("node a: overlay rules left without VXLAN peers:\n%s", out)
 	}
-	// On c, a leaves: b's entries stay, a's go.
-	if err := set(c, peer(b)); err != "" {
+	if err := l.set(t, c, l.peer(b)); err != "" {
 		t.Fatalf("node c: Router.Set without a = %s", err)
 	}
-	checkVXLANPeer(t, c, "10.200.5.0/24", macs[b], b.addr)
+	checkVXLANPeer(t, c, "10.200.5.0/24", l.macs[b], b.addr)
 	hc := c.handle(t)
 	vx, err := hc.LinkByName(vxlanDevice)
 	if err != nil {
@@ -340,27 +428,12 @@ func TestOverlay(t *testing.T) {
 	if ns, _ := hc.NeighList(vx.Attrs().Index, netlink.FAMILY_V4); len(ns) != 1 {
 		t.Errorf("node c: neighbours of %s after a left = %v, want b's only", vxlanDevice, ns)
 	}
-	if fdb := fdbOf(t, c); len(fdb) != 1 || fdb[macs[b]] != b.addr {
+	if fdb := fdbOf(t, c); len(fdb) != 1 || fdb[l.macs[b]] != b.addr {
 		t.Errorf("node c: FDB after a left = %v, want b's only", fdb)
 	}
 	if out := c.run(t, "iptables", "-S", inputChain); strings.Contains(out, a.addr) || !strings.Contains(out, b.addr) {
 		t.Errorf("node c: overlay rules after a left:\n%s", out)
 	}
-
-	for _, n := range []*testNode{a, b, c} {
-		if err := n.call(t, helperReq{Op: "route"}).Err; err != "" {
-			t.Errorf("node %s: Router.Set(nothing) = %s", n.name, err)
-		}
-		if _, err := n.handle(t).LinkByName(vxlanDevice); err == nil {
-			t.Errorf("node %s: %s left after the last peer", n.name, vxlanDevice)
-		}
-		if rs := ownRoutesIn(t, n); len(rs) != 0 {
-			t.Errorf("node %s: routes left: %v", n.name, rs)
-		}
-	}
-	a.detach(t, "task-a")
-	b.detach(t, "task-b")
-	c.detach(t, "task-c")
 }
 
 // checkOverlay checks a node's VXLAN device: VNI, port, local address,
