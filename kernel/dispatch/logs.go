@@ -139,20 +139,7 @@ type logEvent struct {
 // Logs is Service.Logs on this dispatcher.
 func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) error) error {
 	sub := &logSub{id: ids.New(), wake: make(chan struct{}, 1), parts: map[string]*logNode{}}
-	defer func() {
-		d.logs.mu.Lock()
-		sub.mu.Lock()
-		defer sub.mu.Unlock()
-		for id, n := range sub.parts {
-			delete(d.logs.parts, id)
-			if !n.done {
-				// Stop the readers of the nodes that still send.
-				n.done = true
-				n.sess.peer.send(logControl(n.id, 0, true))
-			}
-		}
-		d.logs.mu.Unlock()
-	}()
+	defer d.closeLogSub(sub)
 	d.addLogParts(sub, q.Tasks, q.Follow, q.Tail)
 	d.log.Debug("log subscription", "subscription_id", sub.id, "nodes", len(q.Tasks), "follow", q.Follow)
 
@@ -191,22 +178,8 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 			if err := emitMerged(held, emit); err != nil {
 				return err
 			}
-			// The batches reached the client: their workers may send more.
-			credits := map[*logNode]uint32{}
-			for _, ev := range held {
-				if n := ev.credit; n != nil {
-					credits[n]++
-				}
-			}
+			sub.returnCredit(held)
 			held = nil
-			sub.mu.Lock()
-			for n, c := range credits {
-				if !n.done {
-					n.credit += int(c)
-					n.sess.peer.send(logControl(n.id, c, false))
-				}
-			}
-			sub.mu.Unlock()
 			continue // more may have come while emitting
 		}
 		if len(held) == 0 && open == 0 && more == nil {
@@ -232,13 +205,54 @@ func (d *Dispatcher) Logs(ctx context.Context, q LogQuery, emit func(LogEvent) e
 			// New tasks: read from their start.
 			d.addLogParts(sub, tasks, q.Follow, -1)
 		case now := <-tick.C:
-			sub.mu.Lock()
-			for _, n := range sub.parts {
-				if !n.done && !n.answered && now.After(n.deadline) {
-					sub.failLocked(n, fmt.Errorf("node %s did not answer the log request within %s: %w", n.nodeID, logAnswerTimeout, sdk.ErrUnavailable))
-				}
-			}
-			sub.mu.Unlock()
+			sub.failSilent(now)
+		}
+	}
+}
+
+// closeLogSub ends sub's parts: the readers of the nodes that still send
+// are told to stop, and the dispatcher forgets the parts.
+func (d *Dispatcher) closeLogSub(sub *logSub) {
+	d.logs.mu.Lock()
+	defer d.logs.mu.Unlock()
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for id, n := range sub.parts {
+		delete(d.logs.parts, id)
+		if !n.done {
+			n.done = true
+			n.sess.peer.send(logControl(n.id, 0, true))
+		}
+	}
+}
+
+// returnCredit gives each part back the credit of its batches among
+// emitted: they reached the client, so its worker may send more.
+func (sub *logSub) returnCredit(emitted []logEvent) {
+	credits := map[*logNode]uint32{}
+	for _, ev := range emitted {
+		if n := ev.credit; n != nil {
+			credits[n]++
+		}
+	}
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for n, c := range credits {
+		if !n.done {
+			n.credit += int(c)
+			n.sess.peer.send(logControl(n.id, c, false))
+		}
+	}
+}
+
+// failSilent fails the parts whose node has not answered the request by
+// their deadline.
+func (sub *logSub) failSilent(now time.Time) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	for _, n := range sub.parts {
+		if !n.done && !n.answered && now.After(n.deadline) {
+			sub.failLocked(n, fmt.Errorf("node %s did not answer the log request within %s: %w", n.nodeID, logAnswerTimeout, sdk.ErrUnavailable))
 		}
 	}
 }
