@@ -51,9 +51,14 @@ func testConfig(t testing.TB, dir string) config.Config {
 
 func start(t testing.TB, cfg config.Config) *running {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	m, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
+	return startWith(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// startWith runs a manager that logs to logger until the test ends, and
+// waits until it serves and its node is Ready.
+func startWith(t testing.TB, cfg config.Config, logger *slog.Logger) *running {
+	t.Helper()
+	m, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +66,15 @@ func start(t testing.TB, cfg config.Config) *running {
 	r := &running{m: m, cfg: cfg, cancel: rcancel, done: make(chan error, 1)}
 	go func() { r.done <- m.Run(rctx) }()
 	t.Cleanup(r.stop)
+	select {
+	case <-m.Ready():
+	case err := <-r.done:
+		rcancel()
+		r.cancel = nil
+		t.Fatalf("manager stopped before it served: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("manager not serving within 30s")
+	}
 	r.waitReady(t)
 	return r
 }

@@ -1,10 +1,7 @@
 package manager
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/go-plugin"
@@ -17,58 +14,29 @@ import (
 )
 
 // bundledScheduler is the scheduler plugin that ships with shoal, found
-// next to the shoal binary when [plugins.scheduler] names no path.
+// next to the shoal binary when [plugins.scheduler] names no path (see
+// pluginhost.Resolve).
 const bundledScheduler = "scheduler-spread"
 
 // bundledIPAM is the IPAM plugin that ships with shoal (plugins/ipam).
 const bundledIPAM = "ipam"
 
-// pluginPath resolves a plugin binary: the configured path, or the bundled
-// plugin of that name next to the running shoal binary.
-func pluginPath(cfg config.Config, kind, bundled string) (string, error) {
-	if p := cfg.Plugins[kind].Path; p != "" {
-		return p, nil
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("plugins.%s.path: locating the bundled %s: %w", kind, bundled, err)
-	}
-	p := filepath.Join(filepath.Dir(exe), bundled)
-	if _, err := os.Stat(p); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("plugins.%s.path: not set, and the bundled %s is not next to %s: install it there or set the path", kind, bundled, exe)
-		}
-		return "", fmt.Errorf("plugins.%s.path: %w", kind, err)
-	}
-	return p, nil
+func newSchedulerHost(cfg config.Config, path string, logger *slog.Logger) (*pluginhost.Host[scheduler.Scheduler], error) {
+	return pluginhost.New[scheduler.Scheduler](hostConfig(cfg, sdk.KindScheduler, path, &scheduler.Plugin{}, logger))
 }
 
-func newSchedulerHost(cfg config.Config, logger *slog.Logger) (*pluginhost.Host[scheduler.Scheduler], error) {
-	path, err := pluginPath(cfg, sdk.KindScheduler, bundledScheduler)
-	if err != nil {
-		return nil, err
-	}
-	return pluginhost.New[scheduler.Scheduler](pluginhost.Config{
-		Kind:      sdk.KindScheduler,
-		Path:      path,
-		Config:    cfg.Plugins[sdk.KindScheduler].Config,
-		SocketDir: filepath.Join(cfg.Node.DataDir, "plugins"),
-		Plugins:   plugin.PluginSet{sdk.KindScheduler: &scheduler.Plugin{}},
-		Logger:    logger.With("part", "pluginhost"),
-	})
+func newIPAMHost(cfg config.Config, path string, logger *slog.Logger) (*pluginhost.Host[ipam.IPAM], error) {
+	return pluginhost.New[ipam.IPAM](hostConfig(cfg, sdk.KindIPAM, path, &ipam.Plugin{}, logger))
 }
 
-func newIPAMHost(cfg config.Config, logger *slog.Logger) (*pluginhost.Host[ipam.IPAM], error) {
-	path, err := pluginPath(cfg, sdk.KindIPAM, bundledIPAM)
-	if err != nil {
-		return nil, err
-	}
-	return pluginhost.New[ipam.IPAM](pluginhost.Config{
-		Kind:      sdk.KindIPAM,
+// hostConfig is the pluginhost config of the plugin of kind at path.
+func hostConfig(cfg config.Config, kind, path string, p plugin.Plugin, logger *slog.Logger) pluginhost.Config {
+	return pluginhost.Config{
+		Kind:      kind,
 		Path:      path,
-		Config:    cfg.Plugins[sdk.KindIPAM].Config,
+		Config:    cfg.Plugins[kind].Config,
 		SocketDir: filepath.Join(cfg.Node.DataDir, "plugins"),
-		Plugins:   plugin.PluginSet{sdk.KindIPAM: &ipam.Plugin{}},
+		Plugins:   plugin.PluginSet{kind: p},
 		Logger:    logger.With("part", "pluginhost"),
-	})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,19 +42,7 @@ func (b *logBuffer) String() string {
 // startLogged is start with the manager's logs (Info and up) kept in logs.
 func startLogged(t *testing.T, cfg config.Config, logs *logBuffer) *running {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	m, err := New(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	r := &running{m: m, cfg: cfg, cancel: rcancel, done: make(chan error, 1)}
-	go func() { r.done <- m.Run(rctx) }()
-	t.Cleanup(r.stop)
-	r.waitReady(t)
-	return r
+	return startWith(t, cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
 }
 
 // simWorker is a real agent with a simulated executor, in this process.
@@ -191,34 +180,7 @@ func TestStagesRecoverFromWatchOverflow(t *testing.T) {
 	})
 
 	// Watch for any worker marked down, for the rest of the test.
-	var (
-		downMu sync.Mutex
-		down   []string
-	)
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-watchCtx.Done():
-				return
-			case <-tick.C:
-			}
-			m.m.Store().View(func(tx *state.ReadTx) {
-				for id := range workerIDs {
-					if n := tx.Node(id); n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN {
-						downMu.Lock()
-						down = append(down, fmt.Sprintf("%s (%s)", n.GetDescription().GetHostname(), n.GetStatus().GetMessage()))
-						downMu.Unlock()
-					}
-				}
-			})
-		}
-	}()
-	defer func() { stopWatch(); <-watchDone }()
+	stopWatch := watchDown(t, m, workerIDs)
 
 	m.m.Store().SetWatchLimit(watchLimit)
 	c := m.client(t)
@@ -251,11 +213,7 @@ func TestStagesRecoverFromWatchOverflow(t *testing.T) {
 		return running == 10, fmt.Sprintf("%d tasks, %d running, want 10 running", total, running)
 	})
 
-	stopWatch()
-	<-watchDone
-	downMu.Lock()
-	defer downMu.Unlock()
-	if len(down) > 0 {
+	if down := stopWatch(); len(down) > 0 {
 		t.Errorf("workers marked down: %s", strings.Join(down[:min(len(down), 10)], ", "))
 	}
 	// No task was ever replaced: a worker marked down, even briefly,
@@ -268,6 +226,49 @@ func TestStagesRecoverFromWatchOverflow(t *testing.T) {
 			t.Error("the manager no longer leads")
 		}
 	})
+}
+
+// watchDown polls m's store for any of workers marked down until the
+// returned function is called (or the test ends); that function returns
+// those seen down, with the reason.
+func watchDown(t *testing.T, m *running, workers map[string]bool) (stop func() []string) {
+	t.Helper()
+	var (
+		mu   sync.Mutex
+		down []string
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			m.m.Store().View(func(tx *state.ReadTx) {
+				for id := range workers {
+					if n := tx.Node(id); n.GetStatus().GetState() == objectv1.NodeState_NODE_STATE_DOWN {
+						mu.Lock()
+						down = append(down, fmt.Sprintf("%s (%s)", n.GetDescription().GetHostname(), n.GetStatus().GetMessage()))
+						mu.Unlock()
+					}
+				}
+			})
+		}
+	}()
+	stop = func() []string {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(down)
+	}
+	t.Cleanup(func() { stop() })
+	return stop
 }
 
 // TestLeaderStepsDownWhenStagesKeepFailing: a leader whose stages fail
@@ -297,31 +298,7 @@ func TestLeaderStepsDownWhenStagesKeepFailing(t *testing.T) {
 		m := startLogged(t, cfg, lb)
 		all[m.m.NodeID()], logs[m] = m, lb
 	}
-	// The leader's view: three voters.
-	var leader *running
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatal("no leader with three voters within 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
-		id, _ := first.m.Raft().Leader()
-		l := all[id]
-		if l == nil || !l.m.Raft().IsLeader() {
-			continue
-		}
-		ms, err := l.m.Raft().Members()
-		voters := 0
-		for _, mb := range ms {
-			if mb.Voter {
-				voters++
-			}
-		}
-		if err == nil && voters == 3 {
-			leader = l
-			break
-		}
-	}
+	leader := waitLeaderOfThree(t, first, all)
 
 	// Every write of more than one object now overflows the leader's
 	// watches.
@@ -344,7 +321,7 @@ func TestLeaderStepsDownWhenStagesKeepFailing(t *testing.T) {
 	defer func() { stopWrites(); <-writesDone }()
 
 	var next *running
-	deadline = time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for next == nil {
 		if time.Now().After(deadline) {
 			t.Logf("the leader's log (tail):\n%s", tail(logs[leader].String(), 6000))
@@ -374,4 +351,32 @@ func TestLeaderStepsDownWhenStagesKeepFailing(t *testing.T) {
 		_, total, _ := serviceTasks(tx, "after")
 		return total == 2, fmt.Sprintf("%d tasks, want 2", total)
 	})
+}
+
+// waitLeaderOfThree waits until one of all (by node ID) leads, with three
+// voters in its view, and returns it.
+func waitLeaderOfThree(t *testing.T, first *running, all map[string]*running) *running {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader with three voters within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		id, _ := first.m.Raft().Leader()
+		l := all[id]
+		if l == nil || !l.m.Raft().IsLeader() {
+			continue
+		}
+		ms, err := l.m.Raft().Members()
+		voters := 0
+		for _, mb := range ms {
+			if mb.Voter {
+				voters++
+			}
+		}
+		if err == nil && voters == 3 {
+			return l
+		}
+	}
 }

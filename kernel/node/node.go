@@ -49,13 +49,23 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // off). The manager renews the certificate; the agent only uses it. If
 // either part fails, the other is stopped and the error returned.
 func runManager(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	m, err := manager.New(ctx, cfg, logger)
+	m, err := manager.New(cfg, logger)
 	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mdone := make(chan error, 1)
+	go func() { mdone <- m.Run(ctx) }()
+	// The worker uses the manager's certificate, which Run loads.
+	select {
+	case <-m.Ready():
+	case err := <-mdone:
 		return err
 	}
 	if cfg.Plugins[sdk.KindExecutor].Path == config.NoExecutor {
 		logger.Info("this manager runs no worker: [plugins.executor] path is \"none\"", "node_id", m.NodeID())
-		return m.Run(ctx)
+		return <-mdone
 	}
 	w, err := newWorker(cfg, m.Identity(), []string{m.APIAddr()}, true, logger)
 	switch {
@@ -64,15 +74,11 @@ func runManager(ctx context.Context, cfg config.Config, logger *slog.Logger) err
 		// as if drained. Say why, and run.
 		logger.Warn("this manager runs no worker and takes no tasks", "node_id", m.NodeID(), "reason", err,
 			"fix", `install the bundled executor next to shoal, or set [plugins.executor] path (path = "simulated" for simulated tasks)`)
-		return m.Run(ctx)
+		return <-mdone
 	case err != nil:
-		// Run with an ended context releases what New bound.
-		done, cancel := context.WithCancel(ctx)
 		cancel()
-		return errors.Join(err, m.Run(done))
+		return errors.Join(err, <-mdone)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
 	var werr error
 	wg.Go(func() {
@@ -81,7 +87,7 @@ func runManager(ctx context.Context, cfg config.Config, logger *slog.Logger) err
 			cancel()
 		}
 	})
-	merr := m.Run(ctx)
+	merr := <-mdone
 	cancel()
 	wg.Wait()
 	if werr != nil {
