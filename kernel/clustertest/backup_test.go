@@ -83,12 +83,49 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 	client := leader.Client(t)
 	ctx := context.Background()
 
+	webID, before := createBackupState(ctx, t, c, client)
+	starts := w.Starts()
+	backup, keyFile, target := takeBackup(t, c, leader)
+	destroyManagers(t, c, target, backup)
+
+	// The recovery, at the address of the first manager, which the worker
+	// was told at its start.
+	if err := target.startWith("--restore", backup, "--secrets-key", keyFile); err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Leader(t, 60*time.Second); l != target {
+		t.Fatalf("leader is %s, want the restored %s", l.Name, target.Name)
+	}
+	client = target.Client(t)
+	c.WaitReady(t, ws, 120*time.Second)
+
+	checkWorkerKeptTasks(ctx, t, c, client, w, webID, before, starts)
+	checkRestoredState(ctx, t, c, client, target, w)
+
+	// Started again without --restore, it keeps its state.
+	target.Terminate()
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.Leader(t, 60*time.Second)
+	c.eventually(t, 30*time.Second, func(ctx context.Context) error {
+		_, err := target.Client(t).GetService(ctx, &controlv1.GetServiceRequest{Ref: "after-restore"})
+		return err
+	})
+}
+
+// createBackupState creates what the backup of TestDisasterRestoreFromBackup
+// holds: the service web with 3 replicas, the service idle and a secret. It
+// returns web's ID and its running tasks.
+func createBackupState(ctx context.Context, t *testing.T, c *Cluster, client controlv1.ControlClient) (webID string, before map[string]*objectv1.Task) {
+	t.Helper()
 	spec := serviceSpec("web")
 	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 3}}
 	web, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
+	webID = web.GetService().GetId()
 	if _, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: serviceSpec("idle")}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,9 +133,8 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 		Annotations: &objectv1.Annotations{Name: "db-password"}, Data: []byte("hunter2")}}); err != nil {
 		t.Fatal(err)
 	}
-	var before map[string]*objectv1.Task
 	c.eventually(t, 60*time.Second, func(ctx context.Context) error {
-		before, err = runningTasks(ctx, client, web.GetService().GetId())
+		before, err = runningTasks(ctx, client, webID)
 		if err != nil {
 			return err
 		}
@@ -107,8 +143,13 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 		}
 		return nil
 	})
-	starts := w.Starts()
+	return webID, before
+}
 
+// takeBackup takes a backup through a follower and the CLI, and keeps the
+// secrets key of the first manager, target, beside it.
+func takeBackup(t *testing.T, c *Cluster, leader *Manager) (backup, keyFile string, target *Manager) {
+	t.Helper()
 	// The backup, through a follower and the CLI.
 	var follower *Manager
 	for _, m := range c.Managers {
@@ -117,7 +158,7 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 			break
 		}
 	}
-	backup := filepath.Join(t.TempDir(), "cluster.shoalbak")
+	backup = filepath.Join(t.TempDir(), "cluster.shoalbak")
 	out, err := shoalCLI(t, follower, "cluster", "backup", backup)
 	if err != nil {
 		t.Fatalf("shoal cluster backup through follower %s: %v\n%s", follower.Name, err, out)
@@ -127,16 +168,22 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 		t.Fatalf("backup file: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 	// The key is kept beside the backup, as the README says.
-	target := c.Managers[0]
+	target = c.Managers[0]
 	key, err := os.ReadFile(filepath.Join(target.Dir, "data", "secrets.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyFile := filepath.Join(t.TempDir(), "secrets.key")
+	keyFile = filepath.Join(t.TempDir(), "secrets.key")
 	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return backup, keyFile, target
+}
 
+// destroyManagers kills every manager and removes its data directory, then
+// checks that a restore with a wrong key is refused and writes nothing.
+func destroyManagers(t *testing.T, c *Cluster, target *Manager, backup string) {
+	t.Helper()
 	// The disaster: every manager and its data directory, gone.
 	for _, m := range c.Managers {
 		m.Kill()
@@ -157,21 +204,15 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(target.Dir, "data")); len(entries) != 0 {
 		t.Fatalf("a refused restore wrote %d entries into the data dir", len(entries))
 	}
+}
 
-	// The recovery, at the address of the first manager, which the worker
-	// was told at its start.
-	if err := target.startWith("--restore", backup, "--secrets-key", keyFile); err != nil {
-		t.Fatal(err)
-	}
-	if l := c.Leader(t, 60*time.Second); l != target {
-		t.Fatalf("leader is %s, want the restored %s", l.Name, target.Name)
-	}
-	client = target.Client(t)
-	c.WaitReady(t, ws, 120*time.Second)
-
+// checkWorkerKeptTasks checks that the worker runs the same tasks as before
+// the disaster, never restarted.
+func checkWorkerKeptTasks(ctx context.Context, t *testing.T, c *Cluster, client controlv1.ControlClient, w *Worker, webID string, before map[string]*objectv1.Task, starts int) {
+	t.Helper()
 	// The worker's tasks: the same ones, running, never restarted.
 	c.eventually(t, 60*time.Second, func(ctx context.Context) error {
-		after, err := runningTasks(ctx, client, web.GetService().GetId())
+		after, err := runningTasks(ctx, client, webID)
 		if err != nil {
 			return err
 		}
@@ -195,7 +236,12 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 			t.Errorf("the worker runs task %s, which was not there before", tk.TaskID)
 		}
 	}
+}
 
+// checkRestoredState checks the restored services and secret, that writes
+// succeed, and that the lost managers are down workers that node rm forgets.
+func checkRestoredState(ctx context.Context, t *testing.T, c *Cluster, client controlv1.ControlClient, target *Manager, w *Worker) {
+	t.Helper()
 	// The state, the secret and writes.
 	svcs, err := client.ListServices(ctx, &controlv1.ListServicesRequest{})
 	if err != nil {
@@ -241,17 +287,6 @@ func TestDisasterRestoreFromBackup(t *testing.T) {
 			}
 		}
 	}
-
-	// Started again without --restore, it keeps its state.
-	target.Terminate()
-	if err := target.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.Leader(t, 60*time.Second)
-	c.eventually(t, 30*time.Second, func(ctx context.Context) error {
-		_, err := target.Client(t).GetService(ctx, &controlv1.GetServiceRequest{Ref: "after-restore"})
-		return err
-	})
 }
 
 // TestForceNewCluster: two of three managers are lost for good; the

@@ -53,41 +53,72 @@ func TestEventsThroughFollower(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []*controlv1.Event
-	// await reads the stream until an event matches, and returns it.
-	await := func(what string, match func(*controlv1.Event) bool) *controlv1.Event {
-		t.Helper()
-		for _, ev := range got {
+	es := &eventStream{stream: stream}
+	create, scale, failed, down := provokeEvents(ctx, t, c, client, ws, es)
+
+	milestones := []*controlv1.Event{create, scale, failed, down}
+	checkEventOrder(t, es.got, milestones)
+
+	// shoal events --since ... --until now replays the same events, on the
+	// follower and on the leader.
+	until := time.Now()
+	args := []string{"events", "--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano), "--format", "json"}
+	checkEventReplay(t, follower, leader, args, until, es.got, milestones)
+	checkEventFilters(t, follower, args, create, scale, failed)
+}
+
+// eventStream is an events stream and the events read from it so far.
+type eventStream struct {
+	stream controlv1.Events_EventsClient
+	got    []*controlv1.Event
+}
+
+// await reads the stream until an event matches, and returns it.
+func (es *eventStream) await(t *testing.T, what string, match func(*controlv1.Event) bool) *controlv1.Event {
+	t.Helper()
+	for _, ev := range es.got {
+		if match(ev) {
+			return ev
+		}
+	}
+	for {
+		resp, err := es.stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v (got %s)", what, err, summarize(es.got))
+		}
+		es.got = append(es.got, resp.GetEvents()...)
+		for _, ev := range resp.GetEvents() {
 			if match(ev) {
 				return ev
 			}
 		}
-		for {
-			resp, err := stream.Recv()
-			if err != nil {
-				t.Fatalf("waiting for %s: %v (got %s)", what, err, summarize(got))
-			}
-			got = append(got, resp.GetEvents()...)
-			for _, ev := range resp.GetEvents() {
-				if match(ev) {
-					return ev
-				}
-			}
-		}
 	}
-	is := func(typ, action, name string) func(*controlv1.Event) bool {
-		return func(ev *controlv1.Event) bool {
-			return ev.GetType() == typ && ev.GetAction() == action && ev.GetName() == name
-		}
-	}
+}
 
+// eventIs matches the events of that type and action about the object name.
+func eventIs(typ, action, name string) func(*controlv1.Event) bool {
+	return func(ev *controlv1.Event) bool {
+		return ev.GetType() == typ && ev.GetAction() == action && ev.GetName() == name
+	}
+}
+
+// eventKey names an event by its place in the stream: index and position.
+func eventKey(ev *controlv1.Event) string {
+	return fmt.Sprintf("%d.%d", ev.GetIndex(), ev.GetPosition())
+}
+
+// provokeEvents creates the service web and scales it, creates a service
+// whose task fails, stops the second worker, and awaits each one's event
+// on es.
+func provokeEvents(ctx context.Context, t *testing.T, c *Cluster, client controlv1.ControlClient, ws []*Worker, es *eventStream) (create, scale, failed, down *controlv1.Event) {
+	t.Helper()
 	spec := serviceSpec("web")
 	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}}
 	created, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	create := await("web created", is("service", "create", "web"))
+	create = es.await(t, "web created", eventIs("service", "create", "web"))
 	if create.GetId() != created.GetService().GetId() || create.GetAttributes()["replicas"] != "1" {
 		t.Errorf("create event %v, want service %s with replicas=1", create, created.GetService().GetId())
 	}
@@ -102,7 +133,7 @@ func TestEventsThroughFollower(t *testing.T) {
 		_, err = client.UpdateService(ctx, &controlv1.UpdateServiceRequest{Ref: "web", Version: cur.GetService().GetMeta().GetVersion(), Spec: spec})
 		return err
 	})
-	scale := await("web scaled", is("service", "scale", "web"))
+	scale = es.await(t, "web scaled", eventIs("service", "scale", "web"))
 	if a := scale.GetAttributes(); a["replicas"] != "3" || a["old_replicas"] != "1" {
 		t.Errorf("scale event attributes %v, want replicas=3, old_replicas=1", a)
 	}
@@ -114,45 +145,51 @@ func TestEventsThroughFollower(t *testing.T) {
 	if _, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: crash}); err != nil {
 		t.Fatal(err)
 	}
-	failed := await("crash.1 failed", is("task", "failed", "crash.1"))
+	failed = es.await(t, "crash.1 failed", eventIs("task", "failed", "crash.1"))
 	if a := failed.GetAttributes(); a["exit_code"] != "3" || a["service"] != "crash" || a["old_state"] != "running" {
 		t.Errorf("failure event attributes %v, want exit_code=3, service=crash, old_state=running", a)
 	}
 
 	gone := ws[1]
 	gone.Stop()
-	down := await(gone.Name+" down", is("node", "down", gone.Name))
+	down = es.await(t, gone.Name+" down", eventIs("node", "down", gone.Name))
 	if down.GetId() != gone.NodeID || down.GetAttributes()["old_state"] != "ready" {
 		t.Errorf("down event %v, want node %s, old_state=ready", down, gone.NodeID)
 	}
+	return create, scale, failed, down
+}
 
+// checkEventOrder checks that the events came in order, each once, and the
+// milestones in the order they happened.
+func checkEventOrder(t *testing.T, got, milestones []*controlv1.Event) {
+	t.Helper()
 	// In order, each once.
-	key := func(ev *controlv1.Event) string { return fmt.Sprintf("%d.%d", ev.GetIndex(), ev.GetPosition()) }
 	for i := 1; i < len(got); i++ {
 		a, b := got[i-1], got[i]
 		if b.GetIndex() < a.GetIndex() || (b.GetIndex() == a.GetIndex() && b.GetPosition() <= a.GetPosition()) {
-			t.Errorf("event %s came after %s: out of order or repeated", key(b), key(a))
+			t.Errorf("event %s came after %s: out of order or repeated", eventKey(b), eventKey(a))
 		}
 	}
-	milestones := []*controlv1.Event{create, scale, failed, down}
 	pos := func(ev *controlv1.Event) int {
 		return slices.IndexFunc(got, func(e *controlv1.Event) bool { return proto.Equal(e, ev) })
 	}
 	for i := 1; i < len(milestones); i++ {
 		if pos(milestones[i-1]) >= pos(milestones[i]) {
-			t.Errorf("%s %s (%s) came before %s %s (%s)", milestones[i].GetType(), milestones[i].GetAction(), key(milestones[i]),
-				milestones[i-1].GetType(), milestones[i-1].GetAction(), key(milestones[i-1]))
+			t.Errorf("%s %s (%s) came before %s %s (%s)", milestones[i].GetType(), milestones[i].GetAction(), eventKey(milestones[i]),
+				milestones[i-1].GetType(), milestones[i-1].GetAction(), eventKey(milestones[i-1]))
 		}
 	}
+}
 
-	// shoal events --since ... --until now replays the same events, on the
-	// follower and on the leader.
-	until := time.Now()
-	args := []string{"events", "--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano), "--format", "json"}
+// checkEventReplay checks that shoal events ... --until replays the
+// milestones on the follower and on the leader, and on the follower every
+// event streamed until then, first.
+func checkEventReplay(t *testing.T, follower, leader *Manager, args []string, until time.Time, got, milestones []*controlv1.Event) {
+	t.Helper()
 	for _, m := range []*Manager{follower, leader} {
 		replay := shoalEvents(t, m, args...)
 		for _, want := range milestones {
-			i := slices.IndexFunc(replay, func(e *controlv1.Event) bool { return key(e) == key(want) })
+			i := slices.IndexFunc(replay, func(e *controlv1.Event) bool { return eventKey(e) == eventKey(want) })
 			if i < 0 || !proto.Equal(replay[i], want) {
 				t.Errorf("%s: replay has no %s %s %s equal to the stream's %v", m.Name, want.GetType(), want.GetAction(), want.GetName(), want)
 			}
@@ -169,7 +206,12 @@ func TestEventsThroughFollower(t *testing.T) {
 			}
 		}
 	}
+}
 
+// checkEventFilters checks that --filter narrows the replay: the service web
+// alone, then the tasks alone.
+func checkEventFilters(t *testing.T, follower *Manager, args []string, create, scale, failed *controlv1.Event) {
+	t.Helper()
 	// --filter narrows it: the service web alone, then the tasks alone.
 	web := shoalEvents(t, follower, append(args, "--filter", "type=service", "--filter", "name=web")...)
 	if len(web) < 2 || !proto.Equal(web[0], create) || !slices.ContainsFunc(web, func(e *controlv1.Event) bool { return proto.Equal(e, scale) }) {

@@ -105,6 +105,14 @@ func TestAckedWritesSurviveLeaderKills(t *testing.T) {
 		t.Fatalf("only %d creates acknowledged; last error: %v", len(want), lastErr)
 	}
 
+	checkServicesConverge(t, c, want, services)
+}
+
+// checkServicesConverge checks that every manager converges on the same
+// services, holding every acknowledged one of want (name to ID), and no more
+// than the services written.
+func checkServicesConverge(t *testing.T, c *Cluster, want map[string]string, services int) {
+	t.Helper()
 	// Every manager must converge on the same services, holding every
 	// acknowledged one.
 	for _, m := range c.Managers {

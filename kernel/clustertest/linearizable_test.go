@@ -407,40 +407,7 @@ func linearizabilityRun(t testing.TB, d time.Duration) (faults, *linHistory) {
 		}()
 	}
 
-	var done faults
-	kinds := []string{"kill", "pause", "kill", "partition"}
-	for i := 0; time.Now().Add(8 * time.Second).Before(end); i++ {
-		time.Sleep(1500 * time.Millisecond)
-		leader := leaderOf(c, clients, 30*time.Second)
-		if leader == nil {
-			t.Fatal("no leader within 30s")
-		}
-		switch kind := kinds[i%len(kinds)]; {
-		case kind == "kill":
-			leader.Kill()
-			time.Sleep(time.Second)
-			if err := leader.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done.kills++
-		case kind == "pause":
-			// Long enough for the others to elect a leader and acknowledge
-			// writes that the paused one has not seen, and for its own
-			// clients to give up on their calls (linTimeout) and send new
-			// ones, which it finds waiting when it resumes.
-			leader.Pause()
-			time.Sleep(4 * time.Second)
-			leader.Resume()
-			done.pauses++
-		case kind == "partition" && fw != nil:
-			if err := fw.cutOff(leader); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(3 * time.Second)
-			fw.healAll()
-			done.partitions++
-		}
-	}
+	done := injectFaults(t, c, clients, fw, end)
 	wg.Wait()
 
 	// Every manager answers each key the same, linearizably, and holds the
@@ -476,6 +443,47 @@ func linearizabilityRun(t testing.TB, d time.Duration) (faults, *linHistory) {
 			len(h.ops), h.acked, h.unknown, done, res)
 	}
 	return done, h
+}
+
+// injectFaults kills, pauses or cuts off (with fw, when there is one) the
+// leader in turn, every 1.5s until 8s before end, and counts what it did.
+func injectFaults(t testing.TB, c *Cluster, clients map[*Manager]controlv1.ControlClient, fw *firewall, end time.Time) faults {
+	t.Helper()
+	var done faults
+	kinds := []string{"kill", "pause", "kill", "partition"}
+	for i := 0; time.Now().Add(8 * time.Second).Before(end); i++ {
+		time.Sleep(1500 * time.Millisecond)
+		leader := leaderOf(c, clients, 30*time.Second)
+		if leader == nil {
+			t.Fatal("no leader within 30s")
+		}
+		switch kind := kinds[i%len(kinds)]; {
+		case kind == "kill":
+			leader.Kill()
+			time.Sleep(time.Second)
+			if err := leader.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done.kills++
+		case kind == "pause":
+			// Long enough for the others to elect a leader and acknowledge
+			// writes that the paused one has not seen, and for its own
+			// clients to give up on their calls (linTimeout) and send new
+			// ones, which it finds waiting when it resumes.
+			leader.Pause()
+			time.Sleep(4 * time.Second)
+			leader.Resume()
+			done.pauses++
+		case kind == "partition" && fw != nil:
+			if err := fw.cutOff(leader); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second)
+			fw.healAll()
+			done.partitions++
+		}
+	}
+	return done
 }
 
 // checkReplicas waits until each manager's own replica holds, for every

@@ -132,11 +132,18 @@ func TestSchedulerCrashPlacesEachTaskOnce(t *testing.T) {
 		return nil
 	})
 
+	checkConstraintExplained(ctx, t, c, client)
+}
+
+// checkConstraintExplained creates a service whose constraint no node meets
+// and checks that its task's status says which constraint it is.
+func checkConstraintExplained(ctx context.Context, t *testing.T, c *Cluster, client controlv1.ControlClient) {
+	t.Helper()
 	// A constraint no node meets is explained.
-	spec = serviceSpec("nowhere")
+	spec := serviceSpec("nowhere")
 	spec.Task.Placement = &objectv1.Placement{Constraints: []string{"node.labels.zone==nowhere"}}
 	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}}
-	svc, err = client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+	svc, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,8 +138,15 @@ func TestWorkersThroughFailures(t *testing.T) {
 		return nil
 	})
 
+	checkLeaderKillRestartsNothing(t, c, ws[dead:], deadIDs, id, replicas, period)
+}
+
+// checkLeaderKillRestartsNothing SIGKILLs the leader and checks that no
+// live worker restarts a task and no node but the dead ones is marked Down
+// through the failover; id is the service of the replicas tasks.
+func checkLeaderKillRestartsNothing(t *testing.T, c *Cluster, live []*Worker, deadIDs map[string]bool, id string, replicas int, period time.Duration) {
+	t.Helper()
 	// SIGKILL the leader: nothing restarts, nobody is marked Down.
-	live := ws[dead:]
 	starts := map[string]int{}
 	for _, w := range live {
 		starts[w.Name] = w.Starts()
