@@ -142,20 +142,9 @@ func BenchmarkScale(b *testing.B) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	for b.Loop() {
 		c := Start(b, 3, Options{Metrics: true})
-		var (
-			mu     sync.Mutex
-			rtts   []time.Duration
-			record = true
-		)
-		observe := func(d time.Duration) {
-			mu.Lock()
-			if record {
-				rtts = append(rtts, d)
-			}
-			mu.Unlock()
-		}
+		hb := &heartbeatRTTs{record: true}
 		t0 := time.Now()
-		ws := StartWorkers(b, c, workers, WorkerOptions{HeartbeatObserver: observe, Parallel: 64})
+		ws := StartWorkers(b, c, workers, WorkerOptions{HeartbeatObserver: hb.observe, Parallel: 64})
 		leader := c.Leader(b, 30*time.Second)
 		client := leader.Client(b)
 		c.eventually(b, 5*time.Minute, func(ctx context.Context) error {
@@ -166,156 +155,199 @@ func BenchmarkScale(b *testing.B) {
 		})
 		b.Logf("%d workers joined and connected in %s", workers, time.Since(t0).Round(time.Millisecond))
 
-		// 1. A big service.
-		runtime.GC()
 		ctx := context.Background()
-		spec := serviceSpec("scale")
-		spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
-		if path := os.Getenv("SHOAL_BENCH_PROFILE"); path != "" {
-			go func() {
-				resp, err := http.Get("http://" + leader.MetricsAddr + "/debug/pprof/profile?seconds=5")
-				if err != nil {
-					return
-				}
-				defer resp.Body.Close()
-				f, _ := os.Create(path)
-				io.Copy(f, resp.Body)
-				f.Close()
-			}()
-		}
-		start := time.Now()
-		svc, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
-		if err != nil {
-			b.Fatal(err)
-		}
-		// Progress is read from the leader's task-state gauges: listing
-		// 10,000 tasks every few milliseconds would load the leader more
-		// than the scenario itself. Under this load one scrape can take a
-		// second or more, so the scrapes only tell when the service is
-		// there; the figures are the leader's own: when it applied the
-		// last change moving a task into ASSIGNED (the last placement's
-		// commit) and into RUNNING (the last start reported), from
-		// shoal_state_task_state_entered_timestamp_seconds, on the same
-		// clock as start. The scrape-based times are reported beside them
-		// as upper bounds.
-		var seenAssigned, seenRunning, slowest time.Duration
-		_ = svc
-		for seenAssigned == 0 || seenRunning == 0 {
-			scrape := time.Now()
-			states := metricVec(b, leader, "shoal_state_tasks")
-			slowest = max(slowest, time.Since(scrape))
-			r := int(states["running"])
-			a := 0
-			for st, n := range states {
-				if st != "new" && st != "pending" {
-					a += int(n)
-				}
-			}
-			if seenAssigned == 0 && a == replicas {
-				seenAssigned = time.Since(start)
-			}
-			if seenRunning == 0 && r == replicas {
-				seenRunning = time.Since(start)
-			}
-			if time.Since(start) > 2*time.Minute {
-				b.Fatalf("after 2m: %d assigned, %d running of %d", a, r, replicas)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		entered := metricVec(b, leader, "shoal_state_task_state_entered_timestamp_seconds")
-		since := func(state string) time.Duration {
-			at := time.Unix(0, int64(entered[state]*1e9))
-			if entered[state] == 0 || at.Before(start) {
-				b.Fatalf("the leader recorded no task entering %s after the service's creation (%v)", state, entered)
-			}
-			return at.Sub(start)
-		}
-		assigned, running := since("assigned"), since("running")
-		b.Logf("%d replicas: all assigned after %s, all running after %s (seen in the leader's gauges after %s and %s; slowest scrape %s)",
-			replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond),
-			seenAssigned.Round(time.Millisecond), seenRunning.Round(time.Millisecond), slowest.Round(time.Millisecond))
-		b.ReportMetric(assigned.Seconds(), "assigned-s")
-		b.ReportMetric(running.Seconds(), "running-s")
-		b.ReportMetric(seenAssigned.Seconds(), "assigned-seen-s")
-		b.ReportMetric(seenRunning.Seconds(), "running-seen-s")
-		b.ReportMetric(slowest.Seconds(), "scrape-max-s")
-
-		// 2. Hold.
-		runtime.GC()
-		mu.Lock()
-		rtts = rtts[:0]
-		mu.Unlock()
-		cpu0, h0 := procCPU(leader.Pid()), time.Now()
-		time.Sleep(hold)
-		cpu := procCPU(leader.Pid()) - cpu0
-		elapsed := time.Since(h0)
-		mu.Lock()
-		held := append([]time.Duration(nil), rtts...)
-		record = false
-		mu.Unlock()
-		down := 0
-		for _, st := range nodeStatesB(b, client) {
-			if st == objectv1.NodeState_NODE_STATE_DOWN {
-				down++
-			}
-		}
-		rss, peak := procRSS(leader.Pid())
-		b.Logf("hold %s: %d heartbeats, p50 %s, p99 %s, max %s; %d nodes Down; leader CPU %.1f%% of a core, RSS %.0f MiB (peak %.0f MiB)",
-			elapsed.Round(time.Second), len(held), percentile(held, 0.5), percentile(held, 0.99), percentile(held, 1),
-			down, 100*cpu.Seconds()/elapsed.Seconds(), rss, peak)
-		b.ReportMetric(float64(percentile(held, 0.99).Microseconds())/1000, "hb-p99-ms")
-		b.ReportMetric(float64(down), "false-down")
-		b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "leader-cpu-%")
-		b.ReportMetric(rss, "leader-rss-MiB")
-
-		// 3. 1 % of the workers die.
-		runtime.GC()
-		dead := max(1, workers/100)
-		deadIDs := map[string]bool{}
-		killed := time.Now()
-		for _, w := range ws[:dead] {
-			w.Stop()
-			deadIDs[w.NodeID] = true
-		}
-		var detect time.Duration
-		for detect == 0 {
-			n := 0
-			for id, st := range nodeStatesB(b, client) {
-				if deadIDs[id] && st == objectv1.NodeState_NODE_STATE_DOWN {
-					n++
-				}
-			}
-			if n == dead {
-				detect = time.Since(killed)
-			}
-			if time.Since(killed) > 2*time.Minute {
-				b.Fatalf("%d of %d dead workers Down after 2m", n, dead)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		b.Logf("%d dead workers all committed Down %s after they stopped", dead, detect.Round(time.Millisecond))
-		b.ReportMetric(detect.Seconds(), "detect-s")
-
-		// 4. Churn.
-		runtime.GC()
-		if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "scale"}); err != nil {
-			b.Fatal(err)
-		}
-		churn := serviceSpec("churn")
-		churn.Task.Container.Env = []string{"SHOAL_SIM_EXIT_AFTER=2s"}
-		churn.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
-		if _, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: churn}); err != nil {
-			b.Fatal(err)
-		}
-		time.Sleep(10 * time.Second) // reach a steady churn
-		s0, e0, t1 := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Now()
-		time.Sleep(30 * time.Second)
-		s1, e1, dt := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Since(t1).Seconds()
-		b.Logf("churn: %.0f task status changes/s committed in %.0f Raft entries/s", (s1-s0)/dt, (e1-e0)/dt)
-		b.ReportMetric((s1-s0)/dt, "status/s")
-		b.ReportMetric((e1-e0)/dt, "entries/s")
+		scaleBigService(ctx, b, leader, client, replicas)
+		scaleHold(b, leader, client, hb, hold)
+		scaleWorkersDie(b, client, ws, workers)
+		scaleChurn(ctx, b, leader, client, replicas)
 		c.Stop()
 	}
+}
+
+// heartbeatRTTs records the workers' heartbeat round trips while record is
+// set.
+type heartbeatRTTs struct {
+	mu     sync.Mutex
+	rtts   []time.Duration
+	record bool
+}
+
+func (h *heartbeatRTTs) observe(d time.Duration) {
+	h.mu.Lock()
+	if h.record {
+		h.rtts = append(h.rtts, d)
+	}
+	h.mu.Unlock()
+}
+
+// scaleBigService is BenchmarkScale's first scenario: it creates a service
+// of replicas tasks and reports when all are assigned and all running.
+func scaleBigService(ctx context.Context, b *testing.B, leader *Manager, client controlv1.ControlClient, replicas int) {
+	b.Helper()
+	// 1. A big service.
+	runtime.GC()
+	spec := serviceSpec("scale")
+	spec.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
+	if path := os.Getenv("SHOAL_BENCH_PROFILE"); path != "" {
+		go func() {
+			resp, err := http.Get("http://" + leader.MetricsAddr + "/debug/pprof/profile?seconds=5")
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			f, _ := os.Create(path)
+			io.Copy(f, resp.Body)
+			f.Close()
+		}()
+	}
+	start := time.Now()
+	svc, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: spec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Progress is read from the leader's task-state gauges: listing
+	// 10,000 tasks every few milliseconds would load the leader more
+	// than the scenario itself. Under this load one scrape can take a
+	// second or more, so the scrapes only tell when the service is
+	// there; the figures are the leader's own: when it applied the
+	// last change moving a task into ASSIGNED (the last placement's
+	// commit) and into RUNNING (the last start reported), from
+	// shoal_state_task_state_entered_timestamp_seconds, on the same
+	// clock as start. The scrape-based times are reported beside them
+	// as upper bounds.
+	var seenAssigned, seenRunning, slowest time.Duration
+	_ = svc
+	for seenAssigned == 0 || seenRunning == 0 {
+		scrape := time.Now()
+		states := metricVec(b, leader, "shoal_state_tasks")
+		slowest = max(slowest, time.Since(scrape))
+		r := int(states["running"])
+		a := 0
+		for st, n := range states {
+			if st != "new" && st != "pending" {
+				a += int(n)
+			}
+		}
+		if seenAssigned == 0 && a == replicas {
+			seenAssigned = time.Since(start)
+		}
+		if seenRunning == 0 && r == replicas {
+			seenRunning = time.Since(start)
+		}
+		if time.Since(start) > 2*time.Minute {
+			b.Fatalf("after 2m: %d assigned, %d running of %d", a, r, replicas)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	entered := metricVec(b, leader, "shoal_state_task_state_entered_timestamp_seconds")
+	since := func(state string) time.Duration {
+		at := time.Unix(0, int64(entered[state]*1e9))
+		if entered[state] == 0 || at.Before(start) {
+			b.Fatalf("the leader recorded no task entering %s after the service's creation (%v)", state, entered)
+		}
+		return at.Sub(start)
+	}
+	assigned, running := since("assigned"), since("running")
+	b.Logf("%d replicas: all assigned after %s, all running after %s (seen in the leader's gauges after %s and %s; slowest scrape %s)",
+		replicas, assigned.Round(time.Millisecond), running.Round(time.Millisecond),
+		seenAssigned.Round(time.Millisecond), seenRunning.Round(time.Millisecond), slowest.Round(time.Millisecond))
+	b.ReportMetric(assigned.Seconds(), "assigned-s")
+	b.ReportMetric(running.Seconds(), "running-s")
+	b.ReportMetric(seenAssigned.Seconds(), "assigned-seen-s")
+	b.ReportMetric(seenRunning.Seconds(), "running-seen-s")
+	b.ReportMetric(slowest.Seconds(), "scrape-max-s")
+}
+
+// scaleHold is BenchmarkScale's second scenario: it holds the cluster for
+// hold and reports the heartbeats' round trips, the nodes wrongly marked
+// Down, and the leader's CPU and memory.
+func scaleHold(b *testing.B, leader *Manager, client controlv1.ControlClient, hb *heartbeatRTTs, hold time.Duration) {
+	b.Helper()
+	// 2. Hold.
+	runtime.GC()
+	hb.mu.Lock()
+	hb.rtts = hb.rtts[:0]
+	hb.mu.Unlock()
+	cpu0, h0 := procCPU(leader.Pid()), time.Now()
+	time.Sleep(hold)
+	cpu := procCPU(leader.Pid()) - cpu0
+	elapsed := time.Since(h0)
+	hb.mu.Lock()
+	held := append([]time.Duration(nil), hb.rtts...)
+	hb.record = false
+	hb.mu.Unlock()
+	down := 0
+	for _, st := range nodeStatesB(b, client) {
+		if st == objectv1.NodeState_NODE_STATE_DOWN {
+			down++
+		}
+	}
+	rss, peak := procRSS(leader.Pid())
+	b.Logf("hold %s: %d heartbeats, p50 %s, p99 %s, max %s; %d nodes Down; leader CPU %.1f%% of a core, RSS %.0f MiB (peak %.0f MiB)",
+		elapsed.Round(time.Second), len(held), percentile(held, 0.5), percentile(held, 0.99), percentile(held, 1),
+		down, 100*cpu.Seconds()/elapsed.Seconds(), rss, peak)
+	b.ReportMetric(float64(percentile(held, 0.99).Microseconds())/1000, "hb-p99-ms")
+	b.ReportMetric(float64(down), "false-down")
+	b.ReportMetric(100*cpu.Seconds()/elapsed.Seconds(), "leader-cpu-%")
+	b.ReportMetric(rss, "leader-rss-MiB")
+}
+
+// scaleWorkersDie is BenchmarkScale's third scenario: 1 % of the workers
+// stop, and it reports when all of them are committed Down.
+func scaleWorkersDie(b *testing.B, client controlv1.ControlClient, ws []*Worker, workers int) {
+	b.Helper()
+	// 3. 1 % of the workers die.
+	runtime.GC()
+	dead := max(1, workers/100)
+	deadIDs := map[string]bool{}
+	killed := time.Now()
+	for _, w := range ws[:dead] {
+		w.Stop()
+		deadIDs[w.NodeID] = true
+	}
+	var detect time.Duration
+	for detect == 0 {
+		n := 0
+		for id, st := range nodeStatesB(b, client) {
+			if deadIDs[id] && st == objectv1.NodeState_NODE_STATE_DOWN {
+				n++
+			}
+		}
+		if n == dead {
+			detect = time.Since(killed)
+		}
+		if time.Since(killed) > 2*time.Minute {
+			b.Fatalf("%d of %d dead workers Down after 2m", n, dead)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Logf("%d dead workers all committed Down %s after they stopped", dead, detect.Round(time.Millisecond))
+	b.ReportMetric(detect.Seconds(), "detect-s")
+}
+
+// scaleChurn is BenchmarkScale's fourth scenario: it replaces the service
+// by one whose tasks exit every 2s, and reports the status changes and the
+// Raft entries committed per second.
+func scaleChurn(ctx context.Context, b *testing.B, leader *Manager, client controlv1.ControlClient, replicas int) {
+	b.Helper()
+	// 4. Churn.
+	runtime.GC()
+	if _, err := client.RemoveService(ctx, &controlv1.RemoveServiceRequest{Ref: "scale"}); err != nil {
+		b.Fatal(err)
+	}
+	churn := serviceSpec("churn")
+	churn.Task.Container.Env = []string{"SHOAL_SIM_EXIT_AFTER=2s"}
+	churn.Mode = &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(replicas)}}
+	if _, err := client.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: churn}); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(10 * time.Second) // reach a steady churn
+	s0, e0, t1 := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Now()
+	time.Sleep(30 * time.Second)
+	s1, e1, dt := metric(b, leader, "shoal_dispatch_status_updates_total"), metric(b, leader, "shoal_raft_proposed_entries_total"), time.Since(t1).Seconds()
+	b.Logf("churn: %.0f task status changes/s committed in %.0f Raft entries/s", (s1-s0)/dt, (e1-e0)/dt)
+	b.ReportMetric((s1-s0)/dt, "status/s")
+	b.ReportMetric((e1-e0)/dt, "entries/s")
 }
 
 func nodeStatesB(b *testing.B, client controlv1.ControlClient) map[string]objectv1.NodeState {

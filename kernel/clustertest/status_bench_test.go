@@ -79,16 +79,71 @@ func BenchmarkStatusFlood(b *testing.B) {
 	rate := envInt("SHOAL_BENCH_FLOOD_RATE", 10000)
 	c := Start(b, 3, Options{Metrics: true})
 	leader := c.Leader(b, 30*time.Second)
-	token := c.JoinToken(b, "worker")
-	dir := b.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
-	workers := make([]*floodWorker, nWorkers)
+	workers := joinFloodWorkers(ctx, b, c, nWorkers)
+	cl := leader.Client(b)
+	if _, err := cl.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: &objectv1.ServiceSpec{
+		Annotations: &objectv1.Annotations{Name: "flood"},
+		Task:        &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "example.local/flood:1"}},
+		Mode:        &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(nTasks)}},
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	waitFloodTasks(b, workers, nTasks)
+
+	states := []objectv1.TaskState{
+		objectv1.TaskState_TASK_STATE_ACCEPTED, objectv1.TaskState_TASK_STATE_PREPARING,
+		objectv1.TaskState_TASK_STATE_READY, objectv1.TaskState_TASK_STATE_STARTING,
+		objectv1.TaskState_TASK_STATE_RUNNING,
+	}
+	total := nTasks * len(states)
+	committed0 := metric(b, leader, "shoal_dispatch_status_updates_total")
+	entries0 := metric(b, leader, "shoal_raft_proposed_entries_total")
+	b.ResetTimer()
+	start := time.Now()
+
+	// Each worker walks its tasks through the states, in ticks of 10 ms,
+	// sending its share of the rate per tick in one report (as an agent
+	// batches its reports).
+	const tick = 10 * time.Millisecond
+	perTick := max(1, rate/nWorkers/int(time.Second/tick))
+	sent := floodStatuses(workers, states, tick, perTick)
+	sendTime := time.Since(start)
+	deadline := time.Now().Add(2 * time.Minute)
+	var committed float64
+	for {
+		committed = metric(b, leader, "shoal_dispatch_status_updates_total") - committed0
+		if committed >= float64(total) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%v of %d status changes committed", committed, total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	entries := metric(b, leader, "shoal_raft_proposed_entries_total") - entries0
+	b.ReportMetric(float64(sent)/sendTime.Seconds(), "offered-changes/s")
+	b.ReportMetric(committed/elapsed.Seconds(), "committed-changes/s")
+	b.ReportMetric(entries/elapsed.Seconds(), "entries/s")
+	b.ReportMetric(committed/entries, "changes/entry")
+	b.ReportMetric(float64((elapsed - sendTime).Milliseconds()), "drain-ms")
+}
+
+// joinFloodWorkers joins n flood workers to c, 16 at a time, and says hello
+// on each one's dispatcher stream.
+func joinFloodWorkers(ctx context.Context, b *testing.B, c *Cluster, n int) []*floodWorker {
+	b.Helper()
+	token := c.JoinToken(b, "worker")
+	dir := b.TempDir()
+	workers := make([]*floodWorker, n)
 	var wg sync.WaitGroup
-	errs := make(chan error, nWorkers)
+	errs := make(chan error, n)
 	sem := make(chan struct{}, 16)
-	for i := range nWorkers {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -129,15 +184,12 @@ func BenchmarkStatusFlood(b *testing.B) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	cl := leader.Client(b)
-	if _, err := cl.CreateService(ctx, &controlv1.CreateServiceRequest{Spec: &objectv1.ServiceSpec{
-		Annotations: &objectv1.Annotations{Name: "flood"},
-		Task:        &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{Image: "example.local/flood:1"}},
-		Mode:        &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: int64(nTasks)}},
-	}}); err != nil {
-		b.Fatal(err)
-	}
-	// Wait until every task reached a worker.
+	return workers
+}
+
+// waitFloodTasks waits until every one of the nTasks tasks reached a worker.
+func waitFloodTasks(b *testing.B, workers []*floodWorker, nTasks int) {
+	b.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		n := 0
@@ -154,23 +206,11 @@ func BenchmarkStatusFlood(b *testing.B) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
 
-	states := []objectv1.TaskState{
-		objectv1.TaskState_TASK_STATE_ACCEPTED, objectv1.TaskState_TASK_STATE_PREPARING,
-		objectv1.TaskState_TASK_STATE_READY, objectv1.TaskState_TASK_STATE_STARTING,
-		objectv1.TaskState_TASK_STATE_RUNNING,
-	}
-	total := nTasks * len(states)
-	committed0 := metric(b, leader, "shoal_dispatch_status_updates_total")
-	entries0 := metric(b, leader, "shoal_raft_proposed_entries_total")
-	b.ResetTimer()
-	start := time.Now()
-
-	// Each worker walks its tasks through the states, in ticks of 10 ms,
-	// sending its share of the rate per tick in one report (as an agent
-	// batches its reports).
-	const tick = 10 * time.Millisecond
-	perTick := max(1, rate/nWorkers/int(time.Second/tick))
+// floodStatuses has each worker walk its tasks through states, sending
+// perTick updates in one report every tick, and returns how many it sent.
+func floodStatuses(workers []*floodWorker, states []objectv1.TaskState, tick time.Duration, perTick int) int64 {
 	var sent atomic.Int64
 	var sendWG sync.WaitGroup
 	for _, w := range workers {
@@ -200,25 +240,5 @@ func BenchmarkStatusFlood(b *testing.B) {
 		}()
 	}
 	sendWG.Wait()
-	sendTime := time.Since(start)
-	deadline = time.Now().Add(2 * time.Minute)
-	var committed float64
-	for {
-		committed = metric(b, leader, "shoal_dispatch_status_updates_total") - committed0
-		if committed >= float64(total) {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%v of %d status changes committed", committed, total)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	entries := metric(b, leader, "shoal_raft_proposed_entries_total") - entries0
-	b.ReportMetric(float64(sent.Load())/sendTime.Seconds(), "offered-changes/s")
-	b.ReportMetric(committed/elapsed.Seconds(), "committed-changes/s")
-	b.ReportMetric(entries/elapsed.Seconds(), "entries/s")
-	b.ReportMetric(committed/entries, "changes/entry")
-	b.ReportMetric(float64((elapsed - sendTime).Milliseconds()), "drain-ms")
+	return sent.Load()
 }
