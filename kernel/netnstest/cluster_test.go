@@ -36,6 +36,22 @@ type cluster struct {
 
 func startCluster(t *testing.T, n int) *cluster {
 	l := newLab(t)
+	tarPath := writeTestImage(t, l)
+	mns, socket, client, token := startLabManager(l)
+	workers := startLabWorkers(l, n, token)
+	nodeIDs := waitWorkersReady(l, client, workers)
+	for _, w := range workers {
+		// The node's containerd (embedded) answers once the agent started it.
+		l.importImage(w, "the image", tarPath)
+	}
+
+	return &cluster{lab: l, client: client, workers: workers, nodeIDs: nodeIDs, mns: mns, socket: socket}
+}
+
+// writeTestImage writes the test image as an OCI archive into the lab's
+// directory and returns its path.
+func writeTestImage(t *testing.T, l *lab) string {
+	t.Helper()
 	im, err := testimage.New(imageName)
 	if err != nil {
 		t.Fatal(err)
@@ -49,10 +65,15 @@ func startCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	f.Close()
+	return tarPath
+}
 
-	mns := l.node("m1", 1)
+// startLabManager starts the manager m1 (executor none) in its namespace
+// and waits until it gives a worker token.
+func startLabManager(l *lab) (mns, socket string, client controlv1.ControlClient, token string) {
+	mns = l.node("m1", 1)
 	mdir := filepath.Join(l.dir, "m1")
-	socket := filepath.Join(mdir, "control.sock")
+	socket = filepath.Join(mdir, "control.sock")
 	plugins := filepath.Dir(l.bin)
 	l.start("m1", mns, fmt.Sprintf(`version = 1
 [node]
@@ -72,8 +93,7 @@ path = %[5]q
 [plugins.executor]
 path = "none"
 `, filepath.Join(mdir, "data"), labPrefix, socket, filepath.Join(plugins, "scheduler-spread"), filepath.Join(plugins, "ipam")))
-	client := l.client(socket)
-	var token string
+	client = l.client(socket)
 	l.eventually(60*time.Second, "the manager gives a worker token", func(ctx context.Context) error {
 		resp, err := client.GetCluster(ctx, &controlv1.GetClusterRequest{})
 		if err != nil {
@@ -84,7 +104,12 @@ path = "none"
 		}
 		return nil
 	})
+	return mns, socket, client, token
+}
 
+// startLabWorkers starts n workers (w1, w2, ...) in their namespaces,
+// joining with token.
+func startLabWorkers(l *lab, n int, token string) []*worker {
 	var workers []*worker
 	for i := range n {
 		workers = append(workers, &worker{name: fmt.Sprintf("w%d", i+1)})
@@ -108,6 +133,12 @@ listen_addr = ""
 level = "debug"
 `, w.name, filepath.Join(l.dir, w.name, "data"), labPrefix, token))
 	}
+	return workers
+}
+
+// waitWorkersReady waits until every worker is ready, gossiping from its
+// LAN address, and returns their node IDs by hostname.
+func waitWorkersReady(l *lab, client controlv1.ControlClient, workers []*worker) map[string]string {
 	nodeIDs := map[string]string{} // hostname: node ID
 	l.eventually(90*time.Second, "every worker ready, gossiping from their LAN address", func(ctx context.Context) error {
 		resp, err := client.ListNodes(ctx, &controlv1.ListNodesRequest{})
@@ -129,21 +160,22 @@ level = "debug"
 				nodeIDs[h] = n.GetId()
 			}
 		}
-		if len(nodeIDs) != n {
+		if len(nodeIDs) != len(workers) {
 			return fmt.Errorf("ready workers: %v", nodeIDs)
 		}
 		return nil
 	})
-	for _, w := range workers {
-		// The node's containerd (embedded) answers once the agent started it.
-		l.eventually(60*time.Second, "import the image on "+w.name, func(ctx context.Context) error {
-			out, err := exec.CommandContext(ctx, l.bin, "image", "import", "--config", w.agent.config, tarPath).CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("shoal image import: %v: %s", err, out)
-			}
-			return nil
-		})
-	}
+	return nodeIDs
+}
 
-	return &cluster{lab: l, client: client, workers: workers, nodeIDs: nodeIDs, mns: mns, socket: socket}
+// importImage imports the image archive tar on w, once its containerd
+// answers; what names the image in the wait's description.
+func (l *lab) importImage(w *worker, what, tar string) {
+	l.eventually(60*time.Second, "import "+what+" on "+w.name, func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, l.bin, "image", "import", "--config", w.agent.config, tar).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("shoal image import: %v: %s", err, out)
+		}
+		return nil
+	})
 }

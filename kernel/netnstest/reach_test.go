@@ -32,7 +32,7 @@ const (
 // on each node reaches the task on the other by its IPAM address.
 func TestTasksReachAcrossNodes(t *testing.T) {
 	c := startCluster(t, 2)
-	l, client, workers, nodeIDs := c.lab, c.client, c.workers, c.nodeIDs
+	l, client, workers := c.lab, c.client, c.workers
 	ctx := context.Background()
 	if _, err := client.CreateNetwork(ctx, &controlv1.CreateNetworkRequest{Spec: &objectv1.NetworkSpec{
 		Annotations: &objectv1.Annotations{Name: "front"}, Subnet: "10.251.0.0/16", NodePrefixLen: 24,
@@ -41,8 +41,7 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 	}
 	// Watch each worker's routes from now on, for when the route to the
 	// other worker appears.
-	routeSeen := map[string]time.Time{}
-	var routeMu sync.Mutex
+	rt := &routeTimes{seen: map[string]time.Time{}}
 	watchCtx, stopWatch := context.WithTimeout(context.Background(), 90*time.Second)
 	defer stopWatch()
 	for i, w := range workers {
@@ -51,9 +50,9 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 			for watchCtx.Err() == nil {
 				out, _ := exec.CommandContext(watchCtx, "ip", "-n", w.ns, "-4", "route", "show", "proto", routeProtocol).Output()
 				if strings.Contains(string(out), "via "+peer.addr) {
-					routeMu.Lock()
-					routeSeen[w.name] = time.Now()
-					routeMu.Unlock()
+					rt.mu.Lock()
+					rt.seen[w.name] = time.Now()
+					rt.mu.Unlock()
 					return
 				}
 				time.Sleep(5 * time.Millisecond)
@@ -69,9 +68,23 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 		},
 		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 2}},
 	})
+	echoes, running := waitEchoPerWorker(t, l, client, echo, c.nodeIDs)
+	checkPeerRoutes(t, l, workers, echoes, rt, running)
+	checkProbesReachPeers(t, l, client, workers, echoes)
+}
 
-	// Both tasks run, one per worker, with addresses from their node's slice.
-	echoes := map[string]*objectv1.Task{} // hostname: its echo task
+// routeTimes records when each worker's route to its peer appeared.
+type routeTimes struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // worker: when
+}
+
+// waitEchoPerWorker waits until both of echo's tasks run, one per worker,
+// with addresses from their node's slice; it returns them by hostname, and
+// when the later of the two reported running.
+func waitEchoPerWorker(t *testing.T, l *lab, client controlv1.ControlClient, echo string, nodeIDs map[string]string) (echoes map[string]*objectv1.Task, running time.Time) {
+	t.Helper()
+	echoes = map[string]*objectv1.Task{}
 	l.eventually(90*time.Second, "an echo task running on each worker", func(ctx context.Context) error {
 		resp, err := client.ListTasks(ctx, &controlv1.ListTasksRequest{ServiceIds: []string{echo}})
 		if err != nil {
@@ -95,14 +108,18 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 		}
 		return nil
 	})
-	running := time.Time{} // when the later of the two reported running
 	for _, tk := range echoes {
 		if ts := tk.GetStatus().GetTimestamp().AsTime(); ts.After(running) {
 			running = ts
 		}
 	}
+	return echoes, running
+}
 
-	// Each worker routes the other's slice to the other's LAN address.
+// checkPeerRoutes checks that each worker routes the other's slice to the
+// other's LAN address, and logs when the route appeared.
+func checkPeerRoutes(t *testing.T, l *lab, workers []*worker, echoes map[string]*objectv1.Task, rt *routeTimes, running time.Time) {
+	t.Helper()
 	for i, w := range workers {
 		peer := workers[1-i]
 		slice := echoes[peer.name].GetNetworks()[0].GetNodeSubnet()
@@ -117,9 +134,9 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 			}
 			return nil
 		})
-		routeMu.Lock()
-		seen := routeSeen[w.name]
-		routeMu.Unlock()
+		rt.mu.Lock()
+		seen := rt.seen[w.name]
+		rt.mu.Unlock()
 		if !seen.IsZero() {
 			// Negative: the route was there before the later task reported
 			// running (it follows the task's preparation).
@@ -127,9 +144,12 @@ func TestTasksReachAcrossNodes(t *testing.T) {
 				w.name, peer.name, slice, seen.Sub(running).Round(time.Millisecond))
 		}
 	}
+}
 
-	// A one-shot task on each worker connects to the echo task of the
-	// other, by its address on the network.
+// checkProbesReachPeers runs a one-shot task on each worker that connects
+// to the echo task of the other, by its address on the network.
+func checkProbesReachPeers(t *testing.T, l *lab, client controlv1.ControlClient, workers []*worker, echoes map[string]*objectv1.Task) {
+	t.Helper()
 	for i, w := range workers {
 		peer := workers[1-i]
 		addr, err := netip.ParsePrefix(echoes[peer.name].GetNetworks()[0].GetAddr())

@@ -30,6 +30,34 @@ func TestServicesFindEachOther(t *testing.T) {
 	c := startCluster(t, 2)
 	l, client := c.lab, c.client
 	ctx := context.Background()
+	echo, solo, starting := createDiscoveryServices(ctx, t, c)
+
+	echoes := runningTasks(t, l, client, echo, 2)
+	startingTask := runningTasks(t, l, client, starting, 1)[0]
+	if h := startingTask.GetStatus().GetHealth(); h != objectv1.TaskHealth_TASK_HEALTH_STARTING {
+		t.Errorf("the starting task's health is %s, want starting", h)
+	}
+	soloTask := runningTasks(t, l, client, solo, 1)[0]
+	if soloTask.GetNodeId() != c.nodeIDs["w1"] {
+		t.Fatalf("solo runs on %s, want w1 (%s)", soloTask.GetNodeId(), c.nodeIDs["w1"])
+	}
+	if p := soloTask.GetEndpoint().GetPorts(); len(p) != 1 || p[0].GetMode() != objectv1.PublishMode_PUBLISH_MODE_INGRESS {
+		t.Errorf("solo's port %v, want it published in mode ingress (the default on a network)", p)
+	}
+	vip, taskAddrs, slot1 := echoAddrs(ctx, t, client, echo, echoes)
+
+	checkClientFindsServices(t, c, vip, taskAddrs, slot1)
+	checkExecOnW2(t, c, echoes, slot1)
+	checkMeshAnswers(t, c)
+	checkKilledBackendLeaves(t, c, echoes)
+}
+
+// createDiscoveryServices creates the networks app and other, and on them
+// the services of TestServicesFindEachOther; it returns the IDs of echo,
+// solo and starting.
+func createDiscoveryServices(ctx context.Context, t *testing.T, c *cluster) (echo, solo, starting string) {
+	t.Helper()
+	l, client := c.lab, c.client
 	for _, n := range []*objectv1.NetworkSpec{
 		{Annotations: &objectv1.Annotations{Name: "app"}, Subnet: "10.252.0.0/16", NodePrefixLen: 24},
 		{Annotations: &objectv1.Annotations{Name: "other"}, Subnet: "10.253.0.0/16", NodePrefixLen: 24},
@@ -39,7 +67,7 @@ func TestServicesFindEachOther(t *testing.T) {
 		}
 	}
 	listen := []string{fmt.Sprintf("listen:0.0.0.0:%d", echoPort), "sleep:inf"}
-	echo := createService(t, l, client, &objectv1.ServiceSpec{
+	echo = createService(t, l, client, &objectv1.ServiceSpec{
 		Annotations: &objectv1.Annotations{Name: "echo"},
 		Task: &objectv1.TaskSpec{
 			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen},
@@ -49,7 +77,7 @@ func TestServicesFindEachOther(t *testing.T) {
 		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 2}},
 	})
 	// One task, on w1 only, published through the mesh: w2 runs none.
-	solo := createService(t, l, client, &objectv1.ServiceSpec{
+	solo = createService(t, l, client, &objectv1.ServiceSpec{
 		Annotations: &objectv1.Annotations{Name: "solo"},
 		Task: &objectv1.TaskSpec{
 			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen},
@@ -62,7 +90,7 @@ func TestServicesFindEachOther(t *testing.T) {
 	// A task whose health check has not passed (it fails, within a long
 	// start period) runs but is not a backend: out of tasks.SERVICE and of
 	// its VIP, whose connections are refused.
-	starting := createService(t, l, client, &objectv1.ServiceSpec{
+	starting = createService(t, l, client, &objectv1.ServiceSpec{
 		Annotations: &objectv1.Annotations{Name: "starting"},
 		Task: &objectv1.TaskSpec{
 			Container: &objectv1.ContainerSpec{Image: imageName, Args: listen, Healthcheck: &objectv1.HealthConfig{
@@ -81,33 +109,23 @@ func TestServicesFindEachOther(t *testing.T) {
 		},
 		Mode: &objectv1.ServiceSpec_Replicated{Replicated: &objectv1.ReplicatedService{Replicas: 1}},
 	})
+	return echo, solo, starting
+}
 
-	echoes := runningTasks(t, l, client, echo, 2)
-	startingTask := runningTasks(t, l, client, starting, 1)[0]
-	if h := startingTask.GetStatus().GetHealth(); h != objectv1.TaskHealth_TASK_HEALTH_STARTING {
-		t.Errorf("the starting task's health is %s, want starting", h)
-	}
-	soloTask := runningTasks(t, l, client, solo, 1)[0]
-	if soloTask.GetNodeId() != c.nodeIDs["w1"] {
-		t.Fatalf("solo runs on %s, want w1 (%s)", soloTask.GetNodeId(), c.nodeIDs["w1"])
-	}
-	if p := soloTask.GetEndpoint().GetPorts(); len(p) != 1 || p[0].GetMode() != objectv1.PublishMode_PUBLISH_MODE_INGRESS {
-		t.Errorf("solo's port %v, want it published in mode ingress (the default on a network)", p)
-	}
+// echoAddrs returns echo's VIP, its tasks' addresses (sorted) and slot 1's,
+// and checks that each task records the VIP.
+func echoAddrs(ctx context.Context, t *testing.T, client controlv1.ControlClient, echo string, echoes []*objectv1.Task) (vip string, taskAddrs []string, slot1 string) {
+	t.Helper()
 	svc, err := client.GetService(ctx, &controlv1.GetServiceRequest{Ref: echo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vip string
 	for _, v := range svc.GetService().GetVirtualIps() {
 		vip = netip.MustParsePrefix(v.GetAddr()).Addr().String()
 	}
 	if vip == "" {
 		t.Fatalf("echo has no VIP: %v", svc.GetService().GetVirtualIps())
 	}
-	var taskAddrs []string
-	var slot1 string
-	hostnames := map[string]bool{}
 	for _, tk := range echoes {
 		a := netip.MustParsePrefix(tk.GetNetworks()[0].GetAddr()).Addr().String()
 		taskAddrs = append(taskAddrs, a)
@@ -119,9 +137,17 @@ func TestServicesFindEachOther(t *testing.T) {
 		}
 	}
 	slices.Sort(taskAddrs)
+	return vip, taskAddrs, slot1
+}
 
-	// The client runs on w1, where one echo task runs too.
+// checkClientFindsServices runs a client on w1, where one echo task runs
+// too, and checks what it resolves and that its connections to echo's VIP
+// reach both backends.
+func checkClientFindsServices(t *testing.T, c *cluster, vip string, taskAddrs []string, slot1 string) {
+	t.Helper()
+	l, client := c.lab, c.client
 	const conns = 40
+	hostnames := map[string]bool{}
 	out := runOnce(t, l, client, "client", "w1", "app",
 		"lookup:echo", "lookup:tasks.echo", "lookup:backend", "lookup:echo.1", "lookup:hidden", "lookup:tasks.hidden",
 		"lookup:tasks.starting", fmt.Sprintf("connectn:1:starting:%d", echoPort),
@@ -154,9 +180,13 @@ func TestServicesFindEachOther(t *testing.T) {
 		t.Errorf("%d connections to the VIP %s:%d: %d answered, by %d backends (%v); want all answered, by both",
 			conns, vip, echoPort, strings.Count(out, "hello from "), len(hostnames), hostnames)
 	}
+}
 
-	// shoal task exec, through the manager, in a task on another node (w2):
-	// its output, and its exit status as the CLI's.
+// checkExecOnW2 runs shoal task exec, through the manager, in echo's task
+// on another node (w2): its output, and its exit status as the CLI's.
+func checkExecOnW2(t *testing.T, c *cluster, echoes []*objectv1.Task, slot1 string) {
+	t.Helper()
+	l := c.lab
 	for _, tk := range echoes {
 		if tk.GetNodeId() != c.nodeIDs["w2"] {
 			continue
@@ -171,30 +201,30 @@ func TestServicesFindEachOther(t *testing.T) {
 			t.Errorf("task exec %s (on w2) -- /prog exit:3: %v, want exit status 3", tk.GetId(), err)
 		}
 	}
+}
 
-	// The mesh: solo's port on w2 (no task of solo there), on its LAN
-	// address from the manager's namespace and on its own 127.0.0.1.
+// checkMeshAnswers checks solo's port on w2 (no task of solo there), on its
+// LAN address from the manager's namespace and on its own 127.0.0.1.
+func checkMeshAnswers(t *testing.T, c *cluster) {
+	t.Helper()
+	l := c.lab
 	w2 := c.workers[1]
 	for _, probe := range []struct{ ns, addr string }{
 		{c.mns, w2.addr},
 		{w2.ns, "127.0.0.1"},
 		{c.mns, c.workers[0].addr},
 	} {
-		l.eventually(30*time.Second, fmt.Sprintf("%s:9191 answers from %s", probe.addr, probe.ns), func(ctx context.Context) error {
-			got, err := dialFrom(ctx, probe.ns, probe.addr, 9191)
-			if err != nil {
-				return err
-			}
-			if !strings.HasPrefix(got, "hello from ") {
-				return fmt.Errorf("answered %q", got)
-			}
-			return nil
-		})
+		l.waitHello(fmt.Sprintf("%s:9191 answers from %s", probe.addr, probe.ns), probe.ns, probe.addr, 9191)
 	}
+}
 
-	// Kill the echo task on w2: its address leaves every node's VIP
-	// backends (and, in the same step before it, their DNS index: see
-	// kernel/node/services.go), measured from the kill to its absence.
+// checkKilledBackendLeaves kills the echo task on w2: its address leaves
+// every node's VIP backends (and, in the same step before it, their DNS
+// index: see kernel/node/services.go), measured from the kill to its
+// absence.
+func checkKilledBackendLeaves(t *testing.T, c *cluster, echoes []*objectv1.Task) {
+	t.Helper()
+	l, client := c.lab, c.client
 	var victim *objectv1.Task
 	for _, tk := range echoes {
 		if tk.GetNodeId() == c.nodeIDs["w2"] {
@@ -222,7 +252,7 @@ func TestServicesFindEachOther(t *testing.T) {
 		}
 		t.Logf("%s: the killed task's %s left the VIP backends %s after the kill (polled every 10 ms)", w.name, dead, gone[i].Round(time.Millisecond))
 	}
-	out = runOnce(t, l, client, "client2", "w1", "app", "lookup:tasks.echo")
+	out := runOnce(t, l, client, "client2", "w1", "app", "lookup:tasks.echo")
 	if strings.Contains(out, dead) {
 		t.Errorf("after the kill, tasks.echo still gives the dead task's %s: %s", dead, out)
 	}
@@ -321,6 +351,21 @@ func runOnce(t *testing.T, l *lab, client controlv1.ControlClient, name, node, n
 		return errors.New("no task yet")
 	})
 	return taskLogs(t, client, taskID)
+}
+
+// waitHello waits up to 30s until addr:port, dialed from network namespace
+// ns, answers "hello from ..."; what describes the wait.
+func (l *lab) waitHello(what, ns, addr string, port int) {
+	l.eventually(30*time.Second, what, func(ctx context.Context) error {
+		got, err := dialFrom(ctx, ns, addr, port)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(got, "hello from ") {
+			return fmt.Errorf("answered %q", got)
+		}
+		return nil
+	})
 }
 
 // dialFrom connects to addr:port from network namespace ns and returns the
