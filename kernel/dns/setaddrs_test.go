@@ -365,19 +365,26 @@ func TestSetAddrsErrors(t *testing.T) {
 	})
 }
 
+// newListening returns a Server, not running, listening on addrA.
+func newListening(t *testing.T, ix *Index) *Server {
+	t.Helper()
+	s, err := New(Config{Upstream: noUpstream}, ix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAddrs([]string{addrA}); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestSetAddrsBeforeRun: addresses set before Run are served by Run, or
 // closed by Close.
 func TestSetAddrsBeforeRun(t *testing.T) {
 	ix := testIndex(t)
 	t.Run("Run", func(t *testing.T) {
-		s, err := New(Config{Upstream: noUpstream}, ix, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetAddrs([]string{addrA}); err != nil {
-			s.Close()
-			t.Fatal(err)
-		}
+		s := newListening(t, ix)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx) }()
@@ -391,14 +398,7 @@ func TestSetAddrsBeforeRun(t *testing.T) {
 		closed(t, a)
 	})
 	t.Run("Close", func(t *testing.T) {
-		s, err := New(Config{Upstream: noUpstream}, ix, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetAddrs([]string{addrA}); err != nil {
-			s.Close()
-			t.Fatal(err)
-		}
+		s := newListening(t, ix)
 		a := s.Addrs()[0]
 		s.Close()
 		closed(t, a)

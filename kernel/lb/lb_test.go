@@ -177,14 +177,7 @@ func TestBalance(t *testing.T) {
 	}
 
 	const n = 200
-	for _, c := range []struct {
-		name    string
-		from    *testNS
-		network string
-		addr    string
-		want    []string
-		clients map[string]string
-	}{
+	for _, c := range []spreadCase{
 		// Hairpin: the client shares the bridge with t1..t3, which see
 		// the gateway; t4 on the other node sees the client itself.
 		{"VIP from a task", l.client, "tcp", "10.96.0.5:80", all,
@@ -307,6 +300,17 @@ func (l *lab) serveAllPorts(t *testing.T) {
 	}
 }
 
+// spreadCase is dials from a namespace to an address: the backends they
+// must reach and the client address each backend must see.
+type spreadCase struct {
+	name    string
+	from    *testNS
+	network string
+	addr    string
+	want    []string
+	clients map[string]string
+}
+
 // wantEvery checks that the dials reached every backend in want, at least
 // once, and no other. With random choice among k backends, one is missed
 // by n dials with a chance of (1-1/k)^n: none worth counting for n = 60.
@@ -347,14 +351,7 @@ func TestAllPorts(t *testing.T) {
 	// Hairpin: t1 and t2 share the client's bridge and see the gateway;
 	// t4 on the other node sees the client itself.
 	hairpin := map[string]string{"t1:6379": "10.200.3.1", "t2:6379": "10.200.3.1", "t4:6379": "10.200.3.20"}
-	for _, c := range []struct {
-		name    string
-		from    *testNS
-		network string
-		addr    string
-		want    []string
-		clients map[string]string
-	}{
+	for _, c := range []spreadCase{
 		{"any port from a task", l.client, "tcp", "10.96.0.5:6379", web, hairpin},
 		{"any UDP port from a task", l.client, "udp", "10.96.0.5:6379", web, hairpin},
 		{"any port from the node", l.node, "tcp", "10.96.0.5:6379", web,
@@ -613,13 +610,6 @@ func TestLargeSync(t *testing.T) {
 // service's Backends too, as a node hands a VIP service over: its port's
 // 1,000 backends and the same 1,000 addresses for its other ports.
 func BenchmarkSync1000BackendsAllPorts(b *testing.B) {
-	requireRoot(b)
-	ns := newNS(b, "node")
-	lb, err := New(Config{NetNS: ns.path()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { lb.Close() })
 	states := [2][]Service{}
 	for i := range states {
 		bs := manyBackends(1000, i)
@@ -627,6 +617,19 @@ func BenchmarkSync1000BackendsAllPorts(b *testing.B) {
 			{Protocol: TCP, Port: 80, Published: 8080, Backends: bs},
 		}}}
 	}
+	benchSync(b, states)
+}
+
+// benchSync syncs a Balancer in a namespace of its own to each of two
+// states in turn, b.N times.
+func benchSync(b *testing.B, states [2][]Service) {
+	requireRoot(b)
+	ns := newNS(b, "node")
+	lb, err := New(Config{NetNS: ns.path()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lb.Close() })
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -660,25 +663,11 @@ func manyBackends(n, offset int) []netip.AddrPort {
 // (issue 12's target: at most 50 ms), alternating between two backend
 // sets so that every Sync changes the map.
 func BenchmarkSync1000Backends(b *testing.B) {
-	requireRoot(b)
-	ns := newNS(b, "node")
-	lb, err := New(Config{NetNS: ns.path()}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { lb.Close() })
 	states := [2][]Service{}
 	for i := range states {
 		states[i] = []Service{{Name: "web", VIP: netip.MustParseAddr("10.96.0.5"), Ports: []Port{
 			{Protocol: TCP, Port: 80, Published: 8080, Backends: manyBackends(1000, i)},
 		}}}
 	}
-	ctx := context.Background()
-	i := 0
-	for b.Loop() {
-		if err := lb.Sync(ctx, states[i%2]); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
+	benchSync(b, states)
 }

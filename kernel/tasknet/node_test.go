@@ -23,7 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/shoalhq/shoal/sdk/hostnet"
 	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -225,18 +224,7 @@ func newTestNodes(t testing.TB) (a, b *testNode) {
 	dir := t.TempDir()
 	a = &testNode{name: "a", ns: filepath.Join(dir, "node-a"), addr: "192.168.250.1", stateDir: filepath.Join(dir, "state-a")}
 	b = &testNode{name: "b", ns: filepath.Join(dir, "node-b"), addr: "192.168.250.2", stateDir: filepath.Join(dir, "state-b")}
-	for _, n := range []*testNode{a, b} {
-		if err := hostnet.CreateNetns(n.ns); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			n.stop(t)
-			unmountUnder(t, filepath.Join(n.stateDir, "netns"))
-			if err := hostnet.RemoveNetns(n.ns); err != nil {
-				t.Error(err)
-			}
-		})
-	}
+	makeNamespaces(t, a, b)
 	// The pair is made on the host with unique names, then each end moves
 	// into its node and becomes eth0 there.
 	va, vb := fmt.Sprintf("stn%da", os.Getpid()%100000), fmt.Sprintf("stn%db", os.Getpid()%100000)
@@ -428,9 +416,9 @@ func inNetns(path string, f func() error) error {
 	return <-errc
 }
 
-// echoServer listens on addr inside a namespace and answers every
-// connection with the address it came from, as the server sees it.
-func echoServer(t testing.TB, nsPath, network, addr string) {
+// serveIn listens on addr inside the namespace at nsPath until the test
+// ends, and hands each connection to handle in a goroutine of its own.
+func serveIn(t testing.TB, nsPath, network, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNetns(nsPath, func() (err error) {
@@ -446,11 +434,20 @@ func echoServer(t testing.TB, nsPath, network, addr string) {
 			if err != nil {
 				return
 			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			_, _ = c.Write([]byte(host + "\n"))
-			c.Close()
+			go handle(c)
 		}
 	}()
+}
+
+// echoServer listens on addr inside a namespace and answers every
+// connection with the address it came from, as the server sees it.
+func echoServer(t testing.TB, nsPath, network, addr string) {
+	t.Helper()
+	serveIn(t, nsPath, network, addr, func(c net.Conn) {
+		defer c.Close()
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		_, _ = c.Write([]byte(host + "\n"))
+	})
 }
 
 // dialFrom connects from inside a namespace and returns what the echo

@@ -112,9 +112,9 @@ func newOverlayNodes(t *testing.T) (a, b, c *testNode) {
 	return a, b, c
 }
 
-// makeNamespaces makes the nodes' namespaces, stopped and removed when
-// the test ends.
-func makeNamespaces(t *testing.T, nodes ...*testNode) {
+// makeNamespaces makes the nodes' namespaces; when the test ends, each
+// node is stopped and its namespace removed.
+func makeNamespaces(t testing.TB, nodes ...*testNode) {
 	t.Helper()
 	for _, n := range nodes {
 		if err := hostnet.CreateNetns(n.ns); err != nil {
@@ -550,31 +550,15 @@ func fdbOf(t *testing.T, n *testNode) map[string]string {
 // counted until the client closes its side, then as many are sent back.
 func bulkServer(t testing.TB, nsPath, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := inNetns(nsPath, func() (err error) {
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s in %s: %v", addr, nsPath, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				n, err := io.Copy(io.Discard, c)
-				if err != nil {
-					return
-				}
-				_, _ = io.CopyN(c, &patternReader{}, n)
-			}()
+	serveIn(t, nsPath, "tcp", addr, func(c net.Conn) {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		if err != nil {
+			return
 		}
-	}()
+		_, _ = io.CopyN(c, &patternReader{}, n)
+	})
 }
 
 // bulk sends n bytes to a bulkServer from inside a namespace and checks

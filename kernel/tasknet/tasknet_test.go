@@ -128,6 +128,21 @@ func TestTwoNodes(t *testing.T) {
 	}
 }
 
+// gateways returns tasknet's routes in h's namespace: the gateway of
+// each destination.
+func gateways(t *testing.T, h *netlink.Handle) map[string]string {
+	t.Helper()
+	rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rs {
+		got[r.Dst.String()] = r.Gw.String()
+	}
+	return got
+}
+
 // TestSetPeersRoutes checks that the Router, given peers as an agent gives
 // them (its slices from the tasks attached), replaces a changed route, removes
 // one of a peer that left, applies the valid peers when others are invalid,
@@ -135,21 +150,9 @@ func TestTwoNodes(t *testing.T) {
 func TestSetPeersRoutes(t *testing.T) {
 	a, _ := newTestNodes(t)
 	h := a.handle(t)
-	routes := func() map[string]string {
-		t.Helper()
-		rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, r := range rs {
-			got[r.Dst.String()] = r.Gw.String()
-		}
-		return got
-	}
 	check := func(step string, want map[string]string) {
 		t.Helper()
-		got := routes()
+		got := gateways(t, h)
 		if len(got) != len(want) {
 			t.Errorf("%s: routes = %v, want %v", step, got, want)
 			return
@@ -197,18 +200,6 @@ func TestSetPeersRoutes(t *testing.T) {
 func TestRouterLeavesManagersAlone(t *testing.T) {
 	a, _ := newTestNodes(t)
 	h := a.handle(t)
-	routes := func() map[string]string {
-		t.Helper()
-		rs, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]string{}
-		for _, r := range rs {
-			got[r.Dst.String()] = r.Gw.String()
-		}
-		return got
-	}
 	local := Local{NetworkID: testNetID, Subnet: "10.200.0.0/16", NodeSubnet: "10.200.3.0/24"}
 	peer := Peer{NodeID: "b", NodeAddr: "192.168.250.2", NetworkID: testNetID, NodeSubnet: "10.200.5.0/24"}
 	route := func(locals []Local, peers ...Peer) helperResp {
@@ -217,19 +208,19 @@ func TestRouterLeavesManagersAlone(t *testing.T) {
 	if resp := route([]Local{local}, peer); resp.Err != "" {
 		t.Fatal(resp.Err)
 	}
-	if got := routes(); got["10.200.5.0/24"] != "192.168.250.2" || len(got) != 1 {
+	if got := gateways(t, h); got["10.200.5.0/24"] != "192.168.250.2" || len(got) != 1 {
 		t.Fatalf("routes after Router.Set = %v, want 10.200.5.0/24 via 192.168.250.2", got)
 	}
 	a.attach(t, "t1", []*objectv1.NetworkAttachment{attachment(3, 7)}, nil)
 	a.detach(t, "t1")
-	if got := routes(); got["10.200.5.0/24"] != "192.168.250.2" || len(got) != 1 {
+	if got := gateways(t, h); got["10.200.5.0/24"] != "192.168.250.2" || len(got) != 1 {
 		t.Fatalf("routes after the Manager attached and detached a task = %v, want the Router's route kept", got)
 	}
 	resp := route([]Local{local, {NetworkID: "x", Subnet: "nonsense", NodeSubnet: "10.1.0.0/24"}})
 	if !strings.Contains(resp.Err, "locals[1].subnet") {
 		t.Errorf("Router.Set with a bad local = %q, want it to name locals[1].subnet", resp.Err)
 	}
-	if got := routes(); len(got) != 0 {
+	if got := gateways(t, h); len(got) != 0 {
 		t.Fatalf("routes after the peer left = %v, want none", got)
 	}
 }
