@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -339,4 +341,46 @@ func waitSettled(t testing.TB, c controlv1.ControlClient, n int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestRunReleasesWhatItAcquired: New binds and writes nothing; a Run that
+// fails once it holds its listeners (the Raft port is taken) gives them
+// back before it returns.
+func TestRunReleasesWhatItAcquired(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	m, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(cfg.Node.DataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("New touched the data directory: %v", err)
+	}
+	assertFree(t, cfg.Manager.ListenAddr)
+
+	taken, err := net.Listen("tcp", cfg.Manager.RaftListenAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	if err := m.Run(t.Context()); err == nil || !strings.Contains(err.Error(), cfg.Manager.RaftListenAddr) {
+		t.Fatalf("Run with the Raft port taken = %v, want an error naming it", err)
+	}
+	select {
+	case <-m.Ready():
+		t.Fatal("Ready is closed, yet Run failed before it served")
+	default:
+	}
+	assertFree(t, cfg.Manager.ListenAddr)
+	if _, err := os.Stat(cfg.Manager.ControlSocket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the control socket is left behind: %v", err)
+	}
+}
+
+func assertFree(t *testing.T, addr string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("%s is still bound: %v", addr, err)
+	}
+	lis.Close()
 }
