@@ -141,3 +141,40 @@ func (w *testWriter) close() {
 	}
 	w.closed = true
 }
+
+// BothWays runs run twice, as the kits' Run checks an implementation: in a
+// subtest "InProcess" with overGRPC false, where the checks call the
+// implementation directly, and in a subtest "GRPC" with overGRPC true, where
+// they call it through OverGRPC.
+func BothWays(t *testing.T, run func(t *testing.T, overGRPC bool)) {
+	t.Helper()
+	for _, overGRPC := range []bool{false, true} {
+		name := "InProcess"
+		if overGRPC {
+			name = "GRPC"
+		}
+		t.Run(name, func(t *testing.T) { run(t, overGRPC) })
+	}
+}
+
+// OverGRPC serves p (for sdk.KindScheduler a &scheduler.Plugin{Impl: impl})
+// on an in-memory gRPC connection, with go-plugin's own glue on both ends,
+// and returns the client of kind dispensed from it (a *scheduler.Client):
+// what a kit's checks call to learn what survives the wire, without a
+// process. The connection closes when the test ends.
+func OverGRPC[C any](t testing.TB, kind string, p plugin.Plugin) C {
+	t.Helper()
+	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{kind: p})
+	// Close asks the server to stop through go-plugin's controller; calling
+	// the server's Stop as well would race with that.
+	t.Cleanup(func() { client.Close() })
+	raw, err := client.Dispense(kind)
+	if err != nil {
+		t.Fatalf("Dispense(%q) = %v, want a %s client", kind, err, kind)
+	}
+	c, ok := raw.(C)
+	if !ok {
+		t.Fatalf("Dispense(%q) = %T, want %T", kind, raw, c)
+	}
+	return c
+}

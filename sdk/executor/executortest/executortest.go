@@ -77,8 +77,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 	"github.com/shoalhq/shoal/sdk/plugintest"
@@ -146,20 +144,18 @@ func Run(t *testing.T, cfg Config) {
 		t.Fatal("executortest.Config.New is required")
 	}
 	cfg, run := withDefaults(t, cfg)
-	for _, overGRPC := range []bool{false, true} {
-		name := "InProcess"
+	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
+		way := "i"
 		if overGRPC {
-			name = "GRPC"
+			way = "g"
 		}
-		t.Run(name, func(t *testing.T) {
-			for _, c := range checks {
-				t.Run(c.name, func(t *testing.T) {
-					h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, strings.ToLower(name[:1]), strings.ToLower(c.name))}
-					c.run(t, h)
-				})
-			}
-		})
-	}
+		for _, c := range checks {
+			t.Run(c.name, func(t *testing.T) {
+				h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, way, strings.ToLower(c.name))}
+				c.run(t, h)
+			})
+		}
+	})
 }
 
 // RunBinary checks that the executor plugin binary at path keeps the
@@ -272,19 +268,7 @@ func (h *harness) fresh(t *testing.T) (e executor.Executor, c executor.Configure
 	if !h.overGRPC {
 		return impl, c, implConfigurable
 	}
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
-		sdk.KindExecutor: &executor.Plugin{Impl: impl},
-	})
-	// Close asks the server to stop through go-plugin's controller.
-	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(sdk.KindExecutor)
-	if err != nil {
-		t.Fatalf("Dispense(%q) = %v, want an executor client", sdk.KindExecutor, err)
-	}
-	ec, ok := raw.(*executor.Client)
-	if !ok {
-		t.Fatalf("Dispense(%q) = %T, want *executor.Client", sdk.KindExecutor, raw)
-	}
+	ec := plugintest.OverGRPC[*executor.Client](t, sdk.KindExecutor, &executor.Plugin{Impl: impl})
 	return ec, ec, implConfigurable
 }
 

@@ -44,8 +44,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/ipam"
 	"github.com/shoalhq/shoal/sdk/plugintest"
@@ -58,18 +56,12 @@ import (
 // an ipam.Configurer) with an empty config first, as the kernel does.
 func Run(t *testing.T, factory func() ipam.IPAM) {
 	t.Helper()
-	for _, overGRPC := range []bool{false, true} {
-		name := "InProcess"
-		if overGRPC {
-			name = "GRPC"
+	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
+		h := &harness{factory: factory, overGRPC: overGRPC}
+		for _, c := range checks {
+			t.Run(c.name, func(t *testing.T) { c.run(t, h) })
 		}
-		t.Run(name, func(t *testing.T) {
-			h := &harness{factory: factory, overGRPC: overGRPC}
-			for _, c := range checks {
-				t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-			}
-		})
-	}
+	})
 }
 
 // RunBinary checks that the IPAM plugin binary at path keeps the IPAM
@@ -128,18 +120,7 @@ func (h *harness) fresh(t *testing.T) instance {
 	if !h.overGRPC {
 		return instance{IPAM: impl, configurer: c, implConfigurable: configurable}
 	}
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
-		sdk.KindIPAM: &ipam.Plugin{Impl: impl},
-	})
-	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(sdk.KindIPAM)
-	if err != nil {
-		t.Fatalf("Dispense(%q) = %v, want an IPAM client", sdk.KindIPAM, err)
-	}
-	ic, ok := raw.(*ipam.Client)
-	if !ok {
-		t.Fatalf("Dispense(%q) = %T, want *ipam.Client", sdk.KindIPAM, raw)
-	}
+	ic := plugintest.OverGRPC[*ipam.Client](t, sdk.KindIPAM, &ipam.Plugin{Impl: impl})
 	return instance{IPAM: ic, configurer: ic, implConfigurable: configurable}
 }
 

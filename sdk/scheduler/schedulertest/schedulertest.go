@@ -55,8 +55,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/hashicorp/go-plugin"
-
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/plugintest"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
@@ -70,18 +68,12 @@ import (
 // Schedule, as the kernel does.
 func Run(t *testing.T, factory func() scheduler.Scheduler) {
 	t.Helper()
-	for _, overGRPC := range []bool{false, true} {
-		name := "InProcess"
-		if overGRPC {
-			name = "GRPC"
+	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
+		h := &harness{factory: factory, overGRPC: overGRPC}
+		for _, c := range checks {
+			t.Run(c.name, func(t *testing.T) { c.run(t, h) })
 		}
-		t.Run(name, func(t *testing.T) {
-			h := &harness{factory: factory, overGRPC: overGRPC}
-			for _, c := range checks {
-				t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-			}
-		})
-	}
+	})
 }
 
 // RunBinary checks that the scheduler plugin binary at path keeps the
@@ -158,20 +150,7 @@ func (h *harness) fresh(t *testing.T) instance {
 	if !h.overGRPC {
 		return instance{Scheduler: impl, configurer: c, implConfigurable: configurable}
 	}
-	client, _ := plugin.TestPluginGRPCConn(t, false, map[string]plugin.Plugin{
-		sdk.KindScheduler: &scheduler.Plugin{Impl: impl},
-	})
-	// Close asks the server to stop through go-plugin's controller; calling
-	// the server's Stop as well would race with that.
-	t.Cleanup(func() { client.Close() })
-	raw, err := client.Dispense(sdk.KindScheduler)
-	if err != nil {
-		t.Fatalf("Dispense(%q) = %v, want a scheduler client", sdk.KindScheduler, err)
-	}
-	sc, ok := raw.(*scheduler.Client)
-	if !ok {
-		t.Fatalf("Dispense(%q) = %T, want *scheduler.Client", sdk.KindScheduler, raw)
-	}
+	sc := plugintest.OverGRPC[*scheduler.Client](t, sdk.KindScheduler, &scheduler.Plugin{Impl: impl})
 	return instance{Scheduler: sc, configurer: sc, implConfigurable: configurable}
 }
 
