@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/kernel/dispatch"
+	"github.com/shoalhq/shoal/kernel/firstmsg"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
@@ -92,32 +93,15 @@ func validExecStart(st *controlv1.TaskExecStart) error {
 // recvExecStart reads a TaskExec's first message, within
 // execStartTimeout.
 func recvExecStart(ctx context.Context, stream controlv1.Control_TaskExecServer) (*controlv1.TaskExecStart, error) {
-	type result struct {
-		m   *controlv1.TaskExecRequest
-		err error
+	m, err := firstmsg.Recv(ctx, execStartTimeout, "start", stream.Recv)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		m, err := stream.Recv()
-		ch <- result{m, err}
-	}()
-	timer := time.NewTimer(execStartTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
-		}
-		st := r.m.GetStart()
-		if st == nil {
-			return nil, sdk.FieldErrors{{Field: "start", Message: "must be the first message"}}
-		}
-		return st, validExecStart(st)
-	case <-timer.C:
-		return nil, fmt.Errorf("no start within %s: %w", execStartTimeout, sdk.ErrInvalidArgument)
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	st := m.GetStart()
+	if st == nil {
+		return nil, sdk.FieldErrors{{Field: "start", Message: "must be the first message"}}
 	}
+	return st, validExecStart(st)
 }
 
 // lookupExecTask resolves ref to a task: an ID or unique ID prefix, else

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/kernel/ca"
+	"github.com/shoalhq/shoal/kernel/firstmsg"
 	"github.com/shoalhq/shoal/kernel/ids"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -226,30 +227,15 @@ func (d *Dispatcher) attachExec(ctx context.Context, nodeID, execID string, w ex
 // recvAttach reads an Exec stream's first message, which must be an
 // attach, within helloTimeout.
 func recvAttach(w execWire) (*workerv1.ExecAttach, error) {
-	type result struct {
-		m   *workerv1.ExecUp
-		err error
+	m, err := firstmsg.Recv(w.Context(), helloTimeout, "attach", w.Recv)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		m, err := w.Recv()
-		ch <- result{m, err}
-	}()
-	timer := time.NewTimer(helloTimeout)
-	defer timer.Stop()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
-		}
-		a := r.m.GetAttach()
-		if a == nil || a.GetExecId() == "" || len(a.GetExecId()) > 64 {
-			return nil, fmt.Errorf("the first message must be an attach with an exec_id: %w", sdk.ErrInvalidArgument)
-		}
-		return a, nil
-	case <-timer.C:
-		return nil, fmt.Errorf("no attach within %s: %w", helloTimeout, sdk.ErrInvalidArgument)
+	a := m.GetAttach()
+	if a == nil || a.GetExecId() == "" || len(a.GetExecId()) > 64 {
+		return nil, fmt.Errorf("the first message must be an attach with an exec_id: %w", sdk.ErrInvalidArgument)
 	}
+	return a, nil
 }
 
 // Exec serves a worker's Exec stream: on the leader itself, or passed on

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/ca"
+	"github.com/shoalhq/shoal/kernel/firstmsg"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -106,31 +107,18 @@ func (s *Service) Connect(stream workerv1.Dispatcher_ConnectServer) error {
 }
 
 func recvHello(stream workerv1.Dispatcher_ConnectServer) (*workerv1.Hello, error) {
-	type result struct {
-		msg *workerv1.WorkerMessage
-		err error
+	m, err := firstmsg.Recv(stream.Context(), helloTimeout, "hello", stream.Recv)
+	if err != nil {
+		return nil, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		m, err := stream.Recv()
-		ch <- result{m, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, r.err
-		}
-		h := r.msg.GetHello()
-		if h == nil {
-			return nil, fmt.Errorf("the first message must be hello: %w", sdk.ErrInvalidArgument)
-		}
-		if err := validHello(h); err != nil {
-			return nil, err
-		}
-		return h, nil
-	case <-time.After(helloTimeout):
-		return nil, fmt.Errorf("no hello within %s: %w", helloTimeout, sdk.ErrInvalidArgument)
+	h := m.GetHello()
+	if h == nil {
+		return nil, fmt.Errorf("the first message must be hello: %w", sdk.ErrInvalidArgument)
 	}
+	if err := validHello(h); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 func validHello(h *workerv1.Hello) error {
