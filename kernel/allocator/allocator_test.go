@@ -21,10 +21,10 @@ import (
 
 	"github.com/shoalhq/shoal/kernel/pluginhost"
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/ipam"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
-	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
 )
 
 // pluginBin is plugins/ipam, built by TestMain: the tests run the real
@@ -52,31 +52,6 @@ func TestMain(m *testing.M) {
 
 // waitLimit bounds every wait; reaching it is a failure.
 const waitLimit = 60 * time.Second
-
-// fakeRaft commits each write at once, as a one-manager Raft would.
-type fakeRaft struct {
-	mu    sync.Mutex
-	st    *state.Store
-	index uint64
-}
-
-func (r *fakeRaft) Update(_ context.Context, fn func(tx *state.Tx) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	txn, err := r.st.Prepare(time.Now(), fn)
-	if err != nil || txn == nil {
-		return err
-	}
-	r.index++
-	return r.st.Apply(r.index, &raftv1.Command{Transactions: []*raftv1.Transaction{txn}})[0]
-}
-
-func (r *fakeRaft) must(t *testing.T, fn func(tx *state.Tx) error) {
-	t.Helper()
-	if err := r.Update(t.Context(), fn); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // startPlugin runs the IPAM plugin under a pluginhost.Host until the test
 // ends.
@@ -118,9 +93,9 @@ func run(t testing.TB, fn func(context.Context) error) (stop func()) {
 	return stop
 }
 
-func startAllocator(t *testing.T, r *fakeRaft, p Plugin) (stop func()) {
+func startAllocator(t *testing.T, r *statetest.Raft, p Plugin) (stop func()) {
 	t.Helper()
-	return run(t, New(r, r.st, p, slog.New(slog.DiscardHandler)).Run)
+	return run(t, New(r, r.Store, p, slog.New(slog.DiscardHandler)).Run)
 }
 
 func node(id string) *objectv1.Node {
@@ -255,10 +230,10 @@ func checkRecord(t *testing.T, st *state.Store) {
 }
 
 func TestAllocatesNetworksVIPsAndTasks(t *testing.T) {
-	r := &fakeRaft{st: state.New()}
+	r := statetest.NewRaft(state.New())
 	web := service("web", "net-front", "net-back")
 	db := service("db", "net-back")
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		for _, err := range []error{
 			tx.CreateNode(node("n1")), tx.CreateNode(node("n2")),
 			tx.CreateNetwork(network("net-front", "front", "", 0)),
@@ -280,7 +255,7 @@ func TestAllocatesNetworksVIPsAndTasks(t *testing.T) {
 		return tx.CreateTask(unplaced)
 	})
 	startAllocator(t, r, startPlugin(t))
-	eventually(t, r.st, func(tx *state.ReadTx) string {
+	eventually(t, r.Store, func(tx *state.ReadTx) string {
 		for _, tk := range tx.TasksByService("web") {
 			if !Allocated(tk) {
 				return "web tasks without addresses"
@@ -291,8 +266,8 @@ func TestAllocatesNetworksVIPsAndTasks(t *testing.T) {
 		}
 		return ""
 	})
-	checkRecord(t, r.st)
-	r.st.View(func(tx *state.ReadTx) {
+	checkRecord(t, r.Store)
+	r.Store.View(func(tx *state.ReadTx) {
 		back := tx.Network("net-back")
 		if back.GetSubnet() != "172.28.0.0/16" || back.GetNodePrefixLen() != 26 || len(back.GetNodeSubnets()) != 2 {
 			t.Errorf("network back = subnet %q /%d slices %v; want 172.28.0.0/16 in /26 slices, one per node", back.GetSubnet(), back.GetNodePrefixLen(), back.GetNodeSubnets())
@@ -314,78 +289,78 @@ func TestAllocatesNetworksVIPsAndTasks(t *testing.T) {
 }
 
 func TestReleasesEndedTasksAndNodes(t *testing.T) {
-	r := &fakeRaft{st: state.New()}
+	r := statetest.NewRaft(state.New())
 	// A /29 in /30 slices: each node's slice holds one task address.
 	svc := service("web", "net-tiny")
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		return errors.Join(tx.CreateNode(node("n1")), tx.CreateNode(node("n2")),
 			tx.CreateNetwork(network("net-tiny", "tiny", "10.77.0.0/29", 30)), tx.CreateService(svc),
 			tx.CreateTask(placed("t1", svc, "n1")))
 	})
 	startAllocator(t, r, startPlugin(t))
-	eventually(t, r.st, allAllocated)
+	eventually(t, r.Store, allAllocated)
 	var first string
-	r.st.View(func(tx *state.ReadTx) { first = tx.Task("t1").GetNetworks()[0].GetAddr() })
+	r.Store.View(func(tx *state.ReadTx) { first = tx.Task("t1").GetNetworks()[0].GetAddr() })
 
 	// A second task on n1 finds its slice full: it waits, and says why.
-	r.must(t, func(tx *state.Tx) error { return tx.CreateTask(placed("t2", svc, "n1")) })
-	eventually(t, r.st, func(tx *state.ReadTx) string {
+	r.Write(t, func(tx *state.Tx) error { return tx.CreateTask(placed("t2", svc, "n1")) })
+	eventually(t, r.Store, func(tx *state.ReadTx) string {
 		if msg := tx.Task("t2").GetStatus().GetMessage(); !strings.Contains(msg, "waiting for an address on network tiny") {
 			return fmt.Sprintf("t2's status message is %q, want it to say it waits for an address", msg)
 		}
 		return ""
 	})
 	// t1 is asked to stop but still runs: its address is kept.
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		next := proto.Clone(tx.Task("t1")).(*objectv1.Task)
 		next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
 		next.Status.State = objectv1.TaskState_TASK_STATE_RUNNING
 		return tx.UpdateTask(next)
 	})
 	time.Sleep(200 * time.Millisecond)
-	r.st.View(func(tx *state.ReadTx) {
+	r.Store.View(func(tx *state.ReadTx) {
 		if Allocated(tx.Task("t2")) {
 			t.Fatalf("t2 got %v while t1, which holds the only address, still runs", tx.Task("t2").GetNetworks())
 		}
 	})
 	// t1 has ended: t2 gets the address.
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		next := proto.Clone(tx.Task("t1")).(*objectv1.Task)
 		next.Status.State = objectv1.TaskState_TASK_STATE_SHUTDOWN
 		return tx.UpdateTask(next)
 	})
-	eventually(t, r.st, allAllocated)
-	r.st.View(func(tx *state.ReadTx) {
+	eventually(t, r.Store, allAllocated)
+	r.Store.View(func(tx *state.ReadTx) {
 		if got := tx.Task("t2").GetNetworks()[0].GetAddr(); got != first {
 			t.Errorf("t2's address = %s, want %s, the one t1 released", got, first)
 		}
 	})
-	checkRecord(t, r.st)
+	checkRecord(t, r.Store)
 
 	// n1 leaves once its tasks ended; its slice goes to n2.
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		next := proto.Clone(tx.Task("t2")).(*objectv1.Task)
 		next.DesiredState = objectv1.TaskState_TASK_STATE_SHUTDOWN
 		next.Status.State = objectv1.TaskState_TASK_STATE_FAILED
 		return errors.Join(tx.UpdateTask(next), tx.DeleteNode("n1"))
 	})
-	eventually(t, r.st, func(tx *state.ReadTx) string {
+	eventually(t, r.Store, func(tx *state.ReadTx) string {
 		if s, ok := tx.Network("net-tiny").GetNodeSubnets()["n1"]; ok {
 			return "removed node n1 still holds slice " + s
 		}
 		return ""
 	})
-	r.must(t, func(tx *state.Tx) error { return tx.CreateTask(placed("t3", svc, "n2")) })
-	eventually(t, r.st, allAllocated)
-	checkRecord(t, r.st)
+	r.Write(t, func(tx *state.Tx) error { return tx.CreateTask(placed("t3", svc, "n2")) })
+	eventually(t, r.Store, allAllocated)
+	checkRecord(t, r.Store)
 
 	// A service leaving the network gives its virtual IP back.
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		next := proto.Clone(tx.Service("web")).(*objectv1.Service)
 		next.Spec.Task.Networks = nil
 		return tx.UpdateService(next)
 	})
-	eventually(t, r.st, func(tx *state.ReadTx) string {
+	eventually(t, r.Store, func(tx *state.ReadTx) string {
 		if v := tx.Service("web").GetVirtualIps(); len(v) > 0 {
 			return fmt.Sprintf("service web left its network but holds %v", v)
 		}
@@ -396,10 +371,10 @@ func TestReleasesEndedTasksAndNodes(t *testing.T) {
 // TestNewLeaderRestores runs a second allocator, with a fresh plugin
 // process, on the store the first one filled, as a new leader would.
 func TestNewLeaderRestores(t *testing.T) {
-	r := &fakeRaft{st: state.New()}
+	r := statetest.NewRaft(state.New())
 	svc := service("web", "net-a")
 	addTasks := func(from, n int) {
-		r.must(t, func(tx *state.Tx) error {
+		r.Write(t, func(tx *state.Tx) error {
 			for i := from; i < from+n; i++ {
 				if err := tx.CreateTask(placed(fmt.Sprintf("t%04d", i), svc, fmt.Sprintf("n%d", i%3))); err != nil {
 					return err
@@ -408,19 +383,19 @@ func TestNewLeaderRestores(t *testing.T) {
 			return nil
 		})
 	}
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		return errors.Join(tx.CreateNode(node("n0")), tx.CreateNode(node("n1")), tx.CreateNode(node("n2")),
 			tx.CreateNetwork(network("net-a", "a", "", 0)), tx.CreateService(svc))
 	})
 	addTasks(0, 300)
 	stop := startAllocator(t, r, startPlugin(t))
-	eventually(t, r.st, allAllocated)
+	eventually(t, r.Store, allAllocated)
 	stop()
 
 	addTasks(300, 300)
 	startAllocator(t, r, startPlugin(t))
-	eventually(t, r.st, allAllocated)
-	checkRecord(t, r.st)
+	eventually(t, r.Store, allAllocated)
+	checkRecord(t, r.Store)
 }
 
 // TestPluginCrashNeverHandsOutAnAddressTwice SIGKILLs the plugin process
@@ -429,9 +404,9 @@ func TestNewLeaderRestores(t *testing.T) {
 // unique.
 func TestPluginCrashNeverHandsOutAnAddressTwice(t *testing.T) {
 	const tasks, nodes, kills = 6000, 30, 3
-	r := &fakeRaft{st: state.New()}
+	r := statetest.NewRaft(state.New())
 	svc := service("web", "net-a", "net-b")
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		errs := []error{tx.CreateNetwork(network("net-a", "a", "", 0)), tx.CreateNetwork(network("net-b", "b", "172.29.0.0/16", 24)), tx.CreateService(svc)}
 		for i := range nodes {
 			errs = append(errs, tx.CreateNode(node(fmt.Sprintf("n%02d", i))))
@@ -440,7 +415,7 @@ func TestPluginCrashNeverHandsOutAnAddressTwice(t *testing.T) {
 	})
 	host := startPlugin(t)
 	startAllocator(t, r, host)
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		for i := range tasks {
 			if err := tx.CreateTask(placed(fmt.Sprintf("t%05d", i), svc, fmt.Sprintf("n%02d", i%nodes))); err != nil {
 				return err
@@ -450,7 +425,7 @@ func TestPluginCrashNeverHandsOutAnAddressTwice(t *testing.T) {
 	})
 	count := func() int {
 		n := 0
-		r.st.View(func(tx *state.ReadTx) {
+		r.Store.View(func(tx *state.ReadTx) {
 			for _, tk := range tx.Tasks() {
 				if Allocated(tk) {
 					n++
@@ -478,8 +453,8 @@ func TestPluginCrashNeverHandsOutAnAddressTwice(t *testing.T) {
 	if killed == 0 {
 		t.Fatal("allocation finished before the plugin could be killed")
 	}
-	eventually(t, r.st, allAllocated)
-	checkRecord(t, r.st)
+	eventually(t, r.Store, allAllocated)
+	checkRecord(t, r.Store)
 	if host.Restarts() == 0 {
 		t.Error("the plugin was killed but never restarted")
 	}
@@ -517,11 +492,11 @@ func childPid(name string) int {
 // A service in endpoint mode dnsrr has no virtual IP; switching a service
 // to dnsrr releases its VIPs and clears them from its tasks.
 func TestDNSRRHasNoVIP(t *testing.T) {
-	r := &fakeRaft{st: state.New()}
+	r := statetest.NewRaft(state.New())
 	web := service("web", "net-back")
 	rr := service("rr", "net-back")
 	rr.Spec.Endpoint = &objectv1.EndpointSpec{Mode: objectv1.EndpointMode_ENDPOINT_MODE_DNSRR}
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		for _, err := range []error{
 			tx.CreateNode(node("n1")),
 			tx.CreateNetwork(network("net-back", "back", "172.28.0.0/16", 24)),
@@ -535,9 +510,9 @@ func TestDNSRRHasNoVIP(t *testing.T) {
 		return nil
 	})
 	startAllocator(t, r, startPlugin(t))
-	eventually(t, r.st, allAllocated)
-	checkRecord(t, r.st)
-	r.st.View(func(tx *state.ReadTx) {
+	eventually(t, r.Store, allAllocated)
+	checkRecord(t, r.Store)
+	r.Store.View(func(tx *state.ReadTx) {
 		if v := tx.Service("rr").GetVirtualIps(); len(v) != 0 {
 			t.Errorf("dnsrr service has virtual IPs %v", v)
 		}
@@ -545,12 +520,12 @@ func TestDNSRRHasNoVIP(t *testing.T) {
 			t.Error("task web-1 has no service_vip")
 		}
 	})
-	r.must(t, func(tx *state.Tx) error {
+	r.Write(t, func(tx *state.Tx) error {
 		s := proto.Clone(tx.Service("web")).(*objectv1.Service)
 		s.Spec.Endpoint = &objectv1.EndpointSpec{Mode: objectv1.EndpointMode_ENDPOINT_MODE_DNSRR}
 		return tx.UpdateService(s)
 	})
-	eventually(t, r.st, func(tx *state.ReadTx) string {
+	eventually(t, r.Store, func(tx *state.ReadTx) string {
 		if v := tx.Service("web").GetVirtualIps(); len(v) != 0 {
 			return fmt.Sprintf("web switched to dnsrr still has virtual IPs %v", v)
 		}
@@ -559,5 +534,5 @@ func TestDNSRRHasNoVIP(t *testing.T) {
 		}
 		return ""
 	})
-	checkRecord(t, r.st)
+	checkRecord(t, r.Store)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
@@ -19,7 +20,7 @@ func BenchmarkAllocate10000Tasks(b *testing.B) {
 	const tasks, nodes = 10000, 100
 	host := startPlugin(b)
 	for b.Loop() {
-		r := &fakeRaft{st: state.New()}
+		r := statetest.NewRaft(state.New())
 		svc := service("web", "net-a")
 		if err := r.Update(context.Background(), func(tx *state.Tx) error {
 			if err := tx.CreateNetwork(network("net-a", "a", "10.200.0.0/16", 24)); err != nil {
@@ -36,7 +37,7 @@ func BenchmarkAllocate10000Tasks(b *testing.B) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- New(r, r.st, host, slog.New(slog.DiscardHandler)).Run(ctx) }()
+		go func() { done <- New(r, r.Store, host, slog.New(slog.DiscardHandler)).Run(ctx) }()
 		if err := r.Update(context.Background(), func(tx *state.Tx) error {
 			for i := range tasks {
 				if err := tx.CreateTask(placed(fmt.Sprintf("t%05d", i), svc, fmt.Sprintf("n%03d", i%nodes))); err != nil {
@@ -49,7 +50,7 @@ func BenchmarkAllocate10000Tasks(b *testing.B) {
 		}
 		for {
 			var left int
-			r.st.View(func(tx *state.ReadTx) {
+			r.Store.View(func(tx *state.ReadTx) {
 				for _, tk := range tx.TasksByDesiredState(objectv1.TaskState_TASK_STATE_RUNNING) {
 					if !Allocated(tk) {
 						left++

@@ -11,37 +11,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
-	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
-
-// fakeRaft commits straight into a real store, in one order.
-type fakeRaft struct {
-	mu     sync.Mutex
-	st     *state.Store
-	index  uint64
-	writes int
-}
-
-func (r *fakeRaft) Update(_ context.Context, fn func(tx *state.Tx) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	txn, err := r.st.Prepare(time.Now(), fn)
-	if err != nil || txn == nil {
-		return err
-	}
-	r.index++
-	r.writes++
-	return r.st.Apply(r.index, &raftv1.Command{Transactions: []*raftv1.Transaction{txn}})[0]
-}
-
-func (r *fakeRaft) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.writes
-}
 
 // fakePresence records beats and lets a test declare nodes down.
 type fakePresence struct {
@@ -101,7 +75,7 @@ func (p *fakePeer) messages() []*workerv1.ManagerMessage {
 type env struct {
 	t    *testing.T
 	st   *state.Store
-	raft *fakeRaft
+	raft *statetest.Raft
 	pres *fakePresence
 	d    *Dispatcher
 	stop func()
@@ -111,7 +85,7 @@ func newEnv(t *testing.T) *env { return newEnvConfig(t, Config{Grace: time.Minut
 
 func newEnvConfig(t *testing.T, cfg Config) *env {
 	st := state.New()
-	e := &env{t: t, st: st, raft: &fakeRaft{st: st}, pres: newFakePresence()}
+	e := &env{t: t, st: st, raft: statetest.NewRaft(st), pres: newFakePresence()}
 	e.write(func(tx *state.Tx) error {
 		for _, id := range []string{"n1", "n2"} {
 			if err := tx.CreateNode(&objectv1.Node{Id: id, Role: objectv1.NodeRole_NODE_ROLE_WORKER,
@@ -349,7 +323,7 @@ func TestHeartbeatAndDown(t *testing.T) {
 		e.st.View(func(tx *state.ReadTx) { st = tx.Node("n1").GetStatus().GetState() })
 		return st == objectv1.NodeState_NODE_STATE_READY
 	})
-	before := e.raft.count()
+	before := e.raft.Writes()
 	e.pres.mu.Lock()
 	down := e.pres.downFn
 	e.pres.mu.Unlock()
@@ -365,7 +339,7 @@ func TestHeartbeatAndDown(t *testing.T) {
 		})
 		return n == 2
 	})
-	if w := e.raft.count() - before; w != 1 {
+	if w := e.raft.Writes() - before; w != 1 {
 		t.Errorf("two nodes down took %d writes, want 1", w)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -18,7 +19,7 @@ import (
 // nodes n1..n5, and a running dispatcher.
 func gossipEnv(t *testing.T) (*env, func() *Dispatcher) {
 	st := state.New()
-	e := &env{t: t, st: st, raft: &fakeRaft{st: st}}
+	e := &env{t: t, st: st, raft: statetest.NewRaft(st)}
 	e.write(func(tx *state.Tx) error {
 		if err := tx.CreateCluster(&objectv1.Cluster{Id: "c1", Spec: &objectv1.ClusterSpec{}}); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -40,7 +41,7 @@ func startRun(t *testing.T, e *env, p Presence) (*Dispatcher, <-chan error, cont
 // store written through a fake Raft.
 func storeEnv(t *testing.T) *env {
 	st := state.New()
-	e := &env{t: t, st: st, raft: &fakeRaft{st: st}}
+	e := &env{t: t, st: st, raft: statetest.NewRaft(st)}
 	e.write(func(tx *state.Tx) error {
 		for _, id := range []string{"n1", "n2"} {
 			if err := tx.CreateNode(&objectv1.Node{Id: id, Role: objectv1.NodeRole_NODE_ROLE_WORKER,

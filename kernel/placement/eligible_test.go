@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
 )
@@ -139,7 +140,7 @@ func TestCommitRefusesNodeNoLongerEligible(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := state.New()
-			r := &fakeRaft{st: st}
+			r := statetest.NewRaft(st)
 			write := func(fn func(tx *state.Tx) error) {
 				t.Helper()
 				if err := r.Update(context.Background(), fn); err != nil {

@@ -15,29 +15,13 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/state/statetest"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	raftv1 "github.com/shoalhq/shoal/sdk/proto/shoal/raft/v1"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
 	"github.com/shoalhq/shoal/sdk/scheduler"
 )
-
-type fakeRaft struct {
-	mu    sync.Mutex
-	st    *state.Store
-	index uint64
-}
-
-func (r *fakeRaft) Update(_ context.Context, fn func(tx *state.Tx) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	txn, err := r.st.Prepare(time.Now(), fn)
-	if err != nil || txn == nil {
-		return err
-	}
-	r.index++
-	return r.st.Apply(r.index, &raftv1.Command{Transactions: []*raftv1.Transaction{txn}})[0]
-}
 
 // fakePlugin hands out a scheduler that a test can swap or break.
 type fakePlugin struct {
@@ -98,13 +82,13 @@ func (p *fakePlugin) firstFit() scheduler.Scheduler {
 type env struct {
 	t      *testing.T
 	st     *state.Store
-	raft   *fakeRaft
+	raft   *statetest.Raft
 	plugin *fakePlugin
 }
 
 func newEnv(t *testing.T) *env {
 	st := state.New()
-	e := &env{t: t, st: st, raft: &fakeRaft{st: st}, plugin: &fakePlugin{}}
+	e := &env{t: t, st: st, raft: statetest.NewRaft(st), plugin: &fakePlugin{}}
 	e.plugin.s = e.plugin.firstFit()
 	e.write(func(tx *state.Tx) error {
 		for i, ok := range []string{"no", "yes", "yes"} {
