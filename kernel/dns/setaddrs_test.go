@@ -17,8 +17,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
+	"github.com/shoalhq/shoal/kernel/netnstest"
 	"github.com/shoalhq/shoal/sdk"
 )
 
@@ -504,7 +504,7 @@ func TestSetAddrsFreebind(t *testing.T) {
 	s, _ := runServer(t, ix, Config{Upstream: noUpstream})
 
 	// Without IP_FREEBIND the address does not bind.
-	if err := ns.do(func() error {
+	if err := ns.Do(func() error {
 		pc, err := net.ListenPacket("udp", addr)
 		if err == nil {
 			pc.Close()
@@ -515,7 +515,7 @@ func TestSetAddrsFreebind(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := ns.do(func() error { return s.SetAddrs([]string{addr}) }); err != nil {
+	if err := ns.Do(func() error { return s.SetAddrs([]string{addr}) }); err != nil {
 		t.Fatalf("SetAddrs before the address is up: %v", err)
 	}
 	if got := s.Addrs(); !slices.Equal(got, []string{addr}) {
@@ -523,7 +523,7 @@ func TestSetAddrsFreebind(t *testing.T) {
 	}
 
 	query := func(network string) error {
-		return ns.do(func() error {
+		return ns.Do(func() error {
 			r, err := exchangeAt(addr, gateway, network, new(dns.Msg).SetQuestion("web.", dns.TypeA))
 			if err != nil {
 				return err
@@ -557,62 +557,17 @@ func TestSetAddrsFreebind(t *testing.T) {
 	}
 }
 
-// testNS is a network namespace of the test, as kernel/lb's tests make
-// them: held by an open handle, gone when it is closed.
+// testNS is a network namespace of the test and a netlink handle in it.
 type testNS struct {
-	h  netns.NsHandle
+	*netnstest.NS
 	nl *netlink.Handle
 }
 
 // newNS makes an empty namespace with lo up, removed when the test ends.
 func newNS(t testing.TB) *testNS {
 	t.Helper()
-	type res struct {
-		h   netns.NsHandle
-		err error
-	}
-	c := make(chan res, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, so that no
-		// other goroutine runs in the new namespace.
-		runtime.LockOSThread()
-		h, err := netns.New()
-		c <- res{h, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		t.Fatalf("new network namespace: %v", r.err)
-	}
-	t.Cleanup(func() { r.h.Close() })
-	nl, err := netlink.NewHandleAt(r.h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nl.Close)
-	lo, err := nl.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nl.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return &testNS{h: r.h, nl: nl}
-}
-
-// do runs f on a thread inside the namespace: the sockets it opens are
-// the namespace's.
-func (ns *testNS) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine.
-		runtime.LockOSThread()
-		if err := netns.Set(ns.h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	ns := netnstest.NewNS(t)
+	return &testNS{NS: ns, nl: ns.Netlink(t)}
 }
 
 // addr adds ip/32 to lo, or removes it.

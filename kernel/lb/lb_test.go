@@ -82,7 +82,7 @@ func newLab(t *testing.T) *lab {
 	}
 	l.client = task(t, l.node, "br0", "tc", netip.MustParseAddr("10.200.3.20"), gwN)
 
-	b, err := New(Config{NetNS: l.node.path()}, nil)
+	b, err := New(Config{NetNS: l.node.Path()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,11 +388,11 @@ func TestAllPorts(t *testing.T) {
 // out would reach it ("leaked") instead of being refused.
 func (l *lab) leakTrap(t *testing.T, vip string) {
 	t.Helper()
-	lo, err := l.remote.handle(t).LinkByName("lo")
+	lo, err := l.remote.Netlink(t).LinkByName("lo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addAddr(t, l.remote.handle(t), lo, netip.MustParsePrefix(vip+"/32"))
+	addAddr(t, l.remote.Netlink(t), lo, netip.MustParsePrefix(vip+"/32"))
 	backend(t, l.remote, "leaked", "tcp", vip+":6379")
 	backend(t, l.remote, "leaked", "udp", vip+":6379")
 }
@@ -404,7 +404,7 @@ func spreadFromLoopback(t *testing.T, ns *testNS, addr string, n int) (map[strin
 	got, clients := map[string]int{}, map[string]map[string]bool{}
 	for i := range n {
 		var line string
-		if err := ns.do(func() error {
+		if err := ns.Do(func() error {
 			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
 			c, err := d.Dial("tcp", addr)
 			if err != nil {
@@ -526,7 +526,7 @@ func TestClose(t *testing.T) {
 		ns.sysctl(t, "net.ipv4.conf.all.route_localnet", "0")
 		before = "0"
 	}
-	b, err := New(Config{NetNS: ns.path(), Table: "shoal-close"}, nil)
+	b, err := New(Config{NetNS: ns.Path(), Table: "shoal-close"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +539,7 @@ func TestClose(t *testing.T) {
 		}
 	}
 	tables := func() []string {
-		c, err := nftables.New(nftables.WithNetNSFd(int(ns.h)))
+		c, err := nftables.New(nftables.WithNetNSFd(int(ns.Handle)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -582,7 +582,7 @@ func TestClose(t *testing.T) {
 func TestLargeSync(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t, "node")
-	b, err := New(Config{NetNS: ns.path()}, nil)
+	b, err := New(Config{NetNS: ns.Path()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -625,7 +625,7 @@ func BenchmarkSync1000BackendsAllPorts(b *testing.B) {
 func benchSync(b *testing.B, states [2][]Service) {
 	requireRoot(b)
 	ns := newNS(b, "node")
-	lb, err := New(Config{NetNS: ns.path()}, nil)
+	lb, err := New(Config{NetNS: ns.Path()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+
+	"github.com/shoalhq/shoal/kernel/netnstest"
 )
 
 // requireRoot skips a test that cannot make network namespaces.
@@ -24,78 +24,23 @@ func requireRoot(t testing.TB) {
 	}
 }
 
-// testNS is a network namespace of the test, held by an open handle: it
-// has no name and no mount, and it is gone when the handle is closed.
+// testNS is a network namespace of the test, with a name for messages.
 type testNS struct {
+	*netnstest.NS
 	name string
-	h    netns.NsHandle
 }
 
 // newNS makes an empty namespace with lo up. It is removed when the test
 // ends.
 func newNS(t testing.TB, name string) *testNS {
 	t.Helper()
-	type res struct {
-		h   netns.NsHandle
-		err error
-	}
-	c := make(chan res, 1)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, so no other
-		// goroutine runs in the new namespace.
-		runtime.LockOSThread()
-		h, err := netns.New()
-		c <- res{h, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		t.Fatalf("new netns %s: %v", name, r.err)
-	}
-	ns := &testNS{name: name, h: r.h}
-	t.Cleanup(func() { ns.h.Close() })
-	h := ns.handle(t)
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.LinkSetUp(lo); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
-// path names the namespace for this process (netns.GetFromPath).
-func (ns *testNS) path() string { return fmt.Sprintf("/proc/self/fd/%d", int(ns.h)) }
-
-// handle is a netlink handle inside the namespace.
-func (ns *testNS) handle(t testing.TB) *netlink.Handle {
-	t.Helper()
-	h, err := netlink.NewHandleAt(ns.h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// do runs f on a thread inside the namespace.
-func (ns *testNS) do(f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := netns.Set(ns.h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return &testNS{NS: netnstest.NewNS(t), name: name}
 }
 
 // sysctl sets a /proc/sys/net value inside the namespace.
 func (ns *testNS) sysctl(t testing.TB, key, value string) {
 	t.Helper()
-	if err := ns.do(func() error {
+	if err := ns.Do(func() error {
 		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
 	}); err != nil {
 		t.Fatalf("%s: sysctl %s=%s: %v", ns.name, key, value, err)
@@ -105,7 +50,7 @@ func (ns *testNS) sysctl(t testing.TB, key, value string) {
 func (ns *testNS) readSysctl(t testing.TB, key string) string {
 	t.Helper()
 	var v []byte
-	if err := ns.do(func() (err error) {
+	if err := ns.Do(func() (err error) {
 		v, err = os.ReadFile("/proc/sys/" + strings.ReplaceAll(key, ".", "/"))
 		return err
 	}); err != nil {
@@ -116,7 +61,7 @@ func (ns *testNS) readSysctl(t testing.TB, key string) string {
 
 // run runs a command inside the namespace (nft, to show the table).
 func (ns *testNS) run(args ...string) (string, error) {
-	out, err := exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(ns.h))}, args...)...).CombinedOutput()
+	out, err := exec.Command("nsenter", append([]string{fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), int(ns.Handle))}, args...)...).CombinedOutput()
 	return string(out), err
 }
 
@@ -124,8 +69,8 @@ func (ns *testNS) run(args ...string) (string, error) {
 // with its address (a prefix; invalid for none) and up.
 func link(t testing.TB, a *testNS, devA string, addrA netip.Prefix, b *testNS, devB string, addrB netip.Prefix) {
 	t.Helper()
-	ha, hb := a.handle(t), b.handle(t)
-	if err := ha.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: devA}, PeerName: devB, PeerNamespace: netlink.NsFd(int(b.h))}); err != nil {
+	ha, hb := a.Netlink(t), b.Netlink(t)
+	if err := ha.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: devA}, PeerName: devB, PeerNamespace: netlink.NsFd(int(b.Handle))}); err != nil {
 		t.Fatalf("veth %s/%s: %v", devA, devB, err)
 	}
 	for _, x := range []struct {
@@ -168,7 +113,7 @@ func route(t testing.TB, ns *testNS, dst string, gw netip.Addr) {
 		}
 		r.Dst = n
 	}
-	if err := ns.handle(t).RouteAdd(r); err != nil {
+	if err := ns.Netlink(t).RouteAdd(r); err != nil {
 		t.Fatalf("%s: route %s via %s: %v", ns.name, dst, gw, err)
 	}
 }
@@ -176,7 +121,7 @@ func route(t testing.TB, ns *testNS, dst string, gw netip.Addr) {
 // bridge makes a bridge with addr in ns.
 func bridge(t testing.TB, ns *testNS, name string, addr netip.Prefix) {
 	t.Helper()
-	h := ns.handle(t)
+	h := ns.Netlink(t)
 	if err := h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}); err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +142,7 @@ func task(t testing.TB, node *testNS, br, name string, addr, gw netip.Addr) *tes
 	ns := newNS(t, name)
 	host := "v" + name
 	link(t, node, host, netip.Prefix{}, ns, "eth0", netip.PrefixFrom(addr, 24))
-	h := node.handle(t)
+	h := node.Netlink(t)
 	l, err := h.LinkByName(host)
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +165,7 @@ func backend(t testing.TB, ns *testNS, name, network, addr string) {
 	t.Helper()
 	if network == "udp" {
 		var pc net.PacketConn
-		if err := ns.do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
+		if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
 			t.Fatalf("%s: listen %s: %v", name, addr, err)
 		}
 		t.Cleanup(func() { pc.Close() })
@@ -238,31 +183,22 @@ func backend(t testing.TB, ns *testNS, name, network, addr string) {
 		return
 	}
 	var ln net.Listener
-	if err := ns.do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
+	if err := ns.Do(func() (err error) { ln, err = net.Listen(network, addr); return err }); err != nil {
 		t.Fatalf("%s: listen %s: %v", name, addr, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	netnstest.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		if _, err := c.Write([]byte(name + " " + host + "\n")); err != nil {
+			return
+		}
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if _, err := c.Write([]byte(name + "\n")); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-				if _, err := c.Write([]byte(name + " " + host + "\n")); err != nil {
-					return
-				}
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := c.Write([]byte(name + "\n")); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 }
 
 // reply is what a backend answered: its name and the client it saw.
@@ -272,7 +208,7 @@ type reply struct{ backend, client string }
 // the connection, open, when keep is set.
 func dial(ns *testNS, network, addr string, keep bool) (reply, net.Conn, error) {
 	var c net.Conn
-	if err := ns.do(func() (err error) {
+	if err := ns.Do(func() (err error) {
 		c, err = net.DialTimeout(network, addr, 5*time.Second)
 		return err
 	}); err != nil {

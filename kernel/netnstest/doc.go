@@ -24,4 +24,9 @@
 // run under nsenter (network namespace only), so their mounts (containers'
 // root filesystems, the tasks' namespace files) are in the host's mount
 // namespace, under the test's directory, where the cleanup finds them.
+//
+// Its non-test code is the namespace kit that the kernel packages' own
+// tests share (kernel/dns, kernel/lb, kernel/tasknet): NewNS, an anonymous
+// namespace held by a handle; Do and DoAt, to run code inside one; Serve,
+// an accept loop that ends with the test.
 package netnstest

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/kernel/netnstest"
 	"github.com/shoalhq/shoal/sdk/netattach"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -395,48 +395,18 @@ func (n *testNode) handle(t testing.TB) *netlink.Handle {
 	return h
 }
 
-// inNetns runs f on a thread inside the namespace at path. The thread is
-// never given back to the runtime: it ends with its goroutine.
-func inNetns(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		h, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer h.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- err
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
-}
-
 // serveIn listens on addr inside the namespace at nsPath until the test
 // ends, and hands each connection to handle in a goroutine of its own.
 func serveIn(t testing.TB, nsPath, network, addr string, handle func(net.Conn)) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNetns(nsPath, func() (err error) {
+	if err := netnstest.DoAt(nsPath, func() (err error) {
 		ln, err = net.Listen(network, addr)
 		return err
 	}); err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, nsPath, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go handle(c)
-		}
-	}()
+	netnstest.Serve(t, ln, handle)
 }
 
 // echoServer listens on addr inside a namespace and answers every
@@ -454,7 +424,7 @@ func echoServer(t testing.TB, nsPath, network, addr string) {
 // server saw as the client's address.
 func dialFrom(nsPath, addr string) (string, error) {
 	var c net.Conn
-	if err := inNetns(nsPath, func() (err error) {
+	if err := netnstest.DoAt(nsPath, func() (err error) {
 		c, err = net.DialTimeout("tcp", addr, 3*time.Second)
 		return err
 	}); err != nil {

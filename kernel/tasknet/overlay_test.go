@@ -16,6 +16,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"github.com/shoalhq/shoal/kernel/netnstest"
 	"github.com/shoalhq/shoal/sdk/hostnet"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -565,7 +566,7 @@ func bulkServer(t testing.TB, nsPath, addr string) {
 // that n bytes of the pattern come back.
 func bulk(nsPath, addr string, n int64) error {
 	var c net.Conn
-	if err := inNetns(nsPath, func() (err error) {
+	if err := netnstest.DoAt(nsPath, func() (err error) {
 		c, err = net.DialTimeout("tcp", addr, 10*time.Second)
 		return err
 	}); err != nil {
