@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/internal/ps"
 	"github.com/shoalhq/shoal/kernel/pluginhost"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/kernel/state/statetest"
@@ -462,28 +462,10 @@ func TestPluginCrashNeverHandsOutAnAddressTwice(t *testing.T) {
 
 // childPid returns the PID of this process's child named name, or 0.
 func childPid(name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || end < 0 {
-			continue
-		}
-		fields := strings.Fields(s[end+1:])
-		if len(fields) < 2 {
-			continue
-		}
+	for _, p := range ps.List() {
 		// A killed child stays a zombie until reaped: skip those.
-		if ppid, _ := strconv.Atoi(fields[1]); ppid == os.Getpid() && s[open+1:end] == name && fields[0] != "Z" {
-			return pid
+		if p.PPID == os.Getpid() && p.Comm == name && !p.Zombie() {
+			return p.PID
 		}
 	}
 	return 0

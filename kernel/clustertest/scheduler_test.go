@@ -3,43 +3,22 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/shoalhq/shoal/internal/ps"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
 
-// childPid finds the child process of parent whose command is name.
+// childPid finds the child process of parent whose command is name (or
+// starts with the kernel's 15-byte command name cut from it).
 func childPid(parent int, name string) int {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(stat)
-		open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || close < 0 {
-			continue
-		}
-		fields := strings.Fields(s[close+1:])
-		if len(fields) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		if ppid == parent && strings.HasPrefix(name, s[open+1:close]) {
-			return pid
+	for _, p := range ps.List() {
+		if p.PPID == parent && strings.HasPrefix(name, p.Comm) {
+			return p.PID
 		}
 	}
 	return 0

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+
+	"github.com/shoalhq/shoal/internal/ps"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -153,25 +154,10 @@ func TestSupervisorRestartsAndStops(t *testing.T) {
 // pidOf returns the pid of the containerd started with config, or 0.
 func pidOf(t *testing.T, config string) int {
 	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if bytes.Contains(cmdline, []byte("--config\x00"+config+"\x00")) {
-			stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue // a zombie not yet reaped
-			}
-			return pid
+	for _, p := range ps.List() {
+		// A zombie is one not yet reaped.
+		if bytes.Contains(p.Cmdline, []byte("--config\x00"+config+"\x00")) && !p.Zombie() {
+			return p.PID
 		}
 	}
 	return 0

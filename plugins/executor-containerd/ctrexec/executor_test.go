@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoalhq/shoal/internal/ps"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -617,22 +617,9 @@ func TestContainerdRestart(t *testing.T) {
 func containerdPid(t *testing.T, address string) int {
 	t.Helper()
 	config := []byte("--config\x00" + filepath.Join(filepath.Dir(address), "config.toml") + "\x00")
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, en := range entries {
-		pid, err := strconv.Atoi(en.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", en.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, config) {
-			stat, _ := os.ReadFile(filepath.Join("/proc", en.Name(), "stat"))
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-			return pid
+	for _, p := range ps.List() {
+		if bytes.Contains(p.Cmdline, config) && !p.Zombie() {
+			return p.PID
 		}
 	}
 	return 0
