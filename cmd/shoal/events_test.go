@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shoalhq/shoal/internal/logbuf"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 )
 
@@ -153,7 +154,7 @@ func TestEventsFollowInterrupted(t *testing.T) {
 	f := &fakeEvents{events: testEvents[:1], follow: true}
 	host := f.serve(t)
 	c := newTestCLI()
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	c.out, c.errOut = out, &bytes.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shoalhq/shoal/internal/logbuf"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 )
@@ -200,24 +200,6 @@ func TestLogsErrors(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe to read while the CLI writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestLogsFollowPrintsAsLinesCome: --follow prints each response as it
 // comes, the tail first, while the stream stays open, and an interrupt
 // (the context's end) exits 0.
@@ -227,7 +209,7 @@ func TestLogsFollowPrintsAsLinesCome(t *testing.T) {
 	f.then = make(chan *controlv1.TaskLogsResponse)
 	host := f.serve(t)
 	c := newTestCLI()
-	var out, errOut syncBuffer
+	var out, errOut logbuf.Buffer
 	c.out, c.errOut = &out, &errOut
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalhq/shoal/internal/logbuf"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 )
@@ -26,7 +27,7 @@ func (m *Manager) startWith(args ...string) error {
 	if m.cmd != nil {
 		return errors.New("already running")
 	}
-	m.log = &syncBuffer{}
+	m.log = &logbuf.Buffer{}
 	cmd := exec.Command(m.bin, append([]string{"agent", "--config", m.config}, args...)...)
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log

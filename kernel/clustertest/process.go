@@ -4,7 +4,6 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/shoalhq/shoal/internal/logbuf"
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/kernel/controlapi"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
@@ -115,26 +116,7 @@ type Manager struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer the process's output copier writes while
-// tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log  *logbuf.Buffer
 }
 
 // Cluster is a set of manager processes.
@@ -231,7 +213,7 @@ func (m *Manager) Start() error {
 	if m.cmd != nil {
 		return errors.New("already running")
 	}
-	m.log = &syncBuffer{}
+	m.log = &logbuf.Buffer{}
 	cmd := exec.Command(m.bin, "agent", "--config", m.config)
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log
@@ -453,16 +435,9 @@ func (c *Cluster) WaitManagers(tb testing.TB, n int, timeout time.Duration) {
 
 func (c *Cluster) eventually(tb testing.TB, timeout time.Duration, fn func(ctx context.Context) error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = fn(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	err := retry.Until(timeout, 5*time.Second, fn)
+	if err == nil {
+		return
 	}
 	for _, m := range c.Managers {
 		tb.Logf("---- %s log (tail) ----\n%s", m.Name, tail(m.Log(), 3000))

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/shoalhq/shoal/internal/logbuf"
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/internal/testimage"
 	"github.com/shoalhq/shoal/kernel/clustertest"
 	"github.com/shoalhq/shoal/kernel/containerd"
@@ -108,8 +110,8 @@ type node struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *logBuffer // the current process's output
-	logs []string   // earlier processes' output
+	log  *logbuf.Buffer // the current process's output
+	logs []string       // earlier processes' output
 }
 
 // startNode starts a one-node cluster, waits until its worker is ready and
@@ -185,7 +187,7 @@ func (n *node) start() {
 	if n.log != nil {
 		n.logs = append(n.logs, n.log.String())
 	}
-	n.log = &logBuffer{}
+	n.log = &logbuf.Buffer{}
 	cmd := exec.Command(n.bin, "agent", "--config", n.config)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	// The agent dies with the test binary; its containers would not.
@@ -511,39 +513,9 @@ func summary(tasks []*objectv1.Task) string {
 // eventually retries fn until it returns nil, failing tb after timeout.
 func eventually(tb testing.TB, timeout time.Duration, fn func(ctx context.Context) error) {
 	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = fn(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := retry.Until(timeout, 10*time.Second, fn); err != nil {
+		tb.Fatalf("not within %s: %v", timeout, err)
 	}
-	tb.Fatalf("not within %s: %v", timeout, err)
-}
-
-// logBuffer collects a process's output while tests read it.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	if b == nil {
-		return ""
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func tail(s string, n int) string {

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/kernel/clustertest"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/netattach"
@@ -239,23 +240,14 @@ func (l *lab) client(socket string) controlv1.ControlClient {
 	return controlv1.NewControlClient(conn)
 }
 
-// eventually retries fn every 100ms until it returns nil, failing the test
-// with the agents' logs after limit.
+// eventually retries fn until it returns nil, failing the test with the
+// agents' logs after limit.
 func (l *lab) eventually(limit time.Duration, what string, fn func(ctx context.Context) error) {
 	l.t.Helper()
-	deadline := time.Now().Add(limit)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = fn(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := retry.Until(limit, 5*time.Second, fn); err != nil {
+		l.dumpLogs()
+		l.t.Fatalf("%s: not within %s: %v", what, limit, sdk.FromGRPC(err))
 	}
-	l.dumpLogs()
-	l.t.Fatalf("%s: not within %s: %v", what, limit, sdk.FromGRPC(err))
 }
 
 // dumpLogs prints the tail of every agent's log.

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/kernel/clustertest"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -112,18 +113,9 @@ func runNode(t *testing.T, cfg config.Config) controlv1.ControlClient {
 // eventually retries fn until it returns nil, failing the test after 45s.
 func eventually(t *testing.T, fn func(ctx context.Context) error) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = fn(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := retry.Until(45*time.Second, 5*time.Second, fn); err != nil {
+		t.Fatalf("not within 45s: %v", err)
 	}
-	t.Fatalf("not within 45s: %v", err)
 }
 
 // TestManagerRunsItsOwnWorker: a manager node runs a worker beside its
