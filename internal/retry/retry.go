@@ -1,6 +1,8 @@
-// Package retry calls a function again until it succeeds or time runs out:
-// how tests wait for processes and clusters to converge, through calls
-// (RPCs) that each get a deadline of their own.
+// Package retry waits between attempts: Sleep, a pause that the end of a
+// context cuts short, and Until, which calls a function again until it
+// succeeds or time runs out (how tests wait for processes and clusters to
+// converge, through calls that each get a deadline of their own). The
+// delays themselves (backoff, jitter) are each caller's policy.
 package retry
 
 import (
@@ -27,5 +29,21 @@ func Until(timeout, perCall time.Duration, fn func(ctx context.Context) error) e
 			return err
 		}
 		time.Sleep(interval)
+	}
+}
+
+// Sleep waits for d or until ctx ends, and reports whether it waited; a d
+// of zero or less does not wait, and reports whether ctx is still live.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -30,3 +30,20 @@ func TestUntilTimesOut(t *testing.T) {
 		t.Errorf("Until(never succeeds) = %v, want the last error %v", err, last)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	if !Sleep(t.Context(), time.Millisecond) {
+		t.Error("Sleep(live ctx, 1ms) = false, want true")
+	}
+	if !Sleep(t.Context(), 0) {
+		t.Error("Sleep(live ctx, 0) = false, want true")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Error("Sleep(ended ctx, 1h) = true, want false")
+	}
+	if Sleep(ctx, 0) {
+		t.Error("Sleep(ended ctx, 0) = true, want false")
+	}
+}

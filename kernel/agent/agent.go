@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/kernel/ca"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -247,7 +248,7 @@ func (a *Agent) listExecutor(ctx context.Context) ([]executor.TaskInfo, bool) {
 		}
 		wait := bo.next()
 		a.log.Warn("cannot list the executor's tasks", "error", err, "retry_in", wait)
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil, false
 		}
 	}

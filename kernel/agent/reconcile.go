@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -366,7 +367,7 @@ func (w *taskWorker) retry(ctx context.Context, op string, err error) stepResult
 	wait := b.next()
 	w.failures = b.failures
 	w.set.log.Warn("executor call failed", "task_id", w.id, "op", op, "error", err, "retry_in", wait)
-	sleep(ctx, wait)
+	retry.Sleep(ctx, wait)
 	return stepMore
 }
 

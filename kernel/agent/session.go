@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/sdk"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
 )
@@ -73,7 +74,7 @@ func (a *Agent) connectLoop(ctx context.Context) error {
 		} else {
 			a.log.Warn("cannot open a session with manager", "manager", addr, "error", err, "retry_in", wait)
 		}
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -245,19 +246,4 @@ func (s *sender) report(r *workerv1.StatusReport) error {
 		return fmt.Errorf("send status report: %w", err)
 	}
 	return nil
-}
-
-// sleep waits for d or until ctx ends, and reports whether it waited.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

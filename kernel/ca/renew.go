@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/sdk"
 	cav1 "github.com/shoalhq/shoal/sdk/proto/shoal/ca/v1"
 )
@@ -50,7 +51,7 @@ func NewRenewer(id *Identity, client func(ctx context.Context) (cav1.NodeCAClien
 // cluster, or its certificate expired (it must join again).
 func (r *Renewer) Run(ctx context.Context) error {
 	for {
-		if !sleep(ctx, time.Until(renewalTime(r.id.validity()))) {
+		if !retry.Sleep(ctx, time.Until(renewalTime(r.id.validity()))) {
 			return nil
 		}
 		backoff := renewMinBackoff
@@ -71,7 +72,7 @@ func (r *Renewer) Run(ctx context.Context) error {
 			}
 			wait := backoff/2 + rand.N(backoff/2+1)
 			r.logger.Warn("certificate renewal failed", "node_id", r.id.NodeID(), "error", err, "retry_in", wait)
-			if !sleep(ctx, wait) {
+			if !retry.Sleep(ctx, wait) {
 				return nil
 			}
 			backoff = min(2*backoff, renewMaxBackoff)
@@ -128,19 +129,4 @@ func renewalTime(notBefore, notAfter time.Time) time.Time {
 func (id *Identity) validity() (notBefore, notAfter time.Time) {
 	leaf := id.current().Leaf
 	return leaf.NotBefore, leaf.NotAfter
-}
-
-// sleep waits for d or until ctx is done, and reports whether it waited.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

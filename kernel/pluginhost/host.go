@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/shoalhq/shoal/internal/retry"
 	"github.com/shoalhq/shoal/kernel/hclogslog"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -188,7 +189,7 @@ func (h *Host[T]) Run(ctx context.Context) error {
 	backoff := h.timing.minBackoff
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			if !sleep(ctx, backoff) {
+			if !retry.Sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(2*backoff, h.timing.maxBackoff)
@@ -391,16 +392,4 @@ func qualify(kind string, err error) error {
 		out[i] = f
 	}
 	return out
-}
-
-// sleep waits for d or the end of ctx, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
