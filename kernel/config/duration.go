@@ -31,12 +31,14 @@ func (d *Duration) UnmarshalText(text []byte) error {
 // MarshalText writes the duration in the shortest form ParseDuration reads
 // back: "2160h" rather than "2160h0m0s".
 func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(formatDuration(d.Duration)), nil
+	return []byte(FormatDuration(d.Duration)), nil
 }
 
-// formatDuration is d.String() without zero minutes and seconds after a
-// larger unit: 5m0s → 5m, 1h0m0s → 1h, 1h0m30s stays.
-func formatDuration(d time.Duration) string {
+// FormatDuration is d.String() without zero minutes and seconds after a
+// larger unit: 5m0s → 5m, 1h0m0s → 1h, 1h0m30s stays. It is how durations
+// are written in config files and in messages about them, here and in the
+// control API's validation of cluster settings.
+func FormatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -48,3 +48,25 @@ func TestDurationInvalid(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatDuration(t *testing.T) {
+	tests := []struct {
+		in   time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{time.Second, "1s"},
+		{90 * time.Second, "1m30s"},
+		{time.Minute, "1m"},
+		{time.Hour, "1h"},
+		{time.Hour + time.Minute, "1h1m"},
+		{time.Hour + time.Second, "1h0m1s"},
+		{-time.Hour, "-1h"},
+		{1500 * time.Millisecond, "1.5s"},
+	}
+	for _, tt := range tests {
+		if got := FormatDuration(tt.in); got != tt.want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -177,12 +177,12 @@ func (c *Config) validateRaft(fe *sdk.FieldErrors) {
 	if between(fe, "raft.election_timeout", r.ElectionTimeout.Duration, minRaftTimeout, maxRaftTimeout) &&
 		r.ElectionTimeout.Duration < r.HeartbeatTimeout.Duration {
 		fe.Add("raft.election_timeout", "must be at least raft.heartbeat_timeout (%s), got %s",
-			formatDuration(r.HeartbeatTimeout.Duration), formatDuration(r.ElectionTimeout.Duration))
+			FormatDuration(r.HeartbeatTimeout.Duration), FormatDuration(r.ElectionTimeout.Duration))
 	}
 	if between(fe, "raft.leader_lease_timeout", r.LeaderLeaseTimeout.Duration, minRaftTimeout, maxRaftTimeout) &&
 		r.LeaderLeaseTimeout.Duration > r.HeartbeatTimeout.Duration {
 		fe.Add("raft.leader_lease_timeout", "must be at most raft.heartbeat_timeout (%s), got %s",
-			formatDuration(r.HeartbeatTimeout.Duration), formatDuration(r.LeaderLeaseTimeout.Duration))
+			FormatDuration(r.HeartbeatTimeout.Duration), FormatDuration(r.LeaderLeaseTimeout.Duration))
 	}
 	between(fe, "raft.commit_timeout", r.CommitTimeout.Duration, minCommitTimeout, maxCommitTimeout)
 	if r.SnapshotThreshold < 1 {
@@ -290,7 +290,7 @@ const NoExecutor = "none"
 // bounds.
 func between(fe *sdk.FieldErrors, field string, d, lo, hi time.Duration) bool {
 	if d < lo || d > hi {
-		fe.Add(field, "must be between %s and %s, got %s", formatDuration(lo), formatDuration(hi), formatDuration(d))
+		fe.Add(field, "must be between %s and %s, got %s", FormatDuration(lo), FormatDuration(hi), FormatDuration(d))
 		return false
 	}
 	return true

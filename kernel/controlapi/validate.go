@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	"github.com/shoalhq/shoal/sdk/scheduler"
@@ -556,7 +557,7 @@ func validateDuration(fe *sdk.FieldErrors, field string, d *durationpb.Duration)
 		return
 	}
 	if v := d.AsDuration(); v < 0 {
-		fe.Add(field, "must be at least 0s, got %s", formatDuration(v))
+		fe.Add(field, "must be at least 0s, got %s", config.FormatDuration(v))
 	}
 }
 
@@ -572,20 +573,8 @@ func validateDurationRange(fe *sdk.FieldErrors, field string, d *durationpb.Dura
 	// AsDuration saturates a duration beyond ±292 years, which stays out of
 	// range; nil is zero.
 	if v := d.AsDuration(); v < lo || v > hi {
-		fe.Add(field, "must be between %s and %s, got %s", formatDuration(lo), formatDuration(hi), formatDuration(v))
+		fe.Add(field, "must be between %s and %s, got %s", config.FormatDuration(lo), config.FormatDuration(hi), config.FormatDuration(v))
 	}
-}
-
-// formatDuration prints d without trailing zero units: "1h", not "1h0m0s".
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // quote quotes s for a message, shortened to maxQuoted bytes so that a huge
