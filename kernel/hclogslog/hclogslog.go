@@ -5,6 +5,8 @@
 // line through slog at the same level, with the line's fields as attributes.
 // Going through hclog's own JSON output keeps every hclog feature (Named,
 // With, implied arguments) working without reimplementing its interface.
+// LineWriter, the line splitter under it, serves any other line-oriented
+// output the kernel logs (a plugin's stdout and stderr).
 package hclogslog
 
 import (
@@ -32,7 +34,7 @@ func New(logger *slog.Logger, name string) hclog.Logger {
 		Name:       name,
 		Level:      levelOf(logger),
 		JSONFormat: true,
-		Output:     &slogWriter{logger: logger},
+		Output:     newSlogWriter(logger),
 	})
 }
 
@@ -55,38 +57,64 @@ func levelOf(logger *slog.Logger) hclog.Level {
 	return hclog.Off
 }
 
-// slogWriter re-emits the JSON lines hclog writes as slog records. hclog
-// writes whole lines, but the writer does not rely on it: a partial line
-// waits for the rest.
-type slogWriter struct {
-	logger *slog.Logger
+// LineWriter hands each line written to it to emit, without its line end
+// ("\n" or "\r\n"), and skips empty lines. A line may come in pieces over
+// several Writes: a partial line waits for the rest, up to MaxLine bytes,
+// and is then handed on as it is, so that output without line ends cannot
+// hold memory without bound. The kernel uses it for every line-oriented
+// output it logs: hclog's JSON lines here, a plugin's stdout and stderr in
+// kernel/pluginhost.
+type LineWriter struct {
+	emit func(line []byte)
 
+	// mu guards buf, the partial line.
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (w *slogWriter) Write(p []byte) (int, error) {
+// MaxLine bounds a partial line held while waiting for its end.
+const MaxLine = 64 << 10
+
+// NewLineWriter returns a LineWriter that hands lines to emit, one at a
+// time, in order. emit must not keep line: its bytes are reused.
+func NewLineWriter(emit func(line []byte)) *LineWriter {
+	return &LineWriter{emit: emit}
+}
+
+func (w *LineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(p)
 	for {
 		line, err := w.buf.ReadBytes('\n')
 		if err != nil {
-			// Keep the partial line for the next Write.
-			w.buf.Write(line)
-			break
+			// Keep a partial line for the next Write, up to MaxLine.
+			if len(line) >= MaxLine {
+				w.emit(line)
+			} else {
+				w.buf.Write(line)
+			}
+			return len(p), nil
 		}
-		w.emit(line)
+		if line = bytes.TrimRight(line, "\r\n"); len(line) > 0 {
+			w.emit(line)
+		}
 	}
-	return len(p), nil
+}
+
+// newSlogWriter returns the writer that re-emits the JSON lines hclog
+// writes as records of logger. hclog writes whole lines, but the writer
+// does not rely on it (see LineWriter).
+func newSlogWriter(logger *slog.Logger) *LineWriter {
+	return NewLineWriter(func(line []byte) { emit(logger, line) })
 }
 
 // emit logs one line: a JSON hclog line at its level with its fields, any
 // other line verbatim at Info.
-func (w *slogWriter) emit(line []byte) {
+func emit(logger *slog.Logger, line []byte) {
 	var fields map[string]any
 	if err := json.Unmarshal(line, &fields); err != nil {
-		w.logger.Info(strings.TrimSpace(string(line)))
+		logger.Info(strings.TrimSpace(string(line)))
 		return
 	}
 	level := slog.LevelInfo
@@ -112,5 +140,5 @@ func (w *slogWriter) emit(line []byte) {
 	// Map iteration order is random; sort so that the same line always
 	// logs the same way.
 	slices.SortFunc(attrs, func(a, b slog.Attr) int { return strings.Compare(a.Key, b.Key) })
-	w.logger.LogAttrs(context.Background(), level, msg, attrs...)
+	logger.LogAttrs(context.Background(), level, msg, attrs...)
 }

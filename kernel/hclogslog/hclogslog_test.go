@@ -136,7 +136,7 @@ func TestSlogWriter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := &recorder{min: slog.LevelDebug}
-			w := &slogWriter{logger: slog.New(rec)}
+			w := newSlogWriter(slog.New(rec))
 			for _, s := range tt.writes {
 				if n, err := w.Write([]byte(s)); n != len(s) || err != nil {
 					t.Fatalf("Write(%q) = %d, %v, want %d, nil", s, n, err, len(s))

@@ -76,8 +76,8 @@ func (h *Host[T]) launch(ctx context.Context) (*instance, error) {
 		// What the plugin writes to os.Stdout and os.Stderr once serving
 		// comes over gRPC; its log lines (sdk.ServePlugins) come on its
 		// original stderr and are re-leveled through Logger.
-		SyncStdout: &lineLogger{logger: stdio},
-		SyncStderr: &lineLogger{logger: stdio},
+		SyncStdout: lineLogger(stdio),
+		SyncStderr: lineLogger(stdio),
 		GRPCDialOptions: []grpc.DialOption{
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageBytes), grpc.MaxCallSendMsgSize(sdk.MaxMessageBytes)),
 			grpc.WithChainUnaryInterceptor(in.unary),

@@ -1,10 +1,11 @@
 package pluginhost
 
 import (
-	"bytes"
 	"context"
+	"io"
 	"log/slog"
-	"sync"
+
+	"github.com/shoalhq/shoal/kernel/hclogslog"
 )
 
 var _ slog.Handler = goPluginHandler{}
@@ -42,33 +43,6 @@ func (h goPluginHandler) WithGroup(name string) slog.Handler {
 }
 
 // lineLogger logs each line written to it at Info.
-type lineLogger struct {
-	logger *slog.Logger
-
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// maxLine bounds a line held while waiting for its end.
-const maxLine = 64 << 10
-
-func (w *lineLogger) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	for {
-		line, err := w.buf.ReadBytes('\n')
-		if err != nil {
-			// Keep a partial line for the next Write, up to maxLine.
-			if len(line) >= maxLine {
-				w.logger.Info(string(line))
-			} else {
-				w.buf.Write(line)
-			}
-			return len(p), nil
-		}
-		if line = bytes.TrimRight(line, "\r\n"); len(line) > 0 {
-			w.logger.Info(string(line))
-		}
-	}
+func lineLogger(logger *slog.Logger) io.Writer {
+	return hclogslog.NewLineWriter(func(line []byte) { logger.Info(string(line)) })
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shoalhq/shoal/kernel/hclogslog"
 	"github.com/shoalhq/shoal/sdk"
 )
 
@@ -69,11 +70,11 @@ func TestLineLogger(t *testing.T) {
 		{[]string{"par", "tial\r\n"}, []string{"partial"}},
 		{[]string{"\n\n"}, nil},
 		{[]string{"held"}, nil},
-		{[]string{strings.Repeat("x", maxLine)}, []string{strings.Repeat("x", maxLine)}},
+		{[]string{strings.Repeat("x", hclogslog.MaxLine)}, []string{strings.Repeat("x", hclogslog.MaxLine)}},
 	}
 	for _, tt := range tests {
 		l := newLogs()
-		w := &lineLogger{logger: l.logger()}
+		w := lineLogger(l.logger())
 		for _, s := range tt.writes {
 			w.Write([]byte(s))
 		}
