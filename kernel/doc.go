@@ -62,7 +62,8 @@
 //	              with containers reaching each other across nodes (root)
 //	hclogslog     hclog (raft, go-plugin) into slog
 //	ids           object IDs
-//	firstmsg      a gRPC stream's opening message, within a deadline
+//	streams       a gRPC stream's opening message within a deadline; a
+//	              stream relayed to another server, both ways
 //
 // The path of every change: a control API call is validated, written through
 // raftstore (which packs concurrent writers into few log entries), applied by

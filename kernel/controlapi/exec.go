@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/kernel/dispatch"
-	"github.com/shoalhq/shoal/kernel/firstmsg"
 	"github.com/shoalhq/shoal/kernel/state"
+	"github.com/shoalhq/shoal/kernel/streams"
 	"github.com/shoalhq/shoal/sdk"
 	controlv1 "github.com/shoalhq/shoal/sdk/proto/shoal/control/v1"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
@@ -93,7 +93,7 @@ func validExecStart(st *controlv1.TaskExecStart) error {
 // recvExecStart reads a TaskExec's first message, within
 // execStartTimeout.
 func recvExecStart(ctx context.Context, stream controlv1.Control_TaskExecServer) (*controlv1.TaskExecStart, error) {
-	m, err := firstmsg.Recv(ctx, execStartTimeout, "start", stream.Recv)
+	m, err := streams.First(ctx, execStartTimeout, "start", stream.Recv)
 	if err != nil {
 		return nil, err
 	}
@@ -292,32 +292,5 @@ func (s *Server) forwardExec(ctx context.Context, stream controlv1.Control_TaskE
 	if err != nil {
 		return true, err
 	}
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				_ = up.CloseSend()
-				return
-			}
-			if err != nil {
-				cancel()
-				return
-			}
-			if up.Send(m) != nil {
-				return
-			}
-		}
-	}()
-	for {
-		m, err := up.Recv()
-		if errors.Is(err, io.EOF) {
-			return true, nil
-		}
-		if err != nil {
-			return true, err
-		}
-		if err := stream.Send(m); err != nil {
-			return true, err
-		}
-	}
+	return true, streams.Relay(stream, up, cancel)
 }

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/kernel/ca"
-	"github.com/shoalhq/shoal/kernel/firstmsg"
 	"github.com/shoalhq/shoal/kernel/ids"
+	"github.com/shoalhq/shoal/kernel/streams"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -227,7 +227,7 @@ func (d *Dispatcher) attachExec(ctx context.Context, nodeID, execID string, w ex
 // recvAttach reads an Exec stream's first message, which must be an
 // attach, within helloTimeout.
 func recvAttach(w execWire) (*workerv1.ExecAttach, error) {
-	m, err := firstmsg.Recv(w.Context(), helloTimeout, "attach", w.Recv)
+	m, err := streams.First(w.Context(), helloTimeout, "attach", w.Recv)
 	if err != nil {
 		return nil, err
 	}
@@ -297,32 +297,5 @@ func (s *Service) relayExec(ctx context.Context, nodeID, execID string, w execWi
 	if err := up.Send(&workerv1.ExecUp{Msg: &workerv1.ExecUp_Attach{Attach: &workerv1.ExecAttach{ExecId: execID, NodeId: nodeID}}}); err != nil {
 		return err
 	}
-	go func() {
-		for {
-			m, err := w.Recv()
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					_ = up.CloseSend()
-				} else {
-					cancel()
-				}
-				return
-			}
-			if up.Send(m) != nil {
-				return
-			}
-		}
-	}()
-	for {
-		m, err := up.Recv()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := w.Send(m); err != nil {
-			return err
-		}
-	}
+	return streams.Relay(w, up, cancel)
 }

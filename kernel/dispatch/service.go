@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/kernel/ca"
-	"github.com/shoalhq/shoal/kernel/firstmsg"
+	"github.com/shoalhq/shoal/kernel/streams"
 	"github.com/shoalhq/shoal/sdk"
 	objectv1 "github.com/shoalhq/shoal/sdk/proto/shoal/object/v1"
 	workerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/worker/v1"
@@ -107,7 +107,7 @@ func (s *Service) Connect(stream workerv1.Dispatcher_ConnectServer) error {
 }
 
 func recvHello(stream workerv1.Dispatcher_ConnectServer) (*workerv1.Hello, error) {
-	m, err := firstmsg.Recv(stream.Context(), helloTimeout, "hello", stream.Recv)
+	m, err := streams.First(stream.Context(), helloTimeout, "hello", stream.Recv)
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,4 @@
-// Package firstmsg receives the opening message of a gRPC stream a server
-// has accepted (a worker's hello, an exec's attach or start) within a
-// deadline, so that a caller that opens a stream and stays silent does not
-// hold a handler for good.
-package firstmsg
+package streams
 
 import (
 	"context"
@@ -12,12 +8,12 @@ import (
 	"github.com/shoalhq/shoal/sdk"
 )
 
-// Recv returns what recv (the stream's Recv) gives first. It gives up when
+// First returns what recv (the stream's Recv) gives first. It gives up when
 // timeout has passed, with an InvalidArgument error that says no what came
 // within it, or when ctx (the stream's) ends, with ctx.Err(). recv runs in
 // a goroutine that ends with the stream: a caller that gives up returns from
 // its handler, which ends the stream.
-func Recv[M any](ctx context.Context, timeout time.Duration, what string, recv func() (M, error)) (M, error) {
+func First[M any](ctx context.Context, timeout time.Duration, what string, recv func() (M, error)) (M, error) {
 	type result struct {
 		m   M
 		err error
