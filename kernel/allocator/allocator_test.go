@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalhq/shoal/internal/ps"
+	"github.com/shoalhq/shoal/internal/testbin"
 	"github.com/shoalhq/shoal/kernel/pluginhost"
 	"github.com/shoalhq/shoal/kernel/state"
 	"github.com/shoalhq/shoal/kernel/state/statetest"
@@ -32,22 +31,7 @@ import (
 var pluginBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "alloc")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	pluginBin = filepath.Join(dir, "ipam")
-	build := exec.Command("go", "build", "-o", pluginBin, "../../plugins/ipam")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build plugins/ipam:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "../../plugins/ipam", func(path string) { pluginBin = path })
 }
 
 // waitLimit bounds every wait; reaching it is a failure.

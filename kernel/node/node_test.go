@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/shoalhq/shoal/internal/retry"
+	"github.com/shoalhq/shoal/internal/testbin"
 	"github.com/shoalhq/shoal/kernel/clustertest"
 	"github.com/shoalhq/shoal/kernel/config"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -28,20 +29,7 @@ import (
 var simPlugin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "node-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	simPlugin = filepath.Join(dir, "simplugin")
-	if out, err := exec.Command("go", "build", "-o", simPlugin, "./testdata/simplugin").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build simplugin: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "./testdata/simplugin", func(path string) { simPlugin = path })
 }
 
 // managerConfig is a manager node's config in dir, with the bundled

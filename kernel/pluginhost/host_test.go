@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/internal/testbin"
 	"github.com/shoalhq/shoal/sdk"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
 	"github.com/shoalhq/shoal/sdk/scheduler"
@@ -36,23 +37,10 @@ func TestMain(m *testing.M) {
 		runAgent()
 		return
 	}
-	dir, err := os.MkdirTemp("", "pluginhost-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	testPlugin = filepath.Join(dir, "testplugin")
-	os.Setenv(agentPluginEnv, testPlugin)
-	build := exec.Command("go", "build", "-o", testPlugin, "./testdata/testplugin")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build test plugin:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testbin.Main(m, "./testdata/testplugin", func(path string) {
+		testPlugin = path
+		os.Setenv(agentPluginEnv, path)
+	})
 }
 
 // waitLimit bounds every wait of these tests; reaching it is a failure,
