@@ -178,3 +178,18 @@ func OverGRPC[C any](t testing.TB, kind string, p plugin.Plugin) C {
 	}
 	return c
 }
+
+// Check is one part of a kit's contract: a subtest named Name that runs
+// against the kit's harness H (what opens plugin instances for it).
+type Check[H any] struct {
+	Name string
+	Run  func(t *testing.T, h H)
+}
+
+// RunChecks runs each check as a subtest, against h.
+func RunChecks[H any](t *testing.T, checks []Check[H], h H) {
+	t.Helper()
+	for _, c := range checks {
+		t.Run(c.Name, func(t *testing.T) { c.Run(t, h) })
+	}
+}

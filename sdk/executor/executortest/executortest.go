@@ -150,9 +150,9 @@ func Run(t *testing.T, cfg Config) {
 			way = "g"
 		}
 		for _, c := range checks {
-			t.Run(c.name, func(t *testing.T) {
-				h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, way, strings.ToLower(c.name))}
-				c.run(t, h)
+			t.Run(c.Name, func(t *testing.T) {
+				h := &harness{cfg: cfg, overGRPC: overGRPC, prefix: fmt.Sprintf("xt-%s-%s-%s", run, way, strings.ToLower(c.Name))}
+				c.Run(t, h)
 			})
 		}
 	})
@@ -172,9 +172,9 @@ func RunBinary(t *testing.T, path string, cfg Config) {
 	}
 	cfg, run := withDefaults(t, cfg)
 	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) {
-			h := &harness{cfg: cfg, binary: true, prefix: fmt.Sprintf("xt-%s-b-%s", run, strings.ToLower(c.name))}
-			c.run(t, h)
+		t.Run(c.Name, func(t *testing.T) {
+			h := &harness{cfg: cfg, binary: true, prefix: fmt.Sprintf("xt-%s-b-%s", run, strings.ToLower(c.Name))}
+			c.Run(t, h)
 		})
 	}
 }
@@ -217,26 +217,23 @@ func randomHex(n int) string {
 }
 
 // checks are the parts of the contract, one subtest each.
-var checks = []struct {
-	name string
-	run  func(*testing.T, *harness)
-}{
-	{"Configure", checkConfigure},
-	{"ExitCodes", checkExitCodes},
-	{"Kill", checkKill},
-	{"StopGrace", checkStopGrace},
-	{"StopOnce", checkStopOnce},
-	{"Logs", checkLogs},
-	{"Recover", checkRecover},
-	{"Idempotent", checkIdempotent},
-	{"NotFound", checkNotFound},
-	{"InvalidArgument", checkInvalidArgument},
-	{"Files", checkFiles},
-	{"PrepareFails", checkPrepareFails},
-	{"Cancellation", checkCancellation},
-	{"Concurrent", checkConcurrent},
-	{"Stats", checkStats},
-	{"Exec", checkExec},
+var checks = []plugintest.Check[*harness]{
+	{Name: "Configure", Run: checkConfigure},
+	{Name: "ExitCodes", Run: checkExitCodes},
+	{Name: "Kill", Run: checkKill},
+	{Name: "StopGrace", Run: checkStopGrace},
+	{Name: "StopOnce", Run: checkStopOnce},
+	{Name: "Logs", Run: checkLogs},
+	{Name: "Recover", Run: checkRecover},
+	{Name: "Idempotent", Run: checkIdempotent},
+	{Name: "NotFound", Run: checkNotFound},
+	{Name: "InvalidArgument", Run: checkInvalidArgument},
+	{Name: "Files", Run: checkFiles},
+	{Name: "PrepareFails", Run: checkPrepareFails},
+	{Name: "Cancellation", Run: checkCancellation},
+	{Name: "Concurrent", Run: checkConcurrent},
+	{Name: "Stats", Run: checkStats},
+	{Name: "Exec", Run: checkExec},
 }
 
 // harness opens executors for one check, in process or over gRPC, and

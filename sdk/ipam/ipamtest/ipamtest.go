@@ -57,10 +57,7 @@ import (
 func Run(t *testing.T, factory func() ipam.IPAM) {
 	t.Helper()
 	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
-		h := &harness{factory: factory, overGRPC: overGRPC}
-		for _, c := range checks {
-			t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-		}
+		plugintest.RunChecks(t, checks, &harness{factory: factory, overGRPC: overGRPC})
 	})
 }
 
@@ -70,27 +67,21 @@ func Run(t *testing.T, factory func() ipam.IPAM) {
 // mutual TLS, sdk.ProtocolVersion). The plugin's stderr goes to the test log.
 func RunBinary(t *testing.T, path string) {
 	t.Helper()
-	h := &harness{binary: path}
-	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-	}
+	plugintest.RunChecks(t, checks, &harness{binary: path})
 }
 
-var checks = []struct {
-	name string
-	run  func(*testing.T, *harness)
-}{
-	{"Configure", checkConfigure},
-	{"RefusesUnrestored", checkRefusesUnrestored},
-	{"DefaultSubnets", checkDefaultSubnets},
-	{"RequestedSubnets", checkRequestedSubnets},
-	{"UniqueAddresses", checkUniqueAddresses},
-	{"SameOwnerSameAnswer", checkSameOwnerSameAnswer},
-	{"ReleaseAndReuse", checkReleaseAndReuse},
-	{"Exhaustion", checkExhaustion},
-	{"RestoreHoldsExactly", checkRestoreHoldsExactly},
-	{"RestoreRejectsInconsistent", checkRestoreRejectsInconsistent},
-	{"Cancellation", checkCancellation},
+var checks = []plugintest.Check[*harness]{
+	{Name: "Configure", Run: checkConfigure},
+	{Name: "RefusesUnrestored", Run: checkRefusesUnrestored},
+	{Name: "DefaultSubnets", Run: checkDefaultSubnets},
+	{Name: "RequestedSubnets", Run: checkRequestedSubnets},
+	{Name: "UniqueAddresses", Run: checkUniqueAddresses},
+	{Name: "SameOwnerSameAnswer", Run: checkSameOwnerSameAnswer},
+	{Name: "ReleaseAndReuse", Run: checkReleaseAndReuse},
+	{Name: "Exhaustion", Run: checkExhaustion},
+	{Name: "RestoreHoldsExactly", Run: checkRestoreHoldsExactly},
+	{Name: "RestoreRejectsInconsistent", Run: checkRestoreRejectsInconsistent},
+	{Name: "Cancellation", Run: checkCancellation},
 }
 
 type harness struct {

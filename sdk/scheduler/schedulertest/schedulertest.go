@@ -69,10 +69,7 @@ import (
 func Run(t *testing.T, factory func() scheduler.Scheduler) {
 	t.Helper()
 	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
-		h := &harness{factory: factory, overGRPC: overGRPC}
-		for _, c := range checks {
-			t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-		}
+		plugintest.RunChecks(t, checks, &harness{factory: factory, overGRPC: overGRPC})
 	})
 }
 
@@ -87,31 +84,25 @@ func Run(t *testing.T, factory func() scheduler.Scheduler) {
 //	SHOAL_SCHEDULER_PLUGIN=/path/to/plugin go test github.com/shoalhq/shoal/sdk/scheduler/schedulertest -run TestPluginBinary
 func RunBinary(t *testing.T, path string) {
 	t.Helper()
-	h := &harness{binary: path}
-	for _, c := range checks {
-		t.Run(c.name, func(t *testing.T) { c.run(t, h) })
-	}
+	plugintest.RunChecks(t, checks, &harness{binary: path})
 }
 
 // checks are the parts of the contract, one subtest each.
-var checks = []struct {
-	name string
-	run  func(*testing.T, *harness)
-}{
-	{"Configure", checkConfigure},
-	{"OneDecisionPerTask", checkOneDecisionPerTask},
-	{"OnlyViewNodes", checkOnlyViewNodes},
-	{"RefusalsHaveReasons", checkRefusalsHaveReasons},
-	{"PlacesTasksThatFit", checkPlacesTasksThatFit},
-	{"Deterministic", checkDeterministic},
-	{"NoOvercommit", checkNoOvercommit},
-	{"NoOvercommitAcrossBatches", checkNoOvercommitAcrossBatches},
-	{"MaxReplicasPerNode", checkMaxReplicasPerNode},
-	{"ViewVersioning", checkViewVersioning},
-	{"ViewOnlyRequests", checkViewOnlyRequests},
-	{"NodeRemovals", checkNodeRemovals},
-	{"Constraints", checkConstraints},
-	{"Cancellation", checkCancellation},
+var checks = []plugintest.Check[*harness]{
+	{Name: "Configure", Run: checkConfigure},
+	{Name: "OneDecisionPerTask", Run: checkOneDecisionPerTask},
+	{Name: "OnlyViewNodes", Run: checkOnlyViewNodes},
+	{Name: "RefusalsHaveReasons", Run: checkRefusalsHaveReasons},
+	{Name: "PlacesTasksThatFit", Run: checkPlacesTasksThatFit},
+	{Name: "Deterministic", Run: checkDeterministic},
+	{Name: "NoOvercommit", Run: checkNoOvercommit},
+	{Name: "NoOvercommitAcrossBatches", Run: checkNoOvercommitAcrossBatches},
+	{Name: "MaxReplicasPerNode", Run: checkMaxReplicasPerNode},
+	{Name: "ViewVersioning", Run: checkViewVersioning},
+	{Name: "ViewOnlyRequests", Run: checkViewOnlyRequests},
+	{Name: "NodeRemovals", Run: checkNodeRemovals},
+	{Name: "Constraints", Run: checkConstraints},
+	{Name: "Cancellation", Run: checkCancellation},
 }
 
 // harness opens schedulers for the checks: in process or over gRPC (from
