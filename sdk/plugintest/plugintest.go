@@ -193,3 +193,58 @@ func RunChecks[H any](t *testing.T, checks []Check[H], h H) {
 		t.Run(c.Name, func(t *testing.T) { c.Run(t, h) })
 	}
 }
+
+// Source is where a kit's checks get plugin instances of interface I (a
+// scheduler.Scheduler) from: the plugin binary at Binary, started afresh
+// for each (RunBinary); else Factory, whose instances the checks call
+// directly or, with OverGRPC, through the gRPC glue.
+type Source[I any] struct {
+	Factory  func() I
+	OverGRPC bool
+	Binary   string
+}
+
+// Instance is one new plugin instance as a kit's check sees it; C is the
+// kind's Configurer interface.
+type Instance[I, C any] struct {
+	// Plugin is the implementation itself, or the gRPC client that calls it.
+	Plugin I
+	// Configurer is how to configure it: the implementation, or the gRPC
+	// client (which always is one); nil when neither.
+	Configurer C
+	// ImplConfigurable is whether the implementation is a Configurer. It is
+	// false for a binary: whether it takes settings is not known from
+	// outside.
+	ImplConfigurable bool
+}
+
+// Fresh returns a new, unconfigured instance of the plugin of kind from s.
+// wrap makes the go-plugin plugin of an implementation (for
+// sdk.KindScheduler, &scheduler.Plugin{Impl: impl}); for a binary it is
+// called with the zero I, for the client side.
+func Fresh[I, C any](t *testing.T, s Source[I], kind string, wrap func(impl I) plugin.Plugin) Instance[I, C] {
+	t.Helper()
+	var raw any
+	var implConfigurable bool
+	if s.Binary != "" {
+		var none I
+		raw = Start(t, s.Binary, kind, wrap(none))
+	} else {
+		impl := s.Factory()
+		if any(impl) == nil {
+			t.Fatalf("factory returned a nil %s plugin", kind)
+		}
+		c, ok := any(impl).(C)
+		if !s.OverGRPC {
+			return Instance[I, C]{Plugin: impl, Configurer: c, ImplConfigurable: ok}
+		}
+		implConfigurable = ok
+		raw = OverGRPC[any](t, kind, wrap(impl))
+	}
+	p, ok := raw.(I)
+	c, okC := raw.(C)
+	if !ok || !okC {
+		t.Fatalf("%s client %T is not the plugin's interface and its Configurer", kind, raw)
+	}
+	return Instance[I, C]{Plugin: p, Configurer: c, ImplConfigurable: implConfigurable}
+}

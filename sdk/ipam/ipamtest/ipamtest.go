@@ -44,6 +44,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/ipam"
 	"github.com/shoalhq/shoal/sdk/plugintest"
@@ -57,7 +59,7 @@ import (
 func Run(t *testing.T, factory func() ipam.IPAM) {
 	t.Helper()
 	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
-		plugintest.RunChecks(t, checks, &harness{factory: factory, overGRPC: overGRPC})
+		plugintest.RunChecks(t, checks, &harness{Source: plugintest.Source[ipam.IPAM]{Factory: factory, OverGRPC: overGRPC}})
 	})
 }
 
@@ -67,7 +69,7 @@ func Run(t *testing.T, factory func() ipam.IPAM) {
 // mutual TLS, sdk.ProtocolVersion). The plugin's stderr goes to the test log.
 func RunBinary(t *testing.T, path string) {
 	t.Helper()
-	plugintest.RunChecks(t, checks, &harness{binary: path})
+	plugintest.RunChecks(t, checks, &harness{Source: plugintest.Source[ipam.IPAM]{Binary: path}})
 }
 
 var checks = []plugintest.Check[*harness]{
@@ -85,9 +87,7 @@ var checks = []plugintest.Check[*harness]{
 }
 
 type harness struct {
-	factory  func() ipam.IPAM
-	overGRPC bool
-	binary   string // the plugin binary's path, for RunBinary
+	plugintest.Source[ipam.IPAM]
 }
 
 // instance is one fresh IPAM as a check sees it.
@@ -99,20 +99,8 @@ type instance struct {
 
 func (h *harness) fresh(t *testing.T) instance {
 	t.Helper()
-	if h.binary != "" {
-		ic := plugintest.Start(t, h.binary, sdk.KindIPAM, &ipam.Plugin{}).(*ipam.Client)
-		return instance{IPAM: ic, configurer: ic}
-	}
-	impl := h.factory()
-	if impl == nil {
-		t.Fatal("factory returned a nil IPAM")
-	}
-	c, configurable := impl.(ipam.Configurer)
-	if !h.overGRPC {
-		return instance{IPAM: impl, configurer: c, implConfigurable: configurable}
-	}
-	ic := plugintest.OverGRPC[*ipam.Client](t, sdk.KindIPAM, &ipam.Plugin{Impl: impl})
-	return instance{IPAM: ic, configurer: ic, implConfigurable: configurable}
+	in := plugintest.Fresh[ipam.IPAM, ipam.Configurer](t, h.Source, sdk.KindIPAM, func(impl ipam.IPAM) plugin.Plugin { return &ipam.Plugin{Impl: impl} })
+	return instance{IPAM: in.Plugin, configurer: in.Configurer, implConfigurable: in.ImplConfigurable}
 }
 
 // open returns a configured IPAM restored to an empty state with

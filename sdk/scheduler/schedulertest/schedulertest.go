@@ -55,6 +55,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/hashicorp/go-plugin"
+
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/plugintest"
 	schedulerv1 "github.com/shoalhq/shoal/sdk/proto/shoal/scheduler/v1"
@@ -69,7 +71,7 @@ import (
 func Run(t *testing.T, factory func() scheduler.Scheduler) {
 	t.Helper()
 	plugintest.BothWays(t, func(t *testing.T, overGRPC bool) {
-		plugintest.RunChecks(t, checks, &harness{factory: factory, overGRPC: overGRPC})
+		plugintest.RunChecks(t, checks, &harness{Source: plugintest.Source[scheduler.Scheduler]{Factory: factory, OverGRPC: overGRPC}})
 	})
 }
 
@@ -84,7 +86,7 @@ func Run(t *testing.T, factory func() scheduler.Scheduler) {
 //	SHOAL_SCHEDULER_PLUGIN=/path/to/plugin go test github.com/shoalhq/shoal/sdk/scheduler/schedulertest -run TestPluginBinary
 func RunBinary(t *testing.T, path string) {
 	t.Helper()
-	plugintest.RunChecks(t, checks, &harness{binary: path})
+	plugintest.RunChecks(t, checks, &harness{Source: plugintest.Source[scheduler.Scheduler]{Binary: path}})
 }
 
 // checks are the parts of the contract, one subtest each.
@@ -108,9 +110,7 @@ var checks = []plugintest.Check[*harness]{
 // harness opens schedulers for the checks: in process or over gRPC (from
 // factory), or in a process of the plugin binary.
 type harness struct {
-	factory  func() scheduler.Scheduler
-	overGRPC bool
-	binary   string // the plugin binary's path, for RunBinary
+	plugintest.Source[scheduler.Scheduler]
 }
 
 // instance is one fresh scheduler as a check sees it.
@@ -126,23 +126,8 @@ type instance struct {
 // fresh returns a new, unconfigured scheduler.
 func (h *harness) fresh(t *testing.T) instance {
 	t.Helper()
-	if h.binary != "" {
-		// Whether the plugin takes settings is not known from outside: the
-		// Configure check asks only for the kind of the error, as from a Go
-		// plugin that is no Configurer.
-		sc := plugintest.Start(t, h.binary, sdk.KindScheduler, &scheduler.Plugin{}).(*scheduler.Client)
-		return instance{Scheduler: sc, configurer: sc}
-	}
-	impl := h.factory()
-	if impl == nil {
-		t.Fatal("factory returned a nil scheduler")
-	}
-	c, configurable := impl.(scheduler.Configurer)
-	if !h.overGRPC {
-		return instance{Scheduler: impl, configurer: c, implConfigurable: configurable}
-	}
-	sc := plugintest.OverGRPC[*scheduler.Client](t, sdk.KindScheduler, &scheduler.Plugin{Impl: impl})
-	return instance{Scheduler: sc, configurer: sc, implConfigurable: configurable}
+	in := plugintest.Fresh[scheduler.Scheduler, scheduler.Configurer](t, h.Source, sdk.KindScheduler, func(impl scheduler.Scheduler) plugin.Plugin { return &scheduler.Plugin{Impl: impl} })
+	return instance{Scheduler: in.Plugin, configurer: in.Configurer, implConfigurable: in.ImplConfigurable}
 }
 
 // open returns a new scheduler configured with an empty config, ready for
