@@ -116,14 +116,13 @@ type task struct {
 	health      simHealth
 	files       []*objectv1.TaskFile // Prepare's, copied (files.go)
 
-	phase    phase
-	status   executor.ExitStatus // once exited
-	pid      int                 // while running
-	done     chan struct{}       // made by Start, closed on exit
-	timer    *time.Timer         // the exit-after timer
-	killer   *time.Timer         // the kill after a stop's grace
-	logs     []executor.LogEntry // written so far
-	logsWake chan struct{}       // closed and replaced when logs grow or the process exits
+	phase  phase
+	status executor.ExitStatus // once exited
+	pid    int                 // while running
+	done   chan struct{}       // made by Start, closed on exit
+	timer  *time.Timer         // the exit-after timer
+	killer *time.Timer         // the kill after a stop's grace
+	log    executor.MemLog     // written so far; ended on exit or removal
 }
 
 // New returns an Executor holding no tasks.
@@ -290,8 +289,8 @@ func (e *Executor) Start(ctx context.Context, taskID string) error {
 		for i := range t.output {
 			t.output[i].Time = now
 		}
-		t.logs, t.output = t.output, nil
-		t.wakeLogs()
+		t.log.Append(t.output...)
+		t.output = nil
 	}
 	if t.exitAfter > 0 {
 		t.timer = time.AfterFunc(t.exitAfter, func() { e.exit(t, t.exitCode) })
@@ -319,16 +318,7 @@ func (e *Executor) exitLocked(t *task, code int) {
 	}
 	t.timer, t.killer = nil, nil
 	close(t.done)
-	t.wakeLogs()
-}
-
-// wakeLogs tells the followers of t's logs that something changed. The
-// executor's mutex is held.
-func (t *task) wakeLogs() {
-	if t.logsWake != nil {
-		close(t.logsWake)
-		t.logsWake = nil
-	}
+	t.log.End()
 }
 
 // Wait blocks until the task's process exits and returns how it ended.
@@ -410,6 +400,7 @@ func (e *Executor) Remove(_ context.Context, taskID string) error {
 	}
 	e.exitLocked(t, KilledExitCode)
 	delete(e.tasks, taskID)
+	t.log.End()
 	return nil
 }
 
@@ -439,43 +430,11 @@ func (e *Executor) Inspect(_ context.Context, taskID string) (executor.TaskInfo,
 func (e *Executor) Logs(ctx context.Context, taskID string, opts executor.LogOptions, emit func(executor.LogEntry) error) error {
 	e.mu.Lock()
 	t, err := e.get(taskID)
+	e.mu.Unlock()
 	if err != nil {
-		e.mu.Unlock()
 		return err
 	}
-	next := 0
-	if opts.Tail >= 0 {
-		next = max(len(t.logs)-opts.Tail, 0)
-	}
-	e.mu.Unlock()
-	for {
-		e.mu.Lock()
-		lines := t.logs[next:]
-		next = len(t.logs)
-		ended := t.phase == exited || e.tasks[taskID] != t
-		var wake chan struct{}
-		if opts.Follow && !ended {
-			if t.logsWake == nil {
-				t.logsWake = make(chan struct{})
-			}
-			wake = t.logsWake
-		}
-		e.mu.Unlock()
-		// The lines are never modified once written: emit them unlocked.
-		for _, l := range lines {
-			if err := emit(l); err != nil {
-				return err
-			}
-		}
-		if wake == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		}
-	}
+	return t.log.Send(ctx, opts, emit)
 }
 
 // Stats returns zeros: a simulated process uses nothing.

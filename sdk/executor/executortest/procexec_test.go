@@ -34,16 +34,15 @@ type procState struct {
 }
 
 type proc struct {
-	id       string
-	command  []string
-	signal   string // the spec's stop signal
-	started  bool
-	exited   bool
-	status   executor.ExitStatus
-	pid      int
-	done     chan struct{} // closed once exited, every line read
-	logs     []executor.LogEntry
-	logsWake chan struct{}
+	id      string
+	command []string
+	signal  string // the spec's stop signal
+	started bool
+	exited  bool
+	status  executor.ExitStatus
+	pid     int
+	done    chan struct{}   // closed once exited, every line read
+	log     executor.MemLog // ended on exit or removal
 }
 
 var _ executor.Executor = procExec{}
@@ -130,7 +129,7 @@ func (e procExec) Start(_ context.Context, id string) error {
 		e.s.mu.Lock()
 		p.exited, p.status, p.pid = true, st, 0
 		close(p.done)
-		p.wake()
+		p.log.End()
 		e.s.mu.Unlock()
 	}()
 	return nil
@@ -146,10 +145,7 @@ func (e procExec) read(p *proc, f *os.File, stream executor.LogStream) {
 			if line[len(line)-1] == '\n' {
 				line = line[:len(line)-1]
 			}
-			e.s.mu.Lock()
-			p.logs = append(p.logs, executor.LogEntry{Stream: stream, Time: time.Now(), Line: line})
-			p.wake()
-			e.s.mu.Unlock()
+			p.log.Append(executor.LogEntry{Stream: stream, Time: time.Now(), Line: line})
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
@@ -157,15 +153,6 @@ func (e procExec) read(p *proc, f *os.File, stream executor.LogStream) {
 			}
 			return
 		}
-	}
-}
-
-// wake tells followers of p's logs that something changed. The state's
-// mutex is held.
-func (p *proc) wake() {
-	if p.logsWake != nil {
-		close(p.logsWake)
-		p.logsWake = nil
 	}
 }
 
@@ -238,7 +225,7 @@ func (e procExec) Remove(ctx context.Context, id string) error {
 	defer e.s.mu.Unlock()
 	if e.s.tasks[id] == p {
 		delete(e.s.tasks, id)
-		p.wake()
+		p.log.End()
 	}
 	return nil
 }
@@ -274,41 +261,11 @@ func (e procExec) Inspect(_ context.Context, id string) (executor.TaskInfo, erro
 func (e procExec) Logs(ctx context.Context, id string, opts executor.LogOptions, emit func(executor.LogEntry) error) error {
 	e.s.mu.Lock()
 	p, err := e.get(id)
+	e.s.mu.Unlock()
 	if err != nil {
-		e.s.mu.Unlock()
 		return err
 	}
-	next := 0
-	if opts.Tail >= 0 {
-		next = max(len(p.logs)-opts.Tail, 0)
-	}
-	e.s.mu.Unlock()
-	for {
-		e.s.mu.Lock()
-		lines := p.logs[next:]
-		next = len(p.logs)
-		var wake chan struct{}
-		if opts.Follow && !p.exited && e.s.tasks[id] == p {
-			if p.logsWake == nil {
-				p.logsWake = make(chan struct{})
-			}
-			wake = p.logsWake
-		}
-		e.s.mu.Unlock()
-		for _, l := range lines {
-			if err := emit(l); err != nil {
-				return err
-			}
-		}
-		if wake == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wake:
-		}
-	}
+	return p.log.Send(ctx, opts, emit)
 }
 
 func (e procExec) Stats(_ context.Context, id string) (executor.Stats, error) {
