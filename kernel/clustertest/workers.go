@@ -76,12 +76,9 @@ func StartWorkers(tb testing.TB, c *Cluster, n int, opts WorkerOptions) []*Worke
 			}
 			exec := simexec.New(simexec.Config{StartDelay: opts.StartDelay})
 			a, err := agent.New(agent.Config{
-				Identity: id,
-				Managers: []string{addr},
-				Description: &objectv1.NodeDescription{
-					Hostname: name, Platform: "linux/amd64", Executor: "simulated", EngineVersion: "test",
-					Resources: &objectv1.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
-				},
+				Identity:          id,
+				Managers:          []string{addr},
+				Description:       simexec.NodeDescription(name),
 				Executor:          exec,
 				Logger:            logger.With("worker", name),
 				HeartbeatObserver: opts.HeartbeatObserver,

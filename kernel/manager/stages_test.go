@@ -73,13 +73,10 @@ func startSimWorkers(t *testing.T, m *running, n int) []*simWorker {
 			t.Fatalf("%s: join: %v", name, err)
 		}
 		a, err := agent.New(agent.Config{
-			Identity: id,
-			Managers: []string{addr},
-			Description: &objectv1.NodeDescription{
-				Hostname: name, Platform: "linux/amd64", Executor: "simulated", EngineVersion: "test",
-				Resources: &objectv1.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
-			},
-			Executor: simexec.New(simexec.Config{}),
+			Identity:    id,
+			Managers:    []string{addr},
+			Description: simexec.NodeDescription(name),
+			Executor:    simexec.New(simexec.Config{}),
 		})
 		if err != nil {
 			t.Fatal(err)

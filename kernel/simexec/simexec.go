@@ -476,3 +476,12 @@ func (t *task) describe() executor.TaskInfo {
 	}
 	return et
 }
+
+// NodeDescription describes a simulated worker called name as the tests'
+// workers report themselves: linux/amd64, 4 CPUs and 8 GiB.
+func NodeDescription(name string) *objectv1.NodeDescription {
+	return &objectv1.NodeDescription{
+		Hostname: name, Platform: "linux/amd64", Executor: "simulated", EngineVersion: "test",
+		Resources: &objectv1.Resources{NanoCpus: 4e9, MemoryBytes: 8 << 30},
+	}
+}
