@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoalhq/shoal/internal/testimage"
 	"github.com/shoalhq/shoal/kernel/containerd"
+	"github.com/shoalhq/shoal/plugins/executor-containerd/ctrexec"
 	"github.com/shoalhq/shoal/plugins/executor-containerd/logdriver"
 	"github.com/shoalhq/shoal/sdk"
 	"github.com/shoalhq/shoal/sdk/executor"
@@ -38,53 +39,16 @@ func TestMain(m *testing.M) {
 // on untouched, that its output written meanwhile is in its logs, and that
 // a new plugin process adopts it.
 func TestSurvivesPluginKill(t *testing.T) {
-	if _, err := os.Stat(containerd.DefaultBinary); err != nil {
-		t.Skipf("containerd is not installed (%v): run scripts/deps.sh", err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
+	const namespace = "shoalkill"
+	dir, address := startContainerd(t, "plugin-kill-", namespace)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "plugin-kill-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	sup, err := containerd.New(containerd.Config{Dir: dir + "/containerd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	supCtx, stopSup := context.WithCancel(context.Background())
-	supDone := make(chan struct{})
-	go func() { defer close(supDone); sup.Run(supCtx) }()
-	defer func() { stopSup(); <-supDone }()
-	if err := sup.Ready(ctx); err != nil {
-		t.Fatal(err)
-	}
-	const image, namespace = "docker.io/shoaltest/prog:1", "shoalkill"
-	im, err := testimage.New(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := im.WriteOCI(&buf); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(sup.Address())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := containerd.Import(ctx, c, namespace, "overlayfs", &buf); err != nil {
-		t.Fatal(err)
-	}
 
-	node := executor.NodeInfo{NodeID: "n1", StateDir: dir + "/state", ContainerdAddress: sup.Address()}
+	node := executor.NodeInfo{NodeID: "n1", StateDir: dir + "/state", ContainerdAddress: address}
 	config := []byte(`namespace = "` + namespace + `"`)
 	first, kill := launch(t, ctx, node, config)
 	task := &objectv1.Task{Id: "killtest1", Spec: &objectv1.TaskSpec{Container: &objectv1.ContainerSpec{
-		Image: image, Args: []string{"out:before", "sleep:1s", "out:after", "err:after", "sleep:inf"},
+		Image: testImage, Args: []string{"out:before", "sleep:1s", "out:after", "err:after", "sleep:inf"},
 	}}}
 	if err := first.Prepare(ctx, task, nil, nil); err != nil {
 		t.Fatal(err)
@@ -162,5 +126,83 @@ func launch(t *testing.T, ctx context.Context, node executor.NodeInfo, config []
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// testImage is the name the test image (internal/testimage) is imported
+// under.
+const testImage = "docker.io/shoaltest/prog:1"
+
+// startContainerd starts a private containerd in a new directory named
+// after pattern and imports the test image into namespace; it skips the
+// test when containerd cannot run here. It returns the directory (for the
+// test's own state too) and containerd's address. When the test ends, the
+// tasks left in namespace are removed, containerd is stopped and the
+// directory removed.
+func startContainerd(t *testing.T, pattern, namespace string) (dir, address string) {
+	t.Helper()
+	if _, err := os.Stat(containerd.DefaultBinary); err != nil {
+		t.Skipf("containerd is not installed (%v): run scripts/deps.sh", err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sup, err := containerd.New(containerd.Config{Dir: dir + "/containerd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	supCtx, stopSup := context.WithCancel(context.Background())
+	supDone := make(chan struct{})
+	go func() { defer close(supDone); sup.Run(supCtx) }()
+	t.Cleanup(func() { stopSup(); <-supDone })
+	if err := sup.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	address = sup.Address()
+	im, err := testimage.New(testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := im.WriteOCI(&buf); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := containerd.Import(ctx, c, namespace, ctrexec.DefaultConfig().Snapshotter, &buf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeAll(address, namespace) })
+	return dir, address
+}
+
+// removeAll removes the tasks a failed test left in namespace, so that no
+// container outlives the test's containerd.
+func removeAll(address, namespace string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "cleanup-")
+	if err != nil {
+		return
+	}
+	defer os.RemoveAll(dir)
+	e := ctrexec.New(ctrexec.Options{LogDriver: "/bin/true"})
+	if err := e.Configure(ctx, executor.NodeInfo{StateDir: dir, ContainerdAddress: address}, []byte(`namespace = "`+namespace+`"`)); err != nil {
+		return
+	}
+	defer e.Close()
+	infos, _ := e.List(ctx)
+	for _, in := range infos {
+		e.Remove(ctx, in.TaskID)
 	}
 }
